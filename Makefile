@@ -1,0 +1,32 @@
+# Two commands matter: `make demo` (the main job, offline) and `make test`. Both install first.
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+STAMP := .venv/.installed
+export RAY_USAGE_STATS_ENABLED := 0
+export RAY_USAGE_STATS_REPORT_URL := http://127.0.0.1:9/
+export TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S := 0
+
+.PHONY: install demo test lint bench data
+
+install: $(STAMP) data
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# Offline data: Debian Fashion-MNIST when root and missing, and the text data (see trainables/data/prepare.py).
+data: $(STAMP)
+	$(PY) -m trainables.data.prepare
+
+demo: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline \
+		$(PY) search/run.py --space degradation --profile demo
+
+test: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline \
+		$(PY) -m pytest -q -p no:cacheprovider
+
+lint: install
+	.venv/bin/ruff check .

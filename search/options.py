@@ -1,0 +1,146 @@
+"""Command line -> SearchPlan, with every value checked against the Space before Ray starts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from search.tuner import SearchPlan
+from spaces import PROFILES, SPACES, Space, UsageError, get_space
+from trainables.config import ConfigError, parse_value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints usage plus the error; the house rule is one line and exit status 2."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="search/run.py", description="Run a tunelab study on Ray Tune.")
+    p.add_argument("--space", help=f"study to search: {', '.join(SPACES)}")
+    p.add_argument("--profile", default="demo", help=f"budget: {', '.join(PROFILES)} (default demo)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key; a comma list on a grid axis searches those values")
+    p.add_argument("--dataset", help="image dataset: fashion_mnist (offline default), mnist, cifar10")
+    p.add_argument("--data-dir", help="folder with the dataset files")
+    p.add_argument("--seeds", type=int, default=1, help="repeat every configuration with N seeds")
+    p.add_argument("--scheduler", choices=("asha", "fifo"), default="asha")
+    p.add_argument("--search", choices=("grid", "optuna"), default="grid")
+    p.add_argument("--num-samples", type=int, default=1,
+                   help="grid: repeats of the grid; optuna: trials to sample")
+    p.add_argument("--max-epochs", type=int, help="override the profile's epochs (ASHA max_t)")
+    p.add_argument("--cpus-per-trial", type=int, help="CPUs per trial (default: the space's)")
+    p.add_argument("--gpus-per-trial", type=float, help="GPU fraction per trial (default: the space's "
+                   "when CUDA is present, else 0)")
+    p.add_argument("--storage", default="results", help="results folder (default ./results)")
+    p.add_argument("--name", help="experiment name (default space__profile__time)")
+    p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--list", action="store_true", help="list the spaces and their grids")
+    p.add_argument("--view", action="store_true", help="print each model's size without training")
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    args = make_parser().parse_args(argv)
+    if not args.list and not args.space:
+        raise UsageError("--space is required (see --list)")
+    return args
+
+
+def parse_overrides(space: Space, items: list[str]) -> dict[str, list]:
+    """`key=value` -> {key: [typed values]}; commas give several values (a grid axis)."""
+    parsed: dict[str, list] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set expects KEY=VALUE, got '{item}'")
+        try:
+            parts = text.split(",") if "," in text else [text]
+            parsed[key] = [parse_value(space.config_cls, key, part) for part in parts]
+        except ConfigError as err:
+            raise UsageError(str(err)) from None
+    return parsed
+
+
+def check_storage(storage: Path, name: str) -> None:
+    """The storage must be writable and the experiment new: nothing on disk is ever overwritten."""
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=storage):
+            pass
+    except OSError as err:
+        raise UsageError(f"storage {storage} is not writable ({err.strerror})") from None
+    if (storage / name).exists():
+        raise UsageError(f"experiment {storage / name} already exists; pick another --name")
+
+
+def resources(space: Space, args: argparse.Namespace) -> tuple[int, float]:
+    import torch
+
+    cpus = args.cpus_per_trial if args.cpus_per_trial is not None else space.cpus
+    if cpus < 1:
+        raise UsageError(f"--cpus-per-trial must be >= 1, got {cpus}")
+    if args.gpus_per_trial is None:
+        return cpus, space.gpu if torch.cuda.is_available() else 0.0
+    if args.gpus_per_trial < 0:
+        raise UsageError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
+    if args.gpus_per_trial > 0 and not torch.cuda.is_available() and not args.address:
+        raise UsageError("--gpus-per-trial > 0 but this machine has no CUDA GPU")
+    return cpus, args.gpus_per_trial
+
+
+def build_plan(args: argparse.Namespace) -> SearchPlan:
+    space = get_space(args.space)
+    config = space.base_config(args.profile)
+    grid = {k: list(v) for k, v in space.grid.items()}
+    overrides = parse_overrides(space, args.overrides)
+    if args.dataset:
+        overrides["dataset"] = parse_overrides(space, [f"dataset={args.dataset}"])["dataset"]
+    if args.data_dir:
+        data_dir = Path(args.data_dir).resolve()
+        if not data_dir.is_dir():
+            raise UsageError(f"--data-dir {args.data_dir} does not exist")
+        overrides["data_dir"] = [str(data_dir)]
+    if args.max_epochs is not None:
+        overrides["epochs"] = [args.max_epochs]
+    for key, values in overrides.items():
+        if key in grid or len(values) > 1:
+            grid[key] = values
+            config.pop(key, None)
+        else:
+            config[key] = values[0]
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.seeds > 1:
+        base_seed = config.pop("seed", 0)
+        grid["seed"] = [base_seed + i for i in range(args.seeds)]
+    if args.num_samples < 1:
+        raise UsageError(f"--num-samples must be >= 1, got {args.num_samples}")
+    cpus, gpus = resources(space, args)
+    config["cpus"] = cpus
+    for key, value in config.items():
+        space.check(key, value)
+    for key, values in grid.items():
+        for value in values:
+            space.check(key, value)
+    if "epochs" in grid:
+        raise UsageError("epochs cannot be a grid axis: it is the ASHA budget (use --max-epochs)")
+    if args.search == "optuna" and not space.continuous:
+        raise UsageError(f"space '{space.name}' declares no continuous search space for optuna")
+
+    storage = Path(args.storage).resolve()
+    name = args.name or f"{space.name}__{args.profile}__{time.strftime('%Y%m%d-%H%M%S')}"
+    if os.sep in name or name in ("", ".", ".."):
+        raise UsageError(f"--name must be a plain folder name, got '{name}'")
+    if not args.view:
+        check_storage(storage, name)
+        if space.prepare is not None:
+            config = space.prepare(config, storage)
+    return SearchPlan(space=space, profile=args.profile, config=config, grid=grid, storage=storage,
+                      name=name, scheduler=args.scheduler, search=args.search,
+                      num_samples=args.num_samples, cpus=cpus, gpus=gpus)

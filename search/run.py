@@ -1,0 +1,78 @@
+"""tunelab driver: `python search/run.py --space degradation [--profile demo] [--set key=value ...]`.
+
+Parses and validates everything before Ray starts, so bad input costs one line and exit status 2
+and never touches results already on disk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python search/run.py` from a checkout without the editable install
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from search.options import build_plan, parse_args  # noqa: E402
+from spaces import SPACES, UsageError  # noqa: E402
+
+
+def list_spaces() -> None:
+    for space in SPACES.values():
+        axes = " × ".join(f"{k} {v}" for k, v in space.grid.items())
+        print(f"{space.name:12} {space.doc}\n{'':12} grid: {axes}; metric {space.metric} ({space.mode}); "
+              f"profiles {', '.join(space.profiles)}")
+
+
+def view(plan) -> None:
+    """Prints each model of the grid with its parameter and layer counts; trains nothing."""
+    space = plan.space
+    if space.describe is None:
+        raise UsageError(f"space '{space.name}' has no model view")
+    axes = {k: v for k, v in plan.grid.items() if k != "seed"}
+    print(f"{'config':48} {'params':>12} {'layers':>7}")
+    for values in itertools.product(*axes.values()):
+        config = {**plan.config, **dict(zip(axes, values, strict=True))}
+        described = space.describe(config)
+        label = ", ".join(f"{k}={v}" for k, v in zip(axes, values, strict=True))
+        print(f"{label:48} {described['params']:>12,} {described['layers']:>7}")
+
+
+def start_ray(address: str | None) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if address:
+        ray.init(address=address, logging_level="ERROR")
+    else:
+        ray.init(include_dashboard=False, logging_level="ERROR")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+        if args.list:
+            list_spaces()
+            return 0
+        plan = build_plan(args)
+        if args.view:
+            view(plan)
+            return 0
+        start_ray(args.address)
+        from search.summary import print_summary
+        from search.tuner import build_tuner
+
+        started = time.time()
+        build_tuner(plan).fit()
+        print_summary(plan, time.time() - started)
+        return 0
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""Every study tunelab knows, by name. Add a Space here and the driver, analysis and tests see it."""
+
+from __future__ import annotations
+
+from spaces.base import PROFILES, Profile, Space, UsageError
+from spaces.images import DEGRADATION, MNIST, TEACHERS
+
+SPACES: dict[str, Space] = {space.name: space for space in (MNIST, DEGRADATION, TEACHERS)}
+
+
+def get_space(name: str) -> Space:
+    if name not in SPACES:
+        raise UsageError(f"unknown space '{name}' (known: {', '.join(SPACES)})")
+    return SPACES[name]
+
+
+__all__ = ["PROFILES", "SPACES", "Profile", "Space", "UsageError", "get_space"]

@@ -1,0 +1,72 @@
+"""The Space: the single declaration of a study. The driver, analysis and tests all read it."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trainables.config import ConfigError, check_value
+
+PROFILES = ("smoke", "demo", "paper")
+
+
+class UsageError(Exception):
+    """Bad input from the user: the driver prints it as one line and exits with status 2."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One budget of a study: `config` overrides the trainable's defaults (data subset, epochs)."""
+
+    config: dict[str, Any]
+    grace_period: int
+    """ASHA: reports every trial gets before it may be stopped."""
+
+
+@dataclass(frozen=True)
+class Space:
+    name: str
+    doc: str
+    trainable: str
+    """`module:function` of the trainable; imported only when a search starts."""
+    config_cls: type
+    """The trainable's config dataclass: types, ranges and defaults of every key."""
+    grid: dict[str, list]
+    """Axes searched exhaustively (grid search); every other key is fixed."""
+    profiles: dict[str, Profile]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    """Values of this study that differ from the trainable's defaults, for every profile."""
+    metric: str = "val_acc"
+    mode: str = "max"
+    reduction_factor: int = 3
+    """ASHA keeps the top 1/reduction_factor of trials at each rung."""
+    reports_per_epoch: int = 1
+    """Results a trial reports per epoch; ASHA's max_t is epochs × this."""
+    cpus: int = 1
+    gpu: float = 0.25
+    """GPU fraction per trial when CUDA is present (small CNNs share a GPU)."""
+    continuous: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    """Optuna's counterpart of the grid: key -> factory of a ray.tune distribution."""
+    prepare: Callable[[dict, Path], dict] | None = None
+    """Checks (and may complete) the fixed config before Ray starts, e.g. that the data exist.
+    Raises UsageError with a one-line message when the run cannot work."""
+    describe: Callable[[dict], dict[str, Any]] | None = None
+    """For `--view`: the model a config builds, as {"params": ..., "layers": ...}, without training."""
+
+    def base_config(self, profile: str) -> dict[str, Any]:
+        if profile not in self.profiles:
+            raise UsageError(f"unknown profile '{profile}' (known: {', '.join(self.profiles)})")
+        return {**self.fixed, **self.profiles[profile].config}
+
+    def load_trainable(self) -> Callable[[dict], None]:
+        module, function = self.trainable.split(":")
+        return getattr(importlib.import_module(module), function)
+
+    def check(self, key: str, value: Any) -> None:
+        try:
+            check_value(self.config_cls, key, value)
+        except ConfigError as err:
+            raise UsageError(str(err)) from None

@@ -1,0 +1,90 @@
+"""Image studies: the MLP-vs-CNN warm-up, the ResNet degradation problem and the KD teachers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ray import tune
+
+from spaces.base import Profile, Space, UsageError
+from trainables.cnn import ImageConfig
+from trainables.data.images import DATASETS, DataMissing, check_available
+from trainables.models import build_image_model, count_layers, count_params
+
+
+def check_image_data(config: dict, storage: Path) -> dict:
+    cfg = ImageConfig(**config)
+    try:
+        check_available(cfg.dataset, cfg.data_dir, cfg.download)
+    except (DataMissing, KeyError) as err:
+        raise UsageError(str(err).strip("'\"")) from None
+    return config
+
+
+def describe_image_model(config: dict) -> dict:
+    cfg = ImageConfig(**config)
+    info = DATASETS[cfg.dataset]
+    model = build_image_model(cfg.model, info.shape, len(info.classes), cfg.num_blocks, cfg.num_filters,
+                              cfg.skip)
+    return {"params": count_params(model), "layers": count_layers(model)}
+
+
+# Continuous counterpart of the SGD settings, shared by the image studies (for --search optuna).
+SGD_CONTINUOUS = {
+    "lr": lambda: tune.loguniform(1e-3, 0.3),
+    "weight_decay": lambda: tune.loguniform(1e-5, 1e-2),
+}
+
+# Budgets sized on 2 CPU cores (DESIGN §8): smoke < 60 s a space, demo < 10 min, paper = reference.
+SMOKE = Profile({"train_subset": 512, "val_subset": 256, "epochs": 2}, grace_period=1)
+PAPER = Profile({"epochs": 20}, grace_period=4)
+
+DEGRADATION = Space(
+    name="degradation",
+    doc="ResNet degradation problem: depth (num_blocks) × residual connections (skip), 16 filters",
+    trainable="trainables.cnn:train_cnn",
+    config_cls=ImageConfig,
+    grid={"num_blocks": [1, 5, 7], "skip": [False, True]},
+    fixed={"model": "cnn", "num_filters": 16},
+    profiles={
+        "smoke": SMOKE,
+        "demo": Profile({"train_subset": 8192, "val_subset": 2048, "epochs": 6}, grace_period=2),
+        "paper": PAPER,
+    },
+    continuous={**SGD_CONTINUOUS, "num_blocks": lambda: tune.randint(1, 8)},
+    prepare=check_image_data,
+    describe=describe_image_model,
+)
+
+MNIST = Space(
+    name="mnist",
+    doc="warm-up: MLP [512,512,512] vs two small ConvNets (CNN1 0.17M, CNN2 0.68M params)",
+    trainable="trainables.cnn:train_cnn",
+    config_cls=ImageConfig,
+    grid={"model": ["mlp", "cnn1", "cnn2"]},
+    profiles={
+        "smoke": SMOKE,
+        "demo": Profile({"train_subset": 16384, "val_subset": 2048, "epochs": 4}, grace_period=1),
+        "paper": PAPER,
+    },
+    continuous=SGD_CONTINUOUS,
+    prepare=check_image_data,
+    describe=describe_image_model,
+)
+
+TEACHERS = Space(
+    name="teachers",
+    doc="distillation teachers: ResNet32 (0.47M) and WideResNet14-2 (0.69M)",
+    trainable="trainables.cnn:train_cnn",
+    config_cls=ImageConfig,
+    grid={"model": ["resnet32", "wrn14_2"]},
+    profiles={
+        "smoke": Profile({"train_subset": 256, "val_subset": 256, "epochs": 1}, grace_period=1),
+        "demo": Profile({"train_subset": 8192, "val_subset": 2048, "epochs": 4}, grace_period=4),
+        "paper": Profile({"epochs": 50}, grace_period=50),
+    },
+    gpu=0.5,
+    continuous=SGD_CONTINUOUS,
+    prepare=check_image_data,
+    describe=describe_image_model,
+)

@@ -1,0 +1,97 @@
+"""Image classification trainable: `train_cnn(config)` for the mnist, degradation and teachers spaces.
+
+Reference settings (DESIGN §6): SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 128,
+exponential LR decay γ 0.95, random crop + flip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from trainables.config import build, knob
+from trainables.data.augment import train_batches
+from trainables.data.images import DATASETS, load_images
+from trainables.loop import (
+    LossFn,
+    Normalize,
+    cross_entropy,
+    evaluate,
+    restore_training,
+    seed_everything,
+    setup_runtime,
+    train_epoch,
+    training_state,
+)
+from trainables.models import MODEL_PATTERN, build_image_model, count_params
+from trainables.report import Reporter, TuneReporter, granted_gpus
+
+
+@dataclass
+class ImageConfig:
+    dataset: str = knob("fashion_mnist", "image dataset", choices=tuple(DATASETS))
+    data_dir: str = knob("", "folder with the dataset files (torchvision layout); empty: defaults")
+    download: bool = knob(False, "let torchvision download a missing dataset (needs network)")
+    model: str = knob("cnn", "mlp, cnn1, cnn2, cnn, resnet<depth>, wrn<depth>_<k>", pattern=MODEL_PATTERN)
+    num_blocks: int = knob(1, "BasicBlocks per stage of the cnn model", lo=1, hi=64)
+    num_filters: int = knob(16, "width of the cnn model's first stage", lo=1, hi=1024)
+    skip: bool = knob(False, "residual connections in the cnn model")
+    epochs: int = knob(20, "training epochs (ASHA may stop earlier)", lo=1, hi=10_000)
+    batch_size: int = knob(128, "images per SGD step", lo=2, hi=65_536)
+    lr: float = knob(0.01, "SGD learning rate", lo=0.0, hi=10.0, lo_open=True)
+    momentum: float = knob(0.9, "SGD momentum", lo=0.0, hi=0.999)
+    weight_decay: float = knob(5e-4, "L2 weight decay", lo=0.0, hi=1.0)
+    lr_gamma: float = knob(0.95, "exponential LR decay per epoch", lo=0.0, hi=1.0, lo_open=True)
+    augment: bool = knob(True, "random crop (pad 4) and, where it keeps the label, horizontal flip")
+    train_subset: int = knob(0, "use the first N training images (0: all 54k/45k)", lo=0)
+    val_subset: int = knob(0, "use the first N validation images (0: all 6k/5k)", lo=0)
+    seed: int = knob(0, "seed of weights, batch order and augmentation", lo=0)
+    cpus: int = knob(1, "torch threads; the driver sets it to the trial's CPUs", lo=1, hi=256)
+    channels_last: bool = knob(True, "NHWC memory format (faster for convs on CPU and GPU)")
+
+
+def fit_image_model(cfg: ImageConfig, reporter: Reporter, loss_fn: LossFn = cross_entropy,
+                    extra_metrics: dict | None = None) -> None:
+    """Trains cfg.model on cfg.dataset, reporting and checkpointing once per epoch."""
+    rt = setup_runtime(cfg.cpus, granted_gpus(), cfg.channels_last)
+    seed_everything(cfg.seed)
+    data = load_images(cfg.dataset, cfg.data_dir, cfg.download)
+    train = data.train.head(cfg.train_subset).to(rt.device)
+    val = data.val.head(cfg.val_subset).to(rt.device)
+    normalize = Normalize(data.info.mean, data.info.std, rt)
+
+    model = build_image_model(cfg.model, data.info.shape, len(data.info.classes),
+                              cfg.num_blocks, cfg.num_filters, cfg.skip)
+    model = model.to(rt.device, memory_format=normalize.format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma)
+    start = restore_training(reporter.restore(), model, optimizer, scheduler)
+    params = count_params(model)
+
+    for epoch in range(start, cfg.epochs):
+        batches = train_batches(train, cfg.batch_size, cfg.seed, epoch, cfg.augment, data.info.flip)
+        stats = train_epoch(model, optimizer, batches, normalize, rt, loss_fn)
+        scheduler.step()
+        val_loss, val_acc = evaluate(model, val, normalize, rt)
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": stats.pop("loss"),
+            "train_acc": stats.pop("acc"),
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "params": params,
+            "samples_per_s": stats.pop("samples_per_s"),
+            "lr": scheduler.get_last_lr()[0],
+            **{k: v for k, v in stats.items() if k not in ("samples", "seconds")},
+            **(extra_metrics or {}),
+        }
+        reporter.report(metrics, training_state(epoch, model, optimizer, scheduler,
+                                                dataclasses.asdict(cfg)))
+
+
+def train_cnn(config: dict) -> None:
+    """Ray Tune trainable: one image-classification trial."""
+    fit_image_model(build(ImageConfig, config), TuneReporter())

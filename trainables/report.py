@@ -1,0 +1,71 @@
+"""The one place that talks to Ray's reporting API (renamed often across Ray releases).
+
+A trainable gets a Reporter: `TuneReporter` inside a Ray Tune trial, `MemoryReporter` in tests and
+benchmarks. Both hand back the last saved state on restore, so resume logic is exercised either way.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Protocol
+
+import torch
+
+STATE_FILE = "state.pt"
+
+
+class Reporter(Protocol):
+    def restore(self) -> dict | None: ...
+
+    def report(self, metrics: dict[str, Any], state: dict) -> None: ...
+
+
+def load_state(checkpoint_dir: str) -> dict:
+    # weights_only: a checkpoint is data; unpickling arbitrary objects from disk runs code.
+    return torch.load(os.path.join(checkpoint_dir, STATE_FILE), map_location="cpu", weights_only=True)
+
+
+class TuneReporter:
+    def restore(self) -> dict | None:
+        from ray import tune
+
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is None:
+            return None
+        with checkpoint.as_directory() as folder:
+            return load_state(folder)
+
+    def report(self, metrics: dict[str, Any], state: dict) -> None:
+        from ray import tune
+
+        with tempfile.TemporaryDirectory() as folder:
+            torch.save(state, os.path.join(folder, STATE_FILE))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+class MemoryReporter:
+    """Keeps every report in memory; `stop_after` ends the run early, as a killed trial would."""
+
+    class Stop(Exception):
+        pass
+
+    def __init__(self, state: dict | None = None, stop_after: int | None = None):
+        self.state, self.stop_after = state, stop_after
+        self.history: list[dict[str, Any]] = []
+
+    def restore(self) -> dict | None:
+        return self.state
+
+    def report(self, metrics: dict[str, Any], state: dict) -> None:
+        self.history.append(dict(metrics))
+        self.state = state
+        if self.stop_after is not None and len(self.history) >= self.stop_after:
+            raise MemoryReporter.Stop
+
+
+def granted_gpus() -> int:
+    """GPUs Ray granted this trial (0 outside Ray)."""
+    import ray
+
+    return len(ray.get_gpu_ids()) if ray.is_initialized() else 0
