@@ -1,0 +1,36 @@
+"""Shared test setup: nothing leaves the machine, and each test session gets its own results folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "WANDB_MODE": "offline",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
+os.environ.update(OFFLINE_ENV)
+
+
+def run_cli(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Runs `python search/run.py ARGS` as a user would, in a subprocess."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "search" / "run.py"), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **OFFLINE_ENV, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def storage(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("results")
