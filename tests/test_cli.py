@@ -1,0 +1,115 @@
+"""The driver as users run it: bad input is one line and exit 2; smoke searches of every image space."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from search.run import main
+from spaces import SPACES
+from tests.conftest import run_cli
+
+
+def assert_one_line_usage_error(result) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+BAD_INPUTS = [
+    ["--space", "nonexistent"],
+    ["--space", "degradation", "--profile", "huge"],
+    ["--space", "degradation", "--set", "unknown_key=1"],
+    ["--space", "degradation", "--set", "lr=fast"],
+    ["--space", "degradation", "--set", "lr=-0.1"],
+    ["--space", "degradation", "--set", "num_blocks=0"],
+    ["--space", "degradation", "--set", "skip=maybe"],
+    ["--space", "degradation", "--set", "noequals"],
+    ["--space", "degradation", "--data-dir", "/nonexistent/data"],
+    ["--space", "degradation", "--dataset", "cifar10", "--data-dir", "/tmp"],
+    ["--space", "degradation", "--gpus-per-trial", "1"],
+    ["--space", "degradation", "--seeds", "0"],
+    ["--space", "degradation", "--bogus-flag"],
+    [],
+]
+
+
+@pytest.mark.parametrize("args", BAD_INPUTS, ids=[" ".join(a) or "no-args" for a in BAD_INPUTS])
+def test_bad_input_returns_2_with_one_line(args, tmp_path, capsys):
+    assert main([*args, "--storage", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+@pytest.mark.parametrize("args", [BAD_INPUTS[0], BAD_INPUTS[4], BAD_INPUTS[8]])
+def test_bad_input_from_the_shell_exits_2_without_traceback(args, tmp_path):
+    assert_one_line_usage_error(run_cli(*args, "--storage", str(tmp_path / "results"), timeout=120))
+
+
+def test_unwritable_storage_returns_2(tmp_path, capsys):
+    # root ignores permission bits, so use a path no one can create: under /proc.
+    assert main(["--space", "degradation", "--storage", "/proc/tunelab/results"]) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_existing_experiment_is_never_overwritten(tmp_path, capsys):
+    existing = tmp_path / "degradation_old"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("precious")
+    args = ["--space", "degradation", "--storage", str(tmp_path), "--name", "degradation_old"]
+    assert main([*args, "--profile", "smoke"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (existing / "keep.txt").read_text() == "precious"
+    assert [p.name for p in existing.iterdir()] == ["keep.txt"]
+
+
+def test_list_names_every_space_with_its_grid(capsys):
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in SPACES:
+        assert name in out
+    assert "num_blocks [1, 5, 7]" in out
+
+
+def test_view_prints_each_model_with_params_and_layers(capsys):
+    assert main(["--space", "degradation", "--view"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("num_blocks=")]
+    assert len(rows) == 6
+    assert any(line.split()[-1] == "30" for line in rows if "num_blocks=7" in line)
+
+
+def smoke(space: str, storage, *extra: str):
+    result = run_cli("--space", space, "--profile", "smoke", "--storage", str(storage),
+                     "--name", space, *extra, timeout=400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result, storage / space
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("space,trials", [("mnist", 3), ("degradation", 6), ("teachers", 2)])
+def test_smoke_search_stores_every_trial_with_val_acc(space, trials, storage):
+    result, experiment = smoke(space, storage)
+    trial_dirs = [p for p in experiment.iterdir() if (p / "params.json").is_file()]
+    assert len(trial_dirs) == trials
+    for trial in trial_dirs:
+        rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+        assert rows and all(0.0 <= row["val_acc"] <= 1.0 for row in rows)
+        assert any(p.name.startswith("checkpoint_") for p in trial.iterdir())
+    assert "* " in result.stdout or "*  " in result.stdout  # the winner is marked
+    assert "(best epoch)" in result.stdout
+
+
+@pytest.mark.slow
+def test_plain_ray_experiment_analysis_reads_every_trial(storage):
+    from ray.tune import ExperimentAnalysis
+
+    experiment = storage / "degradation"
+    if not experiment.exists():
+        smoke("degradation", storage)
+    analysis = ExperimentAnalysis(str(experiment))
+    frame = analysis.dataframe(metric="val_acc", mode="max")
+    assert len(frame) == 6
+    assert frame["val_acc"].notna().all()
