@@ -28,6 +28,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="override a config key; a comma list on a grid axis searches those values")
     p.add_argument("--dataset", help="image dataset: fashion_mnist (offline default), mnist, cifar10")
     p.add_argument("--data-dir", help="folder with the dataset files")
+    p.add_argument("--teacher", metavar="PATH", help="kd: teacher checkpoint (default: best trial of "
+                   "the latest teachers experiment in --storage)")
     p.add_argument("--seeds", type=int, default=1, help="repeat every configuration with N seeds")
     p.add_argument("--scheduler", choices=("asha", "fifo"), default="asha")
     p.add_argument("--search", choices=("grid", "optuna"), default="grid")
@@ -106,6 +108,8 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
         if not data_dir.is_dir():
             raise UsageError(f"--data-dir {args.data_dir} does not exist")
         overrides["data_dir"] = [str(data_dir)]
+    if args.teacher:
+        overrides["teacher"] = [str(Path(args.teacher).expanduser().resolve())]
     if args.max_epochs is not None:
         overrides["epochs"] = [args.max_epochs]
     for key, values in overrides.items():

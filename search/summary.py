@@ -9,15 +9,33 @@ from search.tuner import SearchPlan
 
 
 def summary_table(plan: SearchPlan) -> pd.DataFrame:
+    """One row per trial, or, with several seeds, per cell: mean ± std of the best epoch over seeds.
+    A space's first baseline cell is labelled `base` and every row gets its Δ to it."""
     space = plan.space
     exp = load_experiment(plan.experiment_dir, space.metric, space.mode, plan.max_t)
     trials = exp.trials
     varied = [k for k in exp.config_keys if k in trials and trials[k].astype(str).nunique() > 1]
     best = f"best_{space.metric}"
-    columns = varied + [c for c in (best, "best_params", "epochs_run") if c in trials]
-    table = trials[columns].sort_values(best, ascending=space.mode == "min", na_position="last")
-    table = table.rename(columns={best: f"{space.metric} (best epoch)", "best_params": "params"})
-    table.insert(0, "", ["*"] + [""] * (len(table) - 1))
+    score = f"{space.metric} (best epoch)"
+    axes = [k for k in varied if k != "seed"]
+    if "seed" in varied and axes:
+        table = trials.groupby(axes, sort=False).agg(
+            **{score: (best, "mean"), "± std": (best, "std"), "seeds": (best, "count"),
+               "params": ("best_params", "first"), "epochs_run": ("epochs_run", "mean")}).reset_index()
+    else:
+        columns = varied + [c for c in (best, "best_params", "epochs_run") if c in trials]
+        table = trials[columns].rename(columns={best: score, "best_params": "params"})
+    table = table.sort_values(score, ascending=space.mode == "min", na_position="last")
+    label = ["*"] + [""] * (len(table) - 1)
+    if space.baselines:
+        is_base = pd.Series(True, index=table.index)
+        for key, value in space.baselines[0].items():
+            if key in table:
+                is_base &= table[key] == value
+        if is_base.any():
+            table["Δ vs base"] = table[score] - table.loc[is_base, score].iloc[0]
+            label = [("*" if i == 0 else "") + ("base" if b else "") for i, b in enumerate(is_base)]
+    table.insert(0, "", label)
     return table.reset_index(drop=True)
 
 

@@ -60,7 +60,14 @@ def make_scheduler(plan: SearchPlan) -> tune.schedulers.TrialScheduler:
 
 def make_searcher(plan: SearchPlan):
     if plan.search != "optuna":
-        return None
+        if not plan.space.baselines:
+            return None
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        # Each point runs once per combination of the grid axes it leaves open (the seeds) and takes
+        # one of num_samples: grid and baselines then run the same seeds and repeats.
+        return BasicVariantGenerator(points_to_evaluate=[dict(b) for b in plan.space.baselines]
+                                     * plan.num_samples)
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
@@ -90,7 +97,7 @@ def build_tuner(plan: SearchPlan) -> tune.Tuner:
             mode=space.mode,
             scheduler=make_scheduler(plan),
             search_alg=make_searcher(plan),
-            num_samples=plan.num_samples,
+            num_samples=plan.num_samples * (1 + len(space.baselines) if plan.search == "grid" else 1),
             # A fresh actor costs ~3 s (process + torch import); short trials reuse them (3.4× here).
             reuse_actors=True,
         ),

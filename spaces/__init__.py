@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from spaces.base import PROFILES, Profile, Space, UsageError
 from spaces.images import DEGRADATION, MNIST, TEACHERS
+from spaces.kd import KD
 
-SPACES: dict[str, Space] = {space.name: space for space in (MNIST, DEGRADATION, TEACHERS)}
+SPACES: dict[str, Space] = {space.name: space for space in (MNIST, DEGRADATION, TEACHERS, KD)}
 
 
 def get_space(name: str) -> Space:

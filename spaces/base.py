@@ -39,6 +39,9 @@ class Space:
     profiles: dict[str, Profile]
     fixed: dict[str, Any] = field(default_factory=dict)
     """Values of this study that differ from the trainable's defaults, for every profile."""
+    baselines: tuple[dict[str, Any], ...] = ()
+    """Reference cells trained beside the grid's product with the same budget and seeds (e.g. the
+    KD student without a teacher); each fixes some grid axes. The summary reports Δ to the first."""
     metric: str = "val_acc"
     mode: str = "max"
     reduction_factor: int = 3

@@ -7,16 +7,18 @@ exponential LR decay γ 0.95, random crop + flip.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from trainables.config import build, knob
 from trainables.data.augment import train_batches
-from trainables.data.images import DATASETS, load_images
+from trainables.data.images import DATASETS, Split, load_images
 from trainables.loop import (
     LossFn,
     Normalize,
+    Runtime,
     cross_entropy,
     evaluate,
     restore_training,
@@ -53,8 +55,12 @@ class ImageConfig:
 
 
 def fit_image_model(cfg: ImageConfig, reporter: Reporter, loss_fn: LossFn = cross_entropy,
-                    extra_metrics: dict | None = None) -> None:
-    """Trains cfg.model on cfg.dataset, reporting and checkpointing once per epoch."""
+                    extra_metrics: dict | None = None,
+                    epoch_start: Callable[[int, Split, Normalize, Runtime], None] | None = None) -> None:
+    """Trains cfg.model on cfg.dataset, reporting and checkpointing once per epoch.
+
+    `epoch_start(epoch, train, normalize, runtime)` runs before each epoch's batches: per-epoch
+    state of a loss (the KD teacher's logits for that epoch) is prepared there."""
     rt = setup_runtime(cfg.cpus, granted_gpus(), cfg.channels_last)
     seed_everything(cfg.seed)
     data = load_images(cfg.dataset, cfg.data_dir, cfg.download)
@@ -72,6 +78,8 @@ def fit_image_model(cfg: ImageConfig, reporter: Reporter, loss_fn: LossFn = cros
     params = count_params(model)
 
     for epoch in range(start, cfg.epochs):
+        if epoch_start is not None:
+            epoch_start(epoch, train, normalize, rt)
         batches = train_batches(train, cfg.batch_size, cfg.seed, epoch, cfg.augment, data.info.flip)
         stats = train_epoch(model, optimizer, batches, normalize, rt, loss_fn)
         scheduler.step()

@@ -1,0 +1,137 @@
+"""Knowledge distillation: the loss, the teacher-logit cache, the kd space and its CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import run_cli
+
+from search.options import build_plan, parse_args
+from spaces import get_space
+from trainables.cnn import ImageConfig, fit_image_model
+from trainables.data.augment import train_batches
+from trainables.data.images import load_images
+from trainables.kd import DistillationLoss, KDConfig, TeacherSignal, fit_kd
+from trainables.loop import Normalize, setup_runtime
+from trainables.report import STATE_FILE, MemoryReporter
+
+STUDENT = {"model": "cnn", "num_blocks": 1, "num_filters": 32, "skip": True, "train_subset": 256,
+           "val_subset": 128, "epochs": 2, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    """A real (tiny) teacher checkpoint: a ResNet8 trained one epoch, saved as the driver saves one."""
+    reporter = MemoryReporter()
+    fit_image_model(ImageConfig(model="resnet8", train_subset=512, val_subset=128, epochs=1), reporter)
+    folder = tmp_path_factory.mktemp("teacher") / "checkpoint_000000"
+    folder.mkdir()
+    torch.save(reporter.state, folder / STATE_FILE)
+    return folder
+
+
+def direct_kd(s: torch.Tensor, t: torch.Tensor, temperature: float) -> float:
+    """KL(softmax(t/T) ‖ softmax(s/T)) averaged over the batch, from its definition."""
+    total = 0.0
+    for s_row, t_row in zip(s.tolist(), t.tolist(), strict=True):
+        zs = sum(math.exp(v / temperature) for v in s_row)
+        zt = sum(math.exp(v / temperature) for v in t_row)
+        for sv, tv in zip(s_row, t_row, strict=True):
+            p, q = math.exp(tv / temperature) / zt, math.exp(sv / temperature) / zs
+            total += p * math.log(p / q)
+    return total / len(s)
+
+
+@pytest.mark.parametrize("t2_scale", [True, False])
+def test_loss_matches_the_direct_formula(t2_scale):
+    gen = torch.Generator().manual_seed(0)
+    s, t = torch.randn(4, 10, generator=gen) * 3, torch.randn(4, 10, generator=gen) * 3
+    y = torch.tensor([0, 3, 9, 3])
+    temperature, w_st, w_lab = 5.0, 5.0, 0.5
+    loss, kd, ce = DistillationLoss(temperature, w_st, w_lab, t2_scale)(s, t, y)
+    expected_kd = direct_kd(s, t, temperature)
+    expected_ce = sum(-math.log(math.exp(row[c]) / sum(math.exp(v) for v in row))
+                      for row, c in zip(s.tolist(), y.tolist(), strict=True)) / len(y)
+    scale = temperature ** 2 if t2_scale else 1.0
+    assert kd.item() == pytest.approx(expected_kd, rel=1e-5)
+    assert ce.item() == pytest.approx(expected_ce, rel=1e-5)
+    assert loss.item() == pytest.approx(w_st * scale * expected_kd + w_lab * expected_ce, rel=1e-5)
+
+
+def test_baseline_loss_is_the_weighted_cross_entropy():
+    s, t, y = torch.randn(3, 10), torch.randn(3, 10), torch.tensor([1, 2, 3])
+    loss, _, ce = DistillationLoss(5.0, 0.0, 0.5)(s, t, y)
+    assert loss.item() == pytest.approx(0.5 * ce.item())
+
+
+def test_cached_logits_equal_the_teacher_on_the_fly(teacher, tmp_path):
+    """Every batch of two epochs: the cache's fp16 logits are the teacher's own, up to fp16."""
+    cfg = KDConfig(**STUDENT, teacher=str(teacher), cache_dir=str(tmp_path))
+    cached, live = TeacherSignal(cfg), TeacherSignal(KDConfig(**STUDENT, teacher=str(teacher),
+                                                              cache_logits=False))
+    rt = setup_runtime(1)
+    data = load_images(cfg.dataset)
+    train = data.train.head(cfg.train_subset)
+    normalize = Normalize(data.info.mean, data.info.std, rt)
+    for epoch in range(2):
+        cached.start_epoch(epoch, train, normalize, rt)
+        live.start_epoch(epoch, train, normalize, rt)
+        for x, _, idx in train_batches(train, cfg.batch_size, cfg.seed, epoch, True, data.info.flip):
+            inputs = normalize(x)
+            on_the_fly = live(inputs, idx)
+            assert cached.table.dtype == torch.float16
+            torch.testing.assert_close(cached(inputs, idx), on_the_fly.half().float(), rtol=1e-3, atol=2e-3)
+    assert cached.cache.misses == 2
+    assert sorted(p.name for p in cached.cache.folder.glob("*.pt")) == ["seed0_epoch0.pt", "seed0_epoch1.pt"]
+
+
+def test_a_second_trial_reads_the_cache_instead_of_the_teacher(teacher, tmp_path):
+    cfg = KDConfig(**STUDENT, teacher=str(teacher), cache_dir=str(tmp_path), temperature=2.0, w_st=1.0)
+    first = fit_kd(cfg, MemoryReporter())
+    reporter = MemoryReporter()
+    second = fit_kd(dataclasses.replace(cfg, temperature=10.0), reporter)
+    assert (first.cache.misses, second.cache.misses, second.cache.hits) == (2, 0, 2)
+    assert second.teacher is None  # never even loaded
+    assert {"kd_loss", "ce_loss", "val_acc", "train_loss"} <= set(reporter.history[-1])
+
+
+def test_kd_grid_has_the_baseline_arm_with_the_same_seeds(tmp_path, teacher):
+    plan = build_plan(parse_args(["--space", "kd", "--profile", "smoke", "--seeds", "2",
+                                  "--teacher", str(teacher), "--storage", str(tmp_path)]))
+    from search.tuner import make_searcher
+
+    space = get_space("kd")
+    assert space.baselines[0]["w_st"] == 0.0
+    assert plan.config["w_lab"] == 0.5 and plan.grid["seed"] == [0, 1]
+    assert len(plan.grid["temperature"]) * len(plan.grid["w_st"]) == 12
+    searcher = make_searcher(plan)
+    assert searcher._points_to_evaluate == [dict(space.baselines[0])]
+
+
+def test_missing_teacher_is_one_line_naming_the_command(tmp_path):
+    result = run_cli("--space", "kd", "--profile", "smoke", "--storage", str(tmp_path))
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--space teachers" in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_smoke_kd_search_trains_its_own_teacher_first(tmp_path):
+    teachers = run_cli("--space", "teachers", "--profile", "smoke", "--set", "model=resnet8",
+                       "--storage", str(tmp_path), "--name", "teachers__smoke")
+    assert teachers.returncode == 0, teachers.stderr[-2000:]
+    kd = run_cli("--space", "kd", "--profile", "smoke", "--scheduler", "fifo", "--storage", str(tmp_path),
+                 "--name", "kd__smoke", "--set", "temperature=1,5", "--set", "w_st=1")
+    assert kd.returncode == 0, kd.stderr[-2000:]
+    assert "teacher: resnet8, val_acc" in kd.stdout
+    params = [json.loads(p.read_text()) for p in (tmp_path / "kd__smoke").glob("*/params.json")]
+    cells = sorted((p["temperature"], p["w_st"]) for p in params)
+    assert cells == [(1.0, 0.0), (1.0, 1.0), (5.0, 1.0)]  # the grid plus the baseline arm
+    assert "base" in kd.stdout and "Δ vs base" in kd.stdout
+    # Three trials, two epochs, one seed: the cache holds two entries, one per epoch.
+    assert len(list((tmp_path / "teacher_logits").glob("*/*/seed0_epoch*.pt"))) == 2

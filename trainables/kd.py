@@ -1,0 +1,122 @@
+"""Knowledge distillation trainable: `train_kd(config)`, a small student taught by a frozen teacher.
+
+Loss (Hinton et al. 2015), with s and t the student's and teacher's logits:
+
+    loss = w_st · c · KL(softmax(t/T) ‖ softmax(s/T)) + w_lab · CE(s, y),   c = T² if kd_t2_scale else 1
+
+The soft term's gradients shrink as 1/T², so Hinton multiplies it by T² to keep the two terms'
+balance independent of T (kd_t2_scale=True, the default). The reference lab used no T² factor
+(T=5, w_st=5, w_lab=0.5, kd_t2_scale=False); with T=5 its soft term is 25× weaker than Hinton's.
+w_st=0 trains the plain student on w_lab·CE: the baseline arm of the kd space.
+
+Each epoch reports the CNN trainable's metrics plus `kd_loss` (the KL term at temperature T, before
+w_st and T²) and `ce_loss` (the cross-entropy on the labels), averaged over the epoch's batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.cnn import ImageConfig, fit_image_model
+from trainables.config import build, knob
+from trainables.data.images import DATASETS, Split
+from trainables.loop import Normalize, Runtime
+from trainables.report import Reporter, TuneReporter
+from trainables.teacher_cache import LogitCache, epoch_logits, load_teacher
+
+
+@dataclass
+class KDConfig(ImageConfig):
+    teacher: str = knob("", "teacher checkpoint from --space teachers: a folder with state.pt, or the file")
+    temperature: float = knob(5.0, "softmax temperature T of teacher and student in the soft term",
+                              lo=0.0, hi=1000.0, lo_open=True)
+    w_st: float = knob(5.0, "weight of the soft (teacher) term; 0 gives the baseline student",
+                       lo=0.0, hi=1000.0)
+    w_lab: float = knob(0.5, "weight of the cross-entropy on the labels", lo=0.0, hi=1000.0)
+    kd_t2_scale: bool = knob(True, "scale the soft term by T² (Hinton); False is the reference lab's loss")
+    cache_logits: bool = knob(True, "read teacher logits from the shared per-(seed, epoch) cache; "
+                                    "False runs the teacher on every batch")
+    cache_dir: str = knob("", "folder of the teacher-logit cache (the kd space sets "
+                                  "<storage>/teacher_logits)")
+
+
+class DistillationLoss(nn.Module):
+    """w_st · c · KL(teacher_T ‖ student_T) + w_lab · CE, on logits; returns (loss, kd_loss, ce_loss)."""
+
+    def __init__(self, temperature: float, w_st: float, w_lab: float, t2_scale: bool = True):
+        super().__init__()
+        self.temperature, self.w_st, self.w_lab = temperature, w_st, w_lab
+        self.scale = temperature ** 2 if t2_scale else 1.0
+        # KLDivLoss(input, target) = KL(target ‖ input); both given as log-probabilities.
+        self.kl = nn.KLDivLoss(reduction="batchmean", log_target=True)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor):
+        student, teacher = student.float(), teacher.float()
+        kd = self.kl(F.log_softmax(student / self.temperature, dim=1),
+                     F.log_softmax(teacher / self.temperature, dim=1))
+        ce = F.cross_entropy(student, labels)
+        return self.w_st * self.scale * kd + self.w_lab * ce, kd, ce
+
+
+class TeacherSignal:
+    """Teacher logits for a training batch: one lookup by dataset index in the shared cache, or,
+    uncached, one teacher forward pass per batch."""
+
+    def __init__(self, cfg: KDConfig):
+        if cfg.cache_logits and not cfg.cache_dir:
+            raise ValueError("cache_logits needs cache_dir (the kd space sets it)")
+        self.cfg = cfg
+        self.rt: Runtime | None = None
+        self.teacher: nn.Module | None = None
+        self.cache: LogitCache | None = None
+        self.table: torch.Tensor | None = None  # this epoch's cached logits, [N, classes] fp16
+
+    def load_teacher(self) -> nn.Module:
+        if self.teacher is None:
+            self.teacher, config = load_teacher(self.cfg.teacher, self.rt)
+            if config["dataset"] != self.cfg.dataset:
+                raise ValueError(f"the teacher learned {config['dataset']}, the student {self.cfg.dataset}")
+        return self.teacher
+
+    def start_epoch(self, epoch: int, train: Split, normalize: Normalize, rt: Runtime) -> None:
+        self.rt = rt
+        cfg = self.cfg
+        if not cfg.cache_logits:
+            return
+        if self.cache is None:
+            self.cache = LogitCache(cfg.cache_dir, cfg.teacher, cfg.dataset, len(train), cfg.augment)
+
+        def compute() -> torch.Tensor:
+            return epoch_logits(self.load_teacher(), train, normalize, rt, cfg.batch_size, cfg.seed,
+                                epoch, cfg.augment, DATASETS[cfg.dataset].flip)
+
+        self.table = self.cache.get(cfg.seed, epoch, compute).to(rt.device)
+
+    @torch.no_grad()
+    def __call__(self, inputs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        if self.table is not None:
+            return self.table[idx.to(self.table.device)].float()
+        with self.rt.autocast():
+            return self.load_teacher()(inputs).float()
+
+
+def fit_kd(cfg: KDConfig, reporter: Reporter) -> TeacherSignal:
+    """Trains the student of `cfg` against its teacher; returns the teacher signal (cache counters)."""
+    criterion = DistillationLoss(cfg.temperature, cfg.w_st, cfg.w_lab, cfg.kd_t2_scale)
+    signal = TeacherSignal(cfg)
+
+    def loss_fn(logits: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor):
+        loss, kd, ce = criterion(logits, signal(inputs, idx), labels)
+        return loss, {"kd_loss": kd.detach(), "ce_loss": ce.detach()}
+
+    fit_image_model(cfg, reporter, loss_fn, epoch_start=signal.start_epoch)
+    return signal
+
+
+def train_kd(config: dict) -> None:
+    """Ray Tune trainable: one distillation trial."""
+    fit_kd(build(KDConfig, config), TuneReporter())

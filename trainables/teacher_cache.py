@@ -1,0 +1,131 @@
+"""The frozen KD teacher and the teacher-logit cache every trial of a distillation search shares.
+
+A teacher is a checkpoint of `--space teachers`: a folder holding state.pt, whose "config" entry is
+the resolved ImageConfig that built it. It is loaded with weights_only=True and kept in eval mode.
+
+Why a cache: the teacher is frozen and an epoch's augmentation is a pure function of (seed, epoch)
+(trainables/data/augment.py), so the teacher's logits for (teacher, dataset, subset, seed, epoch) are
+the same in every trial. A 12-cell grid would otherwise run the same teacher forward pass 12 times.
+
+Why a file under the storage folder rather than Ray's object store: the object store lives only as
+long as one Ray session and needs a named actor to hand out object refs, while a file outlives it, so
+a resumed experiment (Tuner.restore) and the next search with the same teacher reuse it, and trials
+need nothing but a path. Tune already requires the storage folder to be shared by every node of a
+cluster, so every trial can see the file. Concurrent writers are guarded by an fcntl lock per entry
+(the second trial waits for the first instead of computing the same logits again), and each entry is
+written to a temporary name and renamed into place, so a reader never sees half a file.
+
+Memory is bounded: an entry is one epoch, [N images, classes] in fp16 (1.1 MB for 54k images and 10
+classes); a trial holds one epoch at a time.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trainables.data.augment import train_batches
+from trainables.data.images import DATASETS, Split
+from trainables.loop import Normalize, Runtime
+from trainables.models import build_image_model
+from trainables.report import STATE_FILE, load_state
+
+CACHE_DTYPE = torch.float16
+
+
+class TeacherMissing(FileNotFoundError):
+    """No teacher checkpoint where one was named."""
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """The folder holding state.pt: given that folder, the state.pt file itself, or a trial folder
+    (its newest checkpoint_* folder; the driver keeps only the best epoch's)."""
+    path = Path(path)
+    if path.is_file() and path.name == STATE_FILE:
+        return path.parent
+    if (path / STATE_FILE).is_file():
+        return path
+    checkpoints = sorted(path.glob(f"checkpoint_*/{STATE_FILE}")) if path.is_dir() else []
+    if checkpoints:
+        return checkpoints[-1].parent
+    raise TeacherMissing(f"no teacher checkpoint ({STATE_FILE}) at {path}")
+
+
+def load_teacher(path: str | Path, rt: Runtime | None = None) -> tuple[nn.Module, dict]:
+    """(frozen teacher in eval mode, its resolved training config)."""
+    state = load_state(str(checkpoint_dir(path)))
+    config = state["config"]
+    info = DATASETS[config["dataset"]]
+    model = build_image_model(config["model"], info.shape, len(info.classes),
+                              config["num_blocks"], config["num_filters"], config["skip"])
+    model.load_state_dict(state["model"])
+    model.eval().requires_grad_(False)
+    if rt is not None:
+        fmt = torch.channels_last if rt.channels_last else torch.contiguous_format
+        model = model.to(rt.device, memory_format=fmt)
+    return model, config
+
+
+def teacher_id(path: str | Path) -> str:
+    """Content hash of the teacher's weights file: a retrained teacher never hits an old entry."""
+    digest = hashlib.sha256((checkpoint_dir(path) / STATE_FILE).read_bytes()).hexdigest()
+    return digest[:16]
+
+
+@torch.no_grad()
+def epoch_logits(teacher: nn.Module, train: Split, normalize: Normalize, rt: Runtime, batch_size: int,
+                 seed: int, epoch: int, augment: bool, flip: bool) -> torch.Tensor:
+    """Teacher logits [N, classes] (fp32) for every training image as epoch `epoch` augments it, at
+    its dataset index. The batches are the ones the student sees, drawn from the same (seed, epoch)."""
+    logits = None
+    for x, _, idx in train_batches(train, batch_size, seed, epoch, augment, flip):
+        with rt.autocast():
+            out = teacher(normalize(x)).float()
+        if logits is None:
+            logits = torch.zeros(len(train), out.shape[1], device=out.device)
+        logits[idx.to(out.device)] = out
+    return logits
+
+
+class LogitCache:
+    """Teacher logits per (seed, epoch) in files under `root`, shared by every trial that reads it.
+
+    `root/<teacher hash>/<dataset>_n<images>_aug<0|1>/seed<seed>_epoch<epoch>.pt`, fp16 [N, classes].
+    """
+
+    def __init__(self, root: str | Path, teacher_path: str | Path, dataset: str, n_train: int,
+                 augment: bool):
+        self.folder = Path(root) / teacher_id(teacher_path) / f"{dataset}_n{n_train}_aug{int(augment)}"
+        self.hits = self.misses = 0
+
+    def path(self, seed: int, epoch: int) -> Path:
+        return self.folder / f"seed{seed}_epoch{epoch}.pt"
+
+    def get(self, seed: int, epoch: int, compute) -> torch.Tensor:
+        """The cached fp16 logits, or `compute()`'s, written once for every later reader."""
+        target = self.path(seed, epoch)
+        if target.is_file():  # fast path: complete files only ever appear by rename
+            self.hits += 1
+            return torch.load(target, map_location="cpu", weights_only=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(target.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent trial waits here, then reads our file
+            if target.is_file():
+                self.hits += 1
+                return torch.load(target, map_location="cpu", weights_only=True)
+            self.misses += 1
+            logits = compute().to("cpu", CACHE_DTYPE)
+            partial = target.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(logits, partial)
+            os.replace(partial, target)
+            return logits
+
+    def entries(self) -> list[Path]:
+        pattern = re.compile(r"seed\d+_epoch\d+\.pt")
+        return sorted(p for p in self.folder.glob("*.pt") if pattern.fullmatch(p.name))
