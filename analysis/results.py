@@ -1,16 +1,19 @@
 """Reads a finished, running or killed experiment folder into tidy pandas frames.
 
-Only files on disk are read (each trial's params.json and result.json); nothing is trained or
-started. A trial's rows appear as soon as it has reported once.
+Only files on disk are read (the driver's tunelab_plan.json, each trial's params.json and result.json);
+nothing is trained or started. A trial's rows appear as soon as it has reported once.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+PLAN_FILE = "tunelab_plan.json"
+"""The driver's record of the search (search/resume.py save_plan): Space, profile, config, grid."""
 
 
 class NotAnExperiment(ValueError):
@@ -26,10 +29,34 @@ class Experiment:
     """One row per (trial, report): the learning curves."""
     config_keys: list[str]
     metric_keys: list[str]
+    space: str | None = None
+    """Name of the Space that made the folder (None when it cannot be told)."""
+    plan: dict = field(default_factory=dict)
+    """The driver's record of the search; empty for a folder made some other way."""
+    metric: str = "val_acc"
+    mode: str = "max"
+    max_t: int | None = None
+    reports_per_epoch: int = 1
+    rungs: list[int] = field(default_factory=list)
+    """ASHA's milestones (reports) at which it may stop a trial; empty for FIFO or unknown."""
+
+    @property
+    def name(self) -> str:
+        return self.path.name
 
     @property
     def incomplete(self) -> list[str]:
         return self.trials.loc[~self.trials["complete"], "trial_id"].tolist()
+
+    @property
+    def seeds(self) -> int:
+        """Distinct seeds in the experiment (1 when no trial sets one)."""
+        return int(self.trials["seed"].nunique()) if "seed" in self.trials else 1
+
+    def varied_keys(self) -> list[str]:
+        """Config keys whose value differs between trials (the searched axes), seed excluded."""
+        return [k for k in self.config_keys if k != "seed" and k in self.trials
+                and self.trials[k].astype(str).nunique() > 1]
 
 
 def trial_dirs(experiment: Path) -> list[Path]:
@@ -37,22 +64,42 @@ def trial_dirs(experiment: Path) -> list[Path]:
 
 
 def read_results(path: Path) -> list[dict]:
+    """One dict per report. A last line without its newline is a report being written right now
+    (or cut by a kill) and is left out; any other line that is not JSON makes the file corrupt."""
     rows = []
     if not path.is_file():
         return rows
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    text = path.read_text()
+    lines = text.splitlines()
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
+            if n == len(lines) and not text.endswith("\n"):
+                break
             raise NotAnExperiment(f"{path} line {n} is not valid JSON (corrupt result file)") from None
+        if not isinstance(row, dict):
+            raise NotAnExperiment(f"{path} line {n} is not a result object (corrupt result file)")
+        rows.append(row)
     return rows
+
+
+def read_plan(path: Path) -> dict:
+    file = path / PLAN_FILE
+    if not file.is_file():
+        return {}
+    try:
+        plan = json.loads(file.read_text())
+    except json.JSONDecodeError:
+        raise NotAnExperiment(f"{file} is not valid JSON") from None
+    return plan if isinstance(plan, dict) else {}
 
 
 def load_experiment(path: str | Path, metric: str = "val_acc", mode: str = "max",
                     max_t: int | None = None) -> Experiment:
-    """`max_t`, when given, marks trials that stopped before it as incomplete or ASHA-stopped."""
+    """`max_t`, when given, tells trials ASHA stopped (done before max_t) from running/killed ones."""
     path = Path(path).resolve()
     if not path.is_dir():
         raise NotAnExperiment(f"{path} is not a folder")
@@ -62,7 +109,10 @@ def load_experiment(path: str | Path, metric: str = "val_acc", mode: str = "max"
         raise NotAnExperiment(f"{path} is {kind}: no trial folder with params.json")
     trial_rows, epoch_rows, config_keys, metric_keys = [], [], [], []
     for folder in dirs:
-        params = json.loads((folder / "params.json").read_text())
+        try:
+            params = json.loads((folder / "params.json").read_text())
+        except json.JSONDecodeError:
+            raise NotAnExperiment(f"{folder / 'params.json'} is not valid JSON") from None
         results = read_results(folder / "result.json")
         config_keys += [k for k in params if k not in config_keys]
         row = {"trial_id": _trial_id(folder, results),
@@ -80,12 +130,73 @@ def load_experiment(path: str | Path, metric: str = "val_acc", mode: str = "max"
             row["done"] = bool(results[-1].get("done", False))
         else:
             row["done"] = False
-        row["complete"] = row["done"] or (max_t is not None and row["epochs_run"] >= max_t)
         trial_rows.append(row)
-    trials = pd.DataFrame(trial_rows)
-    if max_t is not None:
-        trials["stopped_early"] = trials["epochs_run"] < max_t
-    return Experiment(path, trials, pd.DataFrame(epoch_rows), config_keys, metric_keys)
+    if not epoch_rows:
+        raise NotAnExperiment(f"{path} is an empty experiment: none of its {len(dirs)} trials has reported")
+    exp = Experiment(path, pd.DataFrame(trial_rows), pd.DataFrame(epoch_rows), config_keys, metric_keys,
+                     metric=metric, mode=mode)
+    mark_budget(exp, max_t)
+    return exp
+
+
+def mark_budget(exp: Experiment, max_t: int | None) -> None:
+    """Flags each trial complete (done, or reached max_t) and, knowing max_t, stopped early by ASHA."""
+    trials = exp.trials
+    exp.max_t = max_t
+    trials["complete"] = trials["done"] | (max_t is not None and trials["epochs_run"] >= (max_t or 0))
+    # Ray marks the last result of a trial the scheduler stopped as done; a killed one is not.
+    trials["stopped_early"] = trials["done"] & (max_t is not None and trials["epochs_run"] < (max_t or 0))
+
+
+def open_experiment(path: str | Path) -> Experiment:
+    """load_experiment with the metric, mode and ASHA budget of the Space that made the folder.
+
+    The Space comes from the driver's plan file, else from the default folder name
+    `<space>__<profile>__<time>`, else from the trainable and the searched axes; failing all three,
+    the folder is read as a generic val_acc search.
+    """
+    from spaces import SPACES
+
+    path = Path(path).resolve()
+    if not path.is_dir():
+        raise NotAnExperiment(f"{path} is not a folder")
+    plan = read_plan(path)
+    space = SPACES.get(plan.get("space") or path.name.split("__")[0])
+    exp = load_experiment(path, *((space.metric, space.mode) if space else ("val_acc", "max")))
+    if space is None:
+        space = _guess_space(exp, SPACES.values())
+        if space is not None and (space.metric, space.mode) != ("val_acc", "max"):
+            exp = load_experiment(path, space.metric, space.mode)
+    exp.plan = plan
+    if space is None:
+        return exp
+    exp.space, exp.reports_per_epoch = space.name, space.reports_per_epoch
+    epochs = plan.get("config", {}).get("epochs") or (
+        exp.trials["epochs"].max() if "epochs" in exp.trials else getattr(space.config_cls(), "epochs", None))
+    if epochs is not None:
+        mark_budget(exp, int(epochs) * space.reports_per_epoch)
+        profile = space.profiles.get(plan.get("profile") or (path.name.split("__") + [""])[1])
+        if plan.get("scheduler", "asha") == "asha" and profile is not None:
+            exp.rungs = asha_rungs(min(profile.grace_period, exp.max_t), space.reduction_factor, exp.max_t)
+    return exp
+
+
+def asha_rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
+    """grace_period × reduction_factor^k below max_t: where ASHA compares and may stop trials."""
+    rungs, rung = [], grace_period
+    while rung < max_t:
+        rungs.append(rung)
+        rung *= reduction_factor
+    return rungs
+
+
+def _guess_space(exp: Experiment, spaces):
+    """The one Space whose trainable wrote these trial folders and whose grid axes were searched."""
+    folder = Path(exp.trials["trial_dir"].iloc[0]).name
+    varied = set(exp.varied_keys())
+    candidates = [s for s in spaces if folder.startswith(s.trainable.split(":")[1] + "_")
+                  and set(s.grid) - {"seed"} <= varied]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def _trial_id(folder: Path, results: list[dict]) -> str:

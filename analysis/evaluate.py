@@ -1,0 +1,154 @@
+"""`python analysis/evaluate.py <experiment-dir> [--split test|val]`: the winner, re-evaluated.
+
+Rebuilds the best trial's model from its best checkpoint (the reference lab's `load_and_eval`) and
+evaluates it on a split: accuracy, loss and the confusion matrix, printed and written to the report
+(report/<experiment>/evaluation_<split>.{md,json}). On the val split it also prints the val_acc that
+trial stored for that checkpoint: the two agree, which checks that checkpoints restore exactly.
+Image studies only (mnist, degradation, teachers, kd): their checkpoints hold the model's weights
+and the resolved config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python analysis/evaluate.py` from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from analysis.report import OneLineParser, report_root, write_report  # noqa: E402
+from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
+from spaces import UsageError  # noqa: E402
+
+
+@dataclass
+class Evaluation:
+    trial_id: str
+    checkpoint: str
+    epoch: int
+    split: str
+    images: int
+    accuracy: float
+    loss: float
+    confusion: list[list[int]]
+    """confusion[true][predicted]: image counts."""
+    classes: list[str]
+    stored_val_acc: float | None
+    """What the trial reported for this checkpoint's epoch (the val split's reference)."""
+
+    def markdown(self) -> str:
+        lines = [f"## Evaluation of the winner on the {self.split} split", "",
+                 f"Trial {self.trial_id}, `{self.checkpoint}` (epoch {self.epoch}): accuracy "
+                 f"**{self.accuracy:.4f}**, loss {self.loss:.4f} on {self.images} images."]
+        if self.stored_val_acc is not None:
+            lines.append(f"Stored val_acc of that epoch: {self.stored_val_acc:.6f} "
+                         f"(difference {self.accuracy - self.stored_val_acc:+.2e}).")
+        short = [c[:10] for c in self.classes]
+        lines += ["", "Confusion matrix (rows: true class, columns: predicted):", "",
+                  "| true \\ predicted | " + " | ".join(short) + " |",
+                  "|---|" + "---|" * len(short)]
+        lines += [f"| {short[i]} | " + " | ".join(str(v) for v in row) + " |"
+                  for i, row in enumerate(self.confusion)]
+        return "\n".join(lines) + "\n"
+
+
+def best_checkpoint(exp: Experiment) -> tuple[str, Path, dict]:
+    """(trial_id, checkpoint folder, its result row) of the best checkpoint kept on disk.
+
+    Ray keeps each trial's best checkpoint by the metric (and the latest, to resume); the best of
+    those across trials is the winner's."""
+    if "checkpoint_dir_name" not in exp.epochs or exp.epochs["checkpoint_dir_name"].isna().all():
+        raise UsageError(f"{exp.path}: no trial reported a checkpoint")
+    rows = exp.epochs[exp.epochs["checkpoint_dir_name"].notna()]
+    dirs = dict(zip(exp.trials["trial_id"], exp.trials["trial_dir"], strict=True))
+    kept = rows[[(Path(dirs[t]) / c / "state.pt").is_file()
+                 for t, c in zip(rows["trial_id"], rows["checkpoint_dir_name"], strict=True)]]
+    if kept.empty:
+        raise UsageError(f"{exp.path}: no checkpoint with a state.pt is left on disk")
+    # Best metric first; among equals the later report, as Ray's checkpoint manager keeps it.
+    kept = kept.sort_values([exp.metric, "training_iteration"], ascending=[exp.mode == "min", False])
+    row = kept.iloc[0].to_dict()
+    return str(row["trial_id"]), Path(dirs[row["trial_id"]]) / row["checkpoint_dir_name"], row
+
+
+def evaluate_checkpoint(folder: Path, split: str) -> tuple[dict, float, float, torch.Tensor]:
+    """(state, accuracy, loss, confusion) of the model in `folder`/state.pt on `split`."""
+    from trainables.cnn import ImageConfig
+    from trainables.data.images import DATASETS, load_images
+    from trainables.loop import Normalize, predict, setup_runtime
+    from trainables.models import build_image_model
+    from trainables.report import load_state
+
+    state = load_state(str(folder))
+    config = state.get("config", {})
+    if config.get("dataset") not in DATASETS or "model" not in state:
+        raise UsageError(f"{folder} is not an image-model checkpoint; evaluate rebuilds image models only")
+    fields = {f.name for f in dataclasses.fields(ImageConfig)}
+    cfg = ImageConfig(**{k: v for k, v in config.items() if k in fields})
+    rt = setup_runtime(cfg.cpus, 0, cfg.channels_last)
+    data = load_images(cfg.dataset, cfg.data_dir, cfg.download)
+    # The same rows the trial validated on: the first val_subset of the fixed validation split.
+    images = (data.val.head(cfg.val_subset) if split == "val" else data.test).to(rt.device)
+    normalize = Normalize(data.info.mean, data.info.std, rt)
+    model = build_image_model(cfg.model, data.info.shape, len(data.info.classes), cfg.num_blocks,
+                              cfg.num_filters, cfg.skip)
+    model.load_state_dict(state["model"])
+    model = model.to(rt.device, memory_format=normalize.format)
+    logits = predict(model, images, normalize, rt)
+    loss = F.cross_entropy(logits, images.y).item()
+    predicted = logits.argmax(1)
+    accuracy = (predicted == images.y).float().mean().item()
+    classes = len(data.info.classes)
+    confusion = torch.bincount(images.y * classes + predicted, minlength=classes * classes).view(classes, -1)
+    state["classes"] = list(data.info.classes)
+    return state, accuracy, loss, confusion.cpu()
+
+
+def evaluate_winner(exp: Experiment, split: str = "test") -> Evaluation:
+    trial_id, folder, row = best_checkpoint(exp)
+    state, accuracy, loss, confusion = evaluate_checkpoint(folder, split)
+    return Evaluation(
+        trial_id=trial_id, checkpoint=f"{folder.parent.name}/{folder.name}",
+        epoch=int(state["epoch"]) + 1, split=split,
+        images=int(confusion.sum()), accuracy=accuracy, loss=loss, confusion=confusion.tolist(),
+        classes=state["classes"],
+        stored_val_acc=float(row[exp.metric]) if split == "val" and exp.metric == "val_acc" else None,
+    )
+
+
+def write_evaluation(exp: Experiment, evaluation: Evaluation, root: Path | None = None) -> Path:
+    """evaluation_<split>.md/.json beside the report, then the report again (its README embeds it)."""
+    folder = (root or report_root()) / exp.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"evaluation_{evaluation.split}.json").write_text(
+        json.dumps(dataclasses.asdict(evaluation), indent=1) + "\n")
+    (folder / f"evaluation_{evaluation.split}.md").write_text(evaluation.markdown())
+    return write_report(exp, root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineParser(prog="analysis/evaluate.py", description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", help="experiment folder (storage/name)")
+    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--out", type=Path, help="report root (default $TUNELAB_REPORT or ./report)")
+    try:
+        args = parser.parse_args(argv)
+        exp = open_experiment(args.experiment)
+        evaluation = evaluate_winner(exp, args.split)
+    except (UsageError, NotAnExperiment) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    folder = write_evaluation(exp, evaluation, args.out)
+    print(evaluation.markdown())
+    print(f"report: {folder / 'README.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

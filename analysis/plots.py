@@ -1,0 +1,230 @@
+"""The studies' pictures, as matplotlib Figures (notebooks show them, the report saves them as SVG).
+
+deg_prob: training loss and val_acc by depth, plain against skip. asha: every trial's curve, marked
+where the scheduler stopped it. distil: student against distilled student, and the T × w heat map.
+lora: val_acc against log10 trainable parameters with the Pareto front. umap_embedding: 2-D UMAP of
+frozen features coloured by label.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from analysis.results import Experiment
+from analysis.tables import degradation, lora_setting, model_name
+
+# Figures are built without pyplot: no backend or global state, so the same functions serve headless
+# reports and notebooks (which display a returned Figure inline).
+STYLE = {"font.size": 10, "axes.grid": True, "grid.alpha": 0.3}
+
+
+def subplots(*args, figsize: tuple[float, float], **kwargs):
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots(*args, **kwargs)
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """SVG (or PNG, by suffix) with text kept as text, so labels stay searchable and sharp."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        fig.savefig(path, bbox_inches="tight")
+    return path
+
+
+def _x(exp: Experiment) -> tuple[str, str]:
+    """Curves run over epochs; a study reporting several times an epoch has fractional epochs."""
+    per_epoch = exp.reports_per_epoch
+    if per_epoch == 1 and "epoch" in exp.epochs:
+        return "epoch", "epoch"
+    return "training_iteration", "report" if per_epoch == 1 else f"report ({per_epoch} per epoch)"
+
+
+def _mean_curves(exp: Experiment, keys: list[str], metric: str) -> pd.DataFrame:
+    """Metric per (keys, x), averaged over seeds."""
+    x, _ = _x(exp)
+    return exp.epochs.groupby(keys + [x], sort=True)[metric].mean().reset_index()
+
+
+def deg_prob(exp: Experiment) -> Figure:
+    """Training loss and val_acc over epochs: one colour per depth, dashed plain, solid skip."""
+    x, xlabel = _x(exp)
+    depths = sorted(exp.epochs["num_blocks"].unique())
+    shades = matplotlib.colormaps["viridis"](np.linspace(0.1, 0.85, len(depths)))
+    colours = dict(zip(depths, shades, strict=True))
+    fig, axes = subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("train_loss", exp.metric), strict=True):
+        curves = _mean_curves(exp, ["num_blocks", "skip"], metric)
+        for (blocks, skip), curve in curves.groupby(["num_blocks", "skip"]):
+            ax.plot(curve[x], curve[metric], color=colours[blocks], linestyle="-" if skip else "--",
+                    marker="o", markersize=3)
+        ax.set(xlabel=xlabel, ylabel=metric, title=f"{metric} by depth")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    table = degradation(exp).frame
+    layers = dict(zip(table["num_blocks"], table["Layers"], strict=True))
+    handles = [Line2D([], [], color=colours[n], label=f"num_blocks={n} ({layers[n]} layers)") for n in depths]
+    handles += [Line2D([], [], color="grey", linestyle="--", label="plain"),
+                Line2D([], [], color="grey", linestyle="-", label="skip")]
+    fig.suptitle(f"Degradation: plain against skip ({exp.name}; mean over the {exp.seeds} seed(s) "
+                 f"still running at each epoch)")
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 0.93),
+               frameon=False, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig
+
+
+def model_curves(exp: Experiment) -> Figure:
+    """Training loss and val_acc over epochs, one line per model (mnist, teachers, any study)."""
+    x, xlabel = _x(exp)
+    keys = exp.varied_keys() or ["model"]
+    fig, axes = subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("train_loss", exp.metric), strict=True):
+        if metric not in exp.epochs:
+            ax.set_visible(False)
+            continue
+        curves = _mean_curves(exp, keys, metric)
+        for values, curve in curves.groupby(keys):
+            config = dict(zip(keys, values, strict=True))
+            label = (model_name(config) if keys == ["model"]
+                     else ", ".join(f"{k}={v}" for k, v in config.items()))
+            ax.plot(curve[x], curve[metric], marker="o", markersize=3, label=label)
+        ax.set(xlabel=xlabel, ylabel=metric, title=f"{metric} by configuration")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[-1].legend(fontsize=8)
+    fig.suptitle(f"{exp.space or exp.name}: learning curves (mean over {exp.seeds} seed(s))")
+    fig.tight_layout()
+    return fig
+
+
+def asha(exp: Experiment) -> Figure:
+    """Every trial's metric per report; × where the scheduler stopped it, ● where it ran to the end."""
+    fig, ax = subplots(figsize=(8, 4.5))
+    stopped = exp.trials.set_index("trial_id")["stopped_early"]
+    for trial_id, curve in exp.epochs.groupby("trial_id", sort=False):
+        curve = curve.sort_values("training_iteration")
+        line, = ax.plot(curve["training_iteration"], curve[exp.metric], alpha=0.7, linewidth=1)
+        end = curve.iloc[-1]
+        ax.plot(end["training_iteration"], end[exp.metric], "x" if stopped[trial_id] else "o",
+                color=line.get_color(), markersize=9 if stopped[trial_id] else 5, markeredgewidth=2)
+    for rung in exp.rungs:
+        ax.axvline(rung, color="grey", linestyle=":", linewidth=1)
+    n_stopped = int(stopped.sum())
+    ax.set(xlabel="training_iteration (reports)", ylabel=exp.metric,
+           title=f"ASHA: {len(stopped)} trials, {n_stopped} stopped early (×), "
+                 f"{len(stopped) - n_stopped} ran on (●); dotted: rungs")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    return fig
+
+
+def distil(exp: Experiment) -> Figure:
+    """Left: val_acc over epochs of the student alone (w_st = 0) and of the best distilled cell.
+    Right: best-epoch val_acc (mean over seeds) of every temperature × w_st cell."""
+    x, xlabel = _x(exp)
+    metric = exp.metric
+    fig, (left, right) = subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
+    cells = exp.trials[exp.trials["epochs_run"] > 0].groupby(["temperature", "w_st"])[f"best_{metric}"].mean()
+    distilled = cells[cells.index.get_level_values("w_st") != 0]
+    curves = exp.epochs
+    baseline = curves[curves["w_st"] == 0].groupby(x)[metric].agg(["mean", "std"])
+    left.plot(baseline.index, baseline["mean"], "k--o", markersize=3, label="student alone (w_st=0)")
+    if len(distilled):
+        t, w = distilled.idxmax() if exp.mode == "max" else distilled.idxmin()
+        best = curves[(curves["temperature"] == t) & (curves["w_st"] == w)].groupby(x)[metric].agg(
+            ["mean", "std"])
+        left.plot(best.index, best["mean"], "-o", color="tab:red", markersize=3,
+                  label=f"distilled (T={t:g}, w_st={w:g})")
+        for frame, colour in ((baseline, "black"), (best, "tab:red")):
+            left.fill_between(frame.index, frame["mean"] - frame["std"].fillna(0),
+                              frame["mean"] + frame["std"].fillna(0), color=colour, alpha=0.12)
+    left.set(xlabel=xlabel, ylabel=metric, title="student against distilled student")
+    left.legend(fontsize=8)
+    grid = distilled.unstack("w_st")
+    image = right.imshow(grid.values, cmap="viridis", aspect="auto", origin="lower")
+    right.set_xticks(range(len(grid.columns)), [f"{w:g}" for w in grid.columns])
+    right.set_yticks(range(len(grid.index)), [f"{t:g}" for t in grid.index])
+    right.grid(False)
+    for (i, j), value in np.ndenumerate(grid.values):
+        if not np.isnan(value):
+            right.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8,
+                       color="white" if value < np.nanmean(grid.values) else "black")
+    right.set(xlabel="w_st", ylabel="temperature T", title=f"best-epoch {metric} per T × w_st")
+    fig.colorbar(image, ax=right, label=metric)
+    fig.suptitle(f"Knowledge distillation ({exp.name}, mean over {exp.seeds} seed(s))")
+    fig.tight_layout()
+    return fig
+
+
+def pareto_front(cost: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both (lower cost, higher value), by cost."""
+    order = np.lexsort((-value, cost))
+    front, best = [], -np.inf
+    for i in order:
+        if value[i] > best:
+            front.append(i)
+            best = value[i]
+    return np.array(front, dtype=int)
+
+
+def lora(exp: Experiment) -> Figure:
+    """Best-epoch val_acc against log10 trainable parameters; the Pareto front joins the settings
+    no cheaper setting beats."""
+    trials = exp.trials[exp.trials["epochs_run"] > 0].copy()
+    trials["setting"] = [lora_setting(row) for row in trials.to_dict("records")]
+    points = trials.groupby("setting").agg(params=("best_trainable_params", "first"),
+                                           acc=(f"best_{exp.metric}", "mean")).reset_index()
+    points["log10"] = np.log10(points["params"].astype(float))
+    fig, ax = subplots(figsize=(7, 4.5))
+    ax.scatter(points["log10"], points["acc"], s=40, zorder=3)
+    for row in points.itertuples():
+        ax.annotate(row.setting, (row.log10, row.acc), textcoords="offset points", xytext=(5, 4), fontsize=9)
+    front = points.iloc[pareto_front(points["log10"].to_numpy(), points["acc"].to_numpy())]
+    ax.step(front["log10"], front["acc"], where="post", color="tab:red", linewidth=1.5,
+            label="Pareto front", zorder=2)
+    ax.set(xlabel="log10 trainable parameters", ylabel=f"{exp.metric} (best epoch)",
+           title=f"Fine-tuning: accuracy against trainable parameters ({exp.name})")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def umap_embedding(embeddings: np.ndarray, labels: np.ndarray, class_names: list[str] | None = None,
+                   title: str = "UMAP of validation embeddings", seed: int = 0) -> Figure:
+    """2-D UMAP of feature vectors, one colour per label."""
+    import umap
+
+    xy = umap.UMAP(n_components=2, random_state=seed).fit_transform(embeddings)
+    fig, ax = subplots(figsize=(6, 5))
+    for label in np.unique(labels):
+        mask = labels == label
+        name = class_names[label] if class_names is not None else str(label)
+        ax.scatter(xy[mask, 0], xy[mask, 1], s=5, alpha=0.6, label=f"{name} ({mask.sum()})")
+    ax.set(xlabel="UMAP 1", ylabel="UMAP 2", title=title)
+    ax.grid(False)
+    ax.legend(markerscale=3, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+STUDY_PLOTS = {
+    "degradation": {"deg_prob": deg_prob, "asha": asha},
+    "mnist": {"curves": model_curves, "asha": asha},
+    "teachers": {"curves": model_curves, "asha": asha},
+    "kd": {"distil": distil, "asha": asha},
+    "lora": {"lora": lora, "asha": asha},
+    "extract": {},
+}
+
+
+def study_plots(exp: Experiment) -> dict:
+    """name -> function(exp) -> Figure, for the experiment's study (learning curves when unknown)."""
+    plots = STUDY_PLOTS.get(exp.space, {"curves": model_curves, "asha": asha})
+    if exp.epochs.empty:
+        return {}
+    return plots

@@ -1,0 +1,138 @@
+"""`python analysis/report.py <experiment-dir | --space NAME>`: an experiment folder -> report/<experiment>/.
+
+The report holds the study's table at the best and at the final epoch (Markdown + CSV), its pictures
+(SVG) and a README.md that embeds them; the main table is printed too. Bad input (a folder that is not
+an experiment, an empty experiment, a corrupt result file) is one line on stderr, exit status 2, and
+nothing written. The driver calls `report_after_search` so every search ends in a report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python analysis/report.py` from a checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from analysis.results import Experiment, NotAnExperiment, open_experiment, read_plan  # noqa: E402
+from analysis.tables import Table, study_table  # noqa: E402
+from spaces import UsageError  # noqa: E402
+
+
+def report_root() -> Path:
+    """Where reports go: $TUNELAB_REPORT, else ./report."""
+    return Path(os.environ.get("TUNELAB_REPORT", "report"))
+
+
+def latest_experiment(storage: Path, space: str) -> Path:
+    """The most recently written experiment of `space` under `storage`."""
+    found = [p for p in storage.iterdir() if p.is_dir()
+             and (read_plan(p).get("space") or p.name.split("__")[0]) == space] if storage.is_dir() else []
+    if not found:
+        raise UsageError(f"no {space} experiment in {storage} (run: python search/run.py --space {space})")
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def build(exp: Experiment) -> tuple[list[Table], dict]:
+    """The tables (best epoch first: the main one) and the figures, all in memory."""
+    from analysis import plots
+
+    tables = [study_table(exp, "best"), study_table(exp, "final")]
+    figures = {name: make(exp) for name, make in plots.study_plots(exp).items()}
+    return tables, figures
+
+
+def status_line(exp: Experiment) -> str:
+    trials = exp.trials
+    text = (f"{len(trials)} trials, {exp.seeds} seed(s), {int(trials['stopped_early'].sum())} stopped "
+            f"early by the scheduler")
+    if exp.incomplete:
+        text += f", {len(exp.incomplete)} incomplete (running, killed or failed: {', '.join(exp.incomplete)})"
+    return text
+
+
+def winner_line(exp: Experiment) -> str:
+    reported = exp.trials[exp.trials["epochs_run"] > 0]
+    best = reported.sort_values(f"best_{exp.metric}", ascending=exp.mode == "min").iloc[0]
+    config = ", ".join(f"{k}={best[k]}" for k in exp.varied_keys() + (["seed"] if exp.seeds > 1 else []))
+    return (f"winner: trial {best['trial_id']} ({config}), {exp.metric} {best[f'best_{exp.metric}']:.4f} "
+            f"at report {int(best['best_training_iteration'])} of {int(best['epochs_run'])}")
+
+
+def readme(exp: Experiment, tables: list[Table], figures: dict, folder: Path) -> str:
+    profile = f", profile `{exp.plan['profile']}`" if exp.plan.get("profile") else ""
+    lines = [f"# {exp.name}", "",
+             f"Study `{exp.space or 'unknown'}`{profile}; results in `{exp.path}`.", "",
+             f"{status_line(exp)}. {winner_line(exp)}.", ""]
+    for table, heading in zip(tables, ("Main table (best epoch)", "Final epoch"), strict=True):
+        lines += [f"## {heading}", "", table.markdown(), f"CSV: [{table.stem}.csv]({table.stem}.csv)", ""]
+    if figures:
+        lines += ["## Pictures", ""]
+        lines += [f"### {name}\n\n![{name}]({name}.svg)\n" for name in figures]
+    for evaluation in sorted(folder.glob("evaluation_*.md")):
+        lines += [evaluation.read_text(), ""]
+    lines += [f"Regenerate: `python analysis/report.py {exp.path}`", ""]
+    return "\n".join(lines)
+
+
+def write_report(exp: Experiment, root: Path | None = None) -> Path:
+    """Builds everything first, then writes report/<experiment>/; returns the folder."""
+    from analysis.plots import save
+
+    tables, figures = build(exp)
+    folder = (root or report_root()) / exp.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for table in tables:
+        table.write(folder)
+    for name, figure in figures.items():
+        save(figure, folder / f"{name}.svg")
+    (folder / "README.md").write_text(readme(exp, tables, figures, folder))
+    return folder
+
+
+def print_table(table: Table) -> None:
+    print(table.caption)
+    print(table.frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def report_after_search(experiment_dir: Path) -> None:
+    """The driver's last step. A search whose every trial failed has nothing to report; say so."""
+    try:
+        folder = write_report(open_experiment(experiment_dir))
+    except NotAnExperiment as err:
+        print(f"no report: {err}")
+        return
+    print(f"report: {folder / 'README.md'}")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = OneLineParser(prog="analysis/report.py", description=__doc__.splitlines()[0])
+    parser.add_argument("experiment", nargs="?", help="experiment folder (storage/name)")
+    parser.add_argument("--space", help="report the latest experiment of this space in --storage")
+    parser.add_argument("--storage", default="results", help="results folder for --space (default results)")
+    parser.add_argument("--out", type=Path, help="report root (default $TUNELAB_REPORT or ./report)")
+    try:
+        args = parser.parse_args(argv)
+        if bool(args.experiment) == bool(args.space):
+            raise UsageError("give an experiment folder or --space NAME (one of them)")
+        path = Path(args.experiment) if args.experiment else latest_experiment(Path(args.storage), args.space)
+        exp = open_experiment(path)
+        folder = write_report(exp, args.out)
+    except (UsageError, NotAnExperiment) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print_table(study_table(exp, "best"))
+    print(winner_line(exp))
+    print(f"report: {folder / 'README.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
