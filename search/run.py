@@ -62,12 +62,14 @@ def main(argv: list[str] | None = None) -> int:
             view(plan)
             return 0
         start_ray(args.address)
+        from analysis.report import report_after_search
         from search.summary import print_summary
         from search.tuner import build_tuner
 
         started = time.time()
         build_tuner(plan).fit()
         print_summary(plan, time.time() - started)
+        report_after_search(plan.experiment_dir)  # every search ends in report/<experiment>/
         return 0
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
