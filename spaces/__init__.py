@@ -5,8 +5,10 @@ from __future__ import annotations
 from spaces.base import PROFILES, Profile, Space, UsageError
 from spaces.images import DEGRADATION, MNIST, TEACHERS
 from spaces.kd import KD
+from spaces.text import EXTRACT, LORA
 
-SPACES: dict[str, Space] = {space.name: space for space in (MNIST, DEGRADATION, TEACHERS, KD)}
+SPACES: dict[str, Space] = {space.name: space for space in (MNIST, DEGRADATION, TEACHERS, KD, EXTRACT,
+                                                                 LORA)}
 
 
 def get_space(name: str) -> Space:

