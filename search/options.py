@@ -44,12 +44,21 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--list", action="store_true", help="list the spaces and their grids")
     p.add_argument("--view", action="store_true", help="print each model's size without training")
+    ops = p.add_argument_group("operations")
+    ops.add_argument("--resume", metavar="EXPERIMENT",
+                     help="continue a killed search (its folder); finished trials are kept")
+    ops.add_argument("--dashboard", action="store_true",
+                     help="serve Ray's dashboard on http://127.0.0.1:8265 (token auth on)")
+    ops.add_argument("--wandb", nargs="?", const="tunelab", metavar="PROJECT",
+                     help="mirror every trial to Weights & Biases (offline when no API key)")
+    ops.add_argument("--ray-temp-dir", metavar="DIR",
+                     help="Ray's session folders (logs, sockets) here instead of /tmp/ray")
     return p
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = make_parser().parse_args(argv)
-    if not args.list and not args.space:
+    if not args.list and not args.space and not args.resume:
         raise UsageError("--space is required (see --list)")
     return args
 
@@ -142,7 +151,8 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
     if os.sep in name or name in ("", ".", ".."):
         raise UsageError(f"--name must be a plain folder name, got '{name}'")
     if not args.view:
-        check_storage(storage, name)
+        if not args.resume:  # a resume continues its own folder (search/resume.py)
+            check_storage(storage, name)
         if space.prepare is not None:
             config = space.prepare(config, storage)
     return SearchPlan(space=space, profile=args.profile, config=config, grid=grid, storage=storage,

@@ -7,7 +7,6 @@ and never touches results already on disk.
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # `python search/run.py` from a checkout without the editable install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from search.cluster import start_ray  # noqa: E402
 from search.options import build_plan, parse_args  # noqa: E402
+from search.resume import restore_tuner, resume_plan, save_plan  # noqa: E402
 from spaces import SPACES, UsageError  # noqa: E402
 
 
@@ -40,34 +41,32 @@ def view(plan) -> None:
         print(f"{label:48} {described['params']:>12,} {described['layers']:>7}")
 
 
-def start_ray(address: str | None) -> None:
-    import ray
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if address:
-        ray.init(address=address, logging_level="ERROR")
-    else:
-        ray.init(include_dashboard=False, logging_level="ERROR")
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         if args.list:
             list_spaces()
             return 0
-        plan = build_plan(args)
+        plan = resume_plan(args) if args.resume else build_plan(args)
         if args.view:
             view(plan)
             return 0
-        start_ray(args.address)
+        start_ray(args.address, args.dashboard, args.ray_temp_dir)
         from analysis.report import report_after_search
         from search.summary import print_summary
         from search.tuner import build_tuner
 
+        if args.wandb and not args.resume:  # a restored search keeps the callbacks it started with
+            from search.wandb_setup import print_wandb_help, wandb_callback
+
+            plan.callbacks.append(wandb_callback(plan.experiment_dir, plan.name, args.wandb))
+            print_wandb_help(plan.experiment_dir, args.wandb)
         started = time.time()
-        build_tuner(plan).fit()
+        if args.resume:
+            restore_tuner(plan).fit()
+        else:
+            save_plan(plan)  # --resume reads and checks the search from here
+            build_tuner(plan).fit()
         print_summary(plan, time.time() - started)
         report_after_search(plan.experiment_dir)  # every search ends in report/<experiment>/
         return 0

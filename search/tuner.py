@@ -42,8 +42,12 @@ class SearchPlan:
 
     def param_space(self) -> dict[str, Any]:
         if self.search == "optuna":
-            sampled = {k: make() for k, make in self.space.continuous.items() if k not in self.config}
-            return {**self.config, **{k: v[0] for k, v in self.grid.items() if len(v) == 1}, **sampled}
+            # TPE samples the continuous counterpart of every key not pinned to one value; grid axes
+            # it does not cover become categorical.
+            pinned = {**self.config, **{k: v[0] for k, v in self.grid.items() if len(v) == 1}}
+            sampled = {k: make() for k, make in self.space.continuous.items() if k not in pinned}
+            axes = {k: tune.choice(v) for k, v in self.grid.items() if len(v) > 1 and k not in sampled}
+            return {**pinned, **axes, **sampled}
         return {**self.config, **{k: tune.grid_search(v) for k, v in self.grid.items()}}
 
 
@@ -97,7 +101,7 @@ def build_tuner(plan: SearchPlan) -> tune.Tuner:
             mode=space.mode,
             scheduler=make_scheduler(plan),
             search_alg=make_searcher(plan),
-            num_samples=plan.num_samples * (1 + len(space.baselines) if plan.search == "grid" else 1),
+            num_samples=plan.num_samples * ((1 + len(space.baselines)) if plan.search == "grid" else 1),
             # A fresh actor costs ~3 s (process + torch import); short trials reuse them (3.4× here).
             reuse_actors=True,
         ),

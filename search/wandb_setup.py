@@ -1,0 +1,51 @@
+"""`--wandb [PROJECT]`: mirrors every trial to Weights & Biases; the results folder stays the truth.
+
+Runs are grouped by experiment and written under `<experiment>/wandb`. Without an API key the runs
+are recorded offline and can be uploaded later with `wandb sync`. The key is never passed to Ray or
+written anywhere: W&B reads it from the environment or ~/.netrc itself.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+
+WANDB_HOST = "api.wandb.ai"
+
+
+def has_api_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators(WANDB_HOST) is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_folder(experiment_dir: Path) -> Path:
+    """Where W&B writes the runs: WANDB_DIR is the experiment, so they land in <experiment>/wandb."""
+    return experiment_dir / "wandb"
+
+
+def wandb_callback(experiment_dir: Path, group: str, project: str):
+    """Ray's WandbLoggerCallback for one experiment; switches W&B offline when no key is configured.
+
+    Ray's logging actors do not see later changes of the driver's environment, so the mode and the
+    folder also travel as `wandb.init` arguments.
+    """
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    if not has_api_key() and os.environ.get("WANDB_MODE") not in ("offline", "disabled"):
+        os.environ["WANDB_MODE"] = "offline"
+    os.environ["WANDB_DIR"] = str(experiment_dir)
+    mode = {"mode": os.environ["WANDB_MODE"]} if os.environ.get("WANDB_MODE") else {}
+    return WandbLoggerCallback(project=project, group=group, dir=str(experiment_dir), **mode)
+
+
+def print_wandb_help(experiment_dir: Path, project: str) -> None:
+    folder = wandb_folder(experiment_dir)
+    if os.environ.get("WANDB_MODE") == "offline":
+        print(f"W&B: project '{project}' recorded offline; upload with `wandb sync {folder}/offline-run-*`")
+    else:
+        print(f"W&B: project '{project}', runs grouped as '{experiment_dir.name}'")

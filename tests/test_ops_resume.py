@@ -1,0 +1,137 @@
+"""Fault tolerance: a crashing trial is retried from its checkpoint, a killed search resumes, and the
+bad inputs around resuming fail in one line with exit status 2."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import OFFLINE_ENV, ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+SMOKE = ["--space", "degradation", "--profile", "smoke", "--scheduler", "fifo", "--max-epochs", "3"]
+EPOCHS = 3
+
+
+def progress(trial: Path) -> list[dict]:
+    file = trial / "progress.csv"
+    return list(csv.DictReader(file.open())) if file.is_file() else []
+
+
+def trials(experiment: Path) -> list[Path]:
+    return sorted(p for p in experiment.glob("*") if (p / "params.json").is_file())
+
+
+def assert_one_line_usage_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def crashed_experiment(storage: Path) -> Path:
+    """Two identical trials; the first to finish epoch 2 crashes once, the other is its twin."""
+    marker = storage / "crash.marker"
+    result = run_cli(*SMOKE, "--set", "num_blocks=1", "--set", "skip=true", "--num-samples", "2",
+                     "--storage", str(storage), "--name", "crashed",
+                     env={"TUNELAB_CRASH_AT_EPOCH": "2", "TUNELAB_CRASH_MARKER": str(marker)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert marker.is_file(), "the crash hook never fired"
+    return storage / "crashed"
+
+
+def test_crashed_trial_is_retried_to_the_same_metrics_as_its_twin(crashed_experiment: Path):
+    crashed = [t for t in trials(crashed_experiment) if (t / "error.txt").is_file()]
+    twins = [t for t in trials(crashed_experiment) if not (t / "error.txt").is_file()]
+    assert len(crashed) == 1 and len(twins) == 1
+    assert "crash injected" in (crashed[0] / "error.txt").read_text()
+    # Retried from the epoch-1 checkpoint: every epoch reported exactly once.
+    assert [int(r["epoch"]) for r in progress(crashed[0])] == list(range(1, EPOCHS + 1))
+    final, twin_final = progress(crashed[0])[-1], progress(twins[0])[-1]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        assert float(final[key]) == pytest.approx(float(twin_final[key]), rel=1e-6, abs=1e-7), key
+
+
+def test_resume_refuses_a_different_space(crashed_experiment: Path):
+    result = run_cli("--resume", str(crashed_experiment), "--space", "mnist")
+    assert_one_line_usage_error(result, "space", "new experiment")
+
+
+def test_resume_refuses_a_different_grid(crashed_experiment: Path):
+    result = run_cli("--resume", str(crashed_experiment), *SMOKE, "--set", "num_blocks=1,5",
+                     "--set", "skip=true", "--num-samples", "2")
+    assert_one_line_usage_error(result, "grid")
+
+
+def test_resume_refuses_a_folder_that_is_not_an_experiment(tmp_path: Path):
+    result = run_cli("--resume", str(tmp_path))
+    assert_one_line_usage_error(result, "not a tunelab experiment")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_address_without_a_cluster_fails_fast_in_one_line(tmp_path: Path):
+    started = time.time()
+    result = run_cli(*SMOKE, "--address", "127.0.0.1:9", "--storage", str(tmp_path), timeout=120)
+    assert_one_line_usage_error(result, "--address")
+    assert time.time() - started < 60
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+def test_gpus_per_trial_without_a_gpu_fails_in_one_line(tmp_path: Path):
+    result = run_cli(*SMOKE, "--gpus-per-trial", "0.5", "--storage", str(tmp_path))
+    assert_one_line_usage_error(result, "GPU")
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILLs what is left of the killed driver's session (its local Ray), and only that."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid:
+                    os.kill(int(entry.name), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def test_killed_search_resumes_without_rerunning_finished_trials(storage: Path):
+    experiment = storage / "killed"
+    # Three depths: the shallow trial finishes well before the deep ones, leaving work to resume.
+    driver = subprocess.Popen(
+        [sys.executable, str(ROOT / "search" / "run.py"), *SMOKE, "--set", "num_blocks=1,3,5",
+         "--set", "skip=false", "--set", "train_subset=1024", "--storage", str(storage), "--name", "killed"],
+        cwd=ROOT, env={**os.environ, **OFFLINE_ENV}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 300
+        finished: dict[str, bytes] = {}
+        while not finished and time.time() < deadline and driver.poll() is None:
+            time.sleep(0.1)
+            finished = {t.name: (t / "progress.csv").read_bytes() for t in trials(experiment)
+                        if len(progress(t)) == EPOCHS}
+    finally:
+        driver.kill()
+        driver.wait()
+        kill_session(driver.pid)
+    assert finished, "no trial finished before the deadline"
+    assert len(finished) < 3, "every trial finished before the kill: nothing left to resume"
+
+    result = run_cli("--resume", str(experiment))
+    assert result.returncode == 0, result.stderr[-3000:]
+    resumed = trials(experiment)
+    assert len(resumed) == 3  # none lost, none duplicated
+    for trial in resumed:
+        assert [int(r["epoch"]) for r in progress(trial)] == list(range(1, EPOCHS + 1)), trial.name
+    for name, before in finished.items():
+        assert (experiment / name / "progress.csv").read_bytes() == before, f"{name} was re-run"
