@@ -14,6 +14,7 @@ from spaces.base import Profile, Space, UsageError
 from trainables.data.images import DATASETS, DataMissing, check_available
 from trainables.kd import KDConfig
 from trainables.models import build_image_model, count_layers, count_params
+from trainables.report import STATE_FILE, load_state
 from trainables.teacher_cache import TeacherMissing, checkpoint_dir
 
 TEACHERS_SPACE = "teachers"
@@ -32,22 +33,34 @@ def _is_teachers_experiment(folder: Path) -> bool:
     return folder.name.startswith(TEACHERS_SPACE)
 
 
+def _best_checkpoint(trial: Path) -> tuple[float, Path] | None:
+    """(val_acc, folder) of the trial's best kept checkpoint: Ray keeps the best epoch's and the
+    latest, so each checkpoint's epoch is matched to the val_acc that trial reported for it."""
+    val_acc = {}
+    for line in (trial / "result.json").read_text().splitlines():
+        row = json.loads(line) if line.strip() else {}
+        if "val_acc" in row and "epoch" in row:
+            val_acc[row["epoch"]] = row["val_acc"]
+    kept = []
+    for state_file in trial.glob(f"checkpoint_*/{STATE_FILE}"):
+        epoch = load_state(str(state_file.parent))["epoch"] + 1  # states count epochs from 0
+        if epoch in val_acc:
+            kept.append((val_acc[epoch], state_file.parent))
+    return max(kept, default=None)
+
+
 def _best_teacher(experiment: Path, dataset: str) -> tuple[float, Path] | None:
-    """(val_acc, checkpoint folder) of the experiment's best trial on `dataset`, if any."""
+    """(val_acc, checkpoint folder) of the experiment's best checkpoint on `dataset`, if any."""
     best = None
     for params_file in experiment.glob("*/params.json"):
-        trial = params_file.parent
         try:
-            params = json.loads(params_file.read_text())
-            rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()
-                    if line.strip()]
-            checkpoint = checkpoint_dir(trial)
-        except (OSError, json.JSONDecodeError, TeacherMissing):
+            if json.loads(params_file.read_text()).get("dataset", "fashion_mnist") != dataset:
+                continue
+            found = _best_checkpoint(params_file.parent)
+        except (OSError, json.JSONDecodeError, KeyError, RuntimeError):
             continue  # a trial still running, killed before its first checkpoint, or corrupt
-        acc = max((r["val_acc"] for r in rows if "val_acc" in r), default=None)
-        if params.get("dataset", "fashion_mnist") == dataset and acc is not None:
-            if best is None or acc > best[0]:
-                best = (acc, checkpoint)
+        if found is not None and (best is None or found[0] > best[0]):
+            best = found
     return best
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import re
 from pathlib import Path
 
 import torch
@@ -125,7 +124,3 @@ class LogitCache:
             torch.save(logits, partial)
             os.replace(partial, target)
             return logits
-
-    def entries(self) -> list[Path]:
-        pattern = re.compile(r"seed\d+_epoch\d+\.pt")
-        return sorted(p for p in self.folder.glob("*.pt") if pattern.fullmatch(p.name))
