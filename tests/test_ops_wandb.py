@@ -1,0 +1,83 @@
+"""`--wandb`: one offline W&B run per trial, grouped by experiment, and the API key is never written."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from search.wandb_setup import wandb_callback
+from tests.conftest import run_cli
+
+# Shaped like a real key (40 characters) so any place that would store a key stores this one.
+FAKE_KEY = "tunelabfakekey" + "0123456789abcdefghijklmnop"
+
+
+def test_without_an_api_key_wandb_goes_offline(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login either
+    callback = wandb_callback(tmp_path / "exp", "exp", "tunelab-test")
+    assert os.environ["WANDB_MODE"] == "offline" and callback.kwargs["mode"] == "offline"
+    assert callback.group == "exp" and callback.kwargs["dir"] == str(tmp_path / "exp")
+
+
+def wandb_records(run_file: Path) -> list[bytes]:
+    """The records of a .wandb file: W&B's transaction log uses the LevelDB log format (a 7-byte file
+    header, then 32 KiB blocks of chunks, each with a 7-byte crc/length/type header)."""
+    data, block, pos = run_file.read_bytes(), 32 * 1024, 7
+    assert data[:4] == b":W&B", f"{run_file} is not a W&B transaction log"
+    records, pending = [], b""
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if left < 7 or (length == 0 and kind == 0):  # the rest of the block is padding
+            pos += left
+            continue
+        pending += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST chunk: a record is complete
+            records.append(pending)
+            pending = b""
+    return records
+
+
+def offline_runs(experiment: Path) -> list[dict]:
+    """Each offline run's project, group and logged history rows."""
+    from wandb.proto import wandb_internal_pb2
+
+    runs = []
+    for run_file in sorted(experiment.glob("wandb/offline-run-*/run-*.wandb")):
+        run: dict = {"history": []}
+        for data in wandb_records(run_file):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(data)
+            kind = record.WhichOneof("record_type")
+            if kind == "history":
+                run["history"].append({i.key or "/".join(i.nested_key): i.value_json
+                                       for i in record.history.item})
+            elif kind == "run":
+                run.update(group=record.run.run_group, project=record.run.project)
+        runs.append(run)
+    return runs
+
+
+@pytest.mark.slow
+def test_wandb_mirrors_every_trial_offline_and_never_writes_the_key(tmp_path: Path):
+    result = run_cli("--space", "degradation", "--profile", "smoke", "--set", "num_blocks=1",
+                     "--set", "skip=false,true", "--set", "train_subset=256", "--set", "val_subset=128",
+                     "--scheduler", "fifo", "--wandb", "tunelab-test", "--storage", str(tmp_path),
+                     "--name", "wb",
+                     env={"WANDB_API_KEY": FAKE_KEY})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "wandb sync" in result.stdout
+    runs = offline_runs(tmp_path / "wb")
+    assert len(runs) == 2, "one offline run per trial"
+    for run in runs:
+        assert run["group"] == "wb" and run["project"] == "tunelab-test"
+        assert len(run["history"]) == 2 and all("val_acc" in row for row in run["history"])
+    leaks = [p for p in tmp_path.rglob("*") if p.is_file() and FAKE_KEY.encode() in p.read_bytes()]
+    assert leaks == [] and FAKE_KEY not in result.stdout + result.stderr
