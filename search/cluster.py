@@ -6,8 +6,11 @@ costs one line and exit status 2 instead of a long hang.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
+import tempfile
 from pathlib import Path
 
 from spaces import UsageError
@@ -37,8 +40,8 @@ def check_address(address: str) -> None:
         with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
             pass
     except OSError as err:
-        raise UsageError(f"--address {address}: no Ray cluster answers "
-                         f"({err.strerror or 'timed out'} after {CONNECT_TIMEOUT_S:.0f} s)") from None
+        reason = err.strerror or f"no answer within {CONNECT_TIMEOUT_S:.0f} s"
+        raise UsageError(f"--address {address}: no Ray cluster answers ({reason})") from None
 
 
 def check_temp_dir(temp_dir: str) -> str:
@@ -48,6 +51,24 @@ def check_temp_dir(temp_dir: str) -> str:
                          f"need <= {MAX_TEMP_DIR_CHARS} (e.g. /tmp/tunelab-ray)")
     path.mkdir(parents=True, exist_ok=True)
     return str(path)
+
+
+@contextlib.contextmanager
+def stderr_kept_on_success():
+    """Holds back what is written to file descriptor 2 (C++ code included) and replays it only when
+    the block succeeds."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        held.seek(0)
+        sys.stderr.write(held.read().decode(errors="replace"))
 
 
 def token_location() -> str:
@@ -75,10 +96,11 @@ def start_ray(address: str | None = None, dashboard: bool = False, temp_dir: str
     import ray
 
     if address:
-        try:
-            ray.init(address=address, logging_level="ERROR")
-        except (ConnectionError, TimeoutError) as err:
-            raise UsageError(f"--address {address}: {str(err).splitlines()[0]}") from None
+        with stderr_kept_on_success():  # Ray's C++ client logs its retries; a failure is one line
+            try:
+                ray.init(address=address, logging_level="ERROR")
+            except (ConnectionError, TimeoutError, RuntimeError) as err:
+                raise UsageError(f"--address {address}: {str(err).splitlines()[0]}") from None
         return
     if not dashboard:
         ray.init(include_dashboard=False, logging_level="ERROR", **temp)
