@@ -15,16 +15,17 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 if __package__ in (None, ""):  # `python analysis/evaluate.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
 from analysis.report import OneLineParser, report_root, write_report  # noqa: E402
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
-from spaces import UsageError  # noqa: E402
+from spaces.base import UsageError  # noqa: E402
 
 
 @dataclass
@@ -79,6 +80,9 @@ def best_checkpoint(exp: Experiment) -> tuple[str, Path, dict]:
 
 def evaluate_checkpoint(folder: Path, split: str) -> tuple[dict, float, float, torch.Tensor]:
     """(state, accuracy, loss, confusion) of the model in `folder`/state.pt on `split`."""
+    import torch
+    import torch.nn.functional as F
+
     from trainables.cnn import ImageConfig
     from trainables.data.images import DATASETS, load_images
     from trainables.loop import Normalize, predict, setup_runtime

@@ -144,6 +144,7 @@ def distil(exp: Experiment) -> Figure:
             left.fill_between(frame.index, frame["mean"] - frame["std"].fillna(0),
                               frame["mean"] + frame["std"].fillna(0), color=colour, alpha=0.12)
     left.set(xlabel=xlabel, ylabel=metric, title="student against distilled student")
+    left.xaxis.get_major_locator().set_params(integer=True)
     left.legend(fontsize=8)
     grid = distilled.unstack("w_st")
     image = right.imshow(grid.values, cmap="viridis", aspect="auto", origin="lower")
@@ -210,6 +211,16 @@ def umap_embedding(embeddings: np.ndarray, labels: np.ndarray, class_names: list
     ax.legend(markerscale=3, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def umap_pictures(exp: Experiment) -> dict[str, Path]:
+    """The UMAP SVGs extract trials wrote beside their embedding cache (`umap_svg` in their results;
+    the space's `umap` knob turns them on): umap_<extractor>_<pooling> -> file."""
+    if "umap_svg" not in exp.epochs:
+        return {}
+    rows = exp.epochs.dropna(subset=["umap_svg"]).drop_duplicates("umap_svg")
+    return {f"umap_{row.extractor}_{row.pooling}": Path(row.umap_svg) for row in rows.itertuples()
+            if Path(row.umap_svg).is_file()}
 
 
 STUDY_PLOTS = {

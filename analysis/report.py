@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ if __package__ in (None, ""):  # `python analysis/report.py` from a checkout
 
 from analysis.results import Experiment, NotAnExperiment, open_experiment, read_plan  # noqa: E402
 from analysis.tables import Table, study_table  # noqa: E402
-from spaces import UsageError  # noqa: E402
+from spaces.base import UsageError  # noqa: E402
 
 
 def report_root() -> Path:
@@ -36,11 +37,13 @@ def latest_experiment(storage: Path, space: str) -> Path:
 
 
 def build(exp: Experiment) -> tuple[list[Table], dict]:
-    """The tables (best epoch first: the main one) and the figures, all in memory."""
+    """The tables (best epoch first: the main one) and the pictures (Figures, or SVG files to copy),
+    all made before anything is written."""
     from analysis import plots
 
     tables = [study_table(exp, "best"), study_table(exp, "final")]
     figures = {name: make(exp) for name, make in plots.study_plots(exp).items()}
+    figures.update(plots.umap_pictures(exp))  # drawn by the extract trials themselves: copied as is
     return tables, figures
 
 
@@ -87,7 +90,10 @@ def write_report(exp: Experiment, root: Path | None = None) -> Path:
     for table in tables:
         table.write(folder)
     for name, figure in figures.items():
-        save(figure, folder / f"{name}.svg")
+        if isinstance(figure, Path):
+            shutil.copyfile(figure, folder / f"{name}.svg")
+        else:
+            save(figure, folder / f"{name}.svg")
     (folder / "README.md").write_text(readme(exp, tables, figures, folder))
     return folder
 
@@ -98,11 +104,16 @@ def print_table(table: Table) -> None:
 
 
 def report_after_search(experiment_dir: Path) -> None:
-    """The driver's last step. A search whose every trial failed has nothing to report; say so."""
+    """The driver's last step. It never fails the search: the results are on disk whatever happens
+    here, so a report that cannot be made is one line saying why and how to retry."""
     try:
         folder = write_report(open_experiment(experiment_dir))
     except NotAnExperiment as err:
         print(f"no report: {err}")
+        return
+    except Exception as err:  # a bug here must not turn a finished search into a failed one
+        print(f"report failed ({type(err).__name__}: {err}); "
+              f"retry: python analysis/report.py {experiment_dir}")
         return
     print(f"report: {folder / 'README.md'}")
 

@@ -155,18 +155,16 @@ def open_experiment(path: str | Path) -> Experiment:
     `<space>__<profile>__<time>`, else from the trainable and the searched axes; failing all three,
     the folder is read as a generic val_acc search.
     """
-    from spaces import SPACES
-
     path = Path(path).resolve()
     if not path.is_dir():
         raise NotAnExperiment(f"{path} is not a folder")
     plan = read_plan(path)
-    space = SPACES.get(plan.get("space") or path.name.split("__")[0])
-    exp = load_experiment(path, *((space.metric, space.mode) if space else ("val_acc", "max")))
-    if space is None:
-        space = _guess_space(exp, SPACES.values())
-        if space is not None and (space.metric, space.mode) != ("val_acc", "max"):
-            exp = load_experiment(path, space.metric, space.mode)
+    exp = load_experiment(path)  # bad input fails here, before the registry imports Ray and torch
+    from spaces import SPACES
+
+    space = SPACES.get(plan.get("space") or path.name.split("__")[0]) or _guess_space(exp, SPACES.values())
+    if space is not None and (space.metric, space.mode) != (exp.metric, exp.mode):
+        exp = load_experiment(path, space.metric, space.mode)
     exp.plan = plan
     if space is None:
         return exp

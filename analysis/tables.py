@@ -45,8 +45,9 @@ class Table:
         for _, row in self.frame.iterrows():
             cells = []
             for column in shown.columns:
-                std = row.get(f"{column}_std") if column in self.mean_std else None
-                cells.append(_cell(row[column], std))
+                metric = column in self.mean_std
+                cells.append(_cell(row[column], row.get(f"{column}_std") if metric else None, metric,
+                                   signed=column.startswith("Δ")))
             rows.append(cells)
         lines = [f"**{self.caption}**", "", "| " + " | ".join(header) + " |",
                  "|" + "|".join("---" for _ in header) + "|"]
@@ -61,7 +62,9 @@ class Table:
         return [md, csv]
 
 
-def _cell(value, std=None) -> str:
+def _cell(value, std: float | None = None, metric: bool = False, signed: bool = False) -> str:
+    """Metrics to 4 decimals (± std when averaged, signed for differences); config values as
+    written (T=5, lr=0.01)."""
     if isinstance(value, bool | np.bool_):
         return str(bool(value))
     if isinstance(value, int | np.integer):
@@ -69,7 +72,7 @@ def _cell(value, std=None) -> str:
     if isinstance(value, float | np.floating):
         if math.isnan(value):
             return "–"
-        text = f"{value:.4f}"
+        text = (f"{value:+.4f}" if signed else f"{value:.4f}") if metric else f"{value:g}"
         if std is not None and not math.isnan(std):
             text += f" ± {std:.4f}"
         return text
@@ -143,8 +146,10 @@ def _described(exp: Experiment, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _finish(exp: Experiment, study: str, which: str, frame: pd.DataFrame, columns: list[str],
-            metrics: list[str], title: str) -> Table:
-    extra = [k for k in exp.varied_keys() if k not in columns]
+            metrics: list[str], title: str, shown_as: tuple[str, ...] = ()) -> Table:
+    """Keeps `columns`, any other searched axis (a --set grid), the metrics and the run counts;
+    `shown_as` are axes a label column already shows."""
+    extra = [k for k in exp.varied_keys() if k not in columns and k not in shown_as]
     stds = [f"{m}_std" for m in metrics if f"{m}_std" in frame]
     frame = frame[columns + extra + metrics + stds + ["runs", "stopped"]]
     return Table(study, which, frame.reset_index(drop=True), caption(exp, title, which), tuple(metrics))
@@ -161,8 +166,8 @@ def degradation(exp: Experiment, which: str = "best") -> Table:
 def models(exp: Experiment, which: str = "best") -> Table:
     """mnist and teachers: Model, #params, val_acc."""
     frame = _described(exp, per_config(exp, which, [exp.metric])).sort_values("#params", kind="stable")
-    return _finish(exp, exp.space, which, frame.drop(columns=["model"]), ["Model", "#params"],
-                   [exp.metric], f"{exp.space}: model comparison")
+    return _finish(exp, exp.space, which, frame, ["Model", "#params"], [exp.metric],
+                   f"{exp.space}: model comparison", shown_as=("model",))
 
 
 def kd(exp: Experiment, which: str = "best") -> Table:
