@@ -39,11 +39,10 @@ def save(fig: Figure, path: Path) -> Path:
 
 
 def _x(exp: Experiment) -> tuple[str, str]:
-    """Curves run over epochs; a study reporting several times an epoch has fractional epochs."""
-    per_epoch = exp.reports_per_epoch
-    if per_epoch == 1 and "epoch" in exp.epochs:
+    """Curves run over the reported epoch (fractional for a study reporting twice an epoch)."""
+    if "epoch" in exp.epochs:
         return "epoch", "epoch"
-    return "training_iteration", "report" if per_epoch == 1 else f"report ({per_epoch} per epoch)"
+    return "training_iteration", f"report ({exp.reports_per_epoch} per epoch)"
 
 
 def _mean_curves(exp: Experiment, keys: list[str], metric: str) -> pd.DataFrame:
@@ -183,11 +182,13 @@ def lora(exp: Experiment) -> Figure:
     points["log10"] = np.log10(points["params"].astype(float))
     fig, ax = subplots(figsize=(7, 4.5))
     ax.scatter(points["log10"], points["acc"], s=40, zorder=3)
-    for row in points.itertuples():
-        ax.annotate(row.setting, (row.log10, row.acc), textcoords="offset points", xytext=(5, 4), fontsize=9)
+    # Settings with the same size and accuracy (q16 and qv8 train as many weights) share one label.
+    for (log10, acc), same in points.groupby(["log10", "acc"]):
+        ax.annotate(", ".join(same["setting"]), (log10, acc), textcoords="offset points", xytext=(4, 6),
+                    fontsize=9, rotation=35, rotation_mode="anchor")  # slanted: nearby sizes stay legible
     front = points.iloc[pareto_front(points["log10"].to_numpy(), points["acc"].to_numpy())]
-    ax.step(front["log10"], front["acc"], where="post", color="tab:red", linewidth=1.5,
-            label="Pareto front", zorder=2)
+    ax.step(front["log10"], front["acc"], where="post", color="tab:red", linewidth=1.5, marker="o",
+            markersize=11, markerfacecolor="none", label="Pareto front", zorder=2)
     ax.set(xlabel="log10 trainable parameters", ylabel=f"{exp.metric} (best epoch)",
            title=f"Fine-tuning: accuracy against trainable parameters ({exp.name})")
     ax.legend()

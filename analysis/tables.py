@@ -184,15 +184,20 @@ def kd(exp: Experiment, which: str = "best") -> Table:
 
 
 def extract(exp: Experiment, which: str = "best") -> Table:
+    """extractor, pooling, size (the encoder's parameters and the embedding width), train/val/test acc."""
+    from spaces import SPACES
+
     metrics = [m for m in ("train_acc", "val_acc", "test_acc") if f"{which}_{m}" in exp.trials]
-    frame = per_config(exp, which, metrics)
-    size = next((c for c in ("embedding_dim", "dim", "hidden_size") if f"{which}_{c}" in exp.trials), None)
-    if size is not None:
-        frame["size"] = per_config(exp, which, [size])[size].astype(int)
+    frame = per_config(exp, which, metrics + ["dim"])
+    space = SPACES["extract"]
+    fields = set(space.config_cls.__dataclass_fields__)
+    frame["#params"] = [space.describe({k: v for k, v in row.items() if k in fields})["params"]
+                        for row in frame.to_dict("records")]
+    frame["dim"] = frame["dim"].astype(int)
     frame = frame.sort_values(["extractor", "pooling"], kind="stable")
-    columns = ["extractor", "pooling"] + (["size"] if size else [])
-    return _finish(exp, "extract", which, frame, columns, metrics,
-                   "Frozen features + LinearSVC: extractor × pooling")
+    return _finish(exp, "extract", which, frame.drop(columns=["dim_std"]),
+                   ["extractor", "pooling", "#params", "dim"], metrics,
+                   "Frozen features + LinearSVC (best C on validation): extractor × pooling")
 
 
 def lora_setting(config: dict) -> str:
@@ -203,7 +208,7 @@ def lora_setting(config: dict) -> str:
 
 def lora(exp: Experiment, which: str = "best") -> Table:
     frame = per_config(exp, which, [exp.metric, "trainable_params"])
-    frame.insert(0, "setting", [lora_setting(row) for row in frame.to_dict("records")])
+    frame["setting"] = [lora_setting(row) for row in frame.to_dict("records")]
     frame["trainable_params"] = frame["trainable_params"].astype(int)
     frame["log10"] = np.log10(frame["trainable_params"]).round(3)
     frame = frame.drop(columns=["trainable_params_std"]).sort_values("trainable_params", kind="stable")
