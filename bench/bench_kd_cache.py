@@ -90,23 +90,27 @@ def main() -> None:
     p.add_argument("--train-subset", type=int, default=512, help="student training images (smoke: 512)")
     p.add_argument("--epoch-subset", type=int, default=2048, help="images of the per-epoch comparison")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the per-epoch comparison")
+    p.add_argument("--part", choices=("all", "grid", "epoch"), default="all", help="run one part only")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_kd_") as tmp:
         root = Path(tmp)
-        start_ray(None)
+        if args.part != "epoch" or not args.teacher:
+            start_ray(None)
         teacher = args.teacher or smoke_teacher(root)
-        walls = grid_wall_times(teacher, root, args.train_subset)
-        costs = epoch_costs(teacher, root, args.epoch_subset, 2, args.repeats)
-
-    print(f"\nteacher: {teacher}")
-    print(f"kd grid, 12 cells + baseline, {args.train_subset} training images, 2 epochs, FIFO, "
-          f"{os.cpu_count()} CPUs")
-    print(f"  uncached      {walls['uncached']:7.1f} s")
-    print(f"  shared cache  {walls['cached']:7.1f} s   speed-up {walls['uncached'] / walls['cached']:.2f}x")
-    plain = costs["plain student"]
-    print(f"per epoch, {args.epoch_subset} images, median of {args.repeats}:")
-    for name, value in costs.items():
-        print(f"  {name:18} {value:6.2f} s   {value / plain:.2f}x plain")
+        print(f"\nteacher: {teacher}")
+        if args.part != "epoch":
+            walls = grid_wall_times(teacher, root, args.train_subset)
+            print(f"kd grid, 12 cells + baseline, {args.train_subset} training images, 2 epochs, FIFO, "
+                  f"{os.cpu_count()} CPUs")
+            print(f"  uncached      {walls['uncached']:7.1f} s")
+            print(f"  shared cache  {walls['cached']:7.1f} s   "
+                  f"speed-up {walls['uncached'] / walls['cached']:.2f}x")
+        if args.part != "grid":
+            costs = epoch_costs(teacher, root, args.epoch_subset, 2, args.repeats)
+            plain = costs["plain student"]
+            print(f"per epoch, {args.epoch_subset} images, median of {args.repeats}:")
+            for name, value in costs.items():
+                print(f"  {name:18} {value:6.2f} s   {value / plain:.2f}x plain")
 
 
 if __name__ == "__main__":
