@@ -78,6 +78,7 @@ def resume_plan(args: argparse.Namespace) -> SearchPlan:
         return stored
     if not args.space:
         args.space = stored.space.name
+    args.storage = str(stored.storage)  # Space.prepare may resolve paths against the storage
     asked = plan_record(build_plan(args))
     kept = plan_record(stored)
     for key in IDENTITY:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from ray.tune.search.optuna import OptunaSearch
 from search.options import build_plan, parse_args
 from search.tuner import build_tuner, make_scheduler, make_searcher
 from spaces import get_space
-from tests.conftest import run_cli
 from trainables.loop import setup_runtime
 
 SMOKE = ["--space", "degradation", "--profile", "smoke"]
@@ -39,19 +37,6 @@ def test_optuna_samples_the_continuous_space_under_asha_with_a_concurrency_limit
     assert set(plan.space.continuous) <= set(space)
     assert isinstance(space["lr"], tune.search.sample.Float)  # sampled, not a grid
     assert space["skip"] is True  # pinned by --set: optuna leaves it alone
-
-
-@pytest.mark.slow
-def test_optuna_smoke_search_runs_num_samples_distinct_trials(tmp_path: Path):
-    result = run_cli(*SMOKE, "--search", "optuna", "--num-samples", "3", "--set", "train_subset=256",
-                     "--set", "val_subset=128", "--storage", str(tmp_path), "--name", "tpe")
-    assert result.returncode == 0, result.stderr[-3000:]
-    params = [json.loads(p.read_text()) for p in sorted((tmp_path / "tpe").glob("*/params.json"))]
-    assert len(params) == 3
-    lo, hi = 1e-3, 0.3
-    assert all(lo <= p["lr"] <= hi and 1 <= p["num_blocks"] <= 7 for p in params)
-    assert len({p["lr"] for p in params}) == 3
-    assert any((tmp_path / "tpe").glob("searcher-state-*.pkl")), "OptunaSearch state is saved for resume"
 
 
 def test_trials_request_the_spaces_cpus_and_no_gpu_without_cuda(tmp_path: Path, monkeypatch):

@@ -1,9 +1,13 @@
-"""`--wandb`: one offline W&B run per trial, grouped by experiment, and the API key is never written."""
+"""A smoke search with `--search optuna --wandb`: TPE proposes N distinct trials under ASHA, and W&B
+mirrors each trial as one offline run, grouped by experiment, without ever writing the API key."""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -60,24 +64,45 @@ def offline_runs(experiment: Path) -> list[dict]:
                 run["history"].append({i.key or "/".join(i.nested_key): i.value_json
                                        for i in record.history.item})
             elif kind == "run":
-                run.update(group=record.run.run_group, project=record.run.project)
+                run.update(id=record.run.run_id, group=record.run.run_group, project=record.run.project)
         runs.append(run)
     return runs
 
 
-@pytest.mark.slow
-def test_wandb_mirrors_every_trial_offline_and_never_writes_the_key(tmp_path: Path):
-    result = run_cli("--space", "degradation", "--profile", "smoke", "--set", "num_blocks=1",
-                     "--set", "skip=false,true", "--set", "train_subset=256", "--set", "val_subset=128",
-                     "--scheduler", "fifo", "--wandb", "tunelab-test", "--storage", str(tmp_path),
-                     "--name", "wb",
+@pytest.fixture(scope="module")
+def tpe_search(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One smoke search serves both features: Optuna's TPE under ASHA, mirrored to W&B offline."""
+    storage = tmp_path_factory.mktemp("tpe")
+    result = run_cli("--space", "degradation", "--profile", "smoke", "--search", "optuna",
+                     "--num-samples", "3", "--set", "train_subset=256", "--set", "val_subset=128",
+                     "--wandb", "tunelab-test", "--storage", str(storage), "--name", "tpe",
                      env={"WANDB_API_KEY": FAKE_KEY})
     assert result.returncode == 0, result.stderr[-3000:]
+    return storage / "tpe", result
+
+
+@pytest.mark.slow
+def test_optuna_smoke_search_runs_num_samples_distinct_trials(tpe_search):
+    experiment, _ = tpe_search
+    params = [json.loads(p.read_text()) for p in sorted(experiment.glob("*/params.json"))]
+    assert len(params) == 3
+    assert all(1e-3 <= p["lr"] <= 0.3 and 1 <= p["num_blocks"] <= 7 for p in params)
+    assert len({p["lr"] for p in params}) == 3
+    assert any(experiment.glob("searcher-state-*.pkl")), "OptunaSearch state is saved for resume"
+
+
+@pytest.mark.slow
+def test_wandb_mirrors_every_trial_offline_and_never_writes_the_key(tpe_search):
+    experiment, result = tpe_search
     assert "wandb sync" in result.stdout
-    runs = offline_runs(tmp_path / "wb")
-    assert len(runs) == 2, "one offline run per trial"
-    for run in runs:
-        assert run["group"] == "wb" and run["project"] == "tunelab-test"
-        assert len(run["history"]) == 2 and all("val_acc" in row for row in run["history"])
-    leaks = [p for p in tmp_path.rglob("*") if p.is_file() and FAKE_KEY.encode() in p.read_bytes()]
+    runs = {run["id"]: run for run in offline_runs(experiment)}
+    trials = {row[-1]["trial_id"]: row for row in (list(csv.DictReader(p.open()))
+                                                   for p in experiment.glob("*/progress.csv"))}
+    assert set(runs) == set(trials) and len(runs) == 3, "one offline run per trial"
+    for trial_id, rows in trials.items():
+        run = runs[trial_id]
+        assert run["group"] == "tpe" and run["project"] == "tunelab-test"
+        logged = [float(row["val_acc"]) for row in run["history"]]
+        assert logged == pytest.approx([float(row["val_acc"]) for row in rows])
+    leaks = [p for p in experiment.parent.rglob("*") if p.is_file() and FAKE_KEY.encode() in p.read_bytes()]
     assert leaks == [] and FAKE_KEY not in result.stdout + result.stderr
