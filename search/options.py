@@ -157,4 +157,4 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
             config = space.prepare(config, storage)
     return SearchPlan(space=space, profile=args.profile, config=config, grid=grid, storage=storage,
                       name=name, scheduler=args.scheduler, search=args.search,
-                      num_samples=args.num_samples, cpus=cpus, gpus=gpus)
+                      num_samples=args.num_samples, cpus=cpus, gpus=gpus, pinned=sorted(overrides))

@@ -31,6 +31,9 @@ class SearchPlan:
     cpus: int = 1
     gpus: float = 0.0
     callbacks: list = field(default_factory=list)
+    pinned: list[str] = field(default_factory=list)
+    """Keys the user set (--set, --dataset, --max-epochs ...): optuna samples every other key of the
+    space's continuous counterpart, profile defaults included."""
 
     @property
     def max_t(self) -> int:
@@ -42,12 +45,11 @@ class SearchPlan:
 
     def param_space(self) -> dict[str, Any]:
         if self.search == "optuna":
-            # TPE samples the continuous counterpart of every key not pinned to one value; grid axes
-            # it does not cover become categorical.
-            pinned = {**self.config, **{k: v[0] for k, v in self.grid.items() if len(v) == 1}}
-            sampled = {k: make() for k, make in self.space.continuous.items() if k not in pinned}
-            axes = {k: tune.choice(v) for k, v in self.grid.items() if len(v) > 1 and k not in sampled}
-            return {**pinned, **axes, **sampled}
+            # TPE samples the continuous counterpart of every key the user did not set; grid axes it
+            # does not cover become categorical.
+            sampled = {k: make() for k, make in self.space.continuous.items() if k not in self.pinned}
+            axes = {k: v[0] if len(v) == 1 else tune.choice(v) for k, v in self.grid.items()}
+            return {**self.config, **axes, **sampled}
         return {**self.config, **{k: tune.grid_search(v) for k, v in self.grid.items()}}
 
 

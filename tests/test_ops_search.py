@@ -37,6 +37,9 @@ def test_optuna_samples_the_continuous_space_under_asha_with_a_concurrency_limit
     assert set(plan.space.continuous) <= set(space)
     assert isinstance(space["lr"], tune.search.sample.Float)  # sampled, not a grid
     assert space["skip"] is True  # pinned by --set: optuna leaves it alone
+    pinned = plan_for(tmp_path, "--search", "optuna", "--set", "lr=0.05").param_space()
+    assert pinned["lr"] == 0.05 and isinstance(pinned["weight_decay"], tune.search.sample.Float)
+    assert isinstance(pinned["skip"], tune.search.sample.Categorical)  # a grid axis optuna does not cover
 
 
 def test_trials_request_the_spaces_cpus_and_no_gpu_without_cuda(tmp_path: Path, monkeypatch):
