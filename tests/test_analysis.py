@@ -1,0 +1,333 @@
+"""Analysis on a real smoke search: tables against progress.csv, best vs final epoch, incomplete and
+corrupt folders, the report and evaluate commands, and the notebooks run headless."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import OFFLINE_ENV, ROOT, run_cli
+
+from analysis import evaluate, report
+from analysis.evaluate import evaluate_winner
+from analysis.report import write_report
+from analysis.results import load_experiment, open_experiment
+from analysis.tables import study_table
+
+NAME = "deg"
+# FIFO, two seeds, three epochs: every trial runs to the end and CPU training is deterministic, so
+# the curves are the same each run; in them n=1 with skip, seed 0 peaks at epoch 2, so its best and
+# final epochs differ. n=1 and n=2 keep it cheap.
+SEARCH = ("--space", "degradation", "--profile", "smoke", "--scheduler", "fifo", "--max-epochs", "3",
+          "--seeds", "2", "--set", "num_blocks=1,2")
+
+
+@pytest.fixture(scope="session")
+def search(tmp_path_factory) -> tuple[Path, Path]:
+    """(experiment folder, report root) of one smoke search run through the driver."""
+    root = tmp_path_factory.mktemp("analysis")
+    reports = root / "report"
+    result = run_cli(*SEARCH, "--storage", str(root / "results"), "--name", NAME,
+                     env={"TUNELAB_REPORT": str(reports)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "results" / NAME, reports
+
+
+@pytest.fixture(scope="session")
+def kd_search(tmp_path_factory) -> tuple[Path, Path]:
+    """A smoke kd search with ASHA (rung at epoch 1): two cells plus the baseline arm, two seeds,
+    distilling a ResNet8 teacher trained here for one epoch."""
+    import torch
+
+    from trainables.cnn import ImageConfig, fit_image_model
+    from trainables.report import STATE_FILE, MemoryReporter
+
+    root = tmp_path_factory.mktemp("analysis_kd")
+    reporter = MemoryReporter()
+    fit_image_model(ImageConfig(model="resnet8", train_subset=512, val_subset=128, epochs=1), reporter)
+    teacher = root / "teacher" / "checkpoint_000000"
+    teacher.mkdir(parents=True)
+    torch.save(reporter.state, teacher / STATE_FILE)
+    reports = root / "report"
+    result = run_cli("--space", "kd", "--profile", "smoke", "--teacher", str(teacher), "--seeds", "2",
+                     "--set", "temperature=2,5", "--set", "w_st=1", "--storage", str(root / "results"),
+                     "--name", "kd", env={"TUNELAB_REPORT": str(reports)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "results" / "kd", reports
+
+
+def run_tool(tool: str, *args: str, reports: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "analysis" / tool), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **OFFLINE_ENV, "TUNELAB_REPORT": str(reports)})
+
+
+def progress(experiment: Path) -> pd.DataFrame:
+    """Every trial's progress.csv (Ray's second record of the same reports), with its config."""
+    frames = []
+    for folder in sorted(p for p in experiment.iterdir() if (p / "progress.csv").is_file()):
+        frame = pd.read_csv(folder / "progress.csv")
+        params = json.loads((folder / "params.json").read_text())
+        frames.append(frame.assign(num_blocks=params["num_blocks"], skip=params["skip"], seed=params["seed"]))
+    return pd.concat(frames, ignore_index=True)
+
+
+def per_trial(experiment: Path) -> pd.DataFrame:
+    """One row per trial: its config, best (max) and final (last) val_acc, from progress.csv."""
+    trials = progress(experiment).groupby("trial_id")
+    return trials[["num_blocks", "skip", "seed"]].first().assign(
+        best=trials["val_acc"].max(), final=trials["val_acc"].last())
+
+
+def recomputed(experiment: Path, which: str) -> pd.DataFrame:
+    return per_trial(experiment).groupby(["num_blocks", "skip"])[which].agg(["mean", "std", "count"])
+
+
+def test_search_ends_in_a_report_with_the_degradation_table_and_deg_prob(search):
+    experiment, reports = search
+    folder = reports / NAME
+    readme = (folder / "README.md").read_text()
+    assert "![deg_prob](deg_prob.svg)" in readme and "![asha](asha.svg)" in readme
+    assert "| Model | num_blocks | num_filters | skip | #params | Layers | val_acc |" in readme
+    for picture in ("deg_prob.svg", "asha.svg"):
+        svg = (folder / picture).read_text()
+        assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "val_acc" in svg
+    for stem in ("degradation_best", "degradation_final"):
+        assert (folder / f"{stem}.md").is_file() and (folder / f"{stem}.csv").is_file()
+
+
+@pytest.mark.parametrize("which", ["best", "final"])
+def test_table_values_equal_a_recomputation_from_progress_csv(search, which):
+    experiment, _ = search
+    table = study_table(open_experiment(experiment), which)
+    assert table.caption.count(f"{which} epoch") == 1 and "mean ± std over 2 seeds" in table.caption
+    expected = recomputed(experiment, which)
+    frame = table.frame.set_index(["num_blocks", "skip"]).sort_index()
+    assert list(frame.index) == list(expected.index)
+    np.testing.assert_allclose(frame["val_acc"], expected["mean"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(frame["val_acc_std"], expected["std"], rtol=0, atol=1e-12)
+    assert (frame["runs"] == expected["count"]).all() and (frame["runs"] == 2).all()
+    # #params comes from the Space's describe; the trials reported the count of the model they trained.
+    trained = progress(experiment).groupby(["num_blocks", "skip"])["params"].first().sort_index()
+    assert (frame["#params"] == trained).all()
+    assert (frame["Layers"] == 4 * frame.index.get_level_values("num_blocks") + 2).all()
+
+
+def test_best_and_final_epoch_differ_exactly_where_a_trial_got_worse(search):
+    experiment, _ = search
+    exp = open_experiment(experiment)
+    best, final = study_table(exp, "best").frame, study_table(exp, "final").frame
+    assert (best["val_acc"] >= final["val_acc"]).all()
+    trials = per_trial(experiment)
+    worse = (trials["best"] > trials["final"]).groupby([trials["num_blocks"], trials["skip"]]).any()
+    differs = dict(zip(zip(best["num_blocks"], best["skip"], strict=True),
+                       best["val_acc"] != final["val_acc"], strict=True))
+    assert differs == worse.to_dict()
+    assert any(differs.values()), "no trial got worse after its best epoch: best == final everywhere"
+
+
+def test_asha_stops_are_told_from_finished_trials(search, kd_search):
+    fifo = open_experiment(search[0])
+    assert fifo.max_t == 3 and fifo.rungs == [] and not fifo.trials["stopped_early"].any()
+    exp = open_experiment(kd_search[0])
+    trials = exp.trials
+    assert exp.max_t == 2 and exp.rungs == [1] and exp.incomplete == []
+    assert (trials["stopped_early"] == (trials["epochs_run"] < 2)).all()
+    assert trials["stopped_early"].any() and not trials["stopped_early"].all()
+    svg = (kd_search[1] / "kd" / "asha.svg").read_text()
+    assert f"{int(trials['stopped_early'].sum())} stopped early" in svg
+
+
+def test_kd_table_is_seed_means_with_delta_to_the_baseline_arm(kd_search):
+    experiment, reports = kd_search
+    table = study_table(open_experiment(experiment), "best")
+    assert "mean ± std over 2 seeds" in table.caption and "best epoch" in table.caption
+    rows = []
+    for folder in (p for p in experiment.iterdir() if (p / "progress.csv").is_file()):
+        params = json.loads((folder / "params.json").read_text())
+        best = pd.read_csv(folder / "progress.csv")["val_acc"].max()
+        rows.append((params["temperature"], params["w_st"], best))
+    cells = pd.DataFrame(rows, columns=["temperature", "w_st", "best"]).groupby(["temperature", "w_st"])
+    expected = cells["best"].agg(["mean", "std"])
+    assert list(expected.index) == [(1.0, 0.0), (2.0, 1.0), (5.0, 1.0)]  # baseline arm + grid
+    frame = table.frame.set_index(["temperature", "w_st"]).sort_index()
+    np.testing.assert_allclose(frame["val_acc"], expected["mean"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(frame["val_acc_std"], expected["std"], rtol=0, atol=1e-12)
+    baseline = expected.loc[(1.0, 0.0), "mean"]
+    np.testing.assert_allclose(frame["Δ vs baseline"], expected["mean"] - baseline, rtol=0, atol=1e-12)
+    assert frame.loc[(1.0, 0.0), "arm"].startswith("baseline") and (frame["w_lab"] == 0.5).all()
+    readme = (reports / "kd" / "README.md").read_text()
+    assert "![distil](distil.svg)" in readme and "| arm | temperature | w_st | w_lab | val_acc |" in readme
+
+
+def test_incomplete_experiment_is_read_and_reported(search, tmp_path):
+    experiment, _ = search
+    copy = tmp_path / "killed"
+    shutil.copytree(experiment, copy)
+    full = next(p for p in sorted(copy.iterdir()) if p.is_dir() and
+                len((p / "result.json").read_text().splitlines()) == 3)
+    lines = (full / "result.json").read_text().splitlines()
+    # Killed while writing its second report: one whole line, then half a line without a newline.
+    (full / "result.json").write_text(lines[0] + "\n" + lines[1][:40])
+    started = copy / "train_cnn_started_never_reported"
+    started.mkdir()
+    shutil.copy(full / "params.json", started / "params.json")
+
+    exp = open_experiment(copy)
+    row = exp.trials.set_index("trial_dir").loc[str(full)]
+    assert row["epochs_run"] == 1 and not row["complete"] and not row["stopped_early"]
+    assert set(exp.incomplete) == {row["trial_id"], started.name}
+    assert len(exp.trials) == 9
+    table = study_table(exp, "best")
+    assert "2 incomplete" in table.caption and table.frame["runs"].sum() == 8
+    folder = write_report(exp, tmp_path / "report")
+    assert "2 incomplete" in (folder / "README.md").read_text()
+
+
+def test_load_experiment_keeps_its_api_for_the_driver_summary(search):
+    experiment, _ = search
+    exp = load_experiment(experiment, "val_acc", "max", 3)
+    assert {"best_val_acc", "final_val_acc", "epochs_run", "complete"} <= set(exp.trials.columns)
+    assert {"trial_id", "training_iteration", "val_acc", "train_loss"} <= set(exp.epochs.columns)
+
+
+def test_evaluate_reproduces_the_stored_val_acc_of_the_best_checkpoint(search, tmp_path, capsys):
+    experiment, _ = search
+    assert evaluate.main([str(experiment), "--split", "val", "--out", str(tmp_path)]) == 0
+    assert "Evaluation of the winner on the val split" in capsys.readouterr().out
+    evaluation = json.loads((tmp_path / NAME / "evaluation_val.json").read_text())
+    assert abs(evaluation["accuracy"] - evaluation["stored_val_acc"]) <= 1e-6
+    assert evaluation["images"] == 256 and sum(map(sum, evaluation["confusion"])) == 256
+    # The winner is the best val_acc of the whole search, and the checkpoint is that epoch's.
+    assert evaluation["stored_val_acc"] == progress(experiment)["val_acc"].max()
+    assert "Evaluation of the winner on the val split" in (tmp_path / NAME / "README.md").read_text()
+
+
+def test_evaluate_on_the_test_split_gives_accuracy_loss_and_confusion(search):
+    evaluation = evaluate_winner(open_experiment(search[0]), "test")
+    confusion = np.array(evaluation.confusion)
+    assert evaluation.images == 10_000 and confusion.shape == (10, 10) and confusion.sum() == 10_000
+    assert evaluation.accuracy == pytest.approx(np.trace(confusion) / 10_000)
+    assert 0 < evaluation.loss < 10 and evaluation.stored_val_acc is None
+
+
+def corrupt_copy(experiment: Path, target: Path) -> Path:
+    shutil.copytree(experiment, target)
+    result = next(target.glob("*/result.json"))
+    lines = result.read_text().splitlines(keepends=True)
+    result.write_text('{"epoch": 1, "val_acc": \n' + "".join(lines[1:]))
+    return target
+
+
+@pytest.mark.parametrize("case", ["not_an_experiment", "empty_experiment", "corrupt_result_line",
+                                  "missing_folder", "no_experiment_of_space"])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(search, tmp_path, capsys, case):
+    bad = tmp_path / "input"
+    if case == "not_an_experiment":
+        bad.mkdir()
+        (bad / "notes.txt").write_text("hello\n")
+    elif case == "empty_experiment":
+        bad.mkdir()
+        (bad / "experiment_state-2026-01-01_00-00-00.json").write_text("{}")
+    elif case == "corrupt_result_line":
+        corrupt_copy(search[0], bad)
+    reports = tmp_path / "report"
+    if case == "no_experiment_of_space":
+        calls = [(report.main, ["--space", "kd", "--storage", str(tmp_path / "nothing")])]
+    else:
+        calls = [(report.main, [str(bad)]), (evaluate.main, [str(bad), "--split", "val"])]
+    for main, args in calls:
+        assert main([*args, "--out", str(reports)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+        assert not reports.exists()
+
+
+def test_report_command_on_a_corrupt_result_line_is_exit_2_from_the_shell(search, tmp_path):
+    reports = tmp_path / "report"
+    result = run_tool("report.py", str(corrupt_copy(search[0], tmp_path / "corrupt")), reports=reports)
+    assert result.returncode == 2 and "line 1 is not valid JSON" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not reports.exists()
+
+
+NOTEBOOKS = ROOT / "analysis" / "notebooks"
+
+
+def execute(notebook: str, out: Path, **parameters) -> dict:
+    import papermill
+
+    papermill.execute_notebook(str(NOTEBOOKS / notebook), str(out), parameters=parameters,
+                               cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+    return json.loads(out.read_text())
+
+
+def outputs(notebook: dict) -> list[dict]:
+    return [o for cell in notebook["cells"] if cell["cell_type"] == "code" for o in cell["outputs"]]
+
+
+def test_cnn_notebook_executes_headless_on_the_smoke_search(search, tmp_path):
+    done = execute("cnn.ipynb", tmp_path / "cnn.ipynb", experiment=str(search[0]), evaluate_split="val")
+    shown = outputs(done)
+    assert not [o for o in shown if o["output_type"] == "error"]
+    markdown = "".join("".join(o["data"]["text/markdown"]) for o in shown
+                       if "text/markdown" in o.get("data", {}))
+    assert "| Model | num_blocks |" in markdown and "Evaluation of the winner on the val split" in markdown
+    assert sum("image/png" in o.get("data", {}) for o in shown) == 2  # deg_prob and asha
+
+
+def test_kd_notebook_executes_headless_on_the_smoke_kd_search(kd_search, tmp_path):
+    done = execute("kd.ipynb", tmp_path / "kd.ipynb", experiment=str(kd_search[0]), evaluate_split="")
+    shown = outputs(done)
+    assert not [o for o in shown if o["output_type"] == "error"]
+    markdown = "".join("".join(o["data"]["text/markdown"]) for o in shown
+                       if "text/markdown" in o.get("data", {}))
+    assert "| arm | temperature | w_st | w_lab |" in markdown and "baseline (w_st=0)" in markdown
+    assert sum("image/png" in o.get("data", {}) for o in shown) == 2  # distil and asha
+
+
+@pytest.fixture(scope="session")
+def lora_search(tmp_path_factory) -> Path:
+    """A smoke lora search on the tiny DistilBERT: full fine-tuning against LoRA q8."""
+    root = tmp_path_factory.mktemp("analysis_lora")
+    result = run_cli("--space", "lora", "--profile", "smoke", "--set", "setting=full,q8",
+                     "--storage", str(root / "results"), "--name", "lora",
+                     env={"TUNELAB_REPORT": str(root / "report")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (root / "report" / "lora" / "lora.svg").is_file()
+    return root / "results" / "lora"
+
+
+def test_lora_table_has_trainable_params_log10_and_val_acc(lora_search):
+    table = study_table(open_experiment(lora_search), "best").frame.set_index("setting")
+    for folder in (p for p in lora_search.iterdir() if (p / "progress.csv").is_file()):
+        setting = json.loads((folder / "params.json").read_text())["setting"]
+        reports = pd.read_csv(folder / "progress.csv")
+        assert table.loc[setting, "val_acc"] == reports["val_acc"].max()
+        assert table.loc[setting, "trainable_params"] == reports["trainable_params"].iloc[0]
+        assert table.loc[setting, "log10"] == pytest.approx(np.log10(reports["trainable_params"].iloc[0]),
+                                                            abs=5e-4)
+    assert table.loc["full", "trainable_params"] > 100 * table.loc["q8", "trainable_params"]
+
+
+def test_text_notebook_executes_headless_on_the_smoke_lora_search(lora_search, tmp_path):
+    done = execute("text.ipynb", tmp_path / "text.ipynb", experiment=str(lora_search))
+    shown = outputs(done)
+    assert not [o for o in shown if o["output_type"] == "error"]
+    markdown = "".join("".join(o["data"]["text/markdown"]) for o in shown
+                       if "text/markdown" in o.get("data", {}))
+    assert "| setting | trainable_params | log10 | val_acc |" in markdown
+    assert sum("image/png" in o.get("data", {}) for o in shown) == 2  # lora and asha
+
+
+def test_the_plan_file_read_here_is_the_one_the_driver_writes():
+    from analysis.results import PLAN_FILE
+    from search.resume import PLAN_FILE as DRIVER_PLAN_FILE
+
+    assert PLAN_FILE == DRIVER_PLAN_FILE
