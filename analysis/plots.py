@@ -45,6 +45,15 @@ def _x(exp: Experiment) -> tuple[str, str]:
     return "training_iteration", f"report ({exp.reports_per_epoch} per epoch)"
 
 
+def whole_ticks(ax, x: pd.Series) -> None:
+    """Ticks at the reported epochs when there are few (a 1-epoch smoke run has a single point)."""
+    values = np.unique(x.dropna())
+    if len(values) <= 12:
+        ax.set_xticks(values, [f"{v:g}" for v in values])
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+
+
 def _mean_curves(exp: Experiment, keys: list[str], metric: str) -> pd.DataFrame:
     """Metric per (keys, x), averaged over seeds."""
     x, _ = _x(exp)
@@ -64,7 +73,7 @@ def deg_prob(exp: Experiment) -> Figure:
             ax.plot(curve[x], curve[metric], color=colours[blocks], linestyle="-" if skip else "--",
                     marker="o", markersize=3)
         ax.set(xlabel=xlabel, ylabel=metric, title=f"{metric} by depth")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        whole_ticks(ax, curves[x])
     table = degradation(exp).frame
     layers = dict(zip(table["num_blocks"], table["Layers"], strict=True))
     handles = [Line2D([], [], color=colours[n], label=f"num_blocks={n} ({layers[n]} layers)") for n in depths]
@@ -94,7 +103,7 @@ def model_curves(exp: Experiment) -> Figure:
                      else ", ".join(f"{k}={v}" for k, v in config.items()))
             ax.plot(curve[x], curve[metric], marker="o", markersize=3, label=label)
         ax.set(xlabel=xlabel, ylabel=metric, title=f"{metric} by configuration")
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        whole_ticks(ax, curves[x])
     axes[-1].legend(fontsize=8)
     fig.suptitle(f"{exp.space or exp.name}: learning curves (mean over {exp.seeds} seed(s))")
     fig.tight_layout()
@@ -102,22 +111,28 @@ def model_curves(exp: Experiment) -> Figure:
 
 
 def asha(exp: Experiment) -> Figure:
-    """Every trial's metric per report; × where the scheduler stopped it, ● where it ran to the end."""
+    """Every trial's metric per report, its end marked: × stopped by the scheduler, ● ran to the end,
+    ▷ incomplete (still running, killed or failed)."""
     fig, ax = subplots(figsize=(8, 4.5))
-    stopped = exp.trials.set_index("trial_id")["stopped_early"]
+    trials = exp.trials.set_index("trial_id")
+    ends = {"stopped": ("x", 9, "stopped early (×)"), "finished": ("o", 5, "ran to the end (●)"),
+            "incomplete": (">", 7, "incomplete (▷)")}
+    state = {trial_id: "stopped" if row.stopped_early else "finished" if row.complete else "incomplete"
+             for trial_id, row in trials.iterrows()}
     for trial_id, curve in exp.epochs.groupby("trial_id", sort=False):
         curve = curve.sort_values("training_iteration")
         line, = ax.plot(curve["training_iteration"], curve[exp.metric], alpha=0.7, linewidth=1)
+        marker, size, _ = ends[state[trial_id]]
         end = curve.iloc[-1]
-        ax.plot(end["training_iteration"], end[exp.metric], "x" if stopped[trial_id] else "o",
-                color=line.get_color(), markersize=9 if stopped[trial_id] else 5, markeredgewidth=2)
+        ax.plot(end["training_iteration"], end[exp.metric], marker, color=line.get_color(), markersize=size,
+                markeredgewidth=2)
     for rung in exp.rungs:
         ax.axvline(rung, color="grey", linestyle=":", linewidth=1)
-    n_stopped = int(stopped.sum())
+    counts = [f"{sum(v == key for v in state.values())} {label}" for key, (_, _, label) in ends.items()
+              if key != "incomplete" or "incomplete" in state.values()]
     ax.set(xlabel="training_iteration (reports)", ylabel=exp.metric,
-           title=f"ASHA: {len(stopped)} trials, {n_stopped} stopped early (×), "
-                 f"{len(stopped) - n_stopped} ran on (●); dotted: rungs")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+           title=f"ASHA: {len(state)} trials, {', '.join(counts)}" + ("; dotted: rungs" if exp.rungs else ""))
+    whole_ticks(ax, exp.epochs["training_iteration"])
     fig.tight_layout()
     return fig
 
@@ -143,7 +158,7 @@ def distil(exp: Experiment) -> Figure:
             left.fill_between(frame.index, frame["mean"] - frame["std"].fillna(0),
                               frame["mean"] + frame["std"].fillna(0), color=colour, alpha=0.12)
     left.set(xlabel=xlabel, ylabel=metric, title="student against distilled student")
-    left.xaxis.get_major_locator().set_params(integer=True)
+    whole_ticks(left, curves[x])
     left.legend(fontsize=8)
     grid = distilled.unstack("w_st")
     image = right.imshow(grid.values, cmap="viridis", aspect="auto", origin="lower")

@@ -7,6 +7,7 @@ nothing is trained or started. A trial's rows appear as soon as it has reported 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -198,6 +199,9 @@ def _guess_space(exp: Experiment, spaces):
 
 
 def _trial_id(folder: Path, results: list[dict]) -> str:
+    """Ray's trial id: from its results, else from the folder name (<trainable>_<id>_<n>_<params>_<date>)
+    of a trial that has not reported yet."""
     if results and "trial_id" in results[0]:
         return str(results[0]["trial_id"])
-    return folder.name
+    named = re.search(r"_([0-9a-f]{5}_\d{5})_", folder.name)
+    return named.group(1) if named else folder.name
