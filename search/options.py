@@ -96,13 +96,20 @@ def resources(space: Space, args: argparse.Namespace) -> tuple[int, float]:
     cpus = args.cpus_per_trial if args.cpus_per_trial is not None else space.cpus
     if cpus < 1:
         raise UsageError(f"--cpus-per-trial must be >= 1, got {cpus}")
+    if not args.address and cpus > (os.cpu_count() or 1):  # Ray would wait forever for the CPUs
+        raise UsageError(f"--cpus-per-trial {cpus} exceeds this machine's {os.cpu_count()} CPUs")
     if args.gpus_per_trial is None:
         return cpus, space.gpu if torch.cuda.is_available() else 0.0
-    if args.gpus_per_trial < 0:
-        raise UsageError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
-    if args.gpus_per_trial > 0 and not torch.cuda.is_available() and not args.address:
-        raise UsageError("--gpus-per-trial > 0 but this machine has no CUDA GPU")
-    return cpus, args.gpus_per_trial
+    gpus = args.gpus_per_trial
+    if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
+        raise UsageError(f"--gpus-per-trial must be a fraction of one GPU or a whole number, got {gpus}")
+    if gpus > 0 and not args.address:
+        if not torch.cuda.is_available():
+            raise UsageError("--gpus-per-trial > 0 but this machine has no CUDA GPU")
+        if gpus > torch.cuda.device_count():
+            raise UsageError(f"--gpus-per-trial {gpus:g} exceeds this machine's "
+                             f"{torch.cuda.device_count()} GPUs")
+    return cpus, gpus
 
 
 def build_plan(args: argparse.Namespace) -> SearchPlan:

@@ -12,7 +12,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search.options import build_plan, parse_args
 from search.tuner import build_tuner, make_scheduler, make_searcher
-from spaces import get_space
+from spaces import UsageError, get_space
 from trainables.loop import setup_runtime
 
 SMOKE = ["--space", "degradation", "--profile", "smoke"]
@@ -52,9 +52,22 @@ def test_trials_request_the_spaces_cpus_and_no_gpu_without_cuda(tmp_path: Path, 
 
 def test_trials_request_a_gpu_fraction_when_cuda_is_present(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     space = get_space("degradation")
     assert requested(plan_for(tmp_path)) == {"CPU": space.cpus, "GPU": space.gpu}
     assert requested(plan_for(tmp_path, "--gpus-per-trial", "0.5")) == {"CPU": space.cpus, "GPU": 0.5}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--cpus-per-trial", "100000"], "exceeds this machine's"),
+    (["--gpus-per-trial", "1.5"], "fraction of one GPU or a whole number"),
+    (["--gpus-per-trial", "64"], "exceeds this machine's 1 GPUs"),
+])
+def test_resource_requests_no_trial_could_get_are_refused(tmp_path: Path, monkeypatch, flags, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(UsageError, match=message):
+        plan_for(tmp_path, *flags)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a trial granted a GPU it cannot see")
