@@ -145,16 +145,18 @@ def build_classifier(name: str, source: str, num_labels: int = 2) -> nn.Module:
     if backbone.tiny:
         return AutoModelForSequenceClassification.from_config(_tiny_config(backbone.arch, num_labels))
     logging.set_verbosity_error()  # "newly initialized: classifier" is expected, not news
+    logging.disable_progress_bar()
     return AutoModelForSequenceClassification.from_pretrained(source, num_labels=num_labels)
 
 
 def build_encoder(name: str, source: str) -> nn.Module:
     """The pretrained encoder alone (feature extraction)."""
-    from transformers import AutoModel
+    from transformers import AutoModel, logging
 
     backbone = BACKBONES[name]
     if backbone.tiny:
         return AutoModel.from_config(_tiny_config(backbone.arch, 2))
+    logging.disable_progress_bar()
     return AutoModel.from_pretrained(source)
 
 

@@ -1,0 +1,75 @@
+"""The text spaces as users run them: smoke searches of extract and lora, and bad input -> exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from search.run import main
+from tests.conftest import run_cli
+from trainables.report import STATE_FILE
+
+BAD_TEXT_INPUTS = {
+    "unknown backbone": ["--space", "lora", "--set", "backbone=roberta"],
+    "unknown target": ["--space", "lora", "--set", "setting=qk8"],
+    "rank zero": ["--space", "lora", "--set", "setting=qv0"],
+    "negative rank": ["--space", "lora", "--set", "setting=q-8"],
+    "missing model path": ["--space", "lora", "--set", "model_path=/nonexistent/minilm"],
+    "unknown extractor": ["--space", "extract", "--set", "extractor=bert-large"],
+    "unknown pooling": ["--space", "extract", "--set", "pooling=max"],
+}
+
+
+@pytest.mark.parametrize("args", BAD_TEXT_INPUTS.values(), ids=BAD_TEXT_INPUTS.keys())
+def test_bad_text_input_returns_2_with_one_line(args, tmp_path, capsys):
+    assert main([*args, "--storage", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def results(trial) -> list[dict]:
+    return [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
+
+
+def trials_of(experiment) -> list:
+    return [p for p in experiment.iterdir() if (p / "params.json").is_file()]
+
+
+@pytest.mark.slow
+def test_lora_smoke_search_reports_half_epochs_and_saves_only_trainable_weights(storage):
+    result = run_cli("--space", "lora", "--profile", "smoke", "--storage", str(storage), "--name", "lora",
+                     timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = trials_of(storage / "lora")
+    assert len(trials) == 7
+    params = {}
+    for trial in trials:
+        setting = json.loads((trial / "params.json").read_text())["setting"]
+        rows = results(trial)
+        assert rows[0]["epoch"] == 0.5 and all(0.0 <= row["val_acc"] <= 1.0 for row in rows)
+        assert all(row["tokens_per_s"] > 0 for row in rows)
+        params[setting] = rows[-1]["trainable_params"]
+        assert rows[-1]["log10_trainable_params"] == pytest.approx(torch.log10(
+            torch.tensor(float(params[setting]))).item(), rel=1e-6)
+        checkpoint = next(p for p in trial.iterdir() if p.name.startswith("checkpoint_"))
+        state = torch.load(checkpoint / STATE_FILE, weights_only=True)
+        assert sum(t.numel() for t in state["trainable"].values()) == params[setting]
+    assert params["q8"] < params["q16"] < params["qv16"] < params["qkvo16"] < params["full"]
+    assert params["qv8"] < params["qkvo8"]
+
+
+@pytest.mark.slow
+def test_extract_smoke_search_fits_an_svm_per_pooling_and_caches_embeddings(storage):
+    result = run_cli("--space", "extract", "--profile", "smoke", "--storage", str(storage),
+                     "--name", "extract", timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    trials = trials_of(storage / "extract")
+    poolings = {json.loads((t / "params.json").read_text())["pooling"] for t in trials}
+    assert poolings == {"cls", "mean"}
+    for trial in trials:
+        (row,) = results(trial)
+        assert row["train_size"] == 256 and row["dim"] == 384
+        assert 0.5 < row["val_acc"] <= 1.0 and 0.0 <= row["test_acc"] <= 1.0
