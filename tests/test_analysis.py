@@ -218,6 +218,15 @@ def test_evaluate_on_the_test_split_gives_accuracy_loss_and_confusion(search):
     assert 0 < evaluation.loss < 10 and evaluation.stored_val_acc is None
 
 
+def test_report_command_finds_the_latest_experiment_of_a_space(search, tmp_path, capsys):
+    experiment, _ = search
+    assert report.main(["--space", "degradation", "--storage", str(experiment.parent),
+                        "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("Degradation problem") and "winner: trial" in printed
+    assert (tmp_path / NAME / "README.md").is_file() and (tmp_path / NAME / "deg_prob.svg").is_file()
+
+
 def corrupt_copy(experiment: Path, target: Path) -> Path:
     shutil.copytree(experiment, target)
     result = next(target.glob("*/result.json"))
