@@ -6,7 +6,7 @@
 2. Per-epoch wall time of one KD trial against a plain student epoch (same data, in process):
    uncached, and reading a warm cache.
 
-    python bench/bench_kd_cache.py [--teacher PATH] [--train-subset 512] [--repeats 3]
+    python bench/bench_kd_cache.py [--teacher PATH] [--train-subset 512] [--rounds 2] [--repeats 3]
 
 Without --teacher it first trains a smoke WideResNet14-2 teacher (`--space teachers --profile smoke`).
 """
@@ -37,15 +37,20 @@ def run_search(argv: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def grid_wall_times(teacher: str, root: Path, train_subset: int) -> dict[str, float]:
+def grid_wall_times(teacher: str, root: Path, train_subset: int, rounds: int) -> dict[str, float]:
+    """Mean wall time of each arm. Rounds alternate the order (AB, BA, ...), so a machine whose load
+    drifts during the run does not favour the arm that happens to run second."""
     common = ["--space", "kd", "--profile", "smoke", "--scheduler", "fifo", "--teacher", teacher,
               "--set", f"train_subset={train_subset}"]
-    # Each arm gets its own storage, so the cached arm starts from a cold cache.
-    return {
-        "uncached": run_search([*common, "--storage", str(root / "uncached"), "--name", "grid",
-                                "--set", "cache_logits=false"]),
-        "cached": run_search([*common, "--storage", str(root / "cached"), "--name", "grid"]),
-    }
+    arms = {"uncached": ["--set", "cache_logits=false"], "cached": []}
+    seconds: dict[str, list[float]] = {arm: [] for arm in arms}
+    for r in range(rounds):
+        for arm in (list(arms) if r % 2 == 0 else list(arms)[::-1]):
+            # Each run gets its own storage, so the cached arm always starts from a cold cache.
+            storage = ["--storage", str(root / f"{arm}{r}"), "--name", "grid"]
+            seconds[arm].append(run_search([*common, *arms[arm], *storage]))
+            print(f"round {r}: {arm} {seconds[arm][-1]:.1f} s", flush=True)
+    return {arm: statistics.mean(values) for arm, values in seconds.items()}
 
 
 def epoch_costs(teacher: str, root: Path, train_subset: int, epochs: int, repeats: int) -> dict[str, float]:
@@ -90,6 +95,7 @@ def main() -> None:
     p.add_argument("--train-subset", type=int, default=512, help="student training images (smoke: 512)")
     p.add_argument("--epoch-subset", type=int, default=2048, help="images of the per-epoch comparison")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the per-epoch comparison")
+    p.add_argument("--rounds", type=int, default=2, help="grid runs per arm, order alternating (ABBA)")
     p.add_argument("--part", choices=("all", "grid", "epoch"), default="all", help="run one part only")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_kd_") as tmp:
@@ -99,9 +105,9 @@ def main() -> None:
         teacher = args.teacher or smoke_teacher(root)
         print(f"\nteacher: {teacher}")
         if args.part != "epoch":
-            walls = grid_wall_times(teacher, root, args.train_subset)
+            walls = grid_wall_times(teacher, root, args.train_subset, args.rounds)
             print(f"kd grid, 12 cells + baseline, {args.train_subset} training images, 2 epochs, FIFO, "
-                  f"{os.cpu_count()} CPUs")
+                  f"{os.cpu_count()} CPUs, mean of {args.rounds} runs per arm")
             print(f"  uncached      {walls['uncached']:7.1f} s")
             print(f"  shared cache  {walls['cached']:7.1f} s   "
                   f"speed-up {walls['uncached'] / walls['cached']:.2f}x")
