@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from analysis.results import PLAN_FILE
 from spaces.base import Profile, Space, UsageError
 from trainables.data.images import DATASETS, DataMissing, check_available
 from trainables.kd import KDConfig
@@ -23,8 +24,8 @@ CACHE_FOLDER = "teacher_logits"
 
 
 def _is_teachers_experiment(folder: Path) -> bool:
-    """By the driver's manifest when there is one, else by the default name teachers__<profile>__<time>."""
-    manifest = folder / "tunelab.json"
+    """By the plan the driver stores in the folder, else by the name (default teachers__<profile>__<time>)."""
+    manifest = folder / PLAN_FILE
     if manifest.is_file():
         try:
             return json.loads(manifest.read_text()).get("space") == TEACHERS_SPACE
