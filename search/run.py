@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             save_plan(plan)  # --resume reads and checks the search from here
             build_tuner(plan).fit()
-        print_summary(plan, time.time() - started)
+        if not print_summary(plan, time.time() - started):
+            return 1
         report_after_search(plan.experiment_dir)  # every search ends in report/<experiment>/
         return 0
     except UsageError as err:

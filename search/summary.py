@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 
 from analysis.results import load_experiment
@@ -39,10 +41,17 @@ def summary_table(plan: SearchPlan) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
-def print_summary(plan: SearchPlan, seconds: float) -> None:
+def print_summary(plan: SearchPlan, seconds: float) -> bool:
+    """Prints the table; False when no trial reported anything (every one failed: see Ray's errors)."""
+    trials = load_experiment(plan.experiment_dir, plan.space.metric, plan.space.mode, plan.max_t).trials
+    if f"best_{plan.space.metric}" not in trials:
+        print(f"error: no trial reported {plan.space.metric}; Ray's errors are above and in "
+              f"{plan.experiment_dir}", file=sys.stderr)
+        return False
     table = summary_table(plan)
     print(f"\n{plan.space.name} / {plan.profile}: {len(table)} trials in {seconds:.0f} s; "
           f"* marks the winner; epochs_run < {plan.max_t // plan.space.reports_per_epoch} "
           f"means ASHA stopped the trial")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"results: {plan.experiment_dir}")
+    return True

@@ -26,6 +26,8 @@ BAD_INPUTS = [
     ["--space", "degradation", "--set", "lr=-0.1"],
     ["--space", "degradation", "--set", "num_blocks=0"],
     ["--space", "degradation", "--set", "skip=maybe"],
+    ["--space", "teachers", "--set", "model=resnet30"],
+    ["--space", "mnist", "--set", "model=mlp,vgg16"],
     ["--space", "degradation", "--set", "noequals"],
     ["--space", "degradation", "--data-dir", "/nonexistent/data"],
     ["--space", "degradation", "--dataset", "cifar10", "--data-dir", "/tmp"],

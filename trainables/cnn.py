@@ -27,7 +27,7 @@ from trainables.loop import (
     train_epoch,
     training_state,
 )
-from trainables.models import MODEL_PATTERN, build_image_model, count_params
+from trainables.models import build_image_model, check_model_name, count_params
 from trainables.report import Reporter, TuneReporter, granted_gpus
 
 
@@ -36,7 +36,7 @@ class ImageConfig:
     dataset: str = knob("fashion_mnist", "image dataset", choices=tuple(DATASETS))
     data_dir: str = knob("", "folder with the dataset files (torchvision layout); empty: defaults")
     download: bool = knob(False, "let torchvision download a missing dataset (needs network)")
-    model: str = knob("cnn", "mlp, cnn1, cnn2, cnn, resnet<depth>, wrn<depth>_<k>", pattern=MODEL_PATTERN)
+    model: str = knob("cnn", "mlp, cnn1, cnn2, cnn, resnet<depth>, wrn<depth>_<k>", check=check_model_name)
     num_blocks: int = knob(1, "BasicBlocks per stage of the cnn model", lo=1, hi=64)
     num_filters: int = knob(16, "width of the cnn model's first stage", lo=1, hi=1024)
     skip: bool = knob(False, "residual connections in the cnn model")

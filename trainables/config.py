@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import typing
+from collections.abc import Callable
 from typing import Any
 
 
@@ -25,9 +26,12 @@ def knob(
     choices: tuple | None = None,
     pattern: str | None = None,
     lo_open: bool = False,
+    check: Callable[[Any], None] | None = None,
 ) -> Any:
-    """A dataclass field with its doc and validity rule (lo/hi bounds, choices or a regex)."""
-    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "pattern": pattern, "lo_open": lo_open}
+    """A dataclass field with its doc and validity rule: lo/hi bounds, choices, a regex, or a `check`
+    that raises ValueError for rules a regex cannot state (a ResNet's depth is 6n+2)."""
+    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "pattern": pattern, "lo_open": lo_open,
+            "check": check}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -69,6 +73,11 @@ def check_value(cls: type, key: str, value: Any) -> None:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(map(str, meta['choices']))}")
     if meta.get("pattern") and not re.fullmatch(meta["pattern"], value):
         raise ConfigError(f"{key}={value!r} does not name a known {key} ({meta['doc']})")
+    if meta.get("check"):
+        try:
+            meta["check"](value)
+        except ValueError as err:
+            raise ConfigError(f"{key}={value!r}: {err}") from None
     lo, hi = meta.get("lo"), meta.get("hi")
     if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
         bound = ">" if meta.get("lo_open") else ">="

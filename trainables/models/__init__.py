@@ -17,6 +17,23 @@ MLP_SIZES = (512, 512, 512)
 CONVNETS = {"cnn1": (16, 104), "cnn2": (32, 210)}
 
 
+def check_model_name(name: str) -> None:
+    """Raises ValueError unless `name` is a model build_image_model can make."""
+    if name in ("mlp", "cnn", *CONVNETS):
+        return
+    if m := re.fullmatch(r"resnet(\d+)", name):
+        depth = int(m.group(1))
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError("a CIFAR ResNet has depth 6n+2 (20, 32, 44, 56, ...)")
+        return
+    if m := re.fullmatch(r"wrn(\d+)_(\d+)", name):
+        depth, k = int(m.group(1)), int(m.group(2))
+        if depth < 8 or (depth - 2) % 6 or k < 1:
+            raise ValueError("a WideResNet here has depth 6n+2 (8, 14, 20, 26, ...) and k >= 1")
+        return
+    raise ValueError(f"unknown model (expected {MODEL_PATTERN})")
+
+
 def build_image_model(
     name: str,
     shape: tuple[int, int, int],
@@ -25,6 +42,7 @@ def build_image_model(
     num_filters: int = 16,
     skip: bool = False,
 ) -> nn.Module:
+    check_model_name(name)
     channels, height, width = shape
     if name == "mlp":
         return MLP(channels * height * width, MLP_SIZES, num_classes)
@@ -33,16 +51,9 @@ def build_image_model(
     if name == "cnn":
         return StagedCNN(channels, (num_filters, 2 * num_filters), num_blocks, skip, num_classes)
     if m := re.fullmatch(r"resnet(\d+)", name):
-        depth = int(m.group(1))
-        if depth < 8 or (depth - 2) % 6:
-            raise ValueError(f"{name}: a CIFAR ResNet has depth 6n+2 (20, 32, 44, 56, ...)")
-        return StagedCNN(channels, (16, 32, 64), (depth - 2) // 6, True, num_classes)
-    if m := re.fullmatch(r"wrn(\d+)_(\d+)", name):
-        depth, k = int(m.group(1)), int(m.group(2))
-        if depth < 8 or (depth - 2) % 6 or k < 1:
-            raise ValueError(f"{name}: a WideResNet here has depth 6n+2 (8, 14, 20, 26, ...) and k >= 1")
-        return WideResNet(channels, depth, k, num_classes)
-    raise ValueError(f"unknown model '{name}' (expected {MODEL_PATTERN})")
+        return StagedCNN(channels, (16, 32, 64), (int(m.group(1)) - 2) // 6, True, num_classes)
+    m = re.fullmatch(r"wrn(\d+)_(\d+)", name)
+    return WideResNet(channels, int(m.group(1)), int(m.group(2)), num_classes)
 
 
 def count_params(model: nn.Module) -> int:
