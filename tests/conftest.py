@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ OFFLINE_ENV = {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
 }
 os.environ.update(OFFLINE_ENV)
+# Searches end in a report; tests must not leave report folders in the checkout.
+os.environ.setdefault("TUNELAB_REPORT", tempfile.mkdtemp(prefix="tunelab-report-"))
 
 
 def run_cli(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
