@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
 
 from trainables.data.images import data_root
+from trainables.data.text import hub_reachable
 
 
 class ModelMissing(FileNotFoundError):
@@ -79,16 +79,6 @@ def _in_hf_cache(hub_id: str) -> bool:
     return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def resolve_source(name: str, model_path: str = "", allow_hub: bool = True) -> str:
     """The folder or hub id `from_pretrained` loads `name` from ('' for tiny models built from config)."""
     backbone = BACKBONES[name]
@@ -103,7 +93,8 @@ def resolve_source(name: str, model_path: str = "", allow_hub: bool = True) -> s
     local = data_root() / "models" / name
     if (local / "config.json").is_file():
         return str(local)
-    if _in_hf_cache(backbone.hub_id) or (allow_hub and _hub_reachable()):
+    if _in_hf_cache(backbone.hub_id) or (allow_hub and os.environ.get("HF_HUB_OFFLINE") != "1"
+                                         and hub_reachable()):
         return backbone.hub_id
     raise ModelMissing(f"backbone {name} is not available offline (looked in {local} and the HF cache "
                        f"for {backbone.hub_id}): pass --set model_path=DIR")
