@@ -16,6 +16,8 @@ def summary_table(plan: SearchPlan) -> pd.DataFrame:
     space = plan.space
     exp = load_experiment(plan.experiment_dir, space.metric, space.mode, plan.max_t)
     trials = exp.trials
+    if space.reports_per_epoch > 1:  # result rows count reports; the table speaks in epochs
+        trials = trials.assign(epochs_run=trials["epochs_run"] / space.reports_per_epoch)
     varied = [k for k in exp.config_keys if k in trials and trials[k].astype(str).nunique() > 1]
     best = f"best_{space.metric}"
     score = f"{space.metric} (best epoch)"
