@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ray import tune
@@ -12,8 +13,14 @@ from trainables.data.images import DATASETS, DataMissing, check_available
 from trainables.models import build_image_model, count_layers, count_params
 
 
+def image_config(config: dict) -> ImageConfig:
+    """The ImageConfig part of a config (a KD config adds its own keys to it)."""
+    fields = {f.name for f in dataclasses.fields(ImageConfig)}
+    return ImageConfig(**{k: v for k, v in config.items() if k in fields})
+
+
 def check_image_data(config: dict, storage: Path) -> dict:
-    cfg = ImageConfig(**config)
+    cfg = image_config(config)
     try:
         check_available(cfg.dataset, cfg.data_dir, cfg.download)
     except (DataMissing, KeyError) as err:
@@ -22,7 +29,8 @@ def check_image_data(config: dict, storage: Path) -> dict:
 
 
 def describe_image_model(config: dict) -> dict:
-    cfg = ImageConfig(**config)
+    """Params and layers of the image model a config builds (also a KD config: its student)."""
+    cfg = image_config(config)
     info = DATASETS[cfg.dataset]
     model = build_image_model(cfg.model, info.shape, len(info.classes), cfg.num_blocks, cfg.num_filters,
                               cfg.skip)

@@ -12,9 +12,8 @@ from pathlib import Path
 
 from analysis.results import PLAN_FILE
 from spaces.base import Profile, Space, UsageError
-from trainables.data.images import DATASETS, DataMissing, check_available
+from spaces.images import check_image_data, describe_image_model
 from trainables.kd import KDConfig
-from trainables.models import build_image_model, count_layers, count_params
 from trainables.report import STATE_FILE, load_state
 from trainables.teacher_cache import TeacherMissing, checkpoint_dir
 
@@ -101,11 +100,7 @@ def teacher_val_acc(config: KDConfig, teacher_path: Path) -> tuple[str, float]:
 
 def prepare_kd(config: dict, storage: Path) -> dict:
     """Data present, teacher found and loadable (its val_acc printed), cache folder set."""
-    cfg = KDConfig(**config)
-    try:
-        check_available(cfg.dataset, cfg.data_dir, cfg.download)
-    except (DataMissing, KeyError) as err:
-        raise UsageError(str(err).strip("'\"")) from None
+    cfg = KDConfig(**check_image_data(config, storage))
     if cfg.teacher:
         try:
             teacher = checkpoint_dir(Path(cfg.teacher).expanduser().resolve())
@@ -120,14 +115,6 @@ def prepare_kd(config: dict, storage: Path) -> dict:
     if cfg.cache_logits and not cfg.cache_dir:
         config["cache_dir"] = str(storage / CACHE_FOLDER)
     return config
-
-
-def describe_student(config: dict) -> dict:
-    cfg = KDConfig(**config)
-    info = DATASETS[cfg.dataset]
-    model = build_image_model(cfg.model, info.shape, len(info.classes), cfg.num_blocks, cfg.num_filters,
-                              cfg.skip)
-    return {"params": count_params(model), "layers": count_layers(model)}
 
 
 KD = Space(
@@ -146,5 +133,5 @@ KD = Space(
         "paper": Profile({"epochs": 20}, grace_period=4),
     },
     prepare=prepare_kd,
-    describe=describe_student,
+    describe=describe_image_model,
 )
