@@ -11,31 +11,26 @@ from trainables.data.images import DEBIAN_FASHION_MNIST
 from trainables.data.text import prepare_rotten_tomatoes
 
 
-def ensure_fashion_mnist() -> None:
-    if (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
-        return
+def apt_install(packages: list[str], what: str, manual_hint: str) -> None:
+    """Installs Debian packages when we are root; otherwise says what to run (and does not fail)."""
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        print("Fashion-MNIST is missing: run 'sudo apt-get install dataset-fashion-mnist', "
-              "or pass --data-dir", file=sys.stderr)
+        print(f"{what} is missing: run 'sudo apt-get install {' '.join(packages)}'{manual_hint}",
+              file=sys.stderr)
         return
-    print("installing Fashion-MNIST from Debian (dataset-fashion-mnist)")
+    print(f"installing {what} from Debian ({', '.join(packages)})")
     subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, stdout=subprocess.DEVNULL)
+
+
+def ensure_fashion_mnist() -> None:
+    if not (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        apt_install(["dataset-fashion-mnist"], "Fashion-MNIST", ", or pass --data-dir")
 
 
 def ensure_chromium() -> None:
     """Headless Chromium and its WebDriver from Debian, for the dashboard browser test."""
-    if shutil.which("chromium") and shutil.which("chromedriver"):
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        print("Chromium is missing (the dashboard browser test skips): run "
-              "'sudo apt-get install chromium chromium-driver'", file=sys.stderr)
-        return
-    print("installing Chromium from Debian (chromium, chromium-driver)")
-    subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], check=True,
-                   stdout=subprocess.DEVNULL)
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        apt_install(["chromium", "chromium-driver"], "Chromium", " (the dashboard browser test skips)")
 
 
 def main() -> None:
