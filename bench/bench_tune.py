@@ -38,7 +38,8 @@ def asha_vs_fifo(storage: Path, images: int, epochs: int, seeds: int) -> None:
         seconds = search(storage, scheduler, *common, "--scheduler", scheduler)
         trials = load_experiment(storage / scheduler).trials
         by_config = trials.groupby(["num_blocks", "skip"])["best_val_acc"].mean()
-        runs[scheduler] = (seconds, int(trials["epochs_run"].sum()), by_config.idxmax(), by_config.max())
+        best = tuple(v.item() for v in by_config.idxmax())  # numpy scalars -> plain (7, True)
+        runs[scheduler] = (seconds, int(trials["epochs_run"].sum()), best, by_config.max())
     (a_s, a_ep, a_best, a_acc), (f_s, f_ep, f_best, f_acc) = runs["asha"], runs["fifo"]
     print(f"(c) degradation grid, {images} images, {epochs} epochs, {seeds} seeds "
           f"({6 * seeds} trials)")
