@@ -54,6 +54,7 @@ def print_summary(plan: SearchPlan, seconds: float) -> bool:
     print(f"\n{plan.space.name} / {plan.profile}: {len(table)} trials in {seconds:.0f} s; "
           f"* marks the winner; epochs_run < {plan.max_t // plan.space.reports_per_epoch} "
           f"means ASHA stopped the trial")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}",
+                          formatters={"epochs_run": "{:g}".format}))
     print(f"results: {plan.experiment_dir}")
     return True
