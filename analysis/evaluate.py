@@ -83,25 +83,22 @@ def evaluate_checkpoint(folder: Path, split: str) -> tuple[dict, float, float, t
     import torch
     import torch.nn.functional as F
 
-    from trainables.cnn import ImageConfig
+    from trainables.cnn import build_model, image_config
     from trainables.data.images import DATASETS, load_images
     from trainables.loop import Normalize, predict, setup_runtime
-    from trainables.models import build_image_model
     from trainables.report import load_state
 
     state = load_state(str(folder))
     config = state.get("config", {})
     if config.get("dataset") not in DATASETS or "model" not in state:
         raise UsageError(f"{folder} is not an image-model checkpoint; evaluate rebuilds image models only")
-    fields = {f.name for f in dataclasses.fields(ImageConfig)}
-    cfg = ImageConfig(**{k: v for k, v in config.items() if k in fields})
+    cfg = image_config(config)
     rt = setup_runtime(cfg.cpus, 0, cfg.channels_last)
     data = load_images(cfg.dataset, cfg.data_dir, cfg.download)
     # The same rows the trial validated on: the first val_subset of the fixed validation split.
     images = (data.val.head(cfg.val_subset) if split == "val" else data.test).to(rt.device)
     normalize = Normalize(data.info.mean, data.info.std, rt)
-    model = build_image_model(cfg.model, data.info.shape, len(data.info.classes), cfg.num_blocks,
-                              cfg.num_filters, cfg.skip)
+    model = build_model(cfg)
     model.load_state_dict(state["model"])
     model = model.to(rt.device, memory_format=normalize.format)
     logits = predict(model, images, normalize, rt)

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from ray import tune
 
 from spaces.base import Profile, Space, UsageError
-from trainables.cnn import ImageConfig
-from trainables.data.images import DATASETS, DataMissing, check_available
-from trainables.models import build_image_model, count_layers, count_params
-
-
-def image_config(config: dict) -> ImageConfig:
-    """The ImageConfig part of a config (a KD config adds its own keys to it)."""
-    fields = {f.name for f in dataclasses.fields(ImageConfig)}
-    return ImageConfig(**{k: v for k, v in config.items() if k in fields})
+from trainables.cnn import ImageConfig, build_model, image_config
+from trainables.data.images import DataMissing, check_available
+from trainables.models import count_layers, count_params
 
 
 def check_image_data(config: dict, storage: Path) -> dict:
@@ -30,10 +23,7 @@ def check_image_data(config: dict, storage: Path) -> dict:
 
 def describe_image_model(config: dict) -> dict:
     """Params and layers of the image model a config builds (also a KD config: its student)."""
-    cfg = image_config(config)
-    info = DATASETS[cfg.dataset]
-    model = build_image_model(cfg.model, info.shape, len(info.classes), cfg.num_blocks, cfg.num_filters,
-                              cfg.skip)
+    model = build_model(image_config(config))
     return {"params": count_params(model), "layers": count_layers(model)}
 
 

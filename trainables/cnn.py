@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from trainables.config import build, knob
 from trainables.data.augment import train_batches
@@ -54,6 +55,19 @@ class ImageConfig:
     channels_last: bool = knob(True, "NHWC memory format (faster for convs on CPU and GPU)")
 
 
+def image_config(values: dict) -> ImageConfig:
+    """The ImageConfig part of a config dict (a KD config, or a checkpoint's saved config, has more)."""
+    fields = {f.name for f in dataclasses.fields(ImageConfig)}
+    return ImageConfig(**{k: v for k, v in values.items() if k in fields})
+
+
+def build_model(cfg: ImageConfig) -> nn.Module:
+    """The model a config trains, shaped for its dataset (training, --view, evaluation, teachers)."""
+    info = DATASETS[cfg.dataset]
+    return build_image_model(cfg.model, info.shape, len(info.classes), cfg.num_blocks, cfg.num_filters,
+                             cfg.skip)
+
+
 def fit_image_model(cfg: ImageConfig, reporter: Reporter, loss_fn: LossFn = cross_entropy,
                     extra_metrics: dict | None = None,
                     epoch_start: Callable[[int, Split, Normalize, Runtime], None] | None = None) -> None:
@@ -68,9 +82,7 @@ def fit_image_model(cfg: ImageConfig, reporter: Reporter, loss_fn: LossFn = cros
     val = data.val.head(cfg.val_subset).to(rt.device)
     normalize = Normalize(data.info.mean, data.info.std, rt)
 
-    model = build_image_model(cfg.model, data.info.shape, len(data.info.classes),
-                              cfg.num_blocks, cfg.num_filters, cfg.skip)
-    model = model.to(rt.device, memory_format=normalize.format)
+    model = build_model(cfg).to(rt.device, memory_format=normalize.format)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma)

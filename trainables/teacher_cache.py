@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trainables.cnn import build_model, image_config
 from trainables.data.augment import train_batches
-from trainables.data.images import DATASETS, Split
+from trainables.data.images import Split
 from trainables.loop import Normalize, Runtime
-from trainables.models import build_image_model
 from trainables.report import STATE_FILE, load_state
 
 CACHE_DTYPE = torch.float16
@@ -60,9 +60,7 @@ def load_teacher(path: str | Path, rt: Runtime | None = None) -> tuple[nn.Module
     """(frozen teacher in eval mode, its resolved training config)."""
     state = load_state(str(checkpoint_dir(path)))
     config = state["config"]
-    info = DATASETS[config["dataset"]]
-    model = build_image_model(config["model"], info.shape, len(info.classes),
-                              config["num_blocks"], config["num_filters"], config["skip"])
+    model = build_model(image_config(config))
     model.load_state_dict(state["model"])
     model.eval().requires_grad_(False)
     if rt is not None:
