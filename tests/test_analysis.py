@@ -281,24 +281,27 @@ def outputs(notebook: dict) -> list[dict]:
     return [o for cell in notebook["cells"] if cell["cell_type"] == "code" for o in cell["outputs"]]
 
 
-def test_cnn_notebook_executes_headless_on_the_smoke_search(search, tmp_path):
-    done = execute("cnn.ipynb", tmp_path / "cnn.ipynb", experiment=str(search[0]), evaluate_split="val")
-    shown = outputs(done)
+def rendered(notebook: dict) -> tuple[str, int]:
+    """(all Markdown the notebook displayed, how many PNG pictures); fails on any error output."""
+    shown = outputs(notebook)
     assert not [o for o in shown if o["output_type"] == "error"]
     markdown = "".join("".join(o["data"]["text/markdown"]) for o in shown
                        if "text/markdown" in o.get("data", {}))
+    return markdown, sum("image/png" in o.get("data", {}) for o in shown)
+
+
+def test_cnn_notebook_executes_headless_on_the_smoke_search(search, tmp_path):
+    done = execute("cnn.ipynb", tmp_path / "cnn.ipynb", experiment=str(search[0]), evaluate_split="val")
+    markdown, images = rendered(done)
     assert "| Model | num_blocks |" in markdown and "Evaluation of the winner on the val split" in markdown
-    assert sum("image/png" in o.get("data", {}) for o in shown) == 2  # deg_prob and asha
+    assert images == 2  # deg_prob and asha
 
 
 def test_kd_notebook_executes_headless_on_the_smoke_kd_search(kd_search, tmp_path):
     done = execute("kd.ipynb", tmp_path / "kd.ipynb", experiment=str(kd_search[0]), evaluate_split="")
-    shown = outputs(done)
-    assert not [o for o in shown if o["output_type"] == "error"]
-    markdown = "".join("".join(o["data"]["text/markdown"]) for o in shown
-                       if "text/markdown" in o.get("data", {}))
+    markdown, images = rendered(done)
     assert "| arm | temperature | w_st | w_lab |" in markdown and "baseline (w_st=0)" in markdown
-    assert sum("image/png" in o.get("data", {}) for o in shown) == 2  # distil and asha
+    assert images == 2  # distil and asha
 
 
 @pytest.fixture(scope="session")
@@ -327,12 +330,9 @@ def test_lora_table_has_trainable_params_log10_and_val_acc(lora_search):
 
 def test_text_notebook_executes_headless_on_the_smoke_lora_search(lora_search, tmp_path):
     done = execute("text.ipynb", tmp_path / "text.ipynb", experiment=str(lora_search))
-    shown = outputs(done)
-    assert not [o for o in shown if o["output_type"] == "error"]
-    markdown = "".join("".join(o["data"]["text/markdown"]) for o in shown
-                       if "text/markdown" in o.get("data", {}))
+    markdown, images = rendered(done)
     assert "| setting | trainable_params | log10 | val_acc |" in markdown
-    assert sum("image/png" in o.get("data", {}) for o in shown) == 2  # lora and asha
+    assert images == 2  # lora and asha
 
 
 def test_the_plan_file_read_here_is_the_one_the_driver_writes():
