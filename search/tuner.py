@@ -74,13 +74,11 @@ def make_searcher(plan: SearchPlan):
         # one of num_samples: grid and baselines then run the same seeds and repeats.
         return BasicVariantGenerator(points_to_evaluate=[dict(b) for b in plan.space.baselines]
                                      * plan.num_samples)
+    import optuna
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    seed = plan.config.get("seed", 0)
-    import optuna
-
-    sampler = optuna.samplers.TPESampler(seed=seed)
+    sampler = optuna.samplers.TPESampler(seed=plan.config.get("seed", 0))
     return ConcurrencyLimiter(OptunaSearch(sampler=sampler), max_concurrent=max(1, _slots(plan)))
 
 
