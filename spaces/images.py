@@ -33,7 +33,7 @@ SGD_CONTINUOUS = {
     "weight_decay": lambda: tune.loguniform(1e-5, 1e-2),
 }
 
-# Budgets sized on 2 CPU cores (DESIGN §8): smoke < 60 s a space, demo < 10 min, paper = reference.
+# Budgets sized on 2 CPU cores (docs/reference.md §2): smoke < 60 s a space, demo < 10 min, paper = reference.
 SMOKE = Profile({"train_subset": 512, "val_subset": 256, "epochs": 2}, grace_period=1)
 PAPER = Profile({"epochs": 20}, grace_period=4)
 

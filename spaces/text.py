@@ -98,7 +98,7 @@ LORA = Space(
     doc="full fine-tuning vs LoRA: `setting` = full, or <targets><rank> with targets q | qv | qkvo "
         "(attention query; +value; +key, output) and rank 8 | 16, alpha 32; the head always trains. "
         "Reports val_acc, trainable_params, log10_trainable_params each half epoch. demo: MiniLM, "
-        "adapter/head lr 5e-4 (DESIGN §8); paper: DistilBERT, reference settings",
+        "adapter/head lr 5e-4 (docs/reference.md §2); paper: DistilBERT, reference settings",
     trainable="trainables.finetune:train_finetune",
     config_cls=TextConfig,
     grid={"setting": LORA_SETTINGS},

@@ -9,7 +9,7 @@ from trainables.models import build_image_model, count_layers, count_params
 
 CIFAR = (3, 32, 32)
 
-# DESIGN §6 reference table (CIFAR-10, 10 classes): parameter counts in millions.
+# docs/reference.md §1 reference table (CIFAR-10, 10 classes): parameter counts in millions.
 REFERENCE = [
     ("SmallCNN", "cnn", dict(num_blocks=1, num_filters=16), 0.02),
     ("SmallCNN with skip", "cnn", dict(num_blocks=1, num_filters=16, skip=True), 0.02),

@@ -1,6 +1,6 @@
 """Image classification trainable: `train_cnn(config)` for the mnist, degradation and teachers spaces.
 
-Reference settings (DESIGN §6): SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 128,
+Reference settings (docs/reference.md §1): SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 128,
 exponential LR decay γ 0.95, random crop + flip.
 """
 
