@@ -2,7 +2,8 @@
 
 Reference settings (docs/reference.md §1, DistilBERT on rotten_tomatoes): max_length 128, batch 32,
 LoRA alpha 32, AdamW with lr 1e-5 for the backbone or the adapters and 5e-5 for the head, 5% linear
-warmup then linear decay, weight decay 1e-3. A trial reports twice per epoch so ASHA can stop it within an epoch.
+warmup then linear decay, weight decay 1e-3. A trial reports twice per epoch so ASHA can stop it
+within an epoch.
 """
 
 from __future__ import annotations
