@@ -37,3 +37,19 @@ def run_cli(*args: str, timeout: int = 300, env: dict | None = None) -> subproce
 @pytest.fixture(scope="session")
 def storage(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("results")
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """A real local S3 server (moto_server on 127.0.0.1) with a fresh bucket; stopped after the module.
+
+    `s3.uri(path)` is the URI to pass as --storage, `s3.env` the AWS_* variables a subprocess needs,
+    `s3.fs` a pyarrow filesystem on it, `s3.keys(prefix)` the objects in the bucket."""
+    from tests.s3server import S3Server
+
+    server = S3Server(log=tmp_path_factory.mktemp("moto") / "moto_server.log")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
