@@ -93,7 +93,7 @@ def evaluate_checkpoint(folder: Path, split: str) -> tuple[dict, float, float, t
     if config.get("dataset") not in DATASETS or "model" not in state:
         raise UsageError(f"{folder} is not an image-model checkpoint; evaluate rebuilds image models only")
     cfg = image_config(config)
-    rt = setup_runtime(cfg.cpus, 0, cfg.channels_last)
+    rt = setup_runtime(cfg.cpus, 0, cfg.channels_last, cfg.precision)  # the one the trial used
     data = load_images(cfg.dataset, cfg.data_dir, cfg.download)
     # The same rows the trial validated on: the first val_subset of the fixed validation split.
     images = (data.val.head(cfg.val_subset) if split == "val" else data.test).to(rt.device)

@@ -87,7 +87,7 @@ def teacher_val_acc(config: KDConfig, teacher_path: Path) -> tuple[str, float]:
     from trainables.loop import Normalize, evaluate, setup_runtime
     from trainables.teacher_cache import load_teacher
 
-    rt = setup_runtime(config.cpus, 0, config.channels_last)
+    rt = setup_runtime(config.cpus, 0, config.channels_last, config.precision)
     data = load_images(config.dataset, config.data_dir, config.download)
     teacher, teacher_config = load_teacher(teacher_path, rt)
     if teacher_config["dataset"] != config.dataset:

@@ -29,6 +29,7 @@ from trainables.loop import (
     training_state,
 )
 from trainables.models import build_image_model, check_model_name, count_params
+from trainables.precision import PRECISION_DOC, check_precision
 from trainables.report import Reporter, TuneReporter, granted_gpus
 
 
@@ -53,6 +54,7 @@ class ImageConfig:
     seed: int = knob(0, "seed of weights, batch order and augmentation", lo=0)
     cpus: int = knob(1, "torch threads; the driver sets it to the trial's CPUs", lo=1, hi=256)
     channels_last: bool = knob(True, "NHWC memory format (faster for convs on CPU and GPU)")
+    precision: str = knob("auto", PRECISION_DOC, check=check_precision)
 
 
 def image_config(values: dict) -> ImageConfig:
@@ -75,7 +77,7 @@ def fit_image_model(cfg: ImageConfig, reporter: Reporter, loss_fn: LossFn = cros
 
     `epoch_start(epoch, train, normalize, runtime)` runs before each epoch's batches: per-epoch
     state of a loss (the KD teacher's logits for that epoch) is prepared there."""
-    rt = setup_runtime(cfg.cpus, granted_gpus(), cfg.channels_last)
+    rt = setup_runtime(cfg.cpus, granted_gpus(), cfg.channels_last, cfg.precision)
     seed_everything(cfg.seed)
     data = load_images(cfg.dataset, cfg.data_dir, cfg.download)
     train = data.train.head(cfg.train_subset).to(rt.device)
@@ -103,13 +105,14 @@ def fit_image_model(cfg: ImageConfig, reporter: Reporter, loss_fn: LossFn = cros
             "val_loss": val_loss,
             "val_acc": val_acc,
             "params": params,
+            "precision": rt.precision,
             "samples_per_s": stats.pop("samples_per_s"),
             "lr": scheduler.get_last_lr()[0],
             **{k: v for k, v in stats.items() if k not in ("samples", "seconds")},
             **(extra_metrics or {}),
         }
         reporter.report(metrics, training_state(epoch, model, optimizer, scheduler,
-                                                dataclasses.asdict(cfg)))
+                                                {**dataclasses.asdict(cfg), "precision": rt.precision}))
 
 
 def train_cnn(config: dict) -> None:

@@ -23,6 +23,7 @@ from trainables.data.images import data_root
 from trainables.data.text import DATASET, SPLITS, Tokens, eval_batches, load_tokens
 from trainables.loop import Runtime, seed_everything, setup_runtime
 from trainables.models.text import BACKBONES, build_encoder, load_tokenizer, resolve_source
+from trainables.precision import PRECISION_DOC, check_precision
 from trainables.report import Reporter, TuneReporter, granted_gpus
 
 LABEL_NAMES = ("negative", "positive")
@@ -47,6 +48,7 @@ class ExtractConfig:
                       lo=1, hi=1)
     seed: int = knob(0, "seed of the SVM's coordinate descent and of UMAP", lo=0)
     cpus: int = knob(1, "torch threads; the driver sets it to the trial's CPUs", lo=1, hi=256)
+    precision: str = knob("auto", PRECISION_DOC, check=check_precision)
 
 
 @torch.no_grad()
@@ -70,10 +72,14 @@ def embed(encoder: torch.nn.Module, data: Tokens, pooling: str, rt: Runtime, bat
     return out
 
 
-def cache_dir(cfg: ExtractConfig, source: str) -> Path:
+def cache_dir(cfg: ExtractConfig, source: str, precision: str = "fp32") -> Path:
     subsets = f"{cfg.train_subset}-{cfg.val_subset}-{cfg.test_subset}"
     origin = Path(source).name if source else "random-init"
     key = f"{cfg.dataset}__{cfg.extractor}-{origin}__{cfg.pooling}__L{cfg.max_length}__n{subsets}"
+    # bf16 embeddings differ from fp32 ones in the third significant digit: each precision has its entry;
+    # fp32 entries keep the names they had before precision was a knob.
+    if precision != "fp32":
+        key += f"__{precision}"
     return data_root() / "cache" / "embeddings" / key
 
 
@@ -81,7 +87,7 @@ def cached_embeddings(cfg: ExtractConfig, rt: Runtime) -> tuple[dict[str, np.nda
                                                                bool, Path]:
     """(features per split, labels per split, whether the cache had them, cache folder)."""
     source = resolve_source(cfg.extractor)
-    folder = cache_dir(cfg, source)
+    folder = cache_dir(cfg, source, rt.precision)
     subsets = {"train": cfg.train_subset, "validation": cfg.val_subset, "test": cfg.test_subset}
     hit = all((folder / f"{split}.npy").is_file() for split in SPLITS)
     if hit:
@@ -144,14 +150,15 @@ def write_umap_svg(x: np.ndarray, y: np.ndarray, path: Path, title: str, seed: i
 
 
 def fit_extract(cfg: ExtractConfig, reporter: Reporter) -> None:
-    rt = setup_runtime(cfg.cpus, granted_gpus(), channels_last=False)
+    rt = setup_runtime(cfg.cpus, granted_gpus(), channels_last=False, precision=cfg.precision)
     seed_everything(cfg.seed)  # the tiny test extractors are random-init: seeded
     start = time.perf_counter()
     features, labels, cached, folder = cached_embeddings(cfg, rt)
     embed_seconds = time.perf_counter() - start
     scores, model = fit_linear_svc(features, labels, [float(c) for c in cfg.svm_c.split(",")], cfg.seed)
     metrics = {**scores, "embeddings_cached": int(cached), "embed_seconds": embed_seconds,
-               "dim": int(features["train"].shape[1]), "train_size": len(labels["train"])}
+               "dim": int(features["train"].shape[1]), "train_size": len(labels["train"]),
+               "precision": rt.precision}
     if cfg.umap:
         svg = folder / "umap_validation.svg"
         if not svg.is_file():

@@ -34,6 +34,7 @@ from trainables.models.text import (
     resolve_source,
     trainable_state,
 )
+from trainables.precision import PRECISION_DOC, check_precision
 from trainables.report import Reporter, TuneReporter, granted_gpus
 
 HALVES = 2  # reports per epoch (Space.reports_per_epoch of the lora space)
@@ -68,6 +69,7 @@ class TextConfig:
     val_subset: int = knob(0, "use the first N validation sentences (0: all)", lo=0)
     seed: int = knob(0, "seed of the head/adapter init, batch order and dropout", lo=0)
     cpus: int = knob(1, "torch threads; the driver sets it to the trial's CPUs", lo=1, hi=256)
+    precision: str = knob("auto", PRECISION_DOC, check=check_precision)
 
 
 def build_model(cfg: TextConfig, source: str) -> nn.Module:
@@ -141,7 +143,7 @@ def evaluate_text(model: nn.Module, data: Tokens, rt: Runtime, batch_size: int =
 
 def fit_text_classifier(cfg: TextConfig, reporter: Reporter) -> None:
     """Trains cfg.setting on cfg.backbone, reporting and checkpointing every half epoch."""
-    rt = setup_runtime(cfg.cpus, granted_gpus(), channels_last=False)
+    rt = setup_runtime(cfg.cpus, granted_gpus(), channels_last=False, precision=cfg.precision)
     seed_everything(cfg.seed)
     source = resolve_source(cfg.backbone, cfg.model_path)
     tokens = load_tokens(load_tokenizer(cfg.backbone, source), cfg.max_length, cfg.dataset)
@@ -180,6 +182,7 @@ def fit_text_classifier(cfg: TextConfig, reporter: Reporter) -> None:
             "log10_trainable_params": math.log10(params),
             "tokens_per_s": stats["tokens_per_s"],
             "sentences_per_s": stats["sentences_per_s"],
+            "precision": rt.precision,
             "lr": scheduler.get_last_lr()[0],
         }
         reporter.report(metrics, {

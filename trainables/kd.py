@@ -88,7 +88,8 @@ class TeacherSignal:
         if not cfg.cache_logits:
             return
         if self.cache is None:
-            self.cache = LogitCache(cfg.cache_dir, cfg.teacher, cfg.dataset, len(train), cfg.augment)
+            self.cache = LogitCache(cfg.cache_dir, cfg.teacher, cfg.dataset, len(train), cfg.augment,
+                                    rt.precision)
 
         def compute() -> torch.Tensor:
             return epoch_logits(self.load_teacher(), train, normalize, rt, cfg.batch_size, cfg.seed,

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.data.images import Split
+from trainables.precision import AMP_DTYPES, resolve_precision
 
 # loss_fn(logits, images, labels, dataset_indices) -> (loss, {name: detached per-batch mean})
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
@@ -25,8 +26,13 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device
-    amp: torch.dtype | None  # bf16 autocast on CUDA; fp32 on the CPU, where bf16 is slower
+    amp: torch.dtype | None  # autocast dtype; None: fp32 (trainables/precision.py chooses)
     channels_last: bool
+
+    @property
+    def precision(self) -> str:
+        """What a trial reports: 'bf16' or 'fp32'."""
+        return "fp32" if self.amp is None else "bf16"
 
     def autocast(self):
         if self.amp is None:
@@ -34,15 +40,19 @@ class Runtime:
         return torch.autocast(self.device.type, dtype=self.amp)
 
 
-def setup_runtime(cpus: int, gpus_granted: int = 0, channels_last: bool = True) -> Runtime:
-    """Threads match the trial's CPUs: two trials on two cores must not each spawn two threads."""
+def setup_runtime(cpus: int, gpus_granted: int = 0, channels_last: bool = True,
+                  precision: str = "auto") -> Runtime:
+    """Threads match the trial's CPUs: two trials on two cores must not each spawn two threads.
+    `precision` (auto | bf16 | fp32) is resolved for this process's device (trainables/precision.py)."""
     torch.set_num_threads(max(1, cpus))
     if gpus_granted and not torch.cuda.is_available():
         raise RuntimeError("this trial was granted a GPU but CUDA is not available in its process")
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
-        return Runtime(torch.device("cuda"), torch.bfloat16, channels_last)
-    return Runtime(torch.device("cpu"), None, channels_last)
+        device = torch.device("cuda")
+    else:
+        device = torch.device("cpu")
+    return Runtime(device, AMP_DTYPES[resolve_precision(precision, device)], channels_last)
 
 
 class Normalize:
@@ -58,7 +68,7 @@ class Normalize:
 
 
 def cross_entropy(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor):
-    loss = F.cross_entropy(logits, y)
+    loss = F.cross_entropy(logits.float(), y)  # in fp32 also under bf16 autocast
     return loss, {}
 
 

@@ -17,6 +17,12 @@ written to a temporary name and renamed into place, so a reader never sees half 
 
 Memory is bounded: an entry is one epoch, [N images, classes] in fp16 (1.1 MB for 54k images and 10
 classes); a trial holds one epoch at a time.
+
+Precision: the teacher runs in the trial's precision, and a bf16 teacher's logits differ from an fp32
+teacher's in the third significant digit, so each precision has its own entries (fp32 entries keep
+their old names). fp16 storage loses nothing of a bf16 logit: fp16 has 11 significant bits to bf16's
+8, over fp16's range (up to 65504); an entry whose logits exceed that range (a diverged teacher) is
+stored in fp32 rather than as inf.
 """
 
 from __future__ import annotations
@@ -93,19 +99,20 @@ def epoch_logits(teacher: nn.Module, train: Split, normalize: Normalize, rt: Run
 class LogitCache:
     """Teacher logits per (seed, epoch) in files under `root`, shared by every trial that reads it.
 
-    `root/<teacher hash>/<dataset>_n<images>_aug<0|1>/seed<seed>_epoch<epoch>.pt`, fp16 [N, classes].
+    `root/<teacher hash>/<dataset>_n<images>_aug<0|1>[_bf16]/seed<seed>_epoch<epoch>.pt`, fp16 [N, classes].
     """
 
     def __init__(self, root: str | Path, teacher_path: str | Path, dataset: str, n_train: int,
-                 augment: bool):
-        self.folder = Path(root) / teacher_id(teacher_path) / f"{dataset}_n{n_train}_aug{int(augment)}"
+                 augment: bool, precision: str = "fp32"):
+        entry = f"{dataset}_n{n_train}_aug{int(augment)}" + ("" if precision == "fp32" else f"_{precision}")
+        self.folder = Path(root) / teacher_id(teacher_path) / entry
         self.hits = self.misses = 0
 
     def path(self, seed: int, epoch: int) -> Path:
         return self.folder / f"seed{seed}_epoch{epoch}.pt"
 
     def get(self, seed: int, epoch: int, compute) -> torch.Tensor:
-        """The cached fp16 logits, or `compute()`'s, written once for every later reader."""
+        """The cached fp16 (fp32 if out of fp16's range) logits, or `compute()`'s, written once."""
         target = self.path(seed, epoch)
         if target.is_file():  # fast path: complete files only ever appear by rename
             self.hits += 1
@@ -117,7 +124,9 @@ class LogitCache:
                 self.hits += 1
                 return torch.load(target, map_location="cpu", weights_only=True)
             self.misses += 1
-            logits = compute().to("cpu", CACHE_DTYPE)
+            logits = compute().to("cpu")
+            if logits.abs().max() <= torch.finfo(CACHE_DTYPE).max:
+                logits = logits.to(CACHE_DTYPE)
             partial = target.with_suffix(f".{os.getpid()}.tmp")
             torch.save(logits, partial)
             os.replace(partial, target)
