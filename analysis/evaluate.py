@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 
 if __package__ in (None, ""):  # `python analysis/evaluate.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from search.venv import use_project_python
+
+    use_project_python(__file__, needs=("torch", "pandas", "matplotlib"))  # else the .venv
 
 from analysis.report import OneLineParser, report_root, write_report  # noqa: E402
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402

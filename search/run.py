@@ -13,9 +13,13 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # `python search/run.py` from a checkout without the editable install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from search.venv import use_project_python
+
+    use_project_python(__file__, needs=("ray", "torch", "pandas"))  # else the .venv
 
 from search.cluster import start_ray  # noqa: E402
 from search.options import build_plan, parse_args  # noqa: E402
+from search.resources import cluster_nodes, settle_resources  # noqa: E402
 from search.resume import restore_tuner, resume_plan, save_plan  # noqa: E402
 from spaces import SPACES, UsageError  # noqa: E402
 
@@ -52,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
             view(plan)
             return 0
         start_ray(args.address, args.dashboard, args.ray_temp_dir)
+        asked = (plan.cpus, plan.gpus)
+        settle_resources(plan, cluster_nodes(), args.cpus_per_trial, args.gpus_per_trial)
+        if args.resume and asked != (plan.cpus, plan.gpus):  # Tuner.restore applies them to every trial
+            print(f"resume: trials now request {plan.cpus} CPUs and {plan.gpus:g} GPUs "
+                  f"(the experiment started with {asked[0]} and {asked[1]:g})", flush=True)
         from analysis.report import report_after_search
         from search.summary import print_summary
         from search.tuner import build_tuner
