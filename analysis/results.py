@@ -1,29 +1,28 @@
-"""Reads a finished, running or killed experiment folder into tidy pandas frames.
+"""Reads a finished, running or killed experiment folder, local or on a URI, into tidy pandas frames.
 
-Only files on disk are read (the driver's tunelab_plan.json, each trial's params.json and result.json);
-nothing is trained or started. A trial's rows appear as soon as it has reported once.
+Only stored files are read, through store/experiment.py (the driver's tunelab_plan.json, each trial's
+params.json and result.json); nothing is trained or started. A trial's rows appear as soon as it has
+reported once.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-PLAN_FILE = "tunelab_plan.json"
-"""The driver's record of the search (search/resume.py save_plan): Space, profile, config, grid."""
+from store import Location, StorageError, locate
+from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment, read_results
 
-
-class NotAnExperiment(ValueError):
-    """The folder is not a Ray Tune experiment, is empty, or holds a corrupt result file."""
+__all__ = ["PLAN_FILE", "Experiment", "NotAnExperiment", "load_experiment", "open_experiment", "read_results"]
 
 
 @dataclass
 class Experiment:
-    path: Path
+    path: Location
+    """The experiment folder (`str(path)` is its local path or URI)."""
     trials: pd.DataFrame
     """One row per trial: config columns, `best_*` and `final_*` metrics, epochs, flags."""
     epochs: pd.DataFrame
@@ -60,64 +59,37 @@ class Experiment:
                 and self.trials[k].astype(str).nunique() > 1]
 
 
-def trial_dirs(experiment: Path) -> list[Path]:
-    return sorted(p for p in experiment.iterdir() if p.is_dir() and (p / "params.json").is_file())
+def read_plan(path: str | Path | Location) -> dict:
+    return ExperimentFolder(path).plan()
 
 
-def read_results(path: Path) -> list[dict]:
-    """One dict per report. A last line without its newline is a report being written right now
-    (or cut by a kill) and is left out; any other line that is not JSON makes the file corrupt."""
-    rows = []
-    if not path.is_file():
-        return rows
-    text = path.read_text()
-    lines = text.splitlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if n == len(lines) and not text.endswith("\n"):
-                break
-            raise NotAnExperiment(f"{path} line {n} is not valid JSON (corrupt result file)") from None
-        if not isinstance(row, dict):
-            raise NotAnExperiment(f"{path} line {n} is not a result object (corrupt result file)")
-        rows.append(row)
-    return rows
-
-
-def read_plan(path: Path) -> dict:
-    file = path / PLAN_FILE
-    if not file.is_file():
-        return {}
+def _folder(path: str | Path | Location) -> ExperimentFolder:
+    """The experiment folder at `path`; NotAnExperiment when there is none (or the store fails)."""
     try:
-        plan = json.loads(file.read_text())
-    except json.JSONDecodeError:
-        raise NotAnExperiment(f"{file} is not valid JSON") from None
-    return plan if isinstance(plan, dict) else {}
+        folder = ExperimentFolder(path)
+        folder.loc.check_reachable()
+        if not folder.loc.is_dir():
+            raise NotAnExperiment(f"{folder} is not a folder")
+    except StorageError as err:
+        raise NotAnExperiment(str(err)) from None
+    return folder
 
 
-def load_experiment(path: str | Path, metric: str = "val_acc", mode: str = "max",
+def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: str = "max",
                     max_t: int | None = None) -> Experiment:
     """`max_t`, when given, tells trials ASHA stopped (done before max_t) from running/killed ones."""
-    path = Path(path).resolve()
-    if not path.is_dir():
-        raise NotAnExperiment(f"{path} is not a folder")
-    dirs = trial_dirs(path)
-    if not dirs:
-        kind = "an empty experiment" if any(path.glob("experiment_state-*.json")) else "not an experiment"
-        raise NotAnExperiment(f"{path} is {kind}: no trial folder with params.json")
+    folder = _folder(path)
+    trials = folder.trials()
+    if not trials:
+        kind = "an empty experiment" if folder.has_tune_state() else "not an experiment"
+        raise NotAnExperiment(f"{folder} is {kind}: no trial folder with params.json")
     trial_rows, epoch_rows, config_keys, metric_keys = [], [], [], []
-    for folder in dirs:
-        try:
-            params = json.loads((folder / "params.json").read_text())
-        except json.JSONDecodeError:
-            raise NotAnExperiment(f"{folder / 'params.json'} is not valid JSON") from None
-        results = read_results(folder / "result.json")
+    for trial in trials:
+        params = trial.params()
+        results = trial.results()
         config_keys += [k for k in params if k not in config_keys]
-        row = {"trial_id": _trial_id(folder, results),
-               "trial_dir": str(folder), **params, "epochs_run": len(results)}
+        row = {"trial_id": _trial_id(trial.name, results),
+               "trial_dir": str(trial.loc), **params, "epochs_run": len(results)}
         for result in results:
             epoch_rows.append({"trial_id": row["trial_id"], **params,
                                **{k: v for k, v in result.items() if not isinstance(v, dict)}})
@@ -133,8 +105,9 @@ def load_experiment(path: str | Path, metric: str = "val_acc", mode: str = "max"
             row["done"] = False
         trial_rows.append(row)
     if not epoch_rows:
-        raise NotAnExperiment(f"{path} is an empty experiment: none of its {len(dirs)} trials has reported")
-    exp = Experiment(path, pd.DataFrame(trial_rows), pd.DataFrame(epoch_rows), config_keys, metric_keys,
+        raise NotAnExperiment(f"{folder} is an empty experiment: none of its {len(trials)} trials "
+                              "has reported")
+    exp = Experiment(folder.loc, pd.DataFrame(trial_rows), pd.DataFrame(epoch_rows), config_keys, metric_keys,
                      metric=metric, mode=mode)
     mark_budget(exp, max_t)
     return exp
@@ -149,16 +122,14 @@ def mark_budget(exp: Experiment, max_t: int | None) -> None:
     trials["stopped_early"] = trials["done"] & (max_t is not None and trials["epochs_run"] < (max_t or 0))
 
 
-def open_experiment(path: str | Path) -> Experiment:
+def open_experiment(path: str | Path | Location) -> Experiment:
     """load_experiment with the metric, mode and ASHA budget of the Space that made the folder.
 
     The Space comes from the driver's plan file, else from the default folder name
     `<space>__<profile>__<time>`, else from the trainable and the searched axes; failing all three,
     the folder is read as a generic val_acc search.
     """
-    path = Path(path).resolve()
-    if not path.is_dir():
-        raise NotAnExperiment(f"{path} is not a folder")
+    path = _folder(path).loc
     plan = read_plan(path)
     exp = load_experiment(path)  # bad input fails here, before the registry imports Ray and torch
     from spaces import SPACES
@@ -191,17 +162,17 @@ def asha_rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int
 
 def _guess_space(exp: Experiment, spaces):
     """The one Space whose trainable wrote these trial folders and whose grid axes were searched."""
-    folder = Path(exp.trials["trial_dir"].iloc[0]).name
+    folder = locate(exp.trials["trial_dir"].iloc[0]).name
     varied = set(exp.varied_keys())
     candidates = [s for s in spaces if folder.startswith(s.trainable.split(":")[1] + "_")
                   and set(s.grid) - {"seed"} <= varied]
     return candidates[0] if len(candidates) == 1 else None
 
 
-def _trial_id(folder: Path, results: list[dict]) -> str:
+def _trial_id(folder: str, results: list[dict]) -> str:
     """Ray's trial id: from its results, else from the folder name (<trainable>_<id>_<n>_<params>_<date>)
     of a trial that has not reported yet."""
     if results and "trial_id" in results[0]:
         return str(results[0]["trial_id"])
-    named = re.search(r"_([0-9a-f]{5}_\d{5})_", folder.name)
-    return named.group(1) if named else folder.name
+    named = re.search(r"_([0-9a-f]{5}_\d{5})_", folder)
+    return named.group(1) if named else folder

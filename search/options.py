@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from pathlib import Path
 
 from search.tuner import SearchPlan
 from spaces import PROFILES, SPACES, Space, UsageError, get_space
+from store import Location, StorageError, locate
 from trainables.config import ConfigError, parse_value
 
 
@@ -28,8 +28,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="override a config key; a comma list on a grid axis searches those values")
     p.add_argument("--dataset", help="image dataset: fashion_mnist (offline default), mnist, cifar10")
     p.add_argument("--data-dir", help="folder with the dataset files")
-    p.add_argument("--teacher", metavar="PATH", help="kd: teacher checkpoint (default: best trial of "
-                   "the latest teachers experiment in --storage)")
+    p.add_argument("--teacher", metavar="PATH", help="kd: teacher checkpoint, folder or URI (default: "
+                   "best trial of the latest teachers experiment in --storage)")
     p.add_argument("--seeds", type=int, default=1, help="repeat every configuration with N seeds")
     p.add_argument("--scheduler", choices=("asha", "fifo"), default="asha")
     p.add_argument("--search", choices=("grid", "optuna"), default="grid")
@@ -39,14 +39,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-trial", type=int, help="CPUs per trial (default: the space's)")
     p.add_argument("--gpus-per-trial", type=float, help="GPU fraction per trial (default: the space's "
                    "when CUDA is present, else 0)")
-    p.add_argument("--storage", default="results", help="results folder (default ./results)")
+    p.add_argument("--storage", default="results", help="results folder, NFS path or URI such as "
+                   "s3://bucket/prefix (default ./results; see docs/storage.md)")
     p.add_argument("--name", help="experiment name (default space__profile__time)")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--list", action="store_true", help="list the spaces and their grids")
     p.add_argument("--view", action="store_true", help="print each model's size without training")
     ops = p.add_argument_group("operations")
     ops.add_argument("--resume", metavar="EXPERIMENT",
-                     help="continue a killed search (its folder); finished trials are kept")
+                     help="continue a killed search (its folder or URI); finished trials are kept")
     ops.add_argument("--dashboard", action="store_true",
                      help="serve Ray's dashboard on http://127.0.0.1:8265 (token auth on)")
     ops.add_argument("--wandb", nargs="?", const="tunelab", metavar="PROJECT",
@@ -78,16 +79,25 @@ def parse_overrides(space: Space, items: list[str]) -> dict[str, list]:
     return parsed
 
 
-def check_storage(storage: Path, name: str) -> None:
-    """The storage must be writable and the experiment new: nothing on disk is ever overwritten."""
+def open_storage(text: str) -> Location:
+    """--storage -> Location: a local or NFS folder, or a URI pyarrow knows (no network yet)."""
     try:
-        storage.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=storage):
-            pass
+        return locate(text)
+    except StorageError as err:
+        raise UsageError(str(err)) from None
+
+
+def check_storage(storage: Location, name: str) -> None:
+    """The storage must answer and be writable, and the experiment new: nothing is ever overwritten."""
+    try:
+        storage.check_reachable()  # a missing bucket or a dead endpoint is named as such
+        if (storage / name).exists():
+            raise UsageError(f"experiment {storage / name} already exists; pick another --name")
+        storage.check_writable()
+    except StorageError as err:
+        raise UsageError(str(err)) from None
     except OSError as err:
-        raise UsageError(f"storage {storage} is not writable ({err.strerror})") from None
-    if (storage / name).exists():
-        raise UsageError(f"experiment {storage / name} already exists; pick another --name")
+        raise UsageError(f"storage {storage} is not usable ({err})") from None
 
 
 def resources(space: Space, args: argparse.Namespace) -> tuple[int, float]:
@@ -125,7 +135,7 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
             raise UsageError(f"--data-dir {args.data_dir} does not exist")
         overrides["data_dir"] = [str(data_dir)]
     if args.teacher:
-        overrides["teacher"] = [str(Path(args.teacher).expanduser().resolve())]
+        overrides["teacher"] = [open_storage(args.teacher).uri]
     if args.max_epochs is not None:
         overrides["epochs"] = [args.max_epochs]
     for key, values in overrides.items():
@@ -153,7 +163,7 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
     if args.search == "optuna" and not space.continuous:
         raise UsageError(f"space '{space.name}' declares no continuous search space for optuna")
 
-    storage = Path(args.storage).resolve()
+    storage = open_storage(args.storage)
     name = args.name or f"{space.name}__{args.profile}__{time.strftime('%Y%m%d-%H%M%S')}"
     if os.sep in name or name in ("", ".", ".."):
         raise UsageError(f"--name must be a plain folder name, got '{name}'")

@@ -2,7 +2,9 @@
 
 A search is identified by its space, profile, fixed config, grid and searcher. `--resume` continues
 exactly that search with `Tuner.restore`: finished trials are kept as they are, unfinished and
-errored ones continue from their last checkpoint. Changing the search is a new experiment.
+errored ones continue from their last checkpoint. Changing the search is a new experiment. The
+experiment may be a local folder or a URI (`--resume s3://bucket/prefix/<name>?…`): the plan is read
+and written through store/experiment.py, and Ray restores from the same address.
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 from search.tuner import SearchPlan
 from spaces import UsageError, get_space
+from store import Location, StorageError, locate
+from store.experiment import PLAN_FILE, ExperimentFolder
 
-PLAN_FILE = "tunelab_plan.json"
 # The fields that define *which* search runs; resources, storage and name may differ on resume.
 IDENTITY = ("space", "profile", "config", "grid", "scheduler", "search", "num_samples")
 NOT_STORED = ("callbacks", "storage", "name")
@@ -29,30 +31,39 @@ def plan_record(plan: SearchPlan) -> dict[str, Any]:
     return json.loads(json.dumps(record))
 
 
-def save_plan(plan: SearchPlan) -> Path:
-    plan.experiment_dir.mkdir(parents=True, exist_ok=True)
-    path = plan.experiment_dir / PLAN_FILE
-    path.write_text(json.dumps(plan_record(plan), indent=2) + "\n")
-    return path
+def save_plan(plan: SearchPlan) -> Location:
+    """Writes the plan, with the space's metric and mode so that readers below the spaces layer
+    (store/experiment.py: the best checkpoint) rank trials as the search did."""
+    record = {**plan_record(plan), "metric": plan.space.metric, "mode": plan.space.mode}
+    return ExperimentFolder(plan.experiment_dir).save_plan(record)
 
 
-def load_plan(experiment: Path) -> SearchPlan:
+def load_plan(experiment: str | Location) -> SearchPlan:
     """The stored plan of an experiment folder; UsageError when the folder is not a tunelab experiment."""
     from ray import tune
 
-    if not experiment.is_dir():
-        raise UsageError(f"--resume: {experiment} is not a folder")
-    if not (experiment / PLAN_FILE).is_file():
-        raise UsageError(f"--resume: {experiment} is not a tunelab experiment (no {PLAN_FILE})")
-    if not tune.Tuner.can_restore(str(experiment)):
-        raise UsageError(f"--resume: {experiment} holds no Ray Tune state (stopped before it started); "
-                         "start a new experiment")
     try:
-        record = json.loads((experiment / PLAN_FILE).read_text())
+        folder = ExperimentFolder(experiment)
+        folder.loc.check_reachable()
+        if not folder.loc.is_dir():
+            raise UsageError(f"--resume: {folder} is not a folder")
+        if not folder.has_plan():
+            raise UsageError(f"--resume: {folder} is not a tunelab experiment (no {PLAN_FILE})")
+        if not tune.Tuner.can_restore(folder.loc.uri):
+            raise UsageError(f"--resume: {folder} holds no Ray Tune state (stopped before it started); "
+                             "start a new experiment")
+        text = (folder.loc / PLAN_FILE).read_text()
+    except (StorageError, OSError) as err:
+        raise UsageError(f"--resume: {err}") from None
+    try:
+        record = json.loads(text)
         record["space"] = get_space(record["space"])
-        return SearchPlan(**record, storage=experiment.parent, name=experiment.name)
+        # The plan also records facts about the run (metric, provenance) that are not SearchPlan fields.
+        known = {f.name for f in dataclasses.fields(SearchPlan)} - set(NOT_STORED)
+        record = {k: v for k, v in record.items() if k in known}
+        return SearchPlan(**record, storage=folder.storage, name=folder.name)
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise UsageError(f"--resume: {experiment / PLAN_FILE} is unreadable ({err})") from None
+        raise UsageError(f"--resume: {folder.loc / PLAN_FILE} is unreadable ({err})") from None
 
 
 # Flags that say where and how a search runs, not which search it is.
@@ -73,7 +84,10 @@ def resume_plan(args: argparse.Namespace) -> SearchPlan:
     """The stored plan, after checking that the command line (if it names a search) asks for the same."""
     from search.options import build_plan
 
-    stored = load_plan(Path(args.resume).resolve())
+    try:
+        stored = load_plan(locate(args.resume))
+    except StorageError as err:
+        raise UsageError(f"--resume: {err}") from None
     if not changes_search(args):
         return stored
     if not args.space:
@@ -98,5 +112,5 @@ def restore_tuner(plan: SearchPlan):
     from ray import tune
 
     trainable = tune.with_resources(plan.space.load_trainable(), {"cpu": plan.cpus, "gpu": plan.gpus})
-    return tune.Tuner.restore(str(plan.experiment_dir), trainable, resume_unfinished=True,
+    return tune.Tuner.restore(plan.experiment_dir.uri, trainable, resume_unfinished=True,
                               resume_errored=True)

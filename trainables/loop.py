@@ -4,9 +4,10 @@ the checkpoint state. Trainables compose these; none of them copies a loop.
 
 from __future__ import annotations
 
+import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -40,18 +41,35 @@ class Runtime:
         return torch.autocast(self.device.type, dtype=self.amp)
 
 
-def setup_runtime(cpus: int, gpus_granted: int = 0, channels_last: bool = True,
+def granted_device(gpu_ids: Sequence[int | str] = ()) -> torch.device:
+    """The device of the first GPU Ray granted this trial, else the CPU, whatever CUDA shows.
+
+    Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone for a trial granted 0 GPUs, so such a trial still sees
+    every GPU of its node: `torch.cuda.is_available()` says nothing about what the trial may use. Ray
+    names granted GPUs by their node-wide ids and, for a trial granted some, lists exactly those in
+    CUDA_VISIBLE_DEVICES, so the torch index is the id's position there."""
+    if not gpu_ids:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError("this trial was granted a GPU but CUDA is not available in its process")
+    first = str(gpu_ids[0])
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if visible:
+        if first not in visible:
+            raise RuntimeError(f"Ray granted GPU {first} but CUDA_VISIBLE_DEVICES is {','.join(visible)}")
+        return torch.device("cuda", visible.index(first))
+    return torch.device("cuda", int(first))
+
+
+def setup_runtime(cpus: int, gpu_ids: Sequence[int | str] = (), channels_last: bool = True,
                   precision: str = "auto") -> Runtime:
     """Threads match the trial's CPUs: two trials on two cores must not each spawn two threads.
-    `precision` (auto | bf16 | fp32) is resolved for this process's device (trainables/precision.py)."""
+    The device is the one Ray granted (`gpu_ids`: trainables.report.granted_gpus), never just any GPU.
+    `precision` (auto | bf16 | fp32) is resolved for that device (trainables/precision.py)."""
     torch.set_num_threads(max(1, cpus))
-    if gpus_granted and not torch.cuda.is_available():
-        raise RuntimeError("this trial was granted a GPU but CUDA is not available in its process")
-    if torch.cuda.is_available():
+    device = granted_device(gpu_ids)
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        device = torch.device("cuda")
-    else:
-        device = torch.device("cpu")
     return Runtime(device, AMP_DTYPES[resolve_precision(precision, device)], channels_last)
 
 
@@ -138,7 +156,7 @@ def training_state(epoch: int, model: nn.Module, optimizer: torch.optim.Optimize
         # anything a model samples (dropout), so its state travels too.
         "rng": {"torch": torch.get_rng_state()},
     }
-    if torch.cuda.is_available():
+    if next(model.parameters()).is_cuda:  # a CPU trial must not create CUDA contexts on its node's GPUs
         state["rng"]["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
@@ -152,7 +170,7 @@ def restore_training(state: dict | None, model: nn.Module, optimizer: torch.opti
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
-    if "cuda" in state["rng"] and torch.cuda.is_available():
+    if "cuda" in state["rng"] and next(model.parameters()).is_cuda:
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     return state["epoch"] + 1
 

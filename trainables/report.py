@@ -79,8 +79,8 @@ def crash_once_if_asked(epoch: int | None) -> None:
     raise RuntimeError(f"TUNELAB_CRASH_AT_EPOCH={at}: crash injected before epoch {epoch} was reported")
 
 
-def granted_gpus() -> int:
-    """GPUs Ray granted this trial (0 outside Ray)."""
+def granted_gpus() -> list[str]:
+    """Ids of the GPUs Ray granted this trial (none outside Ray); trainables.loop maps them to devices."""
     import ray
 
-    return len(ray.get_gpu_ids()) if ray.is_initialized() else 0
+    return [str(i) for i in ray.get_gpu_ids()] if ray.is_initialized() else []
