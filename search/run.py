@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.view:
             view(plan)
             return 0
+        if args.wandb and not plan.experiment_dir.local:
+            raise UsageError("--wandb writes its offline runs beside the results: it needs a local --storage")
         start_ray(args.address, args.dashboard, args.ray_temp_dir)
         asked = (plan.cpus, plan.gpus)
         settle_resources(plan, cluster_nodes(), args.cpus_per_trial, args.gpus_per_trial)
@@ -68,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.wandb and not args.resume:  # a restored search keeps the callbacks it started with
             from search.wandb_setup import print_wandb_help, wandb_callback
 
-            plan.callbacks.append(wandb_callback(plan.experiment_dir, plan.name, args.wandb))
-            print_wandb_help(plan.experiment_dir, args.wandb)
+            local_dir = Path(plan.experiment_dir.path)
+            plan.callbacks.append(wandb_callback(local_dir, plan.name, args.wandb))
+            print_wandb_help(local_dir, args.wandb)
         started = time.time()
         if args.resume:
             restore_tuner(plan).fit()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ray import tune
 
 from spaces.base import Space
+from store import Location
 
 MAX_FAILURES = 2  # a crashing trial is retried from its last checkpoint this many times
 
@@ -23,7 +23,8 @@ class SearchPlan:
     """Fixed config of every trial (profile, space and --set values)."""
     grid: dict[str, list]
     """Grid axes after --set and --seeds."""
-    storage: Path
+    storage: Location
+    """A local/NFS folder or a URI (store/fs.py); Ray gets it as is, `storage_path=str(storage)`."""
     name: str
     scheduler: str = "asha"
     search: str = "grid"
@@ -40,7 +41,7 @@ class SearchPlan:
         return self.config["epochs"] * self.space.reports_per_epoch
 
     @property
-    def experiment_dir(self) -> Path:
+    def experiment_dir(self) -> Location:
         return self.storage / self.name
 
     def param_space(self) -> dict[str, Any]:

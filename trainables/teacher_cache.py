@@ -1,19 +1,22 @@
 """The frozen KD teacher and the teacher-logit cache every trial of a distillation search shares.
 
 A teacher is a checkpoint of `--space teachers`: a folder holding state.pt, whose "config" entry is
-the resolved ImageConfig that built it. It is loaded with weights_only=True and kept in eval mode.
+the resolved ImageConfig that built it, on any store (store/fs.py): a checkpoint on a URI is
+downloaded once per machine. It is loaded with weights_only=True and kept in eval mode.
 
 Why a cache: the teacher is frozen and an epoch's augmentation is a pure function of (seed, epoch)
 (trainables/data/augment.py), so the teacher's logits for (teacher, dataset, subset, seed, epoch) are
 the same in every trial. A 12-cell grid would otherwise run the same teacher forward pass 12 times.
 
-Why a file under the storage folder rather than Ray's object store: the object store lives only as
+Why a file on the experiment storage rather than Ray's object store: the object store lives only as
 long as one Ray session and needs a named actor to hand out object refs, while a file outlives it, so
 a resumed experiment (Tuner.restore) and the next search with the same teacher reuse it, and trials
-need nothing but a path. Tune already requires the storage folder to be shared by every node of a
-cluster, so every trial can see the file. Concurrent writers are guarded by an fcntl lock per entry
-(the second trial waits for the first instead of computing the same logits again), and each entry is
-written to a temporary name and renamed into place, so a reader never sees half a file.
+need nothing but an address. Tune already requires the storage to be shared by every node of a
+cluster (a URI or an NFS path), so every trial can see the file; it is read and written through
+pyarrow.fs. An entry appears whole or not at all (an object PUT, or a rename on a folder), so a reader
+never sees half a file. There is no lock (none works across nodes and object stores): two trials that
+miss the same entry at the same moment both compute it and both write the same bytes, which costs one
+extra teacher pass and is harmless.
 
 Memory is bounded: an entry is one epoch, [N images, classes] in fp16 (1.1 MB for 54k images and 10
 classes); a trial holds one epoch at a time.
@@ -27,14 +30,15 @@ stored in fp32 rather than as inf.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
+import io
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from store import Location, locate
+from store.experiment import local_checkpoint
 from trainables.cnn import build_model, image_config
 from trainables.data.augment import train_batches
 from trainables.data.images import Split
@@ -48,18 +52,13 @@ class TeacherMissing(FileNotFoundError):
     """No teacher checkpoint where one was named."""
 
 
-def checkpoint_dir(path: str | Path) -> Path:
-    """The folder holding state.pt: given that folder, the state.pt file itself, or a trial folder
-    (its newest checkpoint_* folder; the driver keeps only the best epoch's)."""
-    path = Path(path)
-    if path.is_file() and path.name == STATE_FILE:
-        return path.parent
-    if (path / STATE_FILE).is_file():
-        return path
-    checkpoints = sorted(path.glob(f"checkpoint_*/{STATE_FILE}")) if path.is_dir() else []
-    if checkpoints:
-        return checkpoints[-1].parent
-    raise TeacherMissing(f"no teacher checkpoint ({STATE_FILE}) at {path}")
+def checkpoint_dir(path: str | Path | Location) -> Path:
+    """A local folder holding the teacher's state.pt, given that folder, the file itself, or a trial
+    folder (its best kept checkpoint: store/experiment.py), local or on a URI."""
+    try:
+        return local_checkpoint(path)
+    except FileNotFoundError as err:
+        raise TeacherMissing(f"no teacher checkpoint: {err}") from None
 
 
 def load_teacher(path: str | Path, rt: Runtime | None = None) -> tuple[nn.Module, dict]:
@@ -75,7 +74,7 @@ def load_teacher(path: str | Path, rt: Runtime | None = None) -> tuple[nn.Module
     return model, config
 
 
-def teacher_id(path: str | Path) -> str:
+def teacher_id(path: str | Path | Location) -> str:
     """Content hash of the teacher's weights file: a retrained teacher never hits an old entry."""
     digest = hashlib.sha256((checkpoint_dir(path) / STATE_FILE).read_bytes()).hexdigest()
     return digest[:16]
@@ -102,32 +101,26 @@ class LogitCache:
     `root/<teacher hash>/<dataset>_n<images>_aug<0|1>[_bf16]/seed<seed>_epoch<epoch>.pt`, fp16 [N, classes].
     """
 
-    def __init__(self, root: str | Path, teacher_path: str | Path, dataset: str, n_train: int,
-                 augment: bool, precision: str = "fp32"):
+    def __init__(self, root: str | Path | Location, teacher_path: str | Path | Location, dataset: str,
+                 n_train: int, augment: bool, precision: str = "fp32"):
         entry = f"{dataset}_n{n_train}_aug{int(augment)}" + ("" if precision == "fp32" else f"_{precision}")
-        self.folder = Path(root) / teacher_id(teacher_path) / entry
+        self.folder = locate(root) / teacher_id(teacher_path) / entry
         self.hits = self.misses = 0
 
-    def path(self, seed: int, epoch: int) -> Path:
+    def path(self, seed: int, epoch: int) -> Location:
         return self.folder / f"seed{seed}_epoch{epoch}.pt"
 
     def get(self, seed: int, epoch: int, compute) -> torch.Tensor:
         """The cached fp16 (fp32 if out of fp16's range) logits, or `compute()`'s, written once."""
         target = self.path(seed, epoch)
-        if target.is_file():  # fast path: complete files only ever appear by rename
+        if target.is_file():  # complete entries only: they appear whole (store/fs.py write_bytes)
             self.hits += 1
-            return torch.load(target, map_location="cpu", weights_only=True)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(target.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent trial waits here, then reads our file
-            if target.is_file():
-                self.hits += 1
-                return torch.load(target, map_location="cpu", weights_only=True)
-            self.misses += 1
-            logits = compute().to("cpu")
-            if logits.abs().max() <= torch.finfo(CACHE_DTYPE).max:
-                logits = logits.to(CACHE_DTYPE)
-            partial = target.with_suffix(f".{os.getpid()}.tmp")
-            torch.save(logits, partial)
-            os.replace(partial, target)
-            return logits
+            return torch.load(io.BytesIO(target.read_bytes()), map_location="cpu", weights_only=True)
+        self.misses += 1
+        logits = compute().to("cpu")
+        if logits.abs().max() <= torch.finfo(CACHE_DTYPE).max:
+            logits = logits.to(CACHE_DTYPE)
+        buffer = io.BytesIO()
+        torch.save(logits, buffer)
+        target.create_if_absent(buffer.getvalue())
+        return logits
