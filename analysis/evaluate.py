@@ -1,4 +1,4 @@
-"""`python analysis/evaluate.py <experiment-dir> [--split test|val]`: the winner, re-evaluated.
+"""`python analysis/evaluate.py <experiment> [--split test|val]`: the winner, re-evaluated (folder or URI).
 
 Rebuilds the best trial's model from its best checkpoint (the reference lab's `load_and_eval`) and
 evaluates it on a split: accuracy, loss and the confusion matrix, printed and written to the report
@@ -29,6 +29,8 @@ if __package__ in (None, ""):  # `python analysis/evaluate.py` from a checkout
 from analysis.report import OneLineParser, report_root, write_report  # noqa: E402
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
 from spaces.base import UsageError  # noqa: E402
+from store import Location  # noqa: E402
+from store.experiment import ExperimentFolder, local_checkpoint  # noqa: E402
 
 
 @dataclass
@@ -62,27 +64,21 @@ class Evaluation:
         return "\n".join(lines) + "\n"
 
 
-def best_checkpoint(exp: Experiment) -> tuple[str, Path, dict]:
-    """(trial_id, checkpoint folder, its result row) of the best checkpoint kept on disk.
-
-    Ray keeps each trial's best checkpoint by the metric (and the latest, to resume); the best of
-    those across trials is the winner's."""
+def best_checkpoint(exp: Experiment) -> tuple[str, Location, dict]:
+    """(trial_id, checkpoint folder, its result row) of the experiment's best kept checkpoint, as
+    store/experiment.py finds it for every reader (by the space's metric and mode)."""
     if "checkpoint_dir_name" not in exp.epochs or exp.epochs["checkpoint_dir_name"].isna().all():
         raise UsageError(f"{exp.path}: no trial reported a checkpoint")
-    rows = exp.epochs[exp.epochs["checkpoint_dir_name"].notna()]
-    dirs = dict(zip(exp.trials["trial_id"], exp.trials["trial_dir"], strict=True))
-    kept = rows[[(Path(dirs[t]) / c / "state.pt").is_file()
-                 for t, c in zip(rows["trial_id"], rows["checkpoint_dir_name"], strict=True)]]
-    if kept.empty:
+    best = ExperimentFolder(exp.path).best_checkpoint(exp.metric, exp.mode)
+    if best is None:
         raise UsageError(f"{exp.path}: no checkpoint with a state.pt is left on disk")
-    # Best metric first; among equals the later report, as Ray's checkpoint manager keeps it.
-    kept = kept.sort_values([exp.metric, "training_iteration"], ascending=[exp.mode == "min", False])
-    row = kept.iloc[0].to_dict()
-    return str(row["trial_id"]), Path(dirs[row["trial_id"]]) / row["checkpoint_dir_name"], row
+    _, folder, trial, row = best
+    return str(row.get("trial_id", trial.name)), folder, row
 
 
-def evaluate_checkpoint(folder: Path, split: str) -> tuple[dict, float, float, torch.Tensor]:
-    """(state, accuracy, loss, confusion) of the model in `folder`/state.pt on `split`."""
+def evaluate_checkpoint(folder: Path | Location, split: str) -> tuple[dict, float, float, torch.Tensor]:
+    """(state, accuracy, loss, confusion) of the model in `folder`/state.pt (downloaded from a URI)
+    on `split`."""
     import torch
     import torch.nn.functional as F
 
@@ -91,7 +87,7 @@ def evaluate_checkpoint(folder: Path, split: str) -> tuple[dict, float, float, t
     from trainables.loop import Normalize, predict, setup_runtime
     from trainables.report import load_state
 
-    state = load_state(str(folder))
+    state = load_state(str(local_checkpoint(folder)))
     config = state.get("config", {})
     if config.get("dataset") not in DATASETS or "model" not in state:
         raise UsageError(f"{folder} is not an image-model checkpoint; evaluate rebuilds image models only")
@@ -138,7 +134,7 @@ def write_evaluation(exp: Experiment, evaluation: Evaluation, root: Path | None 
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="analysis/evaluate.py", description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", help="experiment folder (storage/name)")
+    parser.add_argument("experiment", help="experiment folder or URI (storage/name)")
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument("--out", type=Path, help="report root (default $TUNELAB_REPORT or ./report)")
     try:

@@ -1,4 +1,4 @@
-"""`python analysis/report.py <experiment-dir | --space NAME>`: an experiment folder -> report/<experiment>/.
+"""`python analysis/report.py <experiment | --space NAME>`: an experiment (folder or URI) -> report/<name>/.
 
 The report holds the study's table at the best and at the final epoch (Markdown + CSV), its pictures
 (SVG) and a README.md that embeds them; the main table is printed too. Bad input (a folder that is not
@@ -20,9 +20,11 @@ if __package__ in (None, ""):  # `python analysis/report.py` from a checkout
 
     use_project_python(__file__, needs=("pandas", "matplotlib"))  # else the .venv
 
-from analysis.results import Experiment, NotAnExperiment, open_experiment, read_plan  # noqa: E402
+from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
 from analysis.tables import Table, study_table  # noqa: E402
 from spaces.base import UsageError  # noqa: E402
+from store import Location, StorageError, locate  # noqa: E402
+from store.experiment import experiments  # noqa: E402
 
 
 def report_root() -> Path:
@@ -30,13 +32,17 @@ def report_root() -> Path:
     return Path(os.environ.get("TUNELAB_REPORT", "report"))
 
 
-def latest_experiment(storage: Path, space: str) -> Path:
-    """The most recently written experiment of `space` under `storage`."""
-    found = [p for p in storage.iterdir() if p.is_dir()
-             and (read_plan(p).get("space") or p.name.split("__")[0]) == space] if storage.is_dir() else []
+def latest_experiment(storage: str | Path | Location, space: str) -> Location:
+    """The most recently written experiment of `space` under `storage` (a folder or a URI)."""
+    try:
+        storage = locate(storage)
+        storage.check_reachable()
+        found = experiments(storage, space)
+    except StorageError as err:
+        raise UsageError(str(err)) from None
     if not found:
         raise UsageError(f"no {space} experiment in {storage} (run: python search/run.py --space {space})")
-    return max(found, key=lambda p: p.stat().st_mtime)
+    return found[0].loc
 
 
 def build(exp: Experiment) -> tuple[list[Table], dict]:
@@ -128,15 +134,16 @@ class OneLineParser(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="analysis/report.py", description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", nargs="?", help="experiment folder (storage/name)")
+    parser.add_argument("experiment", nargs="?", help="experiment folder or URI (storage/name)")
     parser.add_argument("--space", help="report the latest experiment of this space in --storage")
-    parser.add_argument("--storage", default="results", help="results folder for --space (default results)")
+    parser.add_argument("--storage", default="results",
+                        help="results folder or URI for --space (default results)")
     parser.add_argument("--out", type=Path, help="report root (default $TUNELAB_REPORT or ./report)")
     try:
         args = parser.parse_args(argv)
         if bool(args.experiment) == bool(args.space):
             raise UsageError("give an experiment folder or --space NAME (one of them)")
-        path = Path(args.experiment) if args.experiment else latest_experiment(Path(args.storage), args.space)
+        path = args.experiment or latest_experiment(args.storage, args.space)
         exp = open_experiment(path)
         folder = write_report(exp, args.out)
     except (UsageError, NotAnExperiment) as err:

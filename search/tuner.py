@@ -8,7 +8,7 @@ from typing import Any
 from ray import tune
 
 from spaces.base import Space
-from store import Location
+from store import Location, locate
 
 MAX_FAILURES = 2  # a crashing trial is retried from its last checkpoint this many times
 
@@ -42,7 +42,7 @@ class SearchPlan:
 
     @property
     def experiment_dir(self) -> Location:
-        return self.storage / self.name
+        return locate(self.storage) / self.name
 
     def param_space(self) -> dict[str, Any]:
         if self.search == "optuna":

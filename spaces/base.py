@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from store import Location
 from trainables.config import ConfigError, check_value
 
 PROFILES = ("smoke", "demo", "paper")
@@ -53,8 +53,9 @@ class Space:
     """GPU fraction per trial when CUDA is present (small CNNs share a GPU)."""
     continuous: dict[str, Callable[[], Any]] = field(default_factory=dict)
     """Optuna's counterpart of the grid: key -> factory of a ray.tune distribution."""
-    prepare: Callable[[dict, Path], dict] | None = None
-    """Checks (and may complete) the fixed config before Ray starts, e.g. that the data exist.
+    prepare: Callable[[dict, Location], dict] | None = None
+    """Checks (and may complete) the fixed config before Ray starts, e.g. that the data exist; gets
+    the search's storage (a folder or URI, store/fs.py).
     Raises UsageError with a one-line message when the run cannot work."""
     describe: Callable[[dict], dict[str, Any]] | None = None
     """For `--view`: the model a config builds, as {"params": ..., "layers": ...}, without training."""

@@ -1,79 +1,31 @@
 """Knowledge distillation study: temperature × soft-loss weight, with a baseline arm (w_st 0).
 
 The student is BaseCNN (cnn, 1 block per stage, 32 filters, skip; 0.08M parameters). The teacher is
-a checkpoint of `--space teachers`: `--teacher PATH`, or else the best trial (val_acc) of the latest
-teachers experiment in the same storage folder that learned the same dataset.
+a checkpoint of `--space teachers`: `--teacher PATH|URI`, or else the best kept checkpoint (val_acc)
+of the latest teachers experiment in the same storage (local or URI) that learned the same dataset,
+as store/experiment.py finds it.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from analysis.results import PLAN_FILE
 from spaces.base import Profile, Space, UsageError
-from spaces.images import check_image_data, describe_image_model
+from spaces.images import TEACHERS, check_image_data, describe_image_model
+from store import Location, StorageError
+from store.experiment import checkpoint_folder, experiments
 from trainables.kd import KDConfig
-from trainables.report import STATE_FILE, load_state
-from trainables.teacher_cache import TeacherMissing, checkpoint_dir
 
 TEACHERS_SPACE = "teachers"
 TRAIN_TEACHER = "python search/run.py --space teachers --profile demo"
 CACHE_FOLDER = "teacher_logits"
 
 
-def _is_teachers_experiment(folder: Path) -> bool:
-    """By the plan the driver stores in the folder, else by the name (default teachers__<profile>__<time>)."""
-    manifest = folder / PLAN_FILE
-    if manifest.is_file():
-        try:
-            return json.loads(manifest.read_text()).get("space") == TEACHERS_SPACE
-        except (json.JSONDecodeError, AttributeError):
-            return False
-    return folder.name.startswith(TEACHERS_SPACE)
-
-
-def _best_checkpoint(trial: Path) -> tuple[float, Path] | None:
-    """(val_acc, folder) of the trial's best kept checkpoint: Ray keeps the best epoch's and the
-    latest, so each checkpoint's epoch is matched to the val_acc that trial reported for it."""
-    val_acc = {}
-    for line in (trial / "result.json").read_text().splitlines():
-        row = json.loads(line) if line.strip() else {}
-        if "val_acc" in row and "epoch" in row:
-            val_acc[row["epoch"]] = row["val_acc"]
-    kept = []
-    for state_file in trial.glob(f"checkpoint_*/{STATE_FILE}"):
-        epoch = load_state(str(state_file.parent))["epoch"] + 1  # states count epochs from 0
-        if epoch in val_acc:
-            kept.append((val_acc[epoch], state_file.parent))
-    return max(kept, default=None)
-
-
-def _best_teacher(experiment: Path, dataset: str) -> tuple[float, Path] | None:
-    """(val_acc, checkpoint folder) of the experiment's best checkpoint on `dataset`, if any."""
-    best = None
-    for params_file in experiment.glob("*/params.json"):
-        try:
-            if json.loads(params_file.read_text()).get("dataset", "fashion_mnist") != dataset:
-                continue
-            found = _best_checkpoint(params_file.parent)
-        except (OSError, json.JSONDecodeError, KeyError, RuntimeError):
-            continue  # a trial still running, killed before its first checkpoint, or corrupt
-        if found is not None and (best is None or found[0] > best[0]):
-            best = found
-    return best
-
-
-def find_teacher(storage: Path, dataset: str) -> Path:
-    """The checkpoint of the best trial of the latest teachers experiment in `storage` for `dataset`."""
-    folders = [d for d in storage.iterdir() if d.is_dir() and _is_teachers_experiment(d)] \
-        if storage.is_dir() else []
-
-    def last_write(folder: Path) -> float:
-        return max(p.stat().st_mtime for p in [folder, *folder.glob("*/result.json")])
-
-    for folder in sorted(folders, key=last_write, reverse=True):
-        best = _best_teacher(folder, dataset)
+def find_teacher(storage: Location, dataset: str) -> Location:
+    """The best kept checkpoint (by the teachers space's metric) of the latest teachers experiment in
+    `storage` that learned `dataset`."""
+    for experiment in experiments(storage, TEACHERS_SPACE):
+        best = experiment.best_checkpoint(
+            TEACHERS.metric, TEACHERS.mode,
+            accept=lambda params: params.get("dataset", KDConfig.dataset) == dataset)
         if best is not None:
             return best[1]
     dataset_flag = "" if dataset == KDConfig.dataset else f" --dataset {dataset}"
@@ -81,7 +33,7 @@ def find_teacher(storage: Path, dataset: str) -> Path:
                      f"--storage {storage}`, or pass --teacher PATH")
 
 
-def teacher_val_acc(config: KDConfig, teacher_path: Path) -> tuple[str, float]:
+def teacher_val_acc(config: KDConfig, teacher_path: Location) -> tuple[str, float]:
     """(teacher model name, its accuracy on the student's validation images)."""
     from trainables.data.images import load_images
     from trainables.loop import Normalize, evaluate, setup_runtime
@@ -98,22 +50,26 @@ def teacher_val_acc(config: KDConfig, teacher_path: Path) -> tuple[str, float]:
     return teacher_config["model"], acc
 
 
-def prepare_kd(config: dict, storage: Path) -> dict:
-    """Data present, teacher found and loadable (its val_acc printed), cache folder set."""
+def prepare_kd(config: dict, storage: Location) -> dict:
+    """Data present, teacher found and loadable (its val_acc printed), cache folder set. The trials
+    get the teacher's and the cache's addresses (URIs on a URI storage): every node reads them."""
     cfg = KDConfig(**check_image_data(config, storage))
-    if cfg.teacher:
-        try:
-            teacher = checkpoint_dir(Path(cfg.teacher).expanduser().resolve())
-        except TeacherMissing as err:
-            raise UsageError(f"--teacher: {err}; train one with `{TRAIN_TEACHER}`") from None
-    else:
-        teacher = find_teacher(storage, cfg.dataset)
+    try:
+        if cfg.teacher:
+            try:
+                teacher = checkpoint_folder(cfg.teacher)
+            except FileNotFoundError as err:
+                raise UsageError(f"--teacher: {err}; train one with `{TRAIN_TEACHER}`") from None
+        else:
+            teacher = find_teacher(storage, cfg.dataset)
+    except (StorageError, OSError) as err:
+        raise UsageError(f"teacher: {err}") from None
     model, acc = teacher_val_acc(cfg, teacher)
     n_val = cfg.val_subset or "all"
     print(f"teacher: {model}, val_acc {acc:.4f} on {n_val} validation images ({teacher})", flush=True)
-    config = {**config, "teacher": str(teacher)}
+    config = {**config, "teacher": teacher.uri}
     if cfg.cache_logits and not cfg.cache_dir:
-        config["cache_dir"] = str(storage / CACHE_FOLDER)
+        config["cache_dir"] = (storage / CACHE_FOLDER).uri
     return config
 
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import torch
 
-STATE_FILE = "state.pt"
+from store.experiment import STATE_FILE  # noqa: F401  (the one name of a checkpoint's file)
 
 
 class Reporter(Protocol):
