@@ -38,7 +38,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=int, help="override the profile's epochs (ASHA max_t)")
     p.add_argument("--cpus-per-trial", type=int, help="CPUs per trial (default: the space's)")
     p.add_argument("--gpus-per-trial", type=float, help="GPU fraction per trial (default: the space's "
-                   "when CUDA is present, else 0)")
+                   "when the Ray cluster has GPUs, else 0)")
     p.add_argument("--storage", default="results", help="results folder, NFS path or URI such as "
                    "s3://bucket/prefix (default ./results; see docs/storage.md)")
     p.add_argument("--name", help="experiment name (default space__profile__time)")
@@ -100,7 +100,9 @@ def check_storage(storage: Location, name: str) -> None:
         raise UsageError(f"storage {storage} is not usable ({err})") from None
 
 
-def resources(space: Space, args: argparse.Namespace) -> tuple[int, float]:
+def resources(space: Space, args: argparse.Namespace) -> tuple[int, float | None]:
+    """(CPUs, GPU fraction) per trial as far as they can be checked before Ray starts; the GPU fraction
+    is None when not asked for: the cluster decides it (search/resources.py)."""
     import torch
 
     cpus = args.cpus_per_trial if args.cpus_per_trial is not None else space.cpus
@@ -109,7 +111,7 @@ def resources(space: Space, args: argparse.Namespace) -> tuple[int, float]:
     if not args.address and cpus > (os.cpu_count() or 1):  # Ray would wait forever for the CPUs
         raise UsageError(f"--cpus-per-trial {cpus} exceeds this machine's {os.cpu_count()} CPUs")
     if args.gpus_per_trial is None:
-        return cpus, space.gpu if torch.cuda.is_available() else 0.0
+        return cpus, None
     gpus = args.gpus_per_trial
     if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
         raise UsageError(f"--gpus-per-trial must be a fraction of one GPU or a whole number, got {gpus}")

@@ -11,6 +11,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from search.options import build_plan, parse_args
+from search.resources import settle_resources
 from search.tuner import build_tuner, make_scheduler, make_searcher
 from spaces import UsageError, get_space
 from trainables.loop import setup_runtime
@@ -23,8 +24,9 @@ def plan_for(tmp_path: Path, *args: str):
     return build_plan(parse_args([*SMOKE, "--storage", str(tmp_path), "--name", name, *args]))
 
 
-def requested(plan) -> dict:
-    """What the Tuner's trainable asks Ray for, per trial."""
+def requested(plan, nodes: tuple[dict, ...] = ({"CPU": 2.0},)) -> dict:
+    """What the Tuner's trainable asks Ray for, per trial, once settled on a cluster of `nodes`."""
+    settle_resources(plan, list(nodes))
     return build_tuner(plan)._local_tuner.trainable._resources.required_resources
 
 
@@ -42,20 +44,21 @@ def test_optuna_samples_the_continuous_space_under_asha_with_a_concurrency_limit
     assert isinstance(pinned["skip"], tune.search.sample.Categorical)  # a grid axis optuna does not cover
 
 
-def test_trials_request_the_spaces_cpus_and_no_gpu_without_cuda(tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+def test_trials_request_the_spaces_cpus_and_no_gpu_on_a_cluster_without_gpus(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the driver's CUDA does not decide
     plan = plan_for(tmp_path)
-    assert (plan.cpus, plan.gpus) == (get_space("degradation").cpus, 0.0)
     assert requested(plan) == {"CPU": plan.cpus}
+    assert (plan.cpus, plan.gpus) == (get_space("degradation").cpus, 0.0)
     assert requested(plan_for(tmp_path, "--cpus-per-trial", "2")) == {"CPU": 2}
 
 
-def test_trials_request_a_gpu_fraction_when_cuda_is_present(tmp_path: Path, monkeypatch):
+def test_trials_request_a_gpu_fraction_when_the_cluster_has_gpus(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    space = get_space("degradation")
-    assert requested(plan_for(tmp_path)) == {"CPU": space.cpus, "GPU": space.gpu}
-    assert requested(plan_for(tmp_path, "--gpus-per-trial", "0.5")) == {"CPU": space.cpus, "GPU": 0.5}
+    space, gpu_node = get_space("degradation"), ({"CPU": 2.0, "GPU": 1.0},)
+    assert requested(plan_for(tmp_path), gpu_node) == {"CPU": space.cpus, "GPU": space.gpu}
+    half = plan_for(tmp_path, "--gpus-per-trial", "0.5")
+    assert requested(half, gpu_node) == {"CPU": space.cpus, "GPU": 0.5}
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -73,4 +76,4 @@ def test_resource_requests_no_trial_could_get_are_refused(tmp_path: Path, monkey
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a trial granted a GPU it cannot see")
 def test_trial_granted_a_gpu_without_cuda_fails_clearly():
     with pytest.raises(RuntimeError, match="granted a GPU but CUDA is not available"):
-        setup_runtime(1, gpus_granted=1)
+        setup_runtime(1, gpu_ids=["0"])
