@@ -1,7 +1,9 @@
 """Where the search runs: a local Ray (optionally with its dashboard) or an existing cluster.
 
 Everything that can be checked without Ray is checked first, so a wrong address or a missing cluster
-costs one line and exit status 2 instead of a long hang.
+costs one line and exit status 2 instead of a long hang. Without `--address` the run starts its own
+Ray and never joins one that /tmp/ray/ray_current_cluster names; that local Ray listens on loopback
+only. The Ray facts behind both are in docs/clusters.md.
 """
 
 from __future__ import annotations
@@ -78,6 +80,29 @@ def token_location() -> str:
     return os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
 
 
+def connect_failure(address: str, err: BaseException) -> str:
+    """One line for a failed `ray.init(address=...)`; a token-auth head refuses clients that lack
+    RAY_AUTH_MODE=token, and Ray's own message then points at the wrong fix."""
+    text = str(err)
+    if "auth" in text.lower() and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return (f"--address {address}: the cluster has token auth on; set RAY_AUTH_MODE=token and the "
+                f"head's token ({token_location()}; `ray get-auth-token` on the head prints it)")
+    if "auth" in text.lower():
+        return (f"--address {address}: the cluster refused the token from {token_location()} "
+                "(copy the head's: `ray get-auth-token` there prints it)")
+    return f"--address {address}: {text.splitlines()[0] if text else type(err).__name__}"
+
+
+def loopback_only() -> None:
+    """Makes the local Ray a one-node cluster on 127.0.0.1: its metrics, agent and gRPC servers then
+    bind to loopback instead of all interfaces, where the metrics endpoints answer without a token.
+    Ray takes the loopback address as the node's when its cluster mode is off (the switch Ray reads
+    for Windows and macOS, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER, read once when Ray is imported)."""
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def start_ray(address: str | None = None, dashboard: bool = False, temp_dir: str | None = None) -> None:
     """Connects to `address`, or starts a local Ray; usage stats stay off either way."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -100,12 +125,13 @@ def start_ray(address: str | None = None, dashboard: bool = False, temp_dir: str
             try:
                 ray.init(address=address, logging_level="ERROR")
             except (ConnectionError, TimeoutError, RuntimeError) as err:
-                raise UsageError(f"--address {address}: {str(err).splitlines()[0]}") from None
+                raise UsageError(connect_failure(address, err)) from None
         return
+    loopback_only()
     if not dashboard:
-        ray.init(include_dashboard=False, logging_level="ERROR", **temp)
+        ray.init(address="local", include_dashboard=False, logging_level="ERROR", **temp)
         return
-    context = ray.init(include_dashboard=True, dashboard_host=DASHBOARD_HOST,
+    context = ray.init(address="local", include_dashboard=True, dashboard_host=DASHBOARD_HOST,
                        dashboard_port=DASHBOARD_PORT, logging_level="ERROR", **temp)
     print(f"dashboard: http://{context.dashboard_url} (token auth: the token is in {token_location()}; "
           "`ray get-auth-token` prints it; the browser asks for it once)", flush=True)

@@ -17,6 +17,10 @@ if __package__ in (None, ""):  # `python search/run.py` from a checkout without 
 
     use_project_python(__file__, needs=("ray", "torch", "pandas"))  # else the .venv
 
+from search.console import quiet_worker_chatter  # noqa: E402
+
+quiet_worker_chatter()  # before Ray is imported (search.options imports it): Ray reads the filter then
+
 from search.cluster import start_ray  # noqa: E402
 from search.options import build_plan, parse_args  # noqa: E402
 from search.resources import cluster_nodes, settle_resources  # noqa: E402
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         if not print_summary(plan, time.time() - started):
             return 1
         report_after_search(plan.experiment_dir)  # every search ends in report/<experiment>/
+        if plan.experiment_dir.local:  # Tune's TensorBoard logger wrote event files into every trial folder
+            print(f"tensorboard: .venv/bin/tensorboard --logdir {plan.experiment_dir.path}")
         return 0
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -7,6 +7,7 @@ from typing import Any
 
 from ray import tune
 
+from search.console import progress_reporter
 from spaces.base import Space
 from store import Location, locate
 
@@ -116,6 +117,7 @@ def build_tuner(plan: SearchPlan) -> tune.Tuner:
             ),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             callbacks=plan.callbacks,
+            progress_reporter=progress_reporter(plan),
             verbose=1,
         ),
     )

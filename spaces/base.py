@@ -48,6 +48,8 @@ class Space:
     """ASHA keeps the top 1/reduction_factor of trials at each rung."""
     reports_per_epoch: int = 1
     """Results a trial reports per epoch; ASHA's max_t is epochs × this."""
+    progress: tuple[str, ...] = ("epoch", "train_loss", "val_acc")
+    """The metric columns of Tune's status table while the search runs (beside the grid's values)."""
     cpus: int = 1
     gpu: float = 0.25
     """GPU fraction per trial when CUDA is present (small CNNs share a GPU)."""

@@ -88,6 +88,7 @@ KD = Space(
         "demo": Profile({"train_subset": 8192, "val_subset": 2048, "epochs": 5}, grace_period=2),
         "paper": Profile({"epochs": 20}, grace_period=4),
     },
+    progress=("epoch", "kd_loss", "ce_loss", "val_acc"),
     prepare=prepare_kd,
     describe=describe_image_model,
 )

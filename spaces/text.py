@@ -89,6 +89,7 @@ EXTRACT = Space(
         "demo": Profile({"umap": True}, grace_period=1),
         "paper": Profile({"svm_c": "0.001,0.01,0.1,1,10"}, grace_period=1),
     },
+    progress=("train_acc", "val_acc", "test_acc", "dim"),
     prepare=check_extract,
     describe=describe_extractor,
 )
@@ -113,6 +114,7 @@ LORA = Space(
         "paper": Profile({"backbone": "distilbert", "epochs": 3}, grace_period=2),
     },
     reports_per_epoch=HALVES,
+    progress=("epoch", "val_acc", "trainable_params"),
     gpu=0.5,
     continuous={
         "adapter_lr": lambda: tune.loguniform(1e-5, 3e-3),

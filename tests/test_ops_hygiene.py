@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from ray._private import ray_constants
 
 from search.cluster import DASHBOARD_HOST, start_ray, token_location
 from spaces import UsageError
@@ -34,6 +35,8 @@ def test_every_torch_load_is_weights_only():
 def ray_init_calls(monkeypatch) -> list[dict]:
     calls: list[dict] = []
     monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    # start_ray switches Ray's cluster mode off for a local run; put it back after the test
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", ray_constants.ENABLE_RAY_CLUSTER)
     monkeypatch.delenv("RAY_USAGE_STATS_ENABLED", raising=False)
     return calls
 
@@ -41,7 +44,7 @@ def ray_init_calls(monkeypatch) -> list[dict]:
 def test_local_ray_starts_with_usage_stats_off_and_no_dashboard(ray_init_calls):
     start_ray()
     assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
-    assert ray_init_calls == [{"include_dashboard": False, "logging_level": "ERROR"}]
+    assert ray_init_calls == [{"address": "local", "include_dashboard": False, "logging_level": "ERROR"}]
     assert DASHBOARD_HOST == "127.0.0.1"
 
 
