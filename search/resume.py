@@ -31,10 +31,13 @@ def plan_record(plan: SearchPlan) -> dict[str, Any]:
     return json.loads(json.dumps(record))
 
 
-def save_plan(plan: SearchPlan) -> Location:
+def save_plan(plan: SearchPlan, provenance: dict[str, Any] | None = None) -> Location:
     """Writes the plan, with the space's metric and mode so that readers below the spaces layer
-    (store/experiment.py: the best checkpoint) rank trials as the search did."""
+    (store/experiment.py: the best checkpoint) rank trials as the search did, and the run's
+    provenance (search/provenance.py: code, packages, nodes) when given."""
     record = {**plan_record(plan), "metric": plan.space.metric, "mode": plan.space.mode}
+    if provenance is not None:
+        record["provenance"] = provenance
     return ExperimentFolder(plan.experiment_dir).save_plan(record)
 
 

@@ -22,7 +22,9 @@ from search.console import quiet_worker_chatter  # noqa: E402
 quiet_worker_chatter()  # before Ray is imported (search.options imports it): Ray reads the filter then
 
 from search.cluster import start_ray  # noqa: E402
+from search.nodes import check_nodes  # noqa: E402
 from search.options import build_plan, parse_args  # noqa: E402
+from search.provenance import provenance  # noqa: E402
 from search.resources import cluster_nodes, settle_resources  # noqa: E402
 from search.resume import restore_tuner, resume_plan, save_plan  # noqa: E402
 from spaces import SPACES, UsageError  # noqa: E402
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.wandb and not plan.experiment_dir.local:
             raise UsageError("--wandb writes its offline runs beside the results: it needs a local --storage")
         start_ray(args.address, args.dashboard, args.ray_temp_dir)
+        nodes = check_nodes(plan.experiment_dir.parent)  # each node sees the storage and runs our code
         asked = (plan.cpus, plan.gpus)
         settle_resources(plan, cluster_nodes(), args.cpus_per_trial, args.gpus_per_trial)
         if args.resume and asked != (plan.cpus, plan.gpus):  # Tuner.restore applies them to every trial
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume:
             restore_tuner(plan).fit()
         else:
-            save_plan(plan)  # --resume reads and checks the search from here
+            save_plan(plan, provenance(nodes))  # --resume reads and checks the search from here
             build_tuner(plan).fit()
         if not print_summary(plan, time.time() - started):
             return 1

@@ -16,6 +16,7 @@ from torch import nn
 from trainables.config import build, knob
 from trainables.data.augment import train_batches
 from trainables.data.images import DATASETS, Split, load_images
+from trainables.lockstep import combine, pack, seed_list, unpack
 from trainables.loop import (
     LossFn,
     Normalize,
@@ -52,6 +53,8 @@ class ImageConfig:
     train_subset: int = knob(0, "use the first N training images (0: all 54k/45k)", lo=0)
     val_subset: int = knob(0, "use the first N validation images (0: all 6k/5k)", lo=0)
     seed: int = knob(0, "seed of weights, batch order and augmentation", lo=0)
+    seeds: int = knob(1, "seeds trained in lockstep in this trial (seed, seed+1, ...; one epoch of each "
+                         "per report, mean and spread reported)", lo=1, hi=64)
     cpus: int = knob(1, "torch threads; the driver sets it to the trial's CPUs", lo=1, hi=256)
     channels_last: bool = knob(True, "NHWC memory format (faster for convs on CPU and GPU)")
     precision: str = knob("auto", PRECISION_DOC, check=check_precision)
@@ -70,10 +73,39 @@ def build_model(cfg: ImageConfig) -> nn.Module:
                              cfg.skip)
 
 
+EpochStart = Callable[[int, Split, Normalize, Runtime], None]
+
+
+@dataclass
+class SeedRun:
+    """One seed's model, optimizer and LR schedule, and the global RNG state it draws from."""
+
+    cfg: ImageConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    start: int
+    rng: torch.Tensor
+
+
+def seed_run(cfg: ImageConfig, state: dict | None, rt: Runtime, normalize: Normalize) -> SeedRun:
+    """Builds cfg.seed's model exactly as a run of that seed alone does, restored from `state`."""
+    seed_everything(cfg.seed)
+    model = build_model(cfg).to(rt.device, memory_format=normalize.format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma)
+    start = restore_training(state, model, optimizer, scheduler)
+    return SeedRun(cfg, model, optimizer, scheduler, start, torch.get_rng_state())
+
+
 def fit_image_model(cfg: ImageConfig, reporter: Reporter, loss_fn: LossFn = cross_entropy,
                     extra_metrics: dict | None = None,
-                    epoch_start: Callable[[int, Split, Normalize, Runtime], None] | None = None) -> None:
-    """Trains cfg.model on cfg.dataset, reporting and checkpointing once per epoch.
+                    epoch_start: Callable[[int, Split, Normalize, Runtime], None] | None = None,
+                    loss_for_seed: Callable[[int], tuple[LossFn, EpochStart | None]] | None = None) -> None:
+    """Trains cfg.model on cfg.dataset, reporting and checkpointing once per epoch; with cfg.seeds > 1,
+    the seeds in lockstep (trainables/lockstep.py). `loss_for_seed(seed)` gives a seed's own loss and
+    epoch_start, where they depend on the seed (KD's teacher logits).
 
     `epoch_start(epoch, train, normalize, runtime)` runs before each epoch's batches: per-epoch
     state of a loss (the KD teacher's logits for that epoch) is prepared there."""
@@ -84,35 +116,39 @@ def fit_image_model(cfg: ImageConfig, reporter: Reporter, loss_fn: LossFn = cros
     val = data.val.head(cfg.val_subset).to(rt.device)
     normalize = Normalize(data.info.mean, data.info.std, rt)
 
-    model = build_model(cfg).to(rt.device, memory_format=normalize.format)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_gamma)
-    start = restore_training(reporter.restore(), model, optimizer, scheduler)
-    params = count_params(model)
+    seeds = seed_list(cfg.seed, cfg.seeds)
+    runs = [seed_run(dataclasses.replace(cfg, seed=s), state, rt, normalize)
+            for s, state in zip(seeds, unpack(reporter.restore(), cfg.seeds), strict=True)]
+    losses = [loss_for_seed(s) if loss_for_seed else (loss_fn, epoch_start) for s in seeds]
+    params = count_params(runs[0].model)
 
-    for epoch in range(start, cfg.epochs):
-        if epoch_start is not None:
-            epoch_start(epoch, train, normalize, rt)
-        batches = train_batches(train, cfg.batch_size, cfg.seed, epoch, cfg.augment, data.info.flip)
-        stats = train_epoch(model, optimizer, batches, normalize, rt, loss_fn)
-        scheduler.step()
-        val_loss, val_acc = evaluate(model, val, normalize, rt)
-        metrics = {
-            "epoch": epoch + 1,
-            "train_loss": stats.pop("loss"),
-            "train_acc": stats.pop("acc"),
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "params": params,
-            "precision": rt.precision,
-            "samples_per_s": stats.pop("samples_per_s"),
-            "lr": scheduler.get_last_lr()[0],
-            **{k: v for k, v in stats.items() if k not in ("samples", "seconds")},
-            **(extra_metrics or {}),
-        }
-        reporter.report(metrics, training_state(epoch, model, optimizer, scheduler,
-                                                {**dataclasses.asdict(cfg), "precision": rt.precision}))
+    for epoch in range(runs[0].start, cfg.epochs):
+        per_seed, states = [], []
+        for run, (seed_loss, seed_start) in zip(runs, losses, strict=True):
+            torch.set_rng_state(run.rng)  # each seed draws from its own global RNG, as if alone
+            if seed_start is not None:
+                seed_start(epoch, train, normalize, rt)
+            batches = train_batches(train, cfg.batch_size, run.cfg.seed, epoch, cfg.augment, data.info.flip)
+            stats = train_epoch(run.model, run.optimizer, batches, normalize, rt, seed_loss)
+            run.scheduler.step()
+            val_loss, val_acc = evaluate(run.model, val, normalize, rt)
+            per_seed.append({
+                "epoch": epoch + 1,
+                "train_loss": stats.pop("loss"),
+                "train_acc": stats.pop("acc"),
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "params": params,
+                "precision": rt.precision,
+                "samples_per_s": stats.pop("samples_per_s"),
+                "lr": run.scheduler.get_last_lr()[0],
+                **{k: v for k, v in stats.items() if k not in ("samples", "seconds")},
+                **(extra_metrics or {}),
+            })
+            states.append(training_state(epoch, run.model, run.optimizer, run.scheduler,
+                                         {**dataclasses.asdict(run.cfg), "precision": rt.precision}))
+            run.rng = torch.get_rng_state()
+        reporter.report(combine(per_seed, seeds), pack(states))
 
 
 def train_cnn(config: dict) -> None:

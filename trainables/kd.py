@@ -15,6 +15,7 @@ w_st and T²) and `ce_loss` (the cross-entropy on the labels), averaged over the
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -106,16 +107,22 @@ class TeacherSignal:
 
 
 def fit_kd(cfg: KDConfig, reporter: Reporter) -> TeacherSignal:
-    """Trains the student of `cfg` against its teacher; returns the teacher signal (cache counters)."""
+    """Trains the student of `cfg` against its teacher; returns the (first) seed's teacher signal
+    (cache counters). Seeds in lockstep each read their own (seed, epoch) teacher logits."""
     criterion = DistillationLoss(cfg.temperature, cfg.w_st, cfg.w_lab, cfg.kd_t2_scale)
-    signal = TeacherSignal(cfg)
+    signals: dict[int, TeacherSignal] = {}
 
-    def loss_fn(logits: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor):
-        loss, kd, ce = criterion(logits, signal(inputs, idx), labels)
-        return loss, {"kd_loss": kd.detach(), "ce_loss": ce.detach()}
+    def loss_for_seed(seed: int):
+        signal = signals[seed] = TeacherSignal(dataclasses.replace(cfg, seed=seed))
 
-    fit_image_model(cfg, reporter, loss_fn, epoch_start=signal.start_epoch)
-    return signal
+        def loss_fn(logits: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor):
+            loss, kd, ce = criterion(logits, signal(inputs, idx), labels)
+            return loss, {"kd_loss": kd.detach(), "ce_loss": ce.detach()}
+
+        return loss_fn, signal.start_epoch
+
+    fit_image_model(cfg, reporter, loss_for_seed=loss_for_seed)
+    return signals[cfg.seed]
 
 
 def train_kd(config: dict) -> None:
