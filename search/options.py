@@ -30,7 +30,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder with the dataset files")
     p.add_argument("--teacher", metavar="PATH", help="kd: teacher checkpoint, folder or URI (default: "
                    "best trial of the latest teachers experiment in --storage)")
-    p.add_argument("--seeds", type=int, default=1, help="repeat every configuration with N seeds")
+    p.add_argument("--seeds", type=int, default=1, help="repeat every configuration with N seeds "
+                   "(image spaces: trained in lockstep within one trial)")
     p.add_argument("--scheduler", choices=("asha", "fifo"), default="asha")
     p.add_argument("--search", choices=("grid", "optuna"), default="grid")
     p.add_argument("--num-samples", type=int, default=1,
@@ -148,7 +149,10 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
             config[key] = values[0]
     if args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.seeds > 1:
+    if args.seeds > 1 and "seeds" in space.config_cls.__dataclass_fields__:
+        # One trial trains the configuration's seeds in lockstep: the scheduler judges them together.
+        config["seeds"] = args.seeds
+    elif args.seeds > 1:
         base_seed = config.pop("seed", 0)
         grid["seed"] = [base_seed + i for i in range(args.seeds)]
     if args.num_samples < 1:
