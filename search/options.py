@@ -58,8 +58,18 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def given_flags(argv: list[str] | None) -> list[str]:
+    """The options the command line names (argparse fills the others with their defaults), e.g. so
+    that `--resume` compares only what the user asked for with the stored search."""
+    parser = make_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS  # an option not given leaves no attribute
+    return sorted(vars(parser.parse_args(argv)))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = make_parser().parse_args(argv)
+    args.given = given_flags(argv)
     if not args.list and not args.space and not args.resume:
         raise UsageError("--space is required (see --list)")
     return args

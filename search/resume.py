@@ -75,12 +75,18 @@ NOT_THE_SEARCH = {"resume", "dashboard", "wandb", "ray_temp_dir", "address", "st
 
 
 def changes_search(args: argparse.Namespace) -> bool:
-    """Whether the command line says anything about the search beyond `--resume`."""
-    from search.options import make_parser
+    """Whether the command line names anything about the search beyond `--resume` (flags it gives, not
+    the parser's defaults: `--profile demo` is a choice even though demo is the default)."""
+    return bool(set(args.given) - NOT_THE_SEARCH)
 
-    parser = make_parser()
-    return any(value != parser.get_default(key) for key, value in vars(args).items()
-               if key not in NOT_THE_SEARCH)
+
+def _named(record: dict[str, Any], key: str) -> Any:
+    """A plan record's value of what a flag names: a plan field, the seeds, or a config key."""
+    if key in IDENTITY:
+        return record[key]
+    if key == "seeds":  # an axis of trials, or seeds trained together in one trial
+        return record["grid"].get("seed"), record["config"].get("seeds")
+    return record["grid"].get(key, record["config"].get(key))
 
 
 def resume_plan(args: argparse.Namespace) -> SearchPlan:
@@ -93,15 +99,24 @@ def resume_plan(args: argparse.Namespace) -> SearchPlan:
         raise UsageError(f"--resume: {err}") from None
     if not changes_search(args):
         return stored
-    if not args.space:
-        args.space = stored.space.name
+    # What the command line does not name is the stored search's, not the parser's default.
+    for dest, value in (("space", stored.space.name), ("profile", stored.profile),
+                        ("scheduler", stored.scheduler), ("search", stored.search),
+                        ("num_samples", stored.num_samples)):
+        if dest not in args.given:
+            setattr(args, dest, value)
+    if "seeds" not in args.given:
+        args.seeds = stored.config.get("seeds") or len(stored.grid.get("seed", [0]))
     args.storage = str(stored.storage)  # Space.prepare may resolve paths against the storage
-    asked = plan_record(build_plan(args))
+    asked_plan = build_plan(args)
+    asked = plan_record(asked_plan)
     kept = plan_record(stored)
-    for key in IDENTITY:
-        if asked[key] != kept[key]:
-            raise UsageError(f"--resume: {key} differs from the experiment's ({_short(asked[key])} vs "
-                             f"{_short(kept[key])}); change the search in a new experiment (--name)")
+    named = [k for k in (*IDENTITY, "seeds") if k in args.given] + asked_plan.pinned
+    for key in named:
+        mine, theirs = _named(asked, key), _named(kept, key)
+        if mine != theirs:
+            raise UsageError(f"--resume: {key} differs from the experiment's ({_short(mine)} vs "
+                             f"{_short(theirs)}); change the search in a new experiment (--name)")
     return stored
 
 
