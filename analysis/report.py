@@ -73,6 +73,27 @@ def winner_line(exp: Experiment) -> str:
             f"at report {int(best['best_training_iteration'])} of {int(best['epochs_run'])}")
 
 
+def provenance_lines(record: dict | None) -> list[str]:
+    """The plan's provenance (search/provenance.py): code, packages and the nodes that ran the search."""
+    if not record:
+        return ["## Provenance", "", "Not recorded (the experiment predates provenance in the plan).", ""]
+    git = record.get("git") or {}
+    code = (f"git commit `{git['commit']}`" + (" with uncommitted changes" if git.get("dirty") else "")
+            if git.get("commit") else "not a git checkout")
+    packages = ", ".join(f"{name} {version or 'missing'}" for name, version in
+                         (record.get("packages") or {}).items())
+    lines = ["## Provenance", "", f"Started {record.get('started', '?')} from {code}.", "",
+             f"Pinned packages: {packages or 'not recorded'}.", "",
+             "| node | host | CPU | GPU | memory GB | Python | Ray | torch | tunelab code |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for node in record.get("nodes") or []:
+        res, ver = node.get("resources") or {}, node.get("versions") or {}
+        lines.append(f"| {node.get('ip')} | {node.get('hostname')} | {res.get('CPU', 0):g} | "
+                     f"{res.get('GPU', 0):g} | {res.get('memory_gb', '?')} | {ver.get('python')} | "
+                     f"{ver.get('ray')} | {ver.get('torch')} | {ver.get('tunelab')} |")
+    return lines + [""]
+
+
 def readme(exp: Experiment, tables: list[Table], figures: dict, folder: Path) -> str:
     profile = f", profile `{exp.plan['profile']}`" if exp.plan.get("profile") else ""
     lines = [f"# {exp.name}", "",
@@ -85,6 +106,7 @@ def readme(exp: Experiment, tables: list[Table], figures: dict, folder: Path) ->
         lines += [f"### {name}\n\n![{name}]({name}.svg)\n" for name in figures]
     for evaluation in sorted(folder.glob("evaluation_*.md")):
         lines += [evaluation.read_text(), ""]
+    lines += provenance_lines(exp.plan.get("provenance"))
     lines += [f"Regenerate: `python analysis/report.py {exp.path}`", ""]
     return "\n".join(lines)
 

@@ -115,7 +115,8 @@ def resume_plan(args: argparse.Namespace) -> SearchPlan:
     for key in named:
         mine, theirs = _named(asked, key), _named(kept, key)
         if mine != theirs:
-            raise UsageError(f"--resume: {key} differs from the experiment's ({_short(mine)} vs "
+            what = f"grid axis {key}" if key in asked["grid"] or key in kept["grid"] else key
+            raise UsageError(f"--resume: {what} differs from the experiment's ({_short(mine)} vs "
                              f"{_short(theirs)}); change the search in a new experiment (--name)")
     return stored
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from search.options import parse_args
+from search.resume import resume_plan
 from search.run import main
 from tests.conftest import OFFLINE_ENV, ROOT, run_cli
 
@@ -79,6 +81,34 @@ def test_resume_refuses_a_different_grid(crashed_experiment: Path, capsys):
     result = run_main(capsys, "--resume", str(crashed_experiment), *SMOKE, "--set", "num_blocks=1,5",
                       "--set", "skip=true", "--num-samples", "2")
     assert_one_line_usage_error(result, "grid")
+
+
+def test_resume_refuses_a_profile_the_user_names_even_the_default(crashed_experiment: Path, capsys):
+    result = run_main(capsys, "--resume", str(crashed_experiment), "--profile", "demo")
+    assert_one_line_usage_error(result, "profile", '"demo" vs "smoke"')
+
+
+@pytest.mark.parametrize("flags", [
+    ["--space", "degradation"],
+    ["--max-epochs", "3"],
+    ["--set", "num_blocks=1"],
+    ["--scheduler", "fifo", "--seeds", "1"],
+    [*SMOKE, "--set", "num_blocks=1", "--set", "skip=true", "--num-samples", "2"],
+])
+def test_resume_accepts_flags_that_repeat_the_stored_search(crashed_experiment: Path, flags):
+    plan = resume_plan(parse_args(["--resume", str(crashed_experiment), *flags]))
+    assert (plan.profile, plan.config["epochs"]) == ("smoke", EPOCHS)  # the profile nobody named
+
+
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--max-epochs", "2"], "epochs"),
+    (["--set", "num_blocks=3"], "num_blocks"),
+    (["--scheduler", "asha"], "scheduler"),
+    (["--seeds", "2"], "seeds"),
+])
+def test_resume_refuses_a_flag_that_changes_the_stored_search(crashed_experiment: Path, capsys, flags, named):
+    result = run_main(capsys, "--resume", str(crashed_experiment), *flags)
+    assert_one_line_usage_error(result, named, "new experiment")
 
 
 def test_resume_refuses_a_folder_that_is_not_an_experiment(tmp_path: Path, capsys):

@@ -124,7 +124,7 @@ def _load_idx_dataset(name: str, data_dir: str, download: bool) -> tuple[np.ndar
         hint = ("apt-get install dataset-fashion-mnist, or " if name == "fashion_mnist" else "")
         where = ", ".join(str(f) for f in folders) or "(no --data-dir given)"
         raise DataMissing(f"{name} IDX files not found in {where}: {hint}pass --data-dir with "
-                          f"torchvision's layout, or add --download when online")
+                          f"torchvision's layout, or add --set download=true when online")
     xtr, ytr, xte, yte = (read_idx(p) for p in paths)
     return xtr[:, None], ytr, xte[:, None], yte
 
@@ -133,7 +133,7 @@ def _cifar_root(data_dir: str, download: bool) -> str:
     root = data_dir or str(data_root())
     if not (Path(root) / "cifar-10-batches-py").is_dir() and not download:
         raise DataMissing(f"cifar10 not found in {root}/cifar-10-batches-py: pass --data-dir with "
-                          f"torchvision's layout, or add --download when online")
+                          f"torchvision's layout, or add --set download=true when online")
     return root
 
 
