@@ -10,6 +10,7 @@ and the resolved config.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import sys
@@ -132,13 +133,17 @@ def write_evaluation(exp: Experiment, evaluation: Evaluation, root: Path | None 
     return write_report(exp, root)
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="analysis/evaluate.py", description=__doc__.splitlines()[0])
     parser.add_argument("experiment", help="experiment folder or URI (storage/name)")
     parser.add_argument("--split", choices=("test", "val"), default="test")
     parser.add_argument("--out", type=Path, help="report root (default $TUNELAB_REPORT or ./report)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        args = parser.parse_args(argv)
+        args = make_parser().parse_args(argv)
         exp = open_experiment(args.experiment)
         evaluation = evaluate_winner(exp, args.split)
     except (UsageError, NotAnExperiment) as err:

@@ -154,15 +154,19 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="analysis/report.py", description=__doc__.splitlines()[0])
     parser.add_argument("experiment", nargs="?", help="experiment folder or URI (storage/name)")
     parser.add_argument("--space", help="report the latest experiment of this space in --storage")
     parser.add_argument("--storage", default="results",
                         help="results folder or URI for --space (default results)")
     parser.add_argument("--out", type=Path, help="report root (default $TUNELAB_REPORT or ./report)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
-        args = parser.parse_args(argv)
+        args = make_parser().parse_args(argv)
         if bool(args.experiment) == bool(args.space):
             raise UsageError("give an experiment folder or --space NAME (one of them)")
         path = args.experiment or latest_experiment(args.storage, args.space)
