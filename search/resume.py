@@ -14,7 +14,7 @@ import dataclasses
 import json
 from typing import Any
 
-from search.tuner import SearchPlan
+from search.tuner import SearchPlan, trainable_for
 from spaces import UsageError, get_space
 from store import Location, StorageError, locate
 from store.experiment import PLAN_FILE, ExperimentFolder
@@ -111,6 +111,8 @@ def resume_plan(args: argparse.Namespace) -> SearchPlan:
     asked_plan = build_plan(args)
     asked = plan_record(asked_plan)
     kept = plan_record(stored)
+    for record in (asked, kept):  # the trial's threads follow --cpus-per-trial, which may change
+        record["config"].pop("cpus", None)
     named = [k for k in (*IDENTITY, "seeds") if k in args.given] + asked_plan.pinned
     for key in named:
         mine, theirs = _named(asked, key), _named(kept, key)
@@ -126,10 +128,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def restore_tuner(plan: SearchPlan):
-    """`Tuner.restore` of the plan's experiment: keeps finished trials, resumes the rest."""
+def restore_tuner(plan: SearchPlan, shipment: Any = None):
+    """`Tuner.restore` of the plan's experiment: keeps finished trials, resumes the rest. Every trial
+    requests the plan's resources, which `--cpus-per-trial`/`--gpus-per-trial` may have changed
+    (search/resources.py); restored trials take them, and the data `shipment`, from the trainable
+    given here."""
     from ray import tune
 
-    trainable = tune.with_resources(plan.space.load_trainable(), {"cpu": plan.cpus, "gpu": plan.gpus})
-    return tune.Tuner.restore(plan.experiment_dir.uri, trainable, resume_unfinished=True,
+    return tune.Tuner.restore(plan.experiment_dir.uri, trainable_for(plan, shipment), resume_unfinished=True,
                               resume_errored=True)

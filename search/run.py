@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(the experiment started with {asked[0]} and {asked[1]:g})", flush=True)
         from analysis.report import report_after_search
         from search.summary import print_summary
-        from search.tuner import build_tuner
+        from search.tuner import build_tuner, ship_data
 
         if args.wandb and not args.resume:  # a restored search keeps the callbacks it started with
             from search.wandb_setup import print_wandb_help, wandb_callback
@@ -81,11 +81,12 @@ def main(argv: list[str] | None = None) -> int:
             plan.callbacks.append(wandb_callback(local_dir, plan.name, args.wandb))
             print_wandb_help(local_dir, args.wandb)
         started = time.time()
+        shipment = ship_data(plan)  # loaded once here; trials get it through Ray's object store
         if args.resume:
-            restore_tuner(plan).fit()
+            restore_tuner(plan, shipment).fit()
         else:
             save_plan(plan, provenance(nodes))  # --resume reads and checks the search from here
-            build_tuner(plan).fit()
+            build_tuner(plan, shipment).fit()
         if not print_summary(plan, time.time() - started):
             return 1
         report_after_search(plan.experiment_dir)  # every search ends in report/<experiment>/

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +33,8 @@ class SearchPlan:
     search: str = "grid"
     num_samples: int = 1
     cpus: int = 1
-    gpus: float = 0.0
+    gpus: float | None = None
+    """GPU fraction per trial; None until the cluster decides it (search/resources.py)."""
     callbacks: list = field(default_factory=list)
     pinned: list[str] = field(default_factory=list)
     """Keys the user set (--set, --dataset, --max-epochs ...): optuna samples every other key of the
@@ -85,18 +88,52 @@ def make_searcher(plan: SearchPlan):
 
 
 def _slots(plan: SearchPlan) -> int:
+    """Trials the cluster runs at once, counting CPUs and GPUs node by node (1 before Ray starts)."""
     import ray
 
-    cpus = ray.cluster_resources().get("CPU", 1) if ray.is_initialized() else 1
-    return int(cpus // plan.cpus)
+    from search.resources import cluster_nodes, concurrent_trials
+
+    if not ray.is_initialized():
+        return 1
+    return concurrent_trials(cluster_nodes(), plan.cpus, plan.gpus or 0.0)
 
 
-def build_tuner(plan: SearchPlan) -> tune.Tuner:
+def trial_configs(plan: SearchPlan) -> list[dict[str, Any]]:
+    """The config of every grid cell and baseline (sampled keys left at the plan's values)."""
+    axes = list(plan.grid)
+    cells = [{**plan.config, **dict(zip(axes, values, strict=True))}
+             for values in itertools.product(*plan.grid.values())]
+    return cells + [{**cell, **baseline} for baseline in plan.space.baselines for cell in cells]
+
+
+def ship_data(plan: SearchPlan) -> Any:
+    """The data the plan's trials read, loaded once here by the space's `ship` (None when it has none).
+    Handed to trainable_for, it reaches every trial through Ray's object store, so worker nodes need
+    no data of their own."""
+    if plan.space.ship is None:
+        return None
+    started = time.perf_counter()
+    shipment = plan.space.ship(trial_configs(plan))
+    print(f"data for the trials: {shipment.describe()}, loaded in {time.perf_counter() - started:.1f} s",
+          flush=True)
+    return shipment
+
+
+def trainable_for(plan: SearchPlan, shipment: Any = None):
+    """The space's trainable with the plan's resources and, given one, the driver's data shipment,
+    which `tune.with_parameters` puts in Ray's object store once (the trainable's `shipment`)."""
+    if plan.gpus is None:
+        raise ValueError("the plan's GPU fraction is undecided: search.resources.settle_resources first")
+    trainable = plan.space.load_trainable()
+    if shipment is not None:
+        trainable = tune.with_parameters(trainable, shipment=shipment)
+    return tune.with_resources(trainable, {"cpu": plan.cpus, "gpu": plan.gpus})
+
+
+def build_tuner(plan: SearchPlan, shipment: Any = None) -> tune.Tuner:
     space = plan.space
-    resources = {"cpu": plan.cpus, "gpu": plan.gpus}
-    trainable = tune.with_resources(space.load_trainable(), resources)
     return tune.Tuner(
-        trainable,
+        trainable_for(plan, shipment),
         param_space=plan.param_space(),
         tune_config=tune.TuneConfig(
             metric=space.metric,

@@ -59,6 +59,10 @@ class Space:
     """Checks (and may complete) the fixed config before Ray starts, e.g. that the data exist; gets
     the search's storage (a folder or URI, store/fs.py).
     Raises UsageError with a one-line message when the run cannot work."""
+    ship: Callable[[list[dict]], Any] | None = None
+    """Loads, once in the driver, the data the trials of these configs read (a
+    trainables.data.shipped.Shipment); Ray's object store hands it to every trial, so worker nodes need
+    no data of their own."""
     describe: Callable[[dict], dict[str, Any]] | None = None
     """For `--view`: the model a config builds, as {"params": ..., "layers": ...}, without training."""
 

@@ -8,7 +8,8 @@ from ray import tune
 
 from spaces.base import Profile, Space, UsageError
 from trainables.cnn import ImageConfig, build_model, image_config
-from trainables.data.images import DataMissing, check_available
+from trainables.data.images import DataMissing, ImageData, Split, check_available, load_images
+from trainables.data.shipped import Shipment, image_key
 from trainables.models import count_layers, count_params
 
 
@@ -19,6 +20,27 @@ def check_image_data(config: dict, storage: Path) -> dict:
     except (DataMissing, KeyError) as err:
         raise UsageError(str(err).strip("'\"")) from None
     return config
+
+
+def _cut(split: Split, n: int) -> Split:
+    """The first n images as tensors of their own: a pickled slice would carry the whole split."""
+    part = split.head(n)
+    return Split(part.x.clone(), part.y.clone())
+
+
+def ship_images(configs: list[dict], shipment: Shipment | None = None) -> Shipment:
+    """The train and validation images each config's trial reads, cut to its subsets, loaded here once
+    (the test split stays with the driver: analysis/evaluate.py reads it)."""
+    shipment = shipment or Shipment()
+    for values in configs:
+        cfg = image_config(values)
+        key = image_key(cfg)
+        if key not in shipment.images:
+            data = load_images(cfg.dataset, cfg.data_dir, cfg.download)
+            no_test = Split(data.test.x[:0].clone(), data.test.y[:0].clone())
+            shipment.images[key] = ImageData(data.info, _cut(data.train, cfg.train_subset),
+                                             _cut(data.val, cfg.val_subset), no_test)
+    return shipment
 
 
 def describe_image_model(config: dict) -> dict:
@@ -55,6 +77,7 @@ DEGRADATION = Space(
     },
     continuous={**SGD_CONTINUOUS, "num_blocks": lambda: tune.randint(1, 8)},
     prepare=check_image_data,
+    ship=ship_images,
     describe=describe_image_model,
 )
 
@@ -71,6 +94,7 @@ MNIST = Space(
     },
     continuous=SGD_CONTINUOUS,
     prepare=check_image_data,
+    ship=ship_images,
     describe=describe_image_model,
 )
 
@@ -88,5 +112,6 @@ TEACHERS = Space(
     gpu=0.5,
     continuous=SGD_CONTINUOUS,
     prepare=check_image_data,
+    ship=ship_images,
     describe=describe_image_model,
 )

@@ -9,10 +9,12 @@ as store/experiment.py finds it.
 from __future__ import annotations
 
 from spaces.base import Profile, Space, UsageError
-from spaces.images import TEACHERS, check_image_data, describe_image_model
-from store import Location, StorageError
+from spaces.images import TEACHERS, check_image_data, describe_image_model, ship_images
+from store import Location, StorageError, locate
 from store.experiment import checkpoint_folder, experiments
+from trainables.data.shipped import Shipment
 from trainables.kd import KDConfig
+from trainables.report import STATE_FILE
 
 TEACHERS_SPACE = "teachers"
 TRAIN_TEACHER = "python search/run.py --space teachers --profile demo"
@@ -73,6 +75,15 @@ def prepare_kd(config: dict, storage: Location) -> dict:
     return config
 
 
+def ship_kd(configs: list[dict]) -> Shipment:
+    """The images, and the teacher's checkpoint: a trial on a worker node reads neither from the
+    driver's disk (a local --teacher) nor needs the storage for it."""
+    shipment = ship_images(configs)
+    for teacher in sorted({c["teacher"] for c in configs if c.get("teacher")}):
+        shipment.files[teacher] = (locate(teacher) / STATE_FILE).read_bytes()
+    return shipment
+
+
 KD = Space(
     name="kd",
     doc="knowledge distillation into BaseCNN (0.08M): temperature × w_st, w_lab 0.5; baseline CE alone",
@@ -92,5 +103,6 @@ KD = Space(
     },
     progress=("epoch", "kd_loss", "ce_loss", "val_acc"),
     prepare=prepare_kd,
+    ship=ship_kd,
     describe=describe_image_model,
 )

@@ -8,7 +8,8 @@ from ray import tune
 
 from spaces.base import Profile, Space, UsageError
 from trainables.data.images import DataMissing
-from trainables.data.text import check_text_data
+from trainables.data.shipped import Shipment, token_key
+from trainables.data.text import check_text_data, load_tokens
 from trainables.extract import ExtractConfig
 from trainables.finetune import HALVES, TextConfig
 from trainables.models.text import (
@@ -16,11 +17,13 @@ from trainables.models.text import (
     available_backbones,
     build_encoder,
     count_trainable,
+    load_tokenizer,
     resolve_source,
 )
 
 EXTRACTORS = ("minilm", "distilbert", "mpnet")
 LORA_SETTINGS = ["full", "q8", "q16", "qv8", "qv16", "qkvo8", "qkvo16"]
+EMBEDDINGS_FOLDER = "embeddings"  # the extract space's cache, beside the experiments in --storage
 
 
 def _check_data(config: dict) -> None:
@@ -31,11 +34,14 @@ def _check_data(config: dict) -> None:
 
 
 def check_extract(config: dict, storage: Path) -> dict:
+    """Data present; the embedding cache goes on the storage, which every node of a cluster sees."""
     _check_data(config)
     skipped = [name for name in EXTRACTORS if name not in available_backbones((name,))]
     if skipped:
         print(f"note: extract skips {', '.join(skipped)} (not available offline: put a copy in "
               f"./data/models/<name> or the HF cache)")
+    if not config.get("cache_dir"):
+        config = {**config, "cache_dir": str(storage / EMBEDDINGS_FOLDER)}
     return config
 
 
@@ -47,6 +53,28 @@ def check_finetune(config: dict, storage: Path) -> dict:
     except ModelMissing as err:
         raise UsageError(str(err)) from None
     return config
+
+
+def _ship_tokens(wanted: list[tuple[str, str, str, int]]) -> Shipment:
+    """Every split tokenised for each (dataset, backbone, model_path, max_length), here once; trials get
+    them through Ray's object store (trainables/data/shipped.py)."""
+    shipment = Shipment()
+    for dataset, backbone, model_path, max_length in wanted:
+        key = token_key(dataset, backbone, model_path, max_length)
+        if key not in shipment.tokens:
+            tokenizer = load_tokenizer(backbone, resolve_source(backbone, model_path))
+            shipment.tokens[key] = load_tokens(tokenizer, max_length, dataset)
+    return shipment
+
+
+def ship_extract(configs: list[dict]) -> Shipment:
+    cfgs = [ExtractConfig(**values) for values in configs]
+    return _ship_tokens([(c.dataset, c.extractor, "", c.max_length) for c in cfgs])
+
+
+def ship_finetune(configs: list[dict]) -> Shipment:
+    cfgs = [TextConfig(**values) for values in configs]
+    return _ship_tokens([(c.dataset, c.backbone, c.model_path, c.max_length) for c in cfgs])
 
 
 def _encoder_layers(model) -> int:
@@ -91,6 +119,7 @@ EXTRACT = Space(
     },
     progress=("train_acc", "val_acc", "test_acc", "dim"),
     prepare=check_extract,
+    ship=ship_extract,
     describe=describe_extractor,
 )
 
@@ -122,5 +151,6 @@ LORA = Space(
         "lora_alpha": lambda: tune.choice([8, 16, 32, 64]),
     },
     prepare=check_finetune,
+    ship=ship_finetune,
     describe=describe_finetune,
 )

@@ -16,6 +16,7 @@ from torch import nn
 from trainables.config import build, knob
 from trainables.data.augment import train_batches
 from trainables.data.images import DATASETS, Split, load_images
+from trainables.data.shipped import Shipment, shipped_images
 from trainables.lockstep import combine, pack, seed_list, unpack
 from trainables.loop import (
     LossFn,
@@ -31,7 +32,7 @@ from trainables.loop import (
 )
 from trainables.models import build_image_model, check_model_name, count_params
 from trainables.precision import PRECISION_DOC, check_precision
-from trainables.report import Reporter, TuneReporter, granted_gpus
+from trainables.report import Reporter, TuneReporter, granted_gpus, trial_cpus
 
 
 @dataclass
@@ -102,16 +103,18 @@ def seed_run(cfg: ImageConfig, state: dict | None, rt: Runtime, normalize: Norma
 def fit_image_model(cfg: ImageConfig, reporter: Reporter, loss_fn: LossFn = cross_entropy,
                     extra_metrics: dict | None = None,
                     epoch_start: Callable[[int, Split, Normalize, Runtime], None] | None = None,
+                    shipment: Shipment | None = None,
                     loss_for_seed: Callable[[int], tuple[LossFn, EpochStart | None]] | None = None) -> None:
     """Trains cfg.model on cfg.dataset, reporting and checkpointing once per epoch; with cfg.seeds > 1,
     the seeds in lockstep (trainables/lockstep.py). `loss_for_seed(seed)` gives a seed's own loss and
     epoch_start, where they depend on the seed (KD's teacher logits).
 
     `epoch_start(epoch, train, normalize, runtime)` runs before each epoch's batches: per-epoch
-    state of a loss (the KD teacher's logits for that epoch) is prepared there."""
-    rt = setup_runtime(cfg.cpus, granted_gpus(), cfg.channels_last, cfg.precision)
+    state of a loss (the KD teacher's logits for that epoch) is prepared there. The images come from
+    the driver's `shipment` when it holds them (a Ray trial), else from disk."""
+    rt = setup_runtime(trial_cpus(cfg.cpus), granted_gpus(), cfg.channels_last, cfg.precision)
     seed_everything(cfg.seed)
-    data = load_images(cfg.dataset, cfg.data_dir, cfg.download)
+    data = shipped_images(shipment, cfg) or load_images(cfg.dataset, cfg.data_dir, cfg.download)
     train = data.train.head(cfg.train_subset).to(rt.device)
     val = data.val.head(cfg.val_subset).to(rt.device)
     normalize = Normalize(data.info.mean, data.info.std, rt)
@@ -151,6 +154,6 @@ def fit_image_model(cfg: ImageConfig, reporter: Reporter, loss_fn: LossFn = cros
         reporter.report(combine(per_seed, seeds), pack(states))
 
 
-def train_cnn(config: dict) -> None:
+def train_cnn(config: dict, shipment: Shipment | None = None) -> None:
     """Ray Tune trainable: one image-classification trial."""
-    fit_image_model(build(ImageConfig, config), TuneReporter())
+    fit_image_model(build(ImageConfig, config), TuneReporter(), shipment=shipment)

@@ -3,14 +3,18 @@
 A pretrained encoder embeds every sentence once (CLS token or attention-masked mean), the embeddings
 are cached as .npy per (dataset, extractor, pooling, max_length, subsets), and a LinearSVC on
 standardised features is fitted for each C of a small grid; the C with the best validation accuracy
-wins. `write_umap_svg` draws the validation embeddings in 2-D, coloured by label.
+wins. `umap_svg` draws the validation embeddings in 2-D, coloured by label.
+
+The cache lives on the experiment storage (`cache_dir`, which the extract space sets to
+<storage>/embeddings), local or a URI, so every node of a cluster reads what any node wrote and a later
+search (or a resume) reuses it: embedding is the expensive part, the SVM is seconds. The tokenised
+sentences come from the driver through Ray's object store (trainables/data/shipped.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from store import Location, locate
 from trainables.config import build, knob
 from trainables.data.images import data_root
+from trainables.data.shipped import Shipment, shipped_tokens, token_key
 from trainables.data.text import DATASET, SPLITS, Tokens, eval_batches, load_tokens
 from trainables.loop import Runtime, seed_everything, setup_runtime
 from trainables.models.text import BACKBONES, build_encoder, load_tokenizer, resolve_source
 from trainables.precision import PRECISION_DOC, check_precision
-from trainables.report import Reporter, TuneReporter, granted_gpus
+from trainables.report import Reporter, TuneReporter, granted_gpus, trial_cpus
 
 LABEL_NAMES = ("negative", "positive")
 
@@ -49,6 +55,8 @@ class ExtractConfig:
     seed: int = knob(0, "seed of the SVM's coordinate descent and of UMAP", lo=0)
     cpus: int = knob(1, "torch threads; the driver sets it to the trial's CPUs", lo=1, hi=256)
     precision: str = knob("auto", PRECISION_DOC, check=check_precision)
+    cache_dir: str = knob("", "folder or URI of the embedding cache (the extract space sets "
+                              "<storage>/embeddings); empty: data_root()/cache/embeddings")
 
 
 @torch.no_grad()
@@ -72,7 +80,7 @@ def embed(encoder: torch.nn.Module, data: Tokens, pooling: str, rt: Runtime, bat
     return out
 
 
-def cache_dir(cfg: ExtractConfig, source: str, precision: str = "fp32") -> Path:
+def cache_dir(cfg: ExtractConfig, source: str, precision: str = "fp32") -> Location:
     subsets = f"{cfg.train_subset}-{cfg.val_subset}-{cfg.test_subset}"
     origin = Path(source).name if source else "random-init"
     key = f"{cfg.dataset}__{cfg.extractor}-{origin}__{cfg.pooling}__L{cfg.max_length}__n{subsets}"
@@ -80,32 +88,37 @@ def cache_dir(cfg: ExtractConfig, source: str, precision: str = "fp32") -> Path:
     # fp32 entries keep the names they had before precision was a knob.
     if precision != "fp32":
         key += f"__{precision}"
-    return data_root() / "cache" / "embeddings" / key
+    return locate(cfg.cache_dir or data_root() / "cache" / "embeddings") / key
 
 
-def cached_embeddings(cfg: ExtractConfig, rt: Runtime) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
-                                                               bool, Path]:
-    """(features per split, labels per split, whether the cache had them, cache folder)."""
+def _npy_bytes(save, *args, **arrays) -> bytes:
+    buffer = io.BytesIO()
+    save(buffer, *args, **arrays)
+    return buffer.getvalue()
+
+
+def cached_embeddings(cfg: ExtractConfig, rt: Runtime, shipment: Shipment | None = None
+                      ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], bool, Location]:
+    """(features per split, labels per split, whether the cache had them, cache folder). The tokens
+    of a miss come from the driver's `shipment` when it holds them, else from disk."""
     source = resolve_source(cfg.extractor)
     folder = cache_dir(cfg, source, rt.precision)
     subsets = {"train": cfg.train_subset, "validation": cfg.val_subset, "test": cfg.test_subset}
-    hit = all((folder / f"{split}.npy").is_file() for split in SPLITS)
-    if hit:
-        labels = np.load(folder / "labels.npz")
-        return ({s: np.load(folder / f"{s}.npy") for s in SPLITS}, {s: labels[s] for s in SPLITS},
-                True, folder)
-    tokens = load_tokens(load_tokenizer(cfg.extractor, source), cfg.max_length, cfg.dataset)
+    # labels.npz is written first, so the split files' presence means the entry is whole.
+    if all((folder / f"{split}.npy").is_file() for split in SPLITS):
+        labels = np.load(io.BytesIO((folder / "labels.npz").read_bytes()))
+        return ({s: np.load(io.BytesIO((folder / f"{s}.npy").read_bytes())) for s in SPLITS},
+                {s: labels[s] for s in SPLITS}, True, folder)
+    tokens = (shipped_tokens(shipment, token_key(cfg.dataset, cfg.extractor, "", cfg.max_length))
+              or load_tokens(load_tokenizer(cfg.extractor, source), cfg.max_length, cfg.dataset))
     tokens = {s: tokens[s].head(subsets[s]) for s in SPLITS}
     encoder = build_encoder(cfg.extractor, source).to(rt.device)
     features = {s: embed(encoder, tokens[s], cfg.pooling, rt, cfg.batch_size) for s in SPLITS}
     labels = {s: tokens[s].labels for s in SPLITS}
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:  # whole files only: trials may race here
-        np.savez(Path(tmp) / "labels.npz", **labels)
-        os.replace(Path(tmp) / "labels.npz", folder / "labels.npz")
-        for split, x in features.items():
-            np.save(Path(tmp) / f"{split}.npy", x)
-            os.replace(Path(tmp) / f"{split}.npy", folder / f"{split}.npy")
+    # Each file is written whole (store/fs.py); racing trials write the same content.
+    (folder / "labels.npz").write_bytes(_npy_bytes(np.savez, **labels))
+    for split, x in features.items():
+        (folder / f"{split}.npy").write_bytes(_npy_bytes(np.save, x))
     return features, labels, False, folder
 
 
@@ -127,7 +140,7 @@ def fit_linear_svc(features: dict[str, np.ndarray], labels: dict[str, np.ndarray
     return best, best_model
 
 
-def write_umap_svg(x: np.ndarray, y: np.ndarray, path: Path, title: str, seed: int = 0) -> Path:
+def umap_svg(x: np.ndarray, y: np.ndarray, title: str, seed: int = 0) -> bytes:
     """2-D UMAP of `x`, one colour per label, as SVG. The first fit per process compiles (~8 s)."""
     import matplotlib
 
@@ -143,17 +156,17 @@ def write_umap_svg(x: np.ndarray, y: np.ndarray, path: Path, title: str, seed: i
     ax.set(title=title, xticks=[], yticks=[])
     ax.legend(markerscale=3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="svg")
+    svg = io.BytesIO()
+    fig.savefig(svg, format="svg")
     plt.close(fig)
-    return path
+    return svg.getvalue()
 
 
-def fit_extract(cfg: ExtractConfig, reporter: Reporter) -> None:
-    rt = setup_runtime(cfg.cpus, granted_gpus(), channels_last=False, precision=cfg.precision)
+def fit_extract(cfg: ExtractConfig, reporter: Reporter, shipment: Shipment | None = None) -> None:
+    rt = setup_runtime(trial_cpus(cfg.cpus), granted_gpus(), channels_last=False, precision=cfg.precision)
     seed_everything(cfg.seed)  # the tiny test extractors are random-init: seeded
     start = time.perf_counter()
-    features, labels, cached, folder = cached_embeddings(cfg, rt)
+    features, labels, cached, folder = cached_embeddings(cfg, rt, shipment)
     embed_seconds = time.perf_counter() - start
     scores, model = fit_linear_svc(features, labels, [float(c) for c in cfg.svm_c.split(",")], cfg.seed)
     metrics = {**scores, "embeddings_cached": int(cached), "embed_seconds": embed_seconds,
@@ -162,9 +175,10 @@ def fit_extract(cfg: ExtractConfig, reporter: Reporter) -> None:
     if cfg.umap:
         svg = folder / "umap_validation.svg"
         if not svg.is_file():
-            write_umap_svg(features["validation"], labels["validation"], svg,
-                           f"{cfg.extractor} {cfg.pooling}-pooled validation embeddings (UMAP)", cfg.seed)
-        metrics["umap_svg"] = str(svg)
+            svg.write_bytes(umap_svg(features["validation"], labels["validation"],
+                                     f"{cfg.extractor} {cfg.pooling}-pooled validation embeddings (UMAP)",
+                                     cfg.seed))
+        metrics["umap_svg"] = svg.uri
     scaler, svc = model.named_steps["standardscaler"], model.named_steps["linearsvc"]
     reporter.report(metrics, {
         "scaler_mean": torch.from_numpy(scaler.mean_), "scaler_scale": torch.from_numpy(scaler.scale_),
@@ -173,7 +187,7 @@ def fit_extract(cfg: ExtractConfig, reporter: Reporter) -> None:
     })
 
 
-def train_extract(config: dict) -> None:
+def train_extract(config: dict, shipment: Shipment | None = None) -> None:
     """Ray Tune trainable: one (extractor, pooling) trial."""
-    fit_extract(build(ExtractConfig, config), TuneReporter())
+    fit_extract(build(ExtractConfig, config), TuneReporter(), shipment)
 

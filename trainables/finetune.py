@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.config import build, knob
+from trainables.data.shipped import Shipment, shipped_tokens, token_key
 from trainables.data.text import DATASET, Tokens, eval_batches, load_tokens, train_batches
 from trainables.loop import Runtime, seed_everything, setup_runtime
 from trainables.models.text import (
@@ -35,7 +36,7 @@ from trainables.models.text import (
     trainable_state,
 )
 from trainables.precision import PRECISION_DOC, check_precision
-from trainables.report import Reporter, TuneReporter, granted_gpus
+from trainables.report import Reporter, TuneReporter, granted_gpus, trial_cpus
 
 HALVES = 2  # reports per epoch (Space.reports_per_epoch of the lora space)
 
@@ -141,12 +142,14 @@ def evaluate_text(model: nn.Module, data: Tokens, rt: Runtime, batch_size: int =
     return loss_sum / len(data), correct / len(data)
 
 
-def fit_text_classifier(cfg: TextConfig, reporter: Reporter) -> None:
-    """Trains cfg.setting on cfg.backbone, reporting and checkpointing every half epoch."""
-    rt = setup_runtime(cfg.cpus, granted_gpus(), channels_last=False, precision=cfg.precision)
+def fit_text_classifier(cfg: TextConfig, reporter: Reporter, shipment: Shipment | None = None) -> None:
+    """Trains cfg.setting on cfg.backbone, reporting and checkpointing every half epoch. The tokens come
+    from the driver's `shipment` when it holds them (a Ray trial), else from disk."""
+    rt = setup_runtime(trial_cpus(cfg.cpus), granted_gpus(), channels_last=False, precision=cfg.precision)
     seed_everything(cfg.seed)
     source = resolve_source(cfg.backbone, cfg.model_path)
-    tokens = load_tokens(load_tokenizer(cfg.backbone, source), cfg.max_length, cfg.dataset)
+    tokens = (shipped_tokens(shipment, token_key(cfg.dataset, cfg.backbone, cfg.model_path, cfg.max_length))
+              or load_tokens(load_tokenizer(cfg.backbone, source), cfg.max_length, cfg.dataset))
     train, val = tokens["train"].head(cfg.train_subset), tokens["validation"].head(cfg.val_subset)
     pad_to = cfg.max_length if cfg.padding == "max_length" else None
 
@@ -196,6 +199,6 @@ def fit_text_classifier(cfg: TextConfig, reporter: Reporter) -> None:
         })
 
 
-def train_finetune(config: dict) -> None:
+def train_finetune(config: dict, shipment: Shipment | None = None) -> None:
     """Ray Tune trainable: one fine-tuning trial."""
-    fit_text_classifier(build(TextConfig, config), TuneReporter())
+    fit_text_classifier(build(TextConfig, config), TuneReporter(), shipment)

@@ -79,6 +79,17 @@ def crash_once_if_asked(epoch: int | None) -> None:
     raise RuntimeError(f"TUNELAB_CRASH_AT_EPOCH={at}: crash injected before epoch {epoch} was reported")
 
 
+def trial_cpus(configured: int) -> int:
+    """The CPUs Ray granted this trial, else `configured`: a resumed search may grant other CPUs than
+    the trial's stored config says (`--resume --cpus-per-trial`), and the torch threads follow the grant."""
+    import ray
+
+    if not ray.is_initialized():
+        return configured
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    return max(1, int(cpus)) if cpus else configured
+
+
 def granted_gpus() -> list[str]:
     """Ids of the GPUs Ray granted this trial (none outside Ray); trainables.loop maps them to devices."""
     import ray
