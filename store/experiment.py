@@ -217,6 +217,7 @@ def local_checkpoint(where: str | Path | Location) -> Path:
     target = Path(tempfile.gettempdir()) / "tunelab-checkpoints" / key
     if not (target / STATE_FILE).is_file():
         partial = target.with_name(f"{key}.{os.getpid()}.tmp")
+        partial.mkdir(parents=True, exist_ok=True)
         pafs.copy_files(folder.path, str(partial), source_filesystem=folder.fs,
                         destination_filesystem=pafs.LocalFileSystem())
         try:
