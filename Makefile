@@ -6,7 +6,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export RAY_USAGE_STATS_REPORT_URL := http://127.0.0.1:9/
 export TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S := 0
 
-.PHONY: install demo test lint bench data
+.PHONY: install demo test lint bench data notebooks
 
 install: $(STAMP) data
 
@@ -27,6 +27,12 @@ demo: install
 test: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline \
 		$(PY) -m pytest -q -p no:cacheprovider
+
+# JupyterLab from the project's venv, on loopback: its kernel is the venv's Python, with every package
+# the notebooks import. It prints the URL (with its token) to open.
+notebooks: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline \
+		.venv/bin/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir .
 
 lint: install
 	.venv/bin/ruff check .
