@@ -29,10 +29,11 @@ test: install
 		$(PY) -m pytest -q -p no:cacheprovider
 
 # JupyterLab from the project's venv, on loopback: its kernel is the venv's Python, with every package
-# the notebooks import. It prints the URL (with its token) to open.
+# the notebooks import. It prints the URL (with its token) to open. Jupyter refuses root unless told.
 notebooks: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline \
-		.venv/bin/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir .
+		.venv/bin/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir . \
+		$(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: install
 	.venv/bin/ruff check .
