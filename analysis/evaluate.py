@@ -56,11 +56,11 @@ class Evaluation:
         if self.stored_val_acc is not None:
             lines.append(f"Stored val_acc of that epoch: {self.stored_val_acc:.6f} "
                          f"(difference {self.accuracy - self.stored_val_acc:+.2e}).")
-        short = [c[:10] for c in self.classes]
+        names = self.classes  # whole: "T-shirt/top" and "T-shirt/to" are not the same class
         lines += ["", "Confusion matrix (rows: true class, columns: predicted):", "",
-                  "| true \\ predicted | " + " | ".join(short) + " |",
-                  "|---|" + "---|" * len(short)]
-        lines += [f"| {short[i]} | " + " | ".join(str(v) for v in row) + " |"
+                  "| true \\ predicted | " + " | ".join(names) + " |",
+                  "|---|" + "---|" * len(names)]
+        lines += [f"| {names[i]} | " + " | ".join(str(v) for v in row) + " |"
                   for i, row in enumerate(self.confusion)]
         return "\n".join(lines) + "\n"
 

@@ -1,0 +1,17 @@
+"""Small things the output must get right: whole class names, small values readable, FIFO's summary."""
+
+from __future__ import annotations
+
+from analysis.evaluate import Evaluation
+from trainables.data.images import DATASETS
+
+CLASSES = list(DATASETS["fashion_mnist"].classes)
+
+
+def test_confusion_matrix_keeps_whole_class_names():
+    n = len(CLASSES)
+    diagonal = [[int(i == j) for j in range(n)] for i in range(n)]
+    evaluation = Evaluation(trial_id="t", checkpoint="checkpoint_000001", epoch=1, split="test", images=n,
+                            accuracy=1.0, loss=0.0, confusion=diagonal, classes=CLASSES, stored_val_acc=None)
+    text = evaluation.markdown()
+    assert "| T-shirt/top |" in text and "T-shirt/top | Trouser" in text
