@@ -9,6 +9,7 @@ nothing written. The driver calls `report_after_search` so every search ends in 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import sys
@@ -56,12 +57,34 @@ def build(exp: Experiment) -> tuple[list[Table], dict]:
     return tables, figures
 
 
+def planned_trials(exp: Experiment) -> int | None:
+    """The trials the stored plan asks for (the grid's cells and the space's baseline cells, times
+    num_samples; optuna: num_samples); None for a folder without a plan."""
+    plan = exp.plan
+    if "grid" not in plan:
+        return None
+    samples = int(plan.get("num_samples", 1))
+    if plan.get("search") == "optuna":
+        return samples
+    from spaces import SPACES
+
+    grid = plan["grid"]
+    cells = math.prod(len(values) for values in grid.values())
+    space = SPACES.get(exp.space or "")
+    for baseline in space.baselines if space else ():  # one run per combination of the axes it leaves open
+        cells += math.prod(len(values) for key, values in grid.items() if key not in baseline)
+    return cells * samples
+
+
 def status_line(exp: Experiment) -> str:
     trials = exp.trials
     text = (f"{len(trials)} trials, {exp.seeds} seed(s), {int(trials['stopped_early'].sum())} stopped "
             f"early by the scheduler")
     if exp.incomplete:
         text += f", {len(exp.incomplete)} incomplete (running, killed or failed: {', '.join(exp.incomplete)})"
+    planned = planned_trials(exp)
+    if planned is not None and planned > len(trials):  # a killed search: Tune never created their folders
+        text += f", {planned - len(trials)} of the {planned} planned never started"
     return text
 
 
