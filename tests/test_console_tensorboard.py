@@ -58,3 +58,15 @@ def test_tensorboard_reads_val_acc_of_every_trial_from_the_experiment_folder(sea
         values = [e.value for e in events.Scalars("ray/tune/val_acc")]
         assert len(values) == EPOCHS, trial.name
         assert all(0.0 <= v <= 1.0 for v in values)
+
+
+def test_report_names_planned_trials_that_never_started(search, tmp_path: Path):
+    from analysis.report import status_line
+    from analysis.results import open_experiment
+
+    experiment, _, _ = search
+    assert "never started" not in status_line(open_experiment(experiment))
+    killed = tmp_path / experiment.name  # as if the search was killed before its second trial began
+    shutil.copytree(experiment, killed)
+    shutil.rmtree(max(p for p in killed.iterdir() if (p / "params.json").is_file()))
+    assert "1 of the 2 planned never started" in status_line(open_experiment(killed))
