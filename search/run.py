@@ -79,7 +79,6 @@ def main(argv: list[str] | None = None) -> int:
 
             local_dir = Path(plan.experiment_dir.path)
             plan.callbacks.append(wandb_callback(local_dir, plan.name, args.wandb))
-            print_wandb_help(local_dir, args.wandb)
         started = time.time()
         shipment = ship_data(plan)  # loaded once here; trials get it through Ray's object store
         if args.resume:
@@ -92,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         report_after_search(plan.experiment_dir)  # every search ends in report/<experiment>/
         if plan.experiment_dir.local:  # Tune's TensorBoard logger wrote event files into every trial folder
             print(f"tensorboard: .venv/bin/tensorboard --logdir {plan.experiment_dir.path}")
+        if args.wandb and not args.resume:  # at the end, where it is seen: how to upload offline runs
+            print_wandb_help(local_dir, args.wandb)
         return 0
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
