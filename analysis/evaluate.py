@@ -119,8 +119,16 @@ def evaluate_winner(exp: Experiment, split: str = "test") -> Evaluation:
         epoch=int(state["epoch"]) + 1, split=split,
         images=int(confusion.sum()), accuracy=accuracy, loss=loss, confusion=confusion.tolist(),
         classes=state["classes"],
-        stored_val_acc=float(row[exp.metric]) if split == "val" and exp.metric == "val_acc" else None,
+        stored_val_acc=stored_value(row, state, exp.metric) if split == "val" and exp.metric == "val_acc"
+        else None,
     )
+
+
+def stored_value(row: dict, state: dict, metric: str) -> float:
+    """What the trial reported for the checkpoint's model: a lockstep checkpoint's model is its first
+    seed's, whose own value sits beside the mean (`<metric>_seed<s>`)."""
+    own = f"{metric}_seed{state.get('config', {}).get('seed')}"
+    return float(row[own]) if own in row and row[own] == row[own] else float(row[metric])
 
 
 def write_evaluation(exp: Experiment, evaluation: Evaluation, root: Path | None = None) -> Path:

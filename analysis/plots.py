@@ -119,9 +119,12 @@ def asha(exp: Experiment) -> Figure:
             "incomplete": (">", 7, "incomplete (▷)")}
     state = {trial_id: "stopped" if row.stopped_early else "finished" if row.complete else "incomplete"
              for trial_id, row in trials.iterrows()}
+    keys = exp.varied_keys() + (["seed"] if exp.seeds > 1 else [])
     for trial_id, curve in exp.epochs.groupby("trial_id", sort=False):
         curve = curve.sort_values("training_iteration")
-        line, = ax.plot(curve["training_iteration"], curve[exp.metric], alpha=0.7, linewidth=1)
+        config = trials.loc[trial_id]
+        label = ", ".join(f"{k}={_value(config[k])}" for k in keys if k in config) or str(trial_id)
+        line, = ax.plot(curve["training_iteration"], curve[exp.metric], alpha=0.7, linewidth=1, label=label)
         marker, size, _ = ends[state[trial_id]]
         end = curve.iloc[-1]
         ax.plot(end["training_iteration"], end[exp.metric], marker, color=line.get_color(), markersize=size,
@@ -133,8 +136,15 @@ def asha(exp: Experiment) -> Figure:
     ax.set(xlabel="training_iteration (reports)", ylabel=exp.metric,
            title=f"ASHA: {len(state)} trials, {', '.join(counts)}" + ("; dotted: rungs" if exp.rungs else ""))
     whole_ticks(ax, exp.epochs["training_iteration"])
+    # One entry per curve: its configuration (lockstep trials draw the mean over their seeds).
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
+              ncol=1 if len(state) <= 16 else 2)
     fig.tight_layout()
     return fig
+
+
+def _value(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def distil(exp: Experiment) -> Figure:

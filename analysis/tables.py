@@ -2,8 +2,10 @@
 
 Every table says which epoch of each trial it shows (`best`: the epoch with the best value of the
 Space's metric; `final`: the last report, which for an ASHA-stopped trial is an early one) and over how
-many seeds its rows are averaged. Trials that differ only by seed become one row: mean ± std.
-"""
+many seeds its rows are averaged. A row is one configuration at one budget: its runs (the seeds of a
+lockstep trial, or trials that differ only by seed) give mean ± std and a 95% t-interval
+(analysis/stats.py); runs that stopped at different epochs are never averaged together. Rows that ran
+the full budget come first; the others say at which epoch the scheduler stopped them."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.results import Experiment
+from analysis.stats import paired, summarize
 
 WHICH = {
     "best": "best epoch of each trial (the report with its best {metric})",
@@ -39,15 +42,20 @@ class Table:
         return f"{self.study}_{self.which}"
 
     def markdown(self) -> str:
-        shown = self.frame.drop(columns=[f"{c}_std" for c in self.mean_std if f"{c}_std" in self.frame])
-        header = [str(c) for c in shown.columns]
+        hidden = {f"{c}_{part}" for c in self.mean_std for part in ("std", "ci_lo", "ci_hi")}
+        shown = [c for c in self.frame.columns if c not in hidden]
+        with_ci = [c for c in self.mean_std if f"{c}_ci_lo" in self.frame]
+        header = [str(c) for c in shown] + [f"{c} 95% CI" for c in with_ci]
         rows = []
         for _, row in self.frame.iterrows():
             cells = []
-            for column in shown.columns:
+            for column in shown:
                 metric = column in self.mean_std
                 cells.append(_cell(row[column], row.get(f"{column}_std") if metric else None, metric,
                                    signed=column.startswith("Δ")))
+            for column in with_ci:
+                lo, hi = row[f"{column}_ci_lo"], row[f"{column}_ci_hi"]
+                cells.append("–" if pd.isna(lo) else f"[{lo:.4f}, {hi:.4f}]")
             rows.append(cells)
         lines = [f"**{self.caption}**", "", "| " + " | ".join(header) + " |",
                  "|" + "|".join("---" for _ in header) + "|"]
@@ -79,35 +87,75 @@ def _cell(value, std: float | None = None, metric: bool = False, signed: bool = 
     return str(value)
 
 
-def per_config(exp: Experiment, which: str, metrics: list[str]) -> pd.DataFrame:
-    """One row per configuration: its config (seed left out), `runs`, how many of them ASHA `stopped`
-    early, and each metric's mean and std over the runs (std is NaN for a single run). Trials that
-    never reported are left out."""
+def _seeds_of(curve: pd.DataFrame, metric: str) -> list[int]:
+    """The seeds a lockstep trial trained (its `<metric>_seed<s>` columns); [] for one seed."""
+    prefix = f"{metric}_seed"
+    return sorted(int(c[len(prefix):]) for c in curve.columns
+                  if c.startswith(prefix) and c[len(prefix):].isdigit() and curve[c].notna().any())
+
+
+def runs(exp: Experiment, which: str, metrics: list[str]) -> pd.DataFrame:
+    """One row per run: a trial of one seed, or one seed of a lockstep trial, with its config, seed,
+    budget (`epochs_run`, in reports), `stopped_early`, and each metric at the run's `which` epoch.
+    A lockstep seed's best epoch is its own (by its `<metric>_seed<s>` values), as a trial of that
+    seed alone would have it. Trials that never reported are left out."""
     if which not in WHICH:
         raise ValueError(f"which must be one of {', '.join(WHICH)}, got '{which}'")
     trials = exp.trials[exp.trials["epochs_run"] > 0]
+    sort = "training_iteration" if "training_iteration" in exp.epochs else None
+    rows = []
+    for _, trial in trials.iterrows():
+        base = {k: trial[k] for k in exp.config_keys if k in trial and k != "seeds"}
+        base.update(trial_id=trial["trial_id"], epochs_run=int(trial["epochs_run"]),
+                    stopped_early=bool(trial.get("stopped_early", False)))
+        curve = exp.epochs[exp.epochs["trial_id"] == trial["trial_id"]]
+        curve = curve.sort_values(sort) if sort else curve
+        seeds = _seeds_of(curve, exp.metric)
+        if not seeds:
+            rows.append({**base, **{m: trial.get(f"{which}_{m}", np.nan) for m in metrics}})
+            continue
+        for seed in seeds:
+            own = curve[f"{exp.metric}_seed{seed}"].astype(float)
+            at = (own.idxmax() if exp.mode == "max" else own.idxmin()) if which == "best" else own.index[-1]
+            row = {**base, "seed": seed}
+            for m in metrics:
+                column = f"{m}_seed{seed}" if f"{m}_seed{seed}" in curve else m
+                row[m] = float(curve.at[at, column]) if column in curve else np.nan
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_config(exp: Experiment, which: str, metrics: list[str]) -> pd.DataFrame:
+    """One row per configuration and budget: its config (seed left out), `runs`, `epochs` (the budget
+    its runs trained, in epochs), `stopped_early`, and each metric's mean, `_std`, `_ci_lo`/`_ci_hi`
+    over the runs (NaN for a single run); `seed_values` maps each run's seed to the main metric."""
+    frame = runs(exp, which, metrics)
     keys = exp.varied_keys()
-    groups = trials.groupby(keys, sort=False, dropna=False) if keys else [((), trials)]
+    groups = frame.groupby(keys + ["epochs_run"], sort=False, dropna=False)
     rows = []
     for _, group in groups:
         first = group.iloc[0]
-        row = {k: first[k] for k in exp.config_keys if k != "seed" and k in group}
+        row = {k: first[k] for k in exp.config_keys if k not in ("seed", "seeds") and k in group}
         row["runs"] = len(group)
-        row["stopped"] = int(group["stopped_early"].sum()) if "stopped_early" in group else 0
+        row["epochs"] = first["epochs_run"] / exp.reports_per_epoch
+        row["stopped_early"] = bool(group["stopped_early"].any())
         for metric in metrics:
-            column = f"{which}_{metric}"
-            values = group[column].astype(float) if column in group else pd.Series([np.nan])
-            row[metric] = values.mean()
-            row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else np.nan
+            summary = summarize(group[metric].astype(float))
+            row.update({metric: summary.mean, f"{metric}_std": summary.std,
+                        f"{metric}_ci_lo": summary.lo, f"{metric}_ci_hi": summary.hi})
+        seeds = group["seed"] if "seed" in group else pd.Series(range(len(group)), index=group.index)
+        row["seed_values"] = dict(zip(seeds.astype(int), group[exp.metric].astype(float), strict=True)) \
+            if exp.metric in group else {}
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def caption(exp: Experiment, title: str, which: str) -> str:
-    runs = exp.trials.groupby(exp.varied_keys(), dropna=False).size() if exp.varied_keys() else None
-    seeds = (f"mean ± std over {exp.seeds} seeds" if exp.seeds > 1
-             else "one seed" if runs is None or runs.max() == 1 else f"mean ± std over {runs.max()} runs")
+def caption(exp: Experiment, title: str, which: str, frame: pd.DataFrame | None = None) -> str:
+    most = int(frame["runs"].max()) if frame is not None and len(frame) else 1
+    seeds = "one seed" if most == 1 else f"mean ± std and 95% t-interval over {most} seeds"
     text = f"{title}: {WHICH[which].format(metric=exp.metric)}; {seeds}; {len(exp.trials)} trials"
+    if frame is not None and frame["stopped_early"].any():
+        text += "; rows that ran fewer epochs than the budget were stopped by the scheduler there"
     if exp.incomplete:
         text += f", {len(exp.incomplete)} incomplete ({', '.join(exp.incomplete)})"
     return text + "."
@@ -147,12 +195,18 @@ def _described(exp: Experiment, frame: pd.DataFrame) -> pd.DataFrame:
 
 def _finish(exp: Experiment, study: str, which: str, frame: pd.DataFrame, columns: list[str],
             metrics: list[str], title: str, shown_as: tuple[str, ...] = ()) -> Table:
-    """Keeps `columns`, any other searched axis (a --set grid), the metrics and the run counts;
-    `shown_as` are axes a label column already shows."""
+    """Keeps `columns`, any other searched axis (a --set grid), the metrics with their spread, the run
+    counts and budgets; `shown_as` are axes a label column already shows. Full-budget rows first (in
+    the study's order), then the others by the epoch they reached. Spread columns that no row has (one
+    seed) are left out."""
     extra = [k for k in exp.varied_keys() if k not in columns and k not in shown_as]
-    stds = [f"{m}_std" for m in metrics if f"{m}_std" in frame]
-    frame = frame[columns + extra + metrics + stds + ["runs", "stopped"]]
-    return Table(study, which, frame.reset_index(drop=True), caption(exp, title, which), tuple(metrics))
+    spread = [f"{m}_{part}" for m in metrics for part in ("std", "ci_lo", "ci_hi")
+              if f"{m}_{part}" in frame and frame[f"{m}_{part}"].notna().any()]
+    frame = frame.sort_values("epochs", ascending=False, kind="stable")
+    tail = [c for c in ("p (paired t)", "paired test") if c in frame]
+    frame = frame[columns + extra + metrics + spread + tail + ["runs", "epochs", "stopped_early"]]
+    return Table(study, which, frame.reset_index(drop=True), caption(exp, title, which, frame),
+                 tuple(metrics))
 
 
 def degradation(exp: Experiment, which: str = "best") -> Table:
@@ -171,13 +225,31 @@ def models(exp: Experiment, which: str = "best") -> Table:
 
 
 def kd(exp: Experiment, which: str = "best") -> Table:
-    """temperature, w_st, w_lab, val_acc mean ± std and Δ against the baseline arm (w_st = 0)."""
+    """temperature, w_st, w_lab, val_acc mean ± std and 95% CI, and Δ against the baseline arm
+    (w_st = 0, full budget) with a paired t-test over the seeds both ran."""
     frame = per_config(exp, which, [exp.metric])
-    baseline = frame["w_st"] == 0
-    base = (frame.loc[baseline, exp.metric] * frame.loc[baseline, "runs"]).sum() / frame.loc[
-        baseline, "runs"].sum() if baseline.any() else np.nan
-    frame["Δ vs baseline"] = frame[exp.metric] - base
-    frame.insert(0, "arm", np.where(baseline, "baseline (w_st=0)", "distilled"))
+    baseline = (frame["w_st"] == 0) & (frame["epochs"] == frame["epochs"].max())
+    base = frame[baseline].iloc[0] if baseline.any() else None
+    deltas, p_values, verdicts = [], [], []
+    for _, row in frame.iterrows():
+        if base is None:
+            deltas.append(np.nan), p_values.append(np.nan), verdicts.append("no baseline")
+            continue
+        deltas.append(row[exp.metric] - base[exp.metric])
+        test = paired(row["seed_values"], base["seed_values"])
+        p_values.append(test.p)
+        if row.name == base.name:
+            verdicts.append("baseline")
+        elif row["epochs"] != base["epochs"]:
+            verdicts.append(f"not comparable: stopped at epoch {row['epochs']:g}")
+        elif np.isnan(test.p):
+            verdicts.append("one seed: no test" if test.n < 2 else "no spread: no test")
+        else:
+            verdicts.append("significant (p < 0.05)" if test.significant else "not significant")
+    frame["Δ vs baseline"] = deltas
+    frame["p (paired t)"] = p_values
+    frame["paired test"] = verdicts
+    frame.insert(0, "arm", np.where(frame["w_st"] == 0, "baseline (w_st=0)", "distilled"))
     frame = frame.sort_values(["arm", "temperature", "w_st"], kind="stable")
     return _finish(exp, "kd", which, frame, ["arm", "temperature", "w_st", "w_lab"],
                    [exp.metric, "Δ vs baseline"], "Knowledge distillation: temperature × loss weights")

@@ -9,10 +9,9 @@ exactly the choices a scheduler with the same rule makes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 
 def smoothed(values: Sequence[float], smoothing: float) -> list[float]:
@@ -36,11 +35,10 @@ def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
 
 
 def survivors(scores: dict, reduction_factor: int, mode: str = "max") -> set:
-    """The keys whose score is in the top 1/reduction_factor (Ray ASHA's quantile cutoff, applied
-    to the whole cohort at once)."""
-    values = np.array([scores[k] if mode == "max" else -scores[k] for k in scores], dtype=float)
-    cutoff = np.percentile(values, 100 * (1 - 1 / reduction_factor))
-    return {k for k, v in zip(scores, values, strict=True) if v >= cutoff - 1e-12}
+    """The top ceil(n / reduction_factor) keys by score, as Ray's HyperBand bracket keeps them."""
+    keep = math.ceil(len(scores) / reduction_factor)
+    ranked = sorted(scores, key=lambda k: scores[k] if mode == "max" else -scores[k])
+    return set(ranked[-keep:])
 
 
 @dataclass
@@ -71,3 +69,66 @@ def successive_halving(curves: dict, grace_period: int, reduction_factor: int, m
         alive = keep
     stopped_at.update({c: max_t for c in alive})
     return Halving(stopped_at, max_t)
+
+
+def trial_count(grid: dict[str, list], baselines: tuple[dict, ...], num_samples: int) -> int:
+    """Trials a grid search runs: every cell, and each baseline once per combination of the grid
+    axes it leaves open, all num_samples times."""
+    def cells(axes: dict[str, list]) -> int:
+        return math.prod(len(v) for v in axes.values())
+
+    open_axes = [cells({k: v for k, v in grid.items() if k not in b}) for b in baselines]
+    return num_samples * (cells(grid) + sum(open_axes))
+
+
+class Smoothed:
+    """Mixin for a Ray scheduler: it decides on each trial's exponential moving average of the metric
+    (search/halving.py smoothed) instead of the raw value; results on disk keep the raw value."""
+
+    smoothing = 0.0
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if self._metric in result and self.smoothing > 0:
+            signal = getattr(self, "_signal", None)
+            if signal is None:
+                signal = self._signal = {}
+            value, last = float(result[self._metric]), signal.get(trial.trial_id)
+            if last is not None:
+                value = (1 - self.smoothing) * value + self.smoothing * last
+            signal[trial.trial_id] = value
+            result = {**result, self._metric: signal[trial.trial_id]}  # Ray's own dict stays raw
+        return super().on_trial_result(tune_controller, trial, result)
+
+
+def asha(grace_period: int, reduction_factor: int, max_t: int, smoothing: float = 0.0):
+    """Ray's asynchronous ASHA deciding on the smoothed metric."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    class SmoothedASHA(Smoothed, ASHAScheduler):
+        pass
+
+    scheduler = SmoothedASHA(time_attr="training_iteration", max_t=max_t, grace_period=grace_period,
+                             reduction_factor=reduction_factor)
+    scheduler.smoothing = smoothing
+    return scheduler
+
+
+def sync_halving(trials: int, grace_period: int, reduction_factor: int, max_t: int, smoothing: float = 0.0):
+    """Ray's HyperBandScheduler reduced to one bracket that holds all `trials`: a trial reaching a
+    rung pauses (its checkpoint kept) until every live trial has reached it, then the top
+    ceil(n / reduction_factor) by the smoothed metric resume and the others stop. No trial goes on
+    because it arrived first, and the decision is `successive_halving`'s, which the benchmark replays."""
+    from ray.tune.schedulers import HyperBandScheduler
+    from ray.tune.schedulers.hyperband import _Bracket
+
+    halvings = len(rungs(grace_period, reduction_factor, max_t))
+
+    class SyncHalving(Smoothed, HyperBandScheduler):
+        def _create_bracket(self, s):
+            return _Bracket(time_attr=self._time_attr, max_trials=trials, init_t_attr=grace_period,
+                            max_t_attr=max_t, eta=reduction_factor, s=halvings,
+                            stop_last_trials=self._stop_last_trials)
+
+    scheduler = SyncHalving(time_attr="training_iteration", max_t=max_t, reduction_factor=reduction_factor)
+    scheduler.smoothing = smoothing
+    return scheduler

@@ -32,7 +32,12 @@ def make_parser() -> argparse.ArgumentParser:
                    "best trial of the latest teachers experiment in --storage)")
     p.add_argument("--seeds", type=int, default=1, help="repeat every configuration with N seeds "
                    "(image spaces: trained in lockstep within one trial)")
-    p.add_argument("--scheduler", choices=("asha", "fifo"), default="asha")
+    p.add_argument("--scheduler", choices=("asha", "halving", "fifo"), default="asha",
+                   help="asha: Ray's asynchronous ASHA; halving: synchronous successive halving (every "
+                   "trial reaches a rung before any is stopped); fifo: no early stopping")
+    p.add_argument("--smoothing", type=float, default=0.0, metavar="BETA",
+                   help="the scheduler decides on an exponential moving average of the metric, "
+                   "s = (1-BETA)·value + BETA·s_prev, in [0, 1) (default 0: the raw value)")
     p.add_argument("--search", choices=("grid", "optuna"), default="grid")
     p.add_argument("--num-samples", type=int, default=1,
                    help="grid: repeats of the grid; optuna: trials to sample")
@@ -165,6 +170,8 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
     elif args.seeds > 1:
         base_seed = config.pop("seed", 0)
         grid["seed"] = [base_seed + i for i in range(args.seeds)]
+    if not 0.0 <= args.smoothing < 1.0:
+        raise UsageError(f"--smoothing must be in [0, 1), got {args.smoothing:g}")
     if args.num_samples < 1:
         raise UsageError(f"--num-samples must be >= 1, got {args.num_samples}")
     cpus, gpus = resources(space, args)
@@ -189,5 +196,5 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
         if space.prepare is not None:
             config = space.prepare(config, storage)
     return SearchPlan(space=space, profile=args.profile, config=config, grid=grid, storage=storage,
-                      name=name, scheduler=args.scheduler, search=args.search,
+                      name=name, scheduler=args.scheduler, smoothing=args.smoothing, search=args.search,
                       num_samples=args.num_samples, cpus=cpus, gpus=gpus, pinned=sorted(overrides))

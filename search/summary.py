@@ -1,4 +1,5 @@
-"""The table printed when a search ends: one row per trial, best epoch's metric, winner marked."""
+"""The table printed when a search ends: one row per configuration and budget, best epoch's metric
+with its spread over seeds, full-budget rows ranked first, winner marked."""
 
 from __future__ import annotations
 
@@ -7,40 +8,56 @@ import sys
 import pandas as pd
 
 from analysis.results import load_experiment
+from analysis.stats import paired
+from analysis.tables import per_config
 from search.tuner import SearchPlan
 
 
 def summary_table(plan: SearchPlan) -> pd.DataFrame:
-    """One row per trial, or, with several seeds, per cell: mean ± std of the best epoch over seeds.
-    A space's first baseline cell is labelled `base` and every row gets its Δ to it."""
+    """One row per configuration (its seeds together: mean, ± std, 95% CI) and budget. Rows that ran
+    the full budget come first, by the metric; `epochs_run` below the budget is where the scheduler
+    stopped a row. A space's first baseline cell is labelled `base` and every row gets its Δ to it,
+    with a paired t-test p over the seeds both ran when there are several."""
     space = plan.space
     exp = load_experiment(plan.experiment_dir, space.metric, space.mode, plan.max_t)
-    trials = exp.trials
-    if space.reports_per_epoch > 1:  # result rows count reports; the table speaks in epochs
-        trials = trials.assign(epochs_run=trials["epochs_run"] / space.reports_per_epoch)
-    varied = [k for k in exp.config_keys if k in trials and trials[k].astype(str).nunique() > 1]
-    best = f"best_{space.metric}"
-    score = f"{space.metric} (best epoch)"
-    axes = [k for k in varied if k != "seed"]
-    if "seed" in varied and axes:
-        table = trials.groupby(axes, sort=False).agg(
-            **{score: (best, "mean"), "± std": (best, "std"), "seeds": (best, "count"),
-               "params": ("best_params", "first"), "epochs_run": ("epochs_run", "mean")}).reset_index()
-    else:
-        columns = varied + [c for c in (best, "best_params", "epochs_run") if c in trials]
-        table = trials[columns].rename(columns={best: score, "best_params": "params"})
-    table = table.sort_values(score, ascending=space.mode == "min", na_position="last")
+    exp.reports_per_epoch = space.reports_per_epoch  # the table speaks in epochs
+    metric = space.metric
+    frame = per_config(exp, "best", [metric, "params"])
+    score = f"{metric} (best epoch)"
+    table = frame[exp.varied_keys()].copy()
+    table[score] = frame[metric]
+    several = frame["runs"].max() > 1
+    if several:
+        table["± std"] = frame[f"{metric}_std"]
+        table["95% CI"] = [f"[{lo:.4f}, {hi:.4f}]" if pd.notna(lo) else "–"
+                           for lo, hi in zip(frame[f"{metric}_ci_lo"], frame[f"{metric}_ci_hi"], strict=True)]
+        table["seeds"] = frame["runs"]
+    table["params"] = frame["params"].round().astype("Int64")
+    table["epochs_run"] = frame["epochs"]
+    order = table.assign(_key=table[score] if space.mode == "min" else -table[score])
+    order = order.sort_values(["epochs_run", "_key"], ascending=[False, True], na_position="last")
+    table, frame = table.loc[order.index], frame.loc[order.index]
     label = ["*"] + [""] * (len(table) - 1)
     if space.baselines:
         is_base = pd.Series(True, index=table.index)
         for key, value in space.baselines[0].items():
             if key in table:
                 is_base &= table[key] == value
+        is_base &= table["epochs_run"] == table["epochs_run"].max()
         if is_base.any():
-            table["Δ vs base"] = table[score] - table.loc[is_base, score].iloc[0]
+            base = is_base[is_base].index[0]
+            table["Δ vs base"] = table[score] - table.at[base, score]
+            if several:
+                table["p (paired)"] = [paired(values, frame.at[base, "seed_values"]).p
+                                       for values in frame["seed_values"]]
             label = [("*" if i == 0 else "") + ("base" if b else "") for i, b in enumerate(is_base)]
     table.insert(0, "", label)
     return table.reset_index(drop=True)
+
+
+def readable(value: float) -> str:
+    """4 decimals for metrics; small config values (weight_decay 1e-05) keep their digits."""
+    return f"{value:.4f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.3g}"
 
 
 def print_summary(plan: SearchPlan, seconds: float) -> bool:
@@ -51,10 +68,12 @@ def print_summary(plan: SearchPlan, seconds: float) -> bool:
               f"{plan.experiment_dir}", file=sys.stderr)
         return False
     table = summary_table(plan)
-    print(f"\n{plan.space.name} / {plan.profile}: {len(table)} trials in {seconds:.0f} s; "
-          f"* marks the winner; epochs_run < {plan.max_t // plan.space.reports_per_epoch} "
-          f"means ASHA stopped the trial")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}",
+    stopped = ("fifo stops no trial" if plan.scheduler == "fifo" else
+               f"epochs_run < {plan.max_t // plan.space.reports_per_epoch} means the scheduler stopped it "
+               "there; full-budget rows first")
+    print(f"\n{plan.space.name} / {plan.profile}: {len(trials)} trials in {seconds:.0f} s, "
+          f"{len(table)} rows; * marks the winner; {stopped}")
+    print(table.to_string(index=False, float_format=readable,
                           formatters={"epochs_run": "{:g}".format}))
     print(f"results: {plan.experiment_dir}")
     return True

@@ -10,6 +10,7 @@ from typing import Any
 from ray import tune
 
 from search.console import progress_reporter
+from search.halving import asha, sync_halving, trial_count
 from spaces.base import Space
 from store import Location, locate
 
@@ -30,6 +31,8 @@ class SearchPlan:
     """A local/NFS folder or a URI (store/fs.py); Ray gets it as is, `storage_path=str(storage)`."""
     name: str
     scheduler: str = "asha"
+    smoothing: float = 0.0
+    """The scheduler decides on an exponential moving average of the metric (0: the raw value)."""
     search: str = "grid"
     num_samples: int = 1
     cpus: int = 1
@@ -61,12 +64,13 @@ class SearchPlan:
 def make_scheduler(plan: SearchPlan) -> tune.schedulers.TrialScheduler:
     if plan.scheduler == "fifo":
         return tune.schedulers.FIFOScheduler()
-    return tune.schedulers.ASHAScheduler(
-        time_attr="training_iteration",
-        max_t=plan.max_t,
-        grace_period=min(plan.space.profiles[plan.profile].grace_period, plan.max_t),
-        reduction_factor=plan.space.reduction_factor,
-    )
+    grace = min(plan.space.profiles[plan.profile].grace_period, plan.max_t)
+    if plan.scheduler == "halving" and plan.search == "grid":
+        trials = trial_count(plan.grid, plan.space.baselines, plan.num_samples)
+        return sync_halving(trials, grace, plan.space.reduction_factor, plan.max_t, plan.smoothing)
+    if plan.scheduler == "halving":  # optuna proposes trials one by one: there is no cohort to wait for
+        return sync_halving(plan.num_samples, grace, plan.space.reduction_factor, plan.max_t, plan.smoothing)
+    return asha(grace, plan.space.reduction_factor, plan.max_t, plan.smoothing)
 
 
 def make_searcher(plan: SearchPlan):

@@ -33,6 +33,10 @@ BAD_INPUTS = [
     ["--space", "degradation", "--dataset", "cifar10", "--data-dir", "/tmp"],
     ["--space", "degradation", "--gpus-per-trial", "1"],
     ["--space", "degradation", "--seeds", "0"],
+    ["--space", "degradation", "--seeds", "-1"],
+    ["--space", "degradation", "--seeds", "65"],
+    ["--space", "degradation", "--smoothing", "1"],
+    ["--space", "degradation", "--smoothing", "-0.1"],
     ["--space", "degradation", "--bogus-flag"],
     [],
 ]
@@ -96,12 +100,22 @@ def test_smoke_search_stores_every_trial_with_val_acc(space, trials, storage):
     result, experiment = smoke(space, storage)
     trial_dirs = [p for p in experiment.iterdir() if (p / "params.json").is_file()]
     assert len(trial_dirs) == trials
+    best = {}
     for trial in trial_dirs:
         rows = [json.loads(line) for line in (trial / "result.json").read_text().splitlines()]
-        assert rows and all(0.0 <= row["val_acc"] <= 1.0 for row in rows)
+        params = json.loads((trial / "params.json").read_text())
+        # An accuracy is a count of correct images over the validation subset, not any number in [0, 1].
+        n_val = params["val_subset"]
+        assert rows and all(abs(r["val_acc"] * n_val - round(r["val_acc"] * n_val)) < 1e-6 for r in rows)
         assert any(p.name.startswith("checkpoint_") for p in trial.iterdir())
-    assert "* " in result.stdout or "*  " in result.stdout  # the winner is marked
-    assert "(best epoch)" in result.stdout
+        best[trial.name] = (len(rows), max(r["val_acc"] for r in rows))
+    # The row marked * is the best val_acc among the trials that ran the full budget.
+    table = result.stdout[result.stdout.index("(best epoch)"):].splitlines()
+    marked = [line for line in table[1:] if line.lstrip().startswith("*")]
+    assert len(marked) == 1, table
+    budget = max(n for n, _ in best.values())
+    winner = max(acc for n, acc in best.values() if n == budget)
+    assert f"{winner:.4f}" in marked[0].split(), (marked, winner)
 
 
 @pytest.mark.slow

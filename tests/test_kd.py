@@ -107,7 +107,9 @@ def test_kd_grid_has_the_baseline_arm_with_the_same_seeds(tmp_path, teacher):
 
     space = get_space("kd")
     assert space.baselines[0]["w_st"] == 0.0
-    assert plan.config["w_lab"] == 0.5 and plan.grid["seed"] == [0, 1]
+    # The seeds train in lockstep inside each cell's trial; the baseline arm is CE alone (w_lab 1).
+    assert plan.config["w_lab"] == 0.5 and plan.config["seeds"] == 2 and "seed" not in plan.grid
+    assert space.baselines[0]["w_lab"] == 1.0
     assert len(plan.grid["temperature"]) * len(plan.grid["w_st"]) == 12
     searcher = make_searcher(plan)
     assert searcher._points_to_evaluate == [dict(space.baselines[0])]

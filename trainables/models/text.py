@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,7 +164,9 @@ def apply_setting(model: nn.Module, name: str, setting: str, alpha: int, dropout
     arch = BACKBONES[name].arch
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, task_type="SEQ_CLS",
                         target_modules=lora_modules(name, targets), modules_to_save=HEAD_MODULES[arch])
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # PEFT 0.21.2 reads an attribute transformers 5.24 deprecates
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        return get_peft_model(model, config)
 
 
 def count_trainable(model: nn.Module) -> int:

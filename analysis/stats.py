@@ -1,0 +1,63 @@
+"""The uncertainty every table shows: mean, std and a Student-t confidence interval over runs, and a
+paired comparison of two configurations run with the same seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    mean: float
+    std: float
+    """Sample standard deviation (ddof 1); NaN for a single run."""
+    lo: float
+    hi: float
+    """The 95% t-interval of the mean; NaN for a single run."""
+
+
+def summarize(values: Sequence[float], level: float = LEVEL) -> Summary:
+    """mean ± t_{(1+level)/2, n-1} · std / √n."""
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if len(x) == 0:
+        return Summary(0, np.nan, np.nan, np.nan, np.nan)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return Summary(1, mean, np.nan, np.nan, np.nan)
+    std = float(x.std(ddof=1))
+    half = float(stats.t.ppf((1 + level) / 2, len(x) - 1)) * std / np.sqrt(len(x))
+    return Summary(len(x), mean, std, mean - half, mean + half)
+
+
+@dataclass(frozen=True)
+class Paired:
+    n: int
+    diff: float
+    """Mean over the shared seeds of (a − b)."""
+    p: float
+    """Two-sided paired t-test p-value; NaN with fewer than 2 pairs or identical differences."""
+
+    @property
+    def significant(self) -> bool:
+        return bool(self.p < 1 - LEVEL)
+
+
+def paired(a: dict, b: dict) -> Paired:
+    """Paired t-test of a against b over the seeds both ran: {seed: value} each."""
+    seeds = sorted(set(a) & set(b))
+    x = np.array([a[s] for s in seeds], dtype=float)
+    y = np.array([b[s] for s in seeds], dtype=float)
+    if len(seeds) == 0:
+        return Paired(0, np.nan, np.nan)
+    diff = float((x - y).mean())
+    if len(seeds) < 2 or np.all(x - y == (x - y)[0]):
+        return Paired(len(seeds), diff, np.nan)
+    return Paired(len(seeds), diff, float(stats.ttest_rel(x, y).pvalue))
