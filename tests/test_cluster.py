@@ -1,0 +1,207 @@
+"""A real two-node Ray cluster (tests/cluster.py: the README's `ray start` commands, the worker in a mount
+namespace that hides the driver's data and results) with its storage on a real S3 server (moto_server).
+
+Searches run on both nodes with checkpoints in the bucket, a killed driver resumes from the bucket, the
+report from the bucket equals a recomputation from its progress.csv files, and what cannot work (a
+local --storage, a client without RAY_AUTH_MODE=token) is refused in one line before any trial.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+
+from tests.cluster import (
+    README_BUCKET,
+    WORKER_IP,
+    TwoNodeCluster,
+    readme_command,
+    readme_commands,
+    unshare_permitted,
+)
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+SEARCH_TIMEOUT_S = 900
+
+
+def test_the_readme_has_every_command_this_module_runs():
+    commands = readme_commands()
+    assert commands[0] == "export RAY_AUTH_MODE=token"
+    for needles in (("ray start", "--head"), ("ray start", "--node-ip-address", "10.0.0.2"),
+                    ("search/run.py", "--storage"), ("search/run.py", "--resume"), ("analysis/report.py",)):
+        assert readme_command(*needles)
+    assert all(README_BUCKET in c for c in commands if "search/run.py" in c or "report.py" in c)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """The driver's local results folder: hidden from the worker node by a tmpfs."""
+    return tmp_path_factory.mktemp("cluster-results")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, s3, results):
+    reason = unshare_permitted()
+    if reason:
+        print(f"skipped: {reason}")
+        pytest.skip(reason)
+    with TwoNodeCluster(tmp_path_factory.mktemp("cluster"), env=s3.env, hidden=(results,)) as running:
+        yield running
+
+
+def sh(cluster: TwoNodeCluster, command: str, env: dict | None = None,
+       timeout: int = SEARCH_TIMEOUT_S) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**cluster.env, **(env or {})})
+
+
+def one_line_exit_2(result: subprocess.CompletedProcess, *needles: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def read(s3, key: str) -> bytes:
+    with s3.fs.open_input_stream(f"{s3.bucket}/{key}") as stream:
+        return stream.read()
+
+
+def trial_folders(s3, experiment: str) -> list[str]:
+    return sorted({k.split("/")[-2] for k in s3.keys(experiment) if k.endswith("/params.json")})
+
+
+def test_a_client_without_token_auth_mode_is_told_to_set_it(cluster, s3):
+    search = cluster.as_run(readme_command("search/run.py", "--storage"), storage=s3.uri("tunelab"))
+    env = {k: v for k, v in cluster.env.items() if k != "RAY_AUTH_MODE"}
+    result = subprocess.run(["sh", "-c", search], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env=env)
+    one_line_exit_2(result, "RAY_AUTH_MODE=token")
+
+
+def test_a_local_storage_on_two_nodes_is_refused_before_any_trial(cluster, results):
+    search = cluster.as_run(readme_command("search/run.py", "--storage"), storage=str(results))
+    assert f"--storage {results}" in search
+    result = sh(cluster, search, timeout=300)
+    one_line_exit_2(result, f"node {WORKER_IP}", "NFS", "s3://")
+    assert not (results / "deg").exists(), "a trial or plan was written before the refusal"
+    assert [p.name for p in results.iterdir()] == [], "the node check's marker was left behind"
+
+
+@pytest.fixture(scope="module")
+def degradation(cluster, s3) -> dict:
+    """The README's search on the bucket, its driver SIGKILLed once a trial finished, then the README's
+    --resume: {"experiment": key prefix, "finished": progress.csv of trials finished before the kill}."""
+    storage = s3.uri("tunelab")
+    experiment, epochs = "tunelab/deg", 2
+
+    def finished_trials() -> dict[str, bytes]:
+        done = {}
+        for trial in trial_folders(s3, experiment):
+            try:
+                data = read(s3, f"{experiment}/{trial}/progress.csv")
+            except OSError:
+                continue
+            if data.count(b"\n") - 1 >= epochs:
+                done[trial] = data
+        return done
+
+    search = cluster.as_run(readme_command("search/run.py", "--storage"), storage=storage)
+    log = open(cluster.workdir / "driver-killed.log", "wb")
+    driver = subprocess.Popen(["sh", "-c", f"exec {search}"], cwd=ROOT, env=cluster.env, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, finished = time.time() + SEARCH_TIMEOUT_S, {}
+        while not finished and time.time() < deadline and driver.poll() is None:
+            time.sleep(1)
+            finished = finished_trials()
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        driver.wait()
+    assert finished, f"no trial finished before the kill (log: {cluster.workdir / 'driver-killed.log'})"
+    resume = sh(cluster, cluster.as_run(readme_command("search/run.py", "--resume"), storage=storage))
+    assert resume.returncode == 0, resume.stdout[-2000:] + resume.stderr[-3000:]
+    return {"experiment": experiment, "finished": finished, "after": finished_trials(), "storage": storage}
+
+
+def test_a_killed_search_resumes_from_the_bucket_with_trials_on_both_nodes(s3, degradation):
+    experiment = degradation["experiment"]
+    trials = trial_folders(s3, experiment)
+    assert len(trials) == 6  # degradation's grid, none lost, none duplicated
+    node_ips = set()
+    for trial in trials:
+        rows = [json.loads(line) for line in read(s3, f"{experiment}/{trial}/result.json").splitlines()]
+        assert rows, trial
+        node_ips |= {row["node_ip"] for row in rows}
+        keys = s3.keys(f"{experiment}/{trial}")
+        assert any("/checkpoint_" in k and k.endswith("/state.pt") for k in keys), trial
+    # Ray takes the machine's address for a head started on 127.0.0.1; the worker keeps 127.0.0.2.
+    assert len(node_ips) == 2 and WORKER_IP in node_ips
+    after = degradation["after"]
+    finished = degradation["finished"]
+    assert {t: after.get(t) for t in finished} == finished, "a finished trial re-ran"
+    plan = json.loads(read(s3, f"{experiment}/tunelab_plan.json"))
+    nodes = plan["provenance"]["nodes"]
+    assert {n["ip"] for n in nodes} == node_ips
+    assert all(n["resources"]["CPU"] == 1 for n in nodes)
+    assert plan["provenance"]["git"]["commit"] and plan["provenance"]["packages"]["ray"] == "2.60.0"
+
+
+def test_the_report_from_the_bucket_equals_a_recomputation_from_its_progress_csv(cluster, s3, degradation,
+                                                                                   tmp_path):
+    report = cluster.as_run(readme_command("analysis/report.py"), storage=degradation["storage"])
+    result = sh(cluster, report, env={"TUNELAB_REPORT": str(tmp_path)}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "deg" / "degradation_best.csv").set_index(["num_blocks", "skip"])
+    expected = {}
+    experiment = degradation["experiment"]
+    for trial in trial_folders(s3, experiment):
+        progress = pd.read_csv(io.BytesIO(read(s3, f"{experiment}/{trial}/progress.csv")))
+        params = json.loads(read(s3, f"{experiment}/{trial}/params.json"))
+        expected[(params["num_blocks"], params["skip"])] = progress["val_acc"].max()
+    assert len(table) == len(expected) == 6
+    for cell, best in expected.items():
+        assert table.loc[cell, "val_acc"] == pytest.approx(best, abs=1e-12), cell
+    readme = (tmp_path / "deg" / "README.md").read_text()
+    assert "## Provenance" in readme and f"| {WORKER_IP} |" in readme
+
+
+def cluster_search(cluster, s3, *args: str) -> subprocess.CompletedProcess:
+    """The README's driver command with another space and arguments."""
+    search = cluster.as_run(readme_command("search/run.py", "--storage"), storage=s3.uri("tunelab"))
+    base = search.split(" --space ", 1)[0]
+    return sh(cluster, " ".join([base, *args]))
+
+
+def test_teachers_then_kd_find_the_teacher_in_the_bucket(cluster, s3):
+    teachers = cluster_search(cluster, s3, "--space teachers --profile smoke --set model=resnet8",
+                              "--name teachers__smoke")
+    assert teachers.returncode == 0, teachers.stdout[-2000:] + teachers.stderr[-3000:]
+    kd = cluster_search(cluster, s3, "--space kd --profile smoke --name kd__smoke")
+    assert kd.returncode == 0, kd.stdout[-2000:] + kd.stderr[-3000:]
+    teacher_line = next(line for line in kd.stdout.splitlines() if line.startswith("teacher: "))
+    assert f"s3://{s3.bucket}/tunelab/teachers__smoke/" in teacher_line
+    trials = trial_folders(s3, "tunelab/kd__smoke")
+    assert trials and all(json.loads(read(s3, f"tunelab/kd__smoke/{t}/params.json"))["teacher"]
+                          .startswith(f"s3://{s3.bucket}/") for t in trials)
+
+
+def test_lora_runs_on_the_cluster(cluster, s3):
+    lora = cluster_search(cluster, s3, "--space lora --profile smoke --name lora__smoke")
+    assert lora.returncode == 0, lora.stdout[-2000:] + lora.stderr[-3000:]
+    trials = trial_folders(s3, "tunelab/lora__smoke")
+    assert trials and all(any(k.endswith("/state.pt") for k in s3.keys(f"tunelab/lora__smoke/{t}"))
+                          for t in trials)
