@@ -15,3 +15,15 @@ def test_confusion_matrix_keeps_whole_class_names():
                             accuracy=1.0, loss=0.0, confusion=diagonal, classes=CLASSES, stored_val_acc=None)
     text = evaluation.markdown()
     assert "| T-shirt/top |" in text and "T-shirt/top | Trouser" in text
+
+
+def test_lora_view_prints_its_table_without_library_warnings(capsys):
+    import warnings
+
+    from search.run import main
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["--space", "lora", "--profile", "smoke", "--view"]) == 0
+    assert "setting=qkvo16" in capsys.readouterr().out
+    assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == []
