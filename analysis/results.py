@@ -50,8 +50,11 @@ class Experiment:
 
     @property
     def seeds(self) -> int:
-        """Distinct seeds in the experiment (1 when no trial sets one)."""
-        return int(self.trials["seed"].nunique()) if "seed" in self.trials else 1
+        """Seeds per configuration: distinct seeds across trials (1 when no trial sets one), times the
+        seeds each trial trains in lockstep (its `seeds` key)."""
+        distinct = int(self.trials["seed"].nunique()) if "seed" in self.trials else 1
+        lockstep = int(self.trials["seeds"].max()) if "seeds" in self.trials else 1
+        return distinct * lockstep
 
     def varied_keys(self) -> list[str]:
         """Config keys whose value differs between trials (the searched axes), seed excluded."""
