@@ -119,7 +119,8 @@ def asha(exp: Experiment) -> Figure:
             "incomplete": (">", 7, "incomplete (▷)")}
     state = {trial_id: "stopped" if row.stopped_early else "finished" if row.complete else "incomplete"
              for trial_id, row in trials.iterrows()}
-    keys = exp.varied_keys() + (["seed"] if exp.seeds > 1 else [])
+    separate_seeds = "seed" in trials and trials["seed"].nunique() > 1  # not lockstep: one curve a seed
+    keys = exp.varied_keys() + (["seed"] if separate_seeds else [])
     for trial_id, curve in exp.epochs.groupby("trial_id", sort=False):
         curve = curve.sort_values("training_iteration")
         config = trials.loc[trial_id]

@@ -87,6 +87,7 @@ def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: 
         kind = "an empty experiment" if folder.has_tune_state() else "not an experiment"
         raise NotAnExperiment(f"{folder} is {kind}: no trial folder with params.json")
     trial_rows, epoch_rows, config_keys, metric_keys = [], [], [], []
+    statuses = folder.trial_statuses()
     for trial in trials:
         params = trial.params()
         results = trial.results()
@@ -103,7 +104,8 @@ def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: 
             best = (max if mode == "max" else min)(results, key=lambda r: r.get(metric, float("nan")))
             row.update({f"best_{k}": best[k] for k in numeric if k in best})
             row.update({f"final_{k}": results[-1][k] for k in numeric})
-            row["done"] = bool(results[-1].get("done", False))
+            ended = statuses.get(row["trial_id"]) == "TERMINATED"  # also stopped while paused at a rung
+            row["done"] = bool(results[-1].get("done", False)) or ended
         else:
             row["done"] = False
         trial_rows.append(row)

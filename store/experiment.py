@@ -151,6 +151,20 @@ class ExperimentFolder:
     def has_tune_state(self) -> bool:
         return any(f.name.startswith("experiment_state-") for f in self.loc.list_files())
 
+    def trial_statuses(self) -> dict[str, str]:
+        """trial_id -> Ray's status (TERMINATED, ERROR, PAUSED, RUNNING, PENDING) from the newest
+        experiment_state file; {} without one. A trial a synchronous scheduler stopped while it was
+        paused at a rung wrote no final `done` result: only this status says it ended."""
+        states = sorted(f for f in self.loc.list_files() if f.name.startswith("experiment_state-"))
+        if not states:
+            return {}
+        try:
+            trials = json.loads(states[-1].read_text()).get("trial_data", [])
+            found = [json.loads(t[0]) if isinstance(t[0], str) else t[0] for t in trials]
+        except (json.JSONDecodeError, AttributeError, IndexError, TypeError, OSError):
+            return {}
+        return {str(t.get("trial_id")): str(t.get("status")) for t in found if isinstance(t, dict)}
+
     def last_write(self) -> float:
         """When anything in it was last written: its plan or a trial's results (object stores keep
         times on files only)."""
