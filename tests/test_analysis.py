@@ -308,6 +308,8 @@ def rendered(notebook: dict) -> tuple[str, int]:
     """(all Markdown the notebook displayed, how many PNG pictures); fails on any error output."""
     shown = outputs(notebook)
     assert not [o for o in shown if o["output_type"] == "error"]
+    # nothing on stderr either: no "Missing packages: ['ipywidgets']", no TqdmWarning
+    assert not ["".join(o["text"]) for o in shown if o.get("name") == "stderr"]
     markdown = "".join("".join(o["data"]["text/markdown"]) for o in shown
                        if "text/markdown" in o.get("data", {}))
     return markdown, sum("image/png" in o.get("data", {}) for o in shown)
