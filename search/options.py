@@ -35,9 +35,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", choices=("asha", "halving", "fifo"), default="asha",
                    help="asha: Ray's asynchronous ASHA; halving: synchronous successive halving (every "
                    "trial reaches a rung before any is stopped); fifo: no early stopping")
-    p.add_argument("--smoothing", type=float, default=0.0, metavar="BETA",
+    p.add_argument("--smoothing", type=float, metavar="BETA",
                    help="the scheduler decides on an exponential moving average of the metric, "
-                   "s = (1-BETA)·value + BETA·s_prev, in [0, 1) (default 0: the raw value)")
+                   "s = (1-BETA)·value + BETA·s_prev, in [0, 1) (default: the space's; 0 is the raw value)")
     p.add_argument("--search", choices=("grid", "optuna"), default="grid")
     p.add_argument("--num-samples", type=int, default=1,
                    help="grid: repeats of the grid; optuna: trials to sample")
@@ -170,8 +170,9 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
     elif args.seeds > 1:
         base_seed = config.pop("seed", 0)
         grid["seed"] = [base_seed + i for i in range(args.seeds)]
-    if not 0.0 <= args.smoothing < 1.0:
-        raise UsageError(f"--smoothing must be in [0, 1), got {args.smoothing:g}")
+    smoothing = space.smoothing if args.smoothing is None else args.smoothing
+    if not 0.0 <= smoothing < 1.0:
+        raise UsageError(f"--smoothing must be in [0, 1), got {smoothing:g}")
     if args.num_samples < 1:
         raise UsageError(f"--num-samples must be >= 1, got {args.num_samples}")
     cpus, gpus = resources(space, args)
@@ -196,5 +197,5 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
         if space.prepare is not None:
             config = space.prepare(config, storage)
     return SearchPlan(space=space, profile=args.profile, config=config, grid=grid, storage=storage,
-                      name=name, scheduler=args.scheduler, smoothing=args.smoothing, search=args.search,
+                      name=name, scheduler=args.scheduler, smoothing=smoothing, search=args.search,
                       num_samples=args.num_samples, cpus=cpus, gpus=gpus, pinned=sorted(overrides))

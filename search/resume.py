@@ -20,7 +20,7 @@ from store import Location, StorageError, locate
 from store.experiment import PLAN_FILE, ExperimentFolder
 
 # The fields that define *which* search runs; resources, storage and name may differ on resume.
-IDENTITY = ("space", "profile", "config", "grid", "scheduler", "search", "num_samples")
+IDENTITY = ("space", "profile", "config", "grid", "scheduler", "smoothing", "search", "num_samples")
 NOT_STORED = ("callbacks", "storage", "name")
 
 

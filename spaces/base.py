@@ -46,6 +46,9 @@ class Space:
     mode: str = "max"
     reduction_factor: int = 3
     """ASHA keeps the top 1/reduction_factor of trials at each rung."""
+    smoothing: float = 0.0
+    """The scheduler's default --smoothing: it decides on an EMA of the metric with this weight on
+    the past (0: the raw value; bench/bench_asha_fidelity.py measures the choice)."""
     reports_per_epoch: int = 1
     """Results a trial reports per epoch; ASHA's max_t is epochs × this."""
     progress: tuple[str, ...] = ("epoch", "train_loss", "val_acc")

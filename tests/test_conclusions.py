@@ -111,3 +111,27 @@ def test_a_single_seed_table_has_no_spread_columns(tmp_path):
     assert not any(c.endswith(("_std", "_ci_lo", "_ci_hi")) for c in table.frame.columns)
     markdown = table.markdown()
     assert "nan" not in markdown.lower() and "±" not in markdown and "one seed" in table.caption
+
+
+@pytest.mark.slow
+def test_a_halving_search_stops_exactly_what_the_replay_of_its_curves_stops(tmp_path):
+    """The real scheduler (Ray's HyperBand reduced to one synchronous bracket, EMA 0.5) against
+    `successive_halving` replayed on the curves the search recorded: the same trials go on at each
+    rung, whatever order they arrived in; the stopped ones are told from the finished ones."""
+    from conftest import run_cli
+
+    result = run_cli("--space", "degradation", "--profile", "smoke", "--scheduler", "halving",
+                     "--smoothing", "0.5", "--max-epochs", "4", "--seeds", "2",
+                     "--set", "train_subset=256", "--set", "val_subset=128", "--storage", str(tmp_path),
+                     "--name", "halving", env={"TUNELAB_REPORT": str(tmp_path / "report")}, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    exp = load_experiment(tmp_path / "halving", max_t=4)
+    curves = {t: exp.epochs[exp.epochs["trial_id"] == t].sort_values("training_iteration")["val_acc"].tolist()
+              for t in exp.trials["trial_id"]}
+    # Grace 1 (smoke), reduction factor 3: rung 1 keeps ceil(6/3) = 2, rung 3 keeps 1.
+    replay = successive_halving(curves, grace_period=1, reduction_factor=3, max_t=4, smoothing=0.5)
+    ran = dict(zip(exp.trials["trial_id"], exp.trials["epochs_run"], strict=True))
+    assert ran == replay.stopped_at
+    assert sorted(ran.values()) == [1, 1, 1, 1, 3, 4]
+    trials = exp.trials.set_index("trial_id")
+    assert (trials["stopped_early"] == (trials["epochs_run"] < 4)).all() and not exp.incomplete
