@@ -1,0 +1,279 @@
+"""Training speed on the CPU: fp32 against bf16 autocast (and, with --compile, torch.compile of each).
+
+Workloads are the trainables' own training steps (trainables/loop.py train_epoch, trainables/finetune.py
+train_steps) on real data: the degradation CNN (n = 1, 5, 7 blocks, 16 filters, batch 64 as in the demo,
+channels_last) on Fashion-MNIST, and MiniLM fine-tuning (full and LoRA qv8, batch 32, dynamic padding) on
+rotten_tomatoes. Each way runs `--steps` steps after `--warmup` warm-up steps, `--repeats` times,
+interleaved so that load on the machine hits every way alike. Prints images (sentences) per wall second
+and per CPU second of this process (the fair measure on a shared machine; with `--threads 1`, the
+default and what a demo trial gets, it is the speed of one idle core), medians, and the ratios to fp32.
+
+With --compile, each compiled way also reports its compile time in CPU seconds (this process and the C++
+compiler it runs; caches off): the extra CPU time of the warm-up steps and of the first evaluation pass
+(train and eval graphs compile separately) over steady state, and the images (sentences) a trial must
+train before compiling pays off, against what a demo trial trains.
+
+    python bench/bench_precision.py [--threads 1] [--steps 12] [--repeats 3] [--compile] [--only cnn|text]
+
+`--compare FP32_EXPERIMENT BF16_EXPERIMENT` instead reads two searches of the same grid and seeds that
+differ in `--set precision` and prints, per configuration, the best val_acc over seeds (mean ± sd) of
+each, the paired difference (same seed) and whether the means agree within the seeds' spread.
+`--rerun EXPERIMENT --out FILE.json` retrains every trial of a finished search (FIFO, so each trial ran its
+whole budget) in this process with `--precision` (default bf16), without Ray, and writes the same table
+against the stored trials, after checking that rerunning its first trial in the stored precision
+reproduces the stored val_acc exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Inductor compiles in this process (and gcc children it waits for), so its CPU time is counted, and
+# from scratch: no FX-graph or kernel cache of an earlier run (a search's first trial has none either).
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
+
+import torch  # noqa: E402
+
+from trainables.cnn import ImageConfig, build_model, fit_image_model  # noqa: E402
+from trainables.data.augment import train_batches  # noqa: E402
+from trainables.data.images import load_images  # noqa: E402
+from trainables.data.text import load_tokens  # noqa: E402
+from trainables.data.text import train_batches as text_batches  # noqa: E402
+from trainables.finetune import (  # noqa: E402
+    TextConfig,
+    evaluate_text,
+    fit_text_classifier,
+    make_optimizer,
+    train_steps,
+    warmup_linear,
+)
+from trainables.finetune import build_model as build_text  # noqa: E402
+from trainables.loop import Normalize, Runtime, predict, seed_everything, train_epoch  # noqa: E402
+from trainables.models.text import load_tokenizer, resolve_source  # noqa: E402
+from trainables.precision import AMP_DTYPES, cpu_has_native_bf16  # noqa: E402
+
+# A demo trial trains at most this many images (degradation demo: 8192 images × 6 epochs) and sentences
+# (lora demo: 6000 sentences × 1 epoch): the budget compile time is paid from.
+DEMO_IMAGES, DEMO_SENTENCES = 8192 * 6, 6000
+
+
+def runtime(precision: str) -> Runtime:
+    return Runtime(torch.device("cpu"), AMP_DTYPES[precision], channels_last=True)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the C++ compiler runs torch.compile's kernels)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(fn) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    fn()
+    return time.perf_counter() - wall, cpu_seconds() - cpu
+
+
+class CNNWorkload:
+    batch = 64
+
+    def __init__(self, num_blocks: int, compiled: bool):
+        cfg = ImageConfig(model="cnn", num_blocks=num_blocks, num_filters=16, batch_size=self.batch)
+        data = load_images(cfg.dataset)
+        self.train, self.val, self.flip = data.train.head(4096), data.val.head(512), data.info.flip
+        self.normalize = Normalize(data.info.mean, data.info.std, runtime("fp32"))
+        self.model = build_model(cfg).to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4)
+        self.net = torch.compile(self.model) if compiled else self.model
+        self.epoch = 0
+
+    def steps(self, n: int, rt: Runtime) -> int:
+        self.epoch += 1
+        batches = itertools.islice(train_batches(self.train, self.batch, 0, self.epoch, True, self.flip), n)
+        return int(train_epoch(self.net, self.optimizer, batches, self.normalize, rt)["samples"])
+
+    def evaluate(self, rt: Runtime) -> None:
+        predict(self.net, self.val, self.normalize, rt)
+
+
+class TextWorkload:
+    batch = 32
+
+    def __init__(self, setting: str, compiled: bool):
+        cfg = TextConfig(backbone="minilm", setting=setting, backbone_lr=5e-5, adapter_lr=5e-4, head_lr=5e-4)
+        source = resolve_source(cfg.backbone)
+        tokens = load_tokens(load_tokenizer(cfg.backbone, source), cfg.max_length)
+        self.train, self.val = tokens["train"], tokens["validation"].head(256)
+        self.model = build_text(cfg, source)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.scheduler = warmup_linear(self.optimizer, 100_000, cfg.warmup)
+        self.net = torch.compile(self.model) if compiled else self.model
+        self.batches = iter(text_batches(self.train, self.batch, seed=0, epoch=0, bucket=50))
+
+    def steps(self, n: int, rt: Runtime) -> int:
+        rows = list(itertools.islice(self.batches, n))
+        train_steps(self.net, self.optimizer, self.scheduler, self.train, rows, rt)
+        return sum(len(r) for r in rows)
+
+    def evaluate(self, rt: Runtime) -> None:
+        evaluate_text(self.net, self.val, rt)
+
+
+def workloads(only: str | None) -> dict[str, tuple[type, object, str]]:
+    found = {}
+    if only in (None, "cnn"):
+        found.update({f"CNN n={n} (batch 64)": (CNNWorkload, n, "images") for n in (1, 5, 7)})
+    if only in (None, "text"):
+        found.update({f"MiniLM {s} (batch 32)": (TextWorkload, s, "sentences") for s in ("full", "qv8")})
+    return found
+
+
+def compare(fp32_folder: str, bf16_folder: str) -> None:
+    from analysis.results import load_experiment
+
+    experiments = {"fp32": load_experiment(fp32_folder), "bf16": load_experiment(bf16_folder)}
+    for name, exp in experiments.items():
+        used = sorted(set(exp.epochs["precision"]))
+        print(f"{name}: {len(exp.trials)} trials, precision reported: {used}, "
+              f"epochs run: {sorted(set(exp.trials['epochs_run']))}")
+    print_comparison({name: exp.trials for name, exp in experiments.items()}, "bf16")
+
+
+def print_comparison(runs: dict, other: str) -> None:
+    """Per configuration: best val_acc over seeds of fp32 and `other`, and their paired difference."""
+    searched = [k for k in ("setting", "model", "num_blocks", "skip")
+                if k in runs["fp32"] and runs["fp32"][k].nunique() > 1]
+    print(f"| {' | '.join(searched)} | seeds | fp32 best val_acc | {other} best val_acc | {other} − fp32, "
+          "paired | within the seeds' spread |")
+    print("|" + "---|" * (len(searched) + 5))
+    merged = runs["fp32"].merge(runs[other], on=[*searched, "seed"], suffixes=("_fp32", "_other"))
+    for key, group in merged.groupby(searched):
+        a, b = group["best_val_acc_fp32"], group["best_val_acc_other"]
+        diff = b - a
+        spread = max(a.std(), b.std())
+        values = key if isinstance(key, tuple) else (key,)
+        print(f"| {' | '.join(map(str, values))} | {len(group)} | {a.mean():.4f} ± {a.std():.4f} "
+              f"| {b.mean():.4f} ± {b.std():.4f} | {diff.mean():+.4f} ± {diff.std():.4f} "
+              f"| {'yes' if abs(diff.mean()) <= spread else 'NO'} |")
+
+
+def retrain(trainable: str, params: dict) -> dict:
+    """One trial's config trained in this process: (best val_acc, the precision it reported)."""
+    from trainables.config import build
+    from trainables.report import MemoryReporter
+
+    reporter = MemoryReporter()
+    if trainable.endswith("train_cnn"):
+        fit_image_model(build(ImageConfig, params), reporter)
+    else:
+        fit_text_classifier(build(TextConfig, params), reporter)
+    return {"best_val_acc": max(h["val_acc"] for h in reporter.history),
+            "precision": reporter.history[-1]["precision"]}
+
+
+def rerun(folder: str, precision: str, out: str) -> None:
+    import json
+
+    import pandas as pd
+
+    from analysis.results import load_experiment
+    from spaces import get_space
+
+    exp = load_experiment(folder)
+    trainable = get_space(json.loads((Path(folder) / "tunelab_plan.json").read_text())["space"]).trainable
+    rows = []
+    for i, trial in enumerate(exp.trials.itertuples()):
+        params = json.loads((Path(trial.trial_dir) / "params.json").read_text())
+        if i == 0:
+            again = retrain(trainable, params)
+            same = "identical" if again["best_val_acc"] == trial.best_val_acc else "DIFFERENT"
+            print(f"trial {trial.trial_id} again in {again['precision']}: best val_acc "
+                  f"{again['best_val_acc']} (stored {trial.best_val_acc}): {same}", flush=True)
+        result = retrain(trainable, {**params, "precision": precision})
+        rows.append({**params, **result})
+        print(f"trial {trial.trial_id} in {result['precision']}: best val_acc {result['best_val_acc']:.4f} "
+              f"(stored {trial.best_val_acc:.4f})", flush=True)
+        Path(out).write_text(json.dumps(rows, indent=1))
+    other = pd.DataFrame(rows)
+    print_comparison({"fp32": exp.trials, precision: other}, precision)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rerun", metavar="EXPERIMENT")
+    parser.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
+    parser.add_argument("--out", default="precision_rerun.json")
+    parser.add_argument("--compare", nargs=2, metavar=("FP32_EXPERIMENT", "BF16_EXPERIMENT"))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile of each way")
+    parser.add_argument("--only", choices=("cnn", "text"))
+    args = parser.parse_args()
+    if args.compare:
+        compare(*args.compare)
+        return
+    if args.rerun:
+        rerun(args.rerun, args.precision, args.out)
+        return
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), native bf16: {cpu_has_native_bf16()}, "
+          f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+    ways = [("fp32", False), ("bf16", False)] + ([("fp32", True), ("bf16", True)] if args.compile else [])
+    table = []
+    for name, (cls, arg, unit) in workloads(args.only).items():
+        seed_everything(0)
+        runs = {}
+        for precision, compiled in ways:
+            rt = runtime(precision)
+            way = cls(arg, compiled)
+            _, warm_cpu = timed(lambda w=way, r=rt: w.steps(args.warmup, r))
+            _, eval_first = timed(lambda w=way, r=rt: w.evaluate(r))
+            _, eval_again = timed(lambda w=way, r=rt: w.evaluate(r))
+            runs[(precision, compiled)] = {"way": way, "rt": rt, "wall": [], "cpu": [],
+                                           "warm": warm_cpu, "eval_extra": eval_first - eval_again}
+        for repeat in range(args.repeats):
+            for key, run in runs.items():
+                done = [0]
+                wall, cpu = timed(lambda r=run, d=done: d.__setitem__(0, r["way"].steps(args.steps, r["rt"])))
+                run["wall"].append(done[0] / wall)
+                run["cpu"].append(done[0] / cpu)
+                label = f"{key[0]}{' compiled' if key[1] else ''}"
+                print(f"repeat {repeat}: {name:24} {label:14} {done[0] / wall:8.1f} {unit}/s, "
+                      f"{done[0] / cpu:8.1f} per CPU second", flush=True)
+        base = statistics.median(runs[("fp32", False)]["cpu"])
+        for (precision, compiled), run in runs.items():
+            per_cpu, per_wall = statistics.median(run["cpu"]), statistics.median(run["wall"])
+            row = [name, precision + (" + compile" if compiled else ""), f"{per_wall:.1f}", f"{per_cpu:.1f}",
+                   f"{per_cpu / base:.2f}×"]
+            if compiled:
+                plain = statistics.median(runs[(precision, False)]["cpu"])
+                batch = run["way"].batch
+                # the warm-up steps over what steady steps take, plus the eval graph's first pass
+                compile_s = run["warm"] - args.warmup * batch / per_cpu + run["eval_extra"]
+                saved_per_item = 1 / plain - 1 / per_cpu
+                budget = DEMO_IMAGES if unit == "images" else DEMO_SENTENCES
+                even = f"{compile_s / saved_per_item:,.0f}" if saved_per_item > 0 else "never"
+                row.append(f"{compile_s:.0f} CPU s; pays off after {even} {unit} (demo trial: {budget:,})")
+            table.append(row)
+    print(f"\nmedians of {args.repeats} repeats × {args.steps} steps, {args.threads} thread(s); "
+          "ratio per CPU second against fp32 of the same workload:")
+    print("| workload | way | per wall s | per CPU s | ratio | compile |")
+    print("|---|---|---|---|---|---|")
+    for row in table:
+        print("| " + " | ".join(row + [""] * (6 - len(row))) + " |")
+
+
+if __name__ == "__main__":
+    main()
