@@ -27,3 +27,10 @@ def test_lora_view_prints_its_table_without_library_warnings(capsys):
         assert main(["--space", "lora", "--profile", "smoke", "--view"]) == 0
     assert "setting=qkvo16" in capsys.readouterr().out
     assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == []
+
+
+def test_summary_keeps_the_digits_of_small_config_values():
+    from search.summary import readable
+
+    assert readable(1.2e-05) == "1.2e-05"  # weight_decay, not 0.0000
+    assert readable(0.72021) == "0.7202" and readable(0.0) == "0.0000"
