@@ -124,8 +124,8 @@ def start_ray(address: str | None = None, dashboard: bool = False, temp_dir: str
         with stderr_kept_on_success():  # Ray's C++ client logs its retries; a failure is one line
             try:
                 ray.init(address=address, logging_level="ERROR")
-            except (ConnectionError, TimeoutError, RuntimeError) as err:
-                raise UsageError(connect_failure(address, err)) from None
+            except (ConnectionError, TimeoutError, RuntimeError, ray.exceptions.RayError) as err:
+                raise UsageError(connect_failure(address, err)) from None  # e.g. AuthenticationError
         return
     loopback_only()
     if not dashboard:
