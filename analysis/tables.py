@@ -51,6 +51,9 @@ class Table:
             cells = []
             for column in shown:
                 metric = column in self.mean_std
+                if column.startswith("p (") and not pd.isna(row[column]):  # a p-value: 2 significant digits
+                    cells.append(f"{row[column]:.2g}")
+                    continue
                 cells.append(_cell(row[column], row.get(f"{column}_std") if metric else None, metric,
                                    signed=column.startswith("Δ")))
             for column in with_ci:
@@ -237,7 +240,7 @@ def kd(exp: Experiment, which: str = "best") -> Table:
             continue
         deltas.append(row[exp.metric] - base[exp.metric])
         test = paired(row["seed_values"], base["seed_values"])
-        p_values.append(test.p)
+        p_values.append(test.p if row["epochs"] == base["epochs"] else np.nan)
         if row.name == base.name:
             verdicts.append("baseline")
         elif row["epochs"] != base["epochs"]:

@@ -48,8 +48,10 @@ def summary_table(plan: SearchPlan) -> pd.DataFrame:
             base = is_base[is_base].index[0]
             table["Δ vs base"] = table[score] - table.at[base, score]
             if several:
-                table["p (paired)"] = [paired(values, frame.at[base, "seed_values"]).p
-                                       for values in frame["seed_values"]]
+                same = table["epochs_run"] == table.at[base, "epochs_run"]  # else not comparable
+                base_values = frame.at[base, "seed_values"]
+                table["p (paired)"] = [paired(values, base_values).p if ok else float("nan")
+                                       for values, ok in zip(frame["seed_values"], same, strict=True)]
             label = [("*" if i == 0 else "") + ("base" if b else "") for i, b in enumerate(is_base)]
     table.insert(0, "", label)
     return table.reset_index(drop=True)
