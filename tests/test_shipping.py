@@ -1,0 +1,189 @@
+"""Trials get their data through Ray's object store: with the driver's data out of the trials' reach
+(their TUNELAB_DATA an empty folder, the dataset folder and the teacher deleted once the driver loaded
+them), every kind of space still trains. First each trainable in this process, fed the shipment as
+the object store hands it over (pickled, then unpickled); then real Ray trials. Also what Ray grants
+a trial: its GPU ids, and Optuna's limit.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import ray
+import torch
+
+from search.options import build_plan, parse_args
+from search.resources import cluster_nodes, settle_resources
+from search.tuner import build_tuner, make_searcher, ship_data, trial_configs
+from trainables.cnn import ImageConfig, fit_image_model
+from trainables.config import build
+from trainables.data.images import DEBIAN_FASHION_MNIST, DataMissing, load_images
+from trainables.data.text import load_sentences
+from trainables.extract import ExtractConfig, fit_extract
+from trainables.finetune import TextConfig, fit_text_classifier
+from trainables.kd import KDConfig, fit_kd
+from trainables.loop import granted_device
+from trainables.report import STATE_FILE, MemoryReporter, granted_gpus
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A real local Ray whose workers see an empty TUNELAB_DATA, with one (declared) GPU."""
+    empty = tmp_path_factory.mktemp("no-data")
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR",
+             runtime_env={"env_vars": {"TUNELAB_DATA": str(empty)}})
+    yield
+    ray.shutdown()
+
+
+@ray.remote
+def read_images(name: str, data_dir: str):
+    return len(load_images(name, data_dir).train)
+
+
+@ray.remote
+def read_sentences():
+    return len(load_sentences()["train"])
+
+
+@ray.remote
+def device_of_a_trial():
+    torch.cuda.is_available = lambda: True  # every GPU of the node is visible, as Ray 2.60 leaves them
+    ids = granted_gpus()
+    return ids, os.environ.get("CUDA_VISIBLE_DEVICES"), str(granted_device(ids))
+
+
+def idx_folder(folder: Path) -> Path:
+    """IDX files that only this folder holds (Fashion-MNIST's, named as MNIST's): no fallback source."""
+    folder.mkdir(parents=True)
+    for path in DEBIAN_FASHION_MNIST.glob("*-ubyte.gz"):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def settled_plan(tmp_path: Path, *args: str):
+    plan = build_plan(parse_args([*args, "--storage", str(tmp_path / "results"), "--name", "shipped"]))
+    settle_resources(plan, cluster_nodes(), gpus=0.0)
+    return plan
+
+
+def received(shipment):
+    """The shipment as a trial gets it: Ray's object store pickles it."""
+    return pickle.loads(pickle.dumps(shipment))
+
+
+def test_trainables_run_from_the_shipment_alone(tmp_path: Path, monkeypatch):
+    source = idx_folder(tmp_path / "mnist")
+    reporter = MemoryReporter()
+    fit_image_model(ImageConfig(model="resnet8", dataset="mnist", data_dir=str(source), train_subset=256,
+                                val_subset=128, epochs=1), reporter)
+    teacher = tmp_path / "teachers" / "checkpoint_000000"
+    teacher.mkdir(parents=True)
+    torch.save(reporter.state, teacher / STATE_FILE)
+    images = ["--dataset", "mnist", "--data-dir", str(source)]
+    plans = {
+        "degradation": plan_for(tmp_path, "degradation", *images, "--set", "num_blocks=1",
+                                "--set", "skip=true"),
+        "kd": plan_for(tmp_path, "kd", *images, "--teacher", str(teacher), "--set", "temperature=2",
+                       "--set", "w_st=1", "--max-epochs", "1"),
+        "lora": plan_for(tmp_path, "lora", "--set", "setting=q8"),
+        "extract": plan_for(tmp_path, "extract", "--set", "pooling=mean"),
+    }
+    shipments = {name: received(ship_data(plan)) for name, plan in plans.items()}
+    shutil.rmtree(source)
+    shutil.rmtree(teacher.parent)
+    monkeypatch.setenv("TUNELAB_DATA", str(tmp_path / "no-data"))  # no sentences, no token cache
+    load_images.cache_clear()
+    load_sentences.cache_clear()
+    with pytest.raises(DataMissing):
+        load_images("mnist", str(source))
+    with pytest.raises(DataMissing):
+        load_sentences()
+    fits = {"degradation": (ImageConfig, fit_image_model), "kd": (KDConfig, fit_kd),
+            "lora": (TextConfig, fit_text_classifier), "extract": (ExtractConfig, fit_extract)}
+    for name, (config_cls, fit_trial) in fits.items():
+        reporter = MemoryReporter()
+        fit_trial(build(config_cls, trial_configs(plans[name])[0]), reporter, shipment=shipments[name])
+        assert reporter.history and 0 < reporter.history[-1]["val_acc"] <= 1, name
+
+
+def plan_for(tmp_path: Path, space: str, *args: str):
+    """A smoke plan of `space` whose trials run on the CPU (what the cluster settles without GPUs)."""
+    plan = build_plan(parse_args(["--space", space, "--profile", "smoke", *args,
+                                  "--storage", str(tmp_path / "results"), "--name", space]))
+    plan.gpus = 0.0
+    return plan
+
+
+def fit(plan, shipment) -> list[dict]:
+    grid = build_tuner(plan, shipment).fit()
+    assert not grid.errors, grid.errors
+    return [result.metrics for result in grid]
+
+
+def test_image_trials_train_from_the_object_store_with_the_dataset_gone(cluster, tmp_path: Path):
+    source = idx_folder(tmp_path / "mnist")
+    plan = settled_plan(tmp_path, "--space", "degradation", "--profile", "smoke", "--dataset", "mnist",
+                        "--data-dir", str(source), "--set", "num_blocks=1", "--set", "skip=true")
+    shipment = ship_data(plan)
+    (images,) = shipment.images.values()
+    assert (len(images.train), len(images.val), len(images.test)) == (512, 256, 0)  # the smoke subsets
+    shutil.rmtree(source)
+    with pytest.raises(DataMissing):
+        ray.get(read_images.remote("mnist", str(source)))
+    (metrics,) = fit(plan, shipment)
+    assert metrics["epoch"] == 2 and 0 < metrics["val_acc"] <= 1
+
+
+def test_kd_trials_get_images_and_teacher_from_the_driver(cluster, tmp_path: Path):
+    source = idx_folder(tmp_path / "mnist")
+    reporter = MemoryReporter()
+    fit_image_model(ImageConfig(model="resnet8", dataset="mnist", data_dir=str(source), train_subset=256,
+                                val_subset=128, epochs=1), reporter)
+    teacher = tmp_path / "teachers" / "checkpoint_000000"
+    teacher.mkdir(parents=True)
+    torch.save(reporter.state, teacher / STATE_FILE)
+    plan = settled_plan(tmp_path, "--space", "kd", "--profile", "smoke", "--dataset", "mnist",
+                        "--data-dir", str(source), "--teacher", str(teacher), "--set", "temperature=2",
+                        "--set", "w_st=1")
+    shipment = ship_data(plan)
+    assert list(shipment.files) == [plan.config["teacher"]]
+    shutil.rmtree(source)
+    shutil.rmtree(teacher.parent)
+    results = fit(plan, shipment)
+    assert sorted(m["config"]["w_st"] for m in results) == [0.0, 1.0]
+    assert len(list((tmp_path / "results" / "teacher_logits").rglob("seed0_epoch*.pt"))) == 2
+
+
+def test_lora_trial_gets_its_tokens_from_the_driver(cluster, tmp_path: Path):
+    with pytest.raises(DataMissing):  # the trials' data folder holds no sentences
+        ray.get(read_sentences.remote())
+    plan = settled_plan(tmp_path, "--space", "lora", "--profile", "smoke", "--set", "setting=q8")
+    (metrics,) = fit(plan, ship_data(plan))
+    assert metrics["epoch"] == 1.0 and 0 < metrics["val_acc"] <= 1
+
+
+def test_extract_trial_gets_its_tokens_from_the_driver_and_caches_on_the_storage(cluster, tmp_path: Path):
+    plan = settled_plan(tmp_path, "--space", "extract", "--profile", "smoke", "--set", "pooling=mean")
+    (metrics,) = fit(plan, ship_data(plan))
+    assert metrics["embeddings_cached"] == 0 and 0 < metrics["val_acc"] <= 1
+    cached = {p.name for p in (tmp_path / "results" / "embeddings").glob("*/*")}
+    assert cached == {"labels.npz", "train.npy", "validation.npy", "test.npy"}
+
+
+def test_a_trial_uses_exactly_the_gpu_ray_granted_it(cluster):
+    assert ray.get(device_of_a_trial.options(num_gpus=0).remote())[0::2] == ([], "cpu")
+    assert ray.get(device_of_a_trial.options(num_gpus=0.5).remote()) == (["0"], "0", "cuda:0")
+
+
+def test_optuna_runs_no_more_trials_at_once_than_the_gpus_hold(cluster, tmp_path: Path):
+    plan = build_plan(parse_args(["--space", "degradation", "--profile", "smoke", "--search", "optuna",
+                                  "--storage", str(tmp_path), "--name", "optuna"]))
+    settle_resources(plan, cluster_nodes(), gpus=0.0)
+    assert make_searcher(plan).max_concurrent == 2  # two CPUs
+    settle_resources(plan, cluster_nodes(), gpus=1.0)
+    assert make_searcher(plan).max_concurrent == 1  # one GPU
