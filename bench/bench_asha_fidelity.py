@@ -54,34 +54,37 @@ def train(config: dict) -> dict:
 
 
 def run_fifo(storage: Path, repeats: int, seeds: int, images: int, val: int, epochs: int) -> None:
+    """Every (lr_gamma, seed set, configuration) trial not yet in `storage`, the reference decay's
+    first, each written as it ends (an interrupted run resumes, and --analyse reads what is there)."""
     from spaces import get_space
 
     space = get_space("degradation")
     base = {**space.base_config("demo"), "train_subset": images, "val_subset": val, "epochs": epochs,
             "seeds": seeds, "cpus": 1}
-    for r in range(repeats):
-        out = storage / f"fifo_seed{r * seeds}.json"
-        if out.is_file():
-            continue
-        configs = [{**base, "seed": r * seeds, "lr_gamma": g, "num_blocks": n, "skip": k}
-                   for g, n, k in itertools.product(GAMMAS, *space.grid.values())]
-        start = time.perf_counter()
-        with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
-            trials = pool.map(train, configs, chunksize=1)
-        out.write_text(json.dumps(trials))
-        print(f"FIFO repeat {r + 1}: seeds {r * seeds}..{r * seeds + seeds - 1}, {len(configs)} trials, "
-              f"{time.perf_counter() - start:.0f} s", flush=True)
+    configs = [{**base, "lr_gamma": g, "seed": r * seeds, "num_blocks": n, "skip": k}
+               for g in GAMMAS for r in range(repeats) for n, k in itertools.product(*space.grid.values())]
+    todo = [c for c in configs if not trial_file(storage, c).is_file()]
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
+        for n, trial in enumerate(pool.imap(train, todo), 1):
+            trial_file(storage, trial["config"]).write_text(json.dumps(trial))
+            print(f"{n}/{len(todo)} trials, {time.perf_counter() - start:.0f} s", flush=True)
 
 
-def seed_curves(path: Path, metric: str = "val_acc") -> dict:
-    """(lr_gamma, num_blocks, skip) -> seed -> metric per epoch, from a repeat's lockstep trials."""
+def trial_file(storage: Path, c: dict) -> Path:
+    return storage / f"g{c['lr_gamma']}_seed{c['seed']}_n{c['num_blocks']}_skip{c['skip']}.json"
+
+
+def seed_curves(storage: Path, metric: str = "val_acc") -> dict:
+    """seed set -> (lr_gamma, num_blocks, skip) -> seed -> metric per epoch, from the lockstep trials."""
     curves: dict = {}
-    for trial in json.loads(path.read_text()):
+    for path in sorted(storage.glob("g*_seed*_n*_skip*.json")):
+        trial = json.loads(path.read_text())
         c = trial["config"]
         key = (float(c["lr_gamma"]), int(c["num_blocks"]), bool(c["skip"]))
         for seed in range(c["seed"], c["seed"] + c["seeds"]):
             column = f"{metric}_seed{seed}" if c["seeds"] > 1 else metric
-            curves.setdefault(key, {})[seed] = [h[column] for h in trial["history"]]
+            curves.setdefault(c["seed"], {}).setdefault(key, {})[seed] = [h[column] for h in trial["history"]]
     return curves
 
 
@@ -98,21 +101,27 @@ def replay(curves: dict, gamma: float, epochs: int, grace: int, rf: int, smoothi
 
 
 def analyse(storage: Path, epochs: int) -> list[dict]:
-    repeats = sorted(storage.glob("fifo_seed*.json"))
-    curves = [seed_curves(p) for p in repeats]
-    print(f"{len(repeats)} repeats: {', '.join(p.stem for p in repeats)}")
+    by_seeds = seed_curves(storage)
+    grid = 6  # configurations of the degradation grid
+    print(f"FIFO curves in {storage}: " + ", ".join(
+        f"lr_gamma {g}: seed sets {[s for s, c in by_seeds.items() if sum(k[0] == g for k in c) == grid]}"
+        for g in GAMMAS))
     for gamma in GAMMAS:
-        for c, path in zip(curves, repeats, strict=True):
+        for seed, c in by_seeds.items():
             full = {k[1:]: np.mean([max(v[:epochs]) for v in s.values()])
                     for k, s in c.items() if k[0] == gamma}
-            ranked = sorted(full.items(), key=lambda kv: -kv[1])
-            print(f"  lr_gamma {gamma} {path.stem}: " + ", ".join(f"{k} {v:.4f}" for k, v in ranked))
+            if len(full) == grid:
+                ranked = ", ".join(f"{k} {v:.4f}" for k, v in sorted(full.items(), key=lambda kv: -kv[1]))
+                print(f"  lr_gamma {gamma}, seeds from {seed}: {ranked}")
     rows = []
     for gamma in GAMMAS:
+        complete = [c for c in by_seeds.values() if sum(k[0] == gamma for k in c) == grid]
+        if not complete:
+            continue
         for rf in (2, 3):
             for grace in (1, 2, 3):
                 for smoothing in (0.0, 0.3, 0.5, 0.7):
-                    results = [replay(c, gamma, epochs, grace, rf, smoothing) for c in curves]
+                    results = [replay(c, gamma, epochs, grace, rf, smoothing) for c in complete]
                     rows.append({"lr_gamma": gamma, "reduction_factor": rf, "grace": grace,
                                  "smoothing": smoothing,
                                  "fraction": float(np.mean([r["fraction"] for r in results])),
