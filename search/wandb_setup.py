@@ -40,7 +40,9 @@ def wandb_callback(experiment_dir: Path, group: str, project: str):
         os.environ["WANDB_MODE"] = "offline"
     os.environ["WANDB_DIR"] = str(experiment_dir)
     mode = {"mode": os.environ["WANDB_MODE"]} if os.environ.get("WANDB_MODE") else {}
-    return WandbLoggerCallback(project=project, group=group, dir=str(experiment_dir), **mode)
+    # Ray passes reinit=True, which wandb 0.31 prints a deprecation warning for; this is its successor.
+    return WandbLoggerCallback(project=project, group=group, dir=str(experiment_dir),
+                               reinit="finish_previous", **mode)
 
 
 def print_wandb_help(experiment_dir: Path, project: str) -> None:
