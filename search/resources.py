@@ -45,6 +45,10 @@ def settle_resources(plan: SearchPlan, nodes: list[Node], cpus: int | None = Non
     """Fixes plan.cpus and plan.gpus for this cluster: `cpus`/`gpus` when given (the command line),
     else the plan's; a plan without a GPU fraction yet gets the space's when some node has a GPU.
     UsageError when no node can hold one trial."""
+    if cpus is not None and cpus < 1:  # a resume's flags reach here unchecked
+        raise UsageError(f"--cpus-per-trial must be >= 1, got {cpus}")
+    if gpus is not None and (gpus < 0 or (gpus > 1 and gpus != int(gpus))):
+        raise UsageError(f"--gpus-per-trial must be a fraction of one GPU or a whole number, got {gpus:g}")
     cpus = plan.cpus if cpus is None else cpus
     if gpus is None:
         gpus = plan.gpus

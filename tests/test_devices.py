@@ -94,6 +94,9 @@ def test_resumed_gpu_plan_on_a_cpu_only_cluster_is_refused_or_moved_to_cpus(tmp_
     plan.gpus = 0.5  # as stored by a search that ran on GPUs
     with pytest.raises(UsageError, match="--gpus-per-trial 0"):
         settle_resources(plan, [CPU_NODE])
+    for cpus, gpus, message in ((0, None, "must be >= 1"), (None, 1.5, "fraction of one GPU")):
+        with pytest.raises(UsageError, match=message):
+            settle_resources(plan, [CPU_NODE], cpus=cpus, gpus=gpus)
     settle_resources(plan, [CPU_NODE], cpus=2, gpus=0.0)  # --resume ... --cpus-per-trial 2 --gpus-per-trial 0
     assert (plan.cpus, plan.gpus, plan.config["cpus"]) == (2, 0.0, 2)
 
