@@ -13,6 +13,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler
+from ray.tune.schedulers.hyperband import _Bracket
+
 
 def smoothed(values: Sequence[float], smoothing: float) -> list[float]:
     """Exponential moving average: s_t = (1 - smoothing) · v_t + smoothing · s_{t-1}, s_1 = v_1.
@@ -83,52 +86,51 @@ def trial_count(grid: dict[str, list], baselines: tuple[dict, ...], num_samples:
 
 class Smoothed:
     """Mixin for a Ray scheduler: it decides on each trial's exponential moving average of the metric
-    (search/halving.py smoothed) instead of the raw value; results on disk keep the raw value."""
+    (`smoothed` above) instead of the raw value; results on disk keep the raw value."""
 
     smoothing = 0.0
 
     def on_trial_result(self, tune_controller, trial, result):
         if self._metric in result and self.smoothing > 0:
-            signal = getattr(self, "_signal", None)
-            if signal is None:
-                signal = self._signal = {}
+            signal = self.__dict__.setdefault("_signal", {})
             value, last = float(result[self._metric]), signal.get(trial.trial_id)
             if last is not None:
                 value = (1 - self.smoothing) * value + self.smoothing * last
             signal[trial.trial_id] = value
-            result = {**result, self._metric: signal[trial.trial_id]}  # Ray's own dict stays raw
+            result = {**result, self._metric: value}  # Ray's own dict stays raw
         return super().on_trial_result(tune_controller, trial, result)
 
 
-def asha(grace_period: int, reduction_factor: int, max_t: int, smoothing: float = 0.0):
+class SmoothedASHA(Smoothed, ASHAScheduler):
     """Ray's asynchronous ASHA deciding on the smoothed metric."""
-    from ray.tune.schedulers import ASHAScheduler
 
-    class SmoothedASHA(Smoothed, ASHAScheduler):
-        pass
 
+class SyncHalving(Smoothed, HyperBandScheduler):
+    """Ray's HyperBandScheduler reduced to one bracket that holds all `trials`: a trial reaching a
+    rung pauses (its checkpoint kept) until every live trial has reached it, then the top
+    ceil(n / reduction_factor) by the smoothed metric resume and the others stop. No trial goes on
+    because it arrived first, and the decision is `successive_halving`'s, which the benchmark replays."""
+
+    def __init__(self, trials: int, grace_period: int, reduction_factor: int, max_t: int):
+        super().__init__(time_attr="training_iteration", max_t=max_t, reduction_factor=reduction_factor)
+        self._trials, self._grace = trials, grace_period
+        self._halvings = len(rungs(grace_period, reduction_factor, max_t))
+
+    def _create_bracket(self, s):
+        return _Bracket(time_attr=self._time_attr, max_trials=self._trials, init_t_attr=self._grace,
+                        max_t_attr=self._max_t_attr, eta=self._eta, s=self._halvings,
+                        stop_last_trials=self._stop_last_trials)
+
+
+def asha(grace_period: int, reduction_factor: int, max_t: int, smoothing: float = 0.0) -> SmoothedASHA:
     scheduler = SmoothedASHA(time_attr="training_iteration", max_t=max_t, grace_period=grace_period,
                              reduction_factor=reduction_factor)
     scheduler.smoothing = smoothing
     return scheduler
 
 
-def sync_halving(trials: int, grace_period: int, reduction_factor: int, max_t: int, smoothing: float = 0.0):
-    """Ray's HyperBandScheduler reduced to one bracket that holds all `trials`: a trial reaching a
-    rung pauses (its checkpoint kept) until every live trial has reached it, then the top
-    ceil(n / reduction_factor) by the smoothed metric resume and the others stop. No trial goes on
-    because it arrived first, and the decision is `successive_halving`'s, which the benchmark replays."""
-    from ray.tune.schedulers import HyperBandScheduler
-    from ray.tune.schedulers.hyperband import _Bracket
-
-    halvings = len(rungs(grace_period, reduction_factor, max_t))
-
-    class SyncHalving(Smoothed, HyperBandScheduler):
-        def _create_bracket(self, s):
-            return _Bracket(time_attr=self._time_attr, max_trials=trials, init_t_attr=grace_period,
-                            max_t_attr=max_t, eta=reduction_factor, s=halvings,
-                            stop_last_trials=self._stop_last_trials)
-
-    scheduler = SyncHalving(time_attr="training_iteration", max_t=max_t, reduction_factor=reduction_factor)
+def sync_halving(trials: int, grace_period: int, reduction_factor: int, max_t: int,
+                 smoothing: float = 0.0) -> SyncHalving:
+    scheduler = SyncHalving(trials, grace_period, reduction_factor, max_t)
     scheduler.smoothing = smoothing
     return scheduler
