@@ -106,6 +106,11 @@ def test_search_ends_in_a_report_with_the_degradation_table_and_deg_prob(search)
         assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "val_acc" in svg
     for stem in ("degradation_best", "degradation_final"):
         assert (folder / f"{stem}.md").is_file() and (folder / f"{stem}.csv").is_file()
+    # The asha picture's legend names every curve's configuration (SVG keeps its text as text).
+    asha = (folder / "asha.svg").read_text()
+    for blocks in (1, 2):
+        for skip in (False, True):
+            assert f"num_blocks={blocks}, skip={skip}" in asha
 
 
 @pytest.mark.parametrize("which", ["best", "final"])
