@@ -86,7 +86,10 @@ def trial_cpus(configured: int) -> int:
 
     if not ray.is_initialized():
         return configured
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    context = ray.get_runtime_context()
+    if context.worker.mode != ray.WORKER_MODE:  # a driver that calls a trainable itself has no grant
+        return configured
+    cpus = context.get_assigned_resources().get("CPU")
     return max(1, int(cpus)) if cpus else configured
 
 
