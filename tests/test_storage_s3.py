@@ -91,6 +91,12 @@ def test_report_from_s3_equals_a_recomputation_from_the_bucket_progress_csv(s3, 
     for cell, best in expected.items():
         assert table.loc[cell, "val_acc"] == pytest.approx(best, abs=1e-12), cell
     assert s3.uri(degradation) in (tmp_path / "deg" / "README.md").read_text()
+    # The latest degradation experiment in the bucket is found the same way.
+    latest = run_tool("report.py", "--space", "degradation", "--storage", s3.uri("results"), env=s3.env,
+                      reports=tmp_path / "latest")
+    assert latest.returncode == 0, latest.stderr[-3000:]
+    assert (tmp_path / "latest" / "deg" / "degradation_best.csv").read_text() == \
+        (tmp_path / "deg" / "degradation_best.csv").read_text()
 
 
 def test_evaluate_from_s3_reproduces_the_stored_val_acc(s3, degradation, tmp_path):
@@ -137,11 +143,12 @@ def test_killed_search_on_s3_resumes_from_the_bucket_without_rerunning_finished_
         while not finished and time.time() < deadline and driver.poll() is None:
             time.sleep(0.5)
             finished = finished_trials()
+        ended = driver.poll()
     finally:
         driver.kill()
         driver.wait()
         kill_session(driver.pid)
-    assert finished, "no trial finished before the deadline"
+    assert finished, f"no trial finished before the deadline (driver exit status {ended})"
     assert len(finished) < 2, "every trial finished before the kill: nothing left to resume"
 
     result = run_cli("--resume", s3.uri(experiment), env=s3.env)
