@@ -28,10 +28,10 @@ def _cut(split: Split, n: int) -> Split:
     return Split(part.x.clone(), part.y.clone())
 
 
-def ship_images(configs: list[dict], shipment: Shipment | None = None) -> Shipment:
+def ship_images(configs: list[dict]) -> Shipment:
     """The train and validation images each config's trial reads, cut to its subsets, loaded here once
     (the test split stays with the driver: analysis/evaluate.py reads it)."""
-    shipment = shipment or Shipment()
+    shipment = Shipment()
     for values in configs:
         cfg = image_config(values)
         key = image_key(cfg)
