@@ -93,7 +93,7 @@ class TwoNodeCluster:
             base, _, query = storage.partition("?")
 
             def swap(match: re.Match) -> str:
-                return shlex.quote(f"{base}{match.group(1)}" + (f"?{query}" if query else ""))
+                return shlex.quote(f"{base}{match.group(1) or ''}" + (f"?{query}" if query else ""))
 
             command = re.sub(re.escape(README_BUCKET) + r"(/[\w./-]*)?", swap, command)
         return command
