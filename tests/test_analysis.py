@@ -42,7 +42,8 @@ def search(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def kd_search(tmp_path_factory) -> tuple[Path, Path]:
-    """A smoke kd search with ASHA (rung at epoch 1): two cells plus the baseline arm, two seeds,
+    """A smoke kd search with ASHA (rung at epoch 1): four cells plus the baseline arm, two seeds in
+    lockstep (five trials, so that ASHA's top third at the rung leaves some stopped),
     distilling a ResNet8 teacher trained here for one epoch."""
     import torch
 
@@ -57,7 +58,7 @@ def kd_search(tmp_path_factory) -> tuple[Path, Path]:
     torch.save(reporter.state, teacher / STATE_FILE)
     reports = root / "report"
     result = run_cli("--space", "kd", "--profile", "smoke", "--teacher", str(teacher), "--seeds", "2",
-                     "--set", "temperature=2,5", "--set", "w_st=1", "--storage", str(root / "results"),
+                     "--set", "temperature=1,2,5,10", "--set", "w_st=1", "--storage", str(root / "results"),
                      "--name", "kd", env={"TUNELAB_REPORT": str(reports)})
     assert result.returncode == 0, result.stderr[-3000:]
     return root / "results" / "kd", reports
@@ -171,7 +172,7 @@ def test_kd_table_is_seed_means_with_delta_to_the_baseline_arm(kd_search):
     runs = pd.DataFrame(rows, columns=["temperature", "w_st", "seed", "best", "epochs"])
     cells = runs.groupby(["temperature", "w_st"])
     expected = cells["best"].agg(["mean", "std"])
-    assert list(expected.index) == [(1.0, 0.0), (2.0, 1.0), (5.0, 1.0)]  # baseline arm + grid
+    assert list(expected.index) == [(1.0, 0.0), (1.0, 1.0), (2.0, 1.0), (5.0, 1.0), (10.0, 1.0)]
     assert (cells["epochs"].nunique() == 1).all()  # the seeds of a cell share its budget
     frame = table.frame.set_index(["temperature", "w_st"]).sort_index()
     np.testing.assert_allclose(frame["val_acc"], expected["mean"], rtol=0, atol=1e-12)
