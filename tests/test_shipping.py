@@ -34,8 +34,15 @@ from trainables.report import STATE_FILE, MemoryReporter, granted_gpus
 def cluster(tmp_path_factory):
     """A real local Ray whose workers see an empty TUNELAB_DATA, with one (declared) GPU."""
     empty = tmp_path_factory.mktemp("no-data")
-    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"TUNELAB_DATA": str(empty)}})
+    for attempt in range(3):  # on a loaded machine the raylet may give up on its agent (docs/clusters.md)
+        try:
+            ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="ERROR",
+                     runtime_env={"env_vars": {"TUNELAB_DATA": str(empty)}})
+            break
+        except Exception as err:  # Ray raises a bare Exception for "timed out during startup"
+            ray.shutdown()
+            if "timed out during startup" not in str(err) or attempt == 2:
+                raise
     yield
     ray.shutdown()
 
