@@ -56,9 +56,9 @@ def check_temp_dir(temp_dir: str) -> str:
 
 
 @contextlib.contextmanager
-def stderr_kept_on_success():
+def stderr_kept_on_success(kept: list[str] | None = None):
     """Holds back what is written to file descriptor 2 (C++ code included) and replays it only when
-    the block succeeds."""
+    the block succeeds; `kept` receives it either way (a failure's cause may be only there)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
@@ -69,8 +69,11 @@ def stderr_kept_on_success():
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-        held.seek(0)
-        sys.stderr.write(held.read().decode(errors="replace"))
+            held.seek(0)
+            text = held.read().decode(errors="replace")
+            if kept is not None:
+                kept.append(text)
+        sys.stderr.write(text)
 
 
 def token_location() -> str:
@@ -80,14 +83,19 @@ def token_location() -> str:
     return os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
 
 
-def connect_failure(address: str, err: BaseException) -> str:
-    """One line for a failed `ray.init(address=...)`; a token-auth head refuses clients that lack
-    RAY_AUTH_MODE=token, and Ray's own message then points at the wrong fix."""
+AUTH_REFUSED = ("InvalidAuthToken", "RAY_AUTH_MODE", "AuthenticationError", "Authentication token")
+
+
+def connect_failure(address: str, err: BaseException, log: str = "") -> str:
+    """One line for a failed `ray.init(address=...)`. A token-auth head refuses clients that lack
+    RAY_AUTH_MODE=token; Ray then raises "Failed to connect" and says why only in its C++ `log`."""
     text = str(err)
-    if "auth" in text.lower() and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+    causes = f"{text}\n{err.__cause__ or ''}\n{log}"  # ray.init raises ConnectionError from the cause
+    refused = any(marker in causes for marker in AUTH_REFUSED)
+    if refused and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
         return (f"--address {address}: the cluster has token auth on; set RAY_AUTH_MODE=token and the "
                 f"head's token ({token_location()}; `ray get-auth-token` on the head prints it)")
-    if "auth" in text.lower():
+    if refused:
         return (f"--address {address}: the cluster refused the token from {token_location()} "
                 "(copy the head's: `ray get-auth-token` there prints it)")
     return f"--address {address}: {text.splitlines()[0] if text else type(err).__name__}"
@@ -121,11 +129,12 @@ def start_ray(address: str | None = None, dashboard: bool = False, temp_dir: str
     import ray
 
     if address:
-        with stderr_kept_on_success():  # Ray's C++ client logs its retries; a failure is one line
-            try:
+        log: list[str] = []
+        try:
+            with stderr_kept_on_success(log):  # Ray's C++ client logs its retries; a failure is one line
                 ray.init(address=address, logging_level="ERROR")
-            except (ConnectionError, TimeoutError, RuntimeError, ray.exceptions.RayError) as err:
-                raise UsageError(connect_failure(address, err)) from None  # e.g. AuthenticationError
+        except (ConnectionError, TimeoutError, RuntimeError, ray.exceptions.RayError) as err:
+            raise UsageError(connect_failure(address, err, "".join(log))) from None
         return
     loopback_only()
     if not dashboard:
