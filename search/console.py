@@ -39,6 +39,6 @@ def progress_reporter(plan: SearchPlan) -> ProgressReporter:
     space = plan.space
     sampled = [k for k in space.continuous if k not in plan.pinned] if plan.search == "optuna" else []
     parameters = list(dict.fromkeys([*plan.grid, *sampled]))
+    # No metric/mode here: Tune hands the reporter TuneConfig's and refuses a reporter that has its own.
     return CLIReporter(metric_columns=list(space.progress), parameter_columns=parameters,
-                       max_report_frequency=STATUS_EVERY_S, metric=space.metric, mode=space.mode,
-                       sort_by_metric=True, max_progress_rows=40)
+                       max_report_frequency=STATUS_EVERY_S, sort_by_metric=True, max_progress_rows=40)
