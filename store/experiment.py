@@ -155,7 +155,8 @@ class ExperimentFolder:
         """trial_id -> Ray's status (TERMINATED, ERROR, PAUSED, RUNNING, PENDING) from the newest
         experiment_state file; {} without one. A trial a synchronous scheduler stopped while it was
         paused at a rung wrote no final `done` result: only this status says it ended."""
-        states = sorted(f for f in self.loc.list_files() if f.name.startswith("experiment_state-"))
+        states = sorted((f for f in self.loc.list_files() if f.name.startswith("experiment_state-")),
+                        key=lambda f: f.name)  # experiment_state-<time>.json: by name is by time
         if not states:
             return {}
         try:
