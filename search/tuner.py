@@ -9,7 +9,6 @@ from typing import Any
 
 from ray import tune
 
-from search.console import progress_reporter
 from search.halving import asha, sync_halving, trial_count
 from spaces.base import Space
 from store import Location, locate
@@ -135,6 +134,8 @@ def trainable_for(plan: SearchPlan, shipment: Any = None):
 
 
 def build_tuner(plan: SearchPlan, shipment: Any = None) -> tune.Tuner:
+    from search.status import progress_reporter
+
     space = plan.space
     return tune.Tuner(
         trainable_for(plan, shipment),

@@ -31,11 +31,13 @@ def search(storage: Path):
 def test_console_shows_the_spaces_metric_columns_without_checkpoint_chatter(search):
     experiment, console, _ = search
     assert "Checkpoint successfully created" not in console
-    header = next(line for line in console.splitlines() if "Trial name" in line and "status" in line)
+    # the last status table (the first ones come before any trial has reported)
+    header = [line for line in console.splitlines() if "Trial name" in line and "status" in line][-1]
     columns = [c.strip() for c in header.strip("|+ ").split("|")]
     for column in ("num_blocks", "skip", "epoch", "train_loss", "val_acc"):  # grid axes, Space.progress
         assert column in columns, header
-    assert "To visualize your results with TensorBoard" not in console  # Ray's /tmp/ray path
+    assert "To visualize your results with TensorBoard" not in console  # Ray's /tmp/ray paths
+    assert "Result logdir" not in console and f"Results: {experiment}" in console
     assert f"results: {experiment}" in console
     assert "report: " in console
     assert f"tensorboard: .venv/bin/tensorboard --logdir {experiment}" in console
