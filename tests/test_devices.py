@@ -112,6 +112,7 @@ def kill_session(sid: int) -> None:
                 pass
 
 
+@pytest.mark.slow
 def test_resumed_gpu_search_on_a_cpu_machine_is_refused_in_one_line_or_runs_on_cpus(tmp_path: Path):
     experiment = tmp_path / "gpu"
     driver = subprocess.Popen(
