@@ -40,4 +40,4 @@ def progress_reporter(plan: SearchPlan) -> StatusTable:
     parameters = list(dict.fromkeys([*plan.grid, *sampled]))
     return StatusTable(str(plan.experiment_dir), metric_columns=list(space.progress),
                        parameter_columns=parameters, max_report_frequency=STATUS_EVERY_S,
-                       metric=space.metric, mode=space.mode, sort_by_metric=True, max_progress_rows=40)
+                       sort_by_metric=True, max_progress_rows=40)  # metric and mode: Tune's, at setup
