@@ -13,7 +13,7 @@ compiler it runs; caches off): the extra CPU time of the warm-up steps and of th
 (train and eval graphs compile separately) over steady state, and the images (sentences) a trial must
 train before compiling pays off, against what a demo trial trains.
 
-    python bench/bench_precision.py [--threads 1] [--steps 12] [--repeats 3] [--compile] [--only cnn|text]
+    python bench/bench_precision.py [--threads 1] [--steps 12] [--repeats 3] [--compile] [--only n=5,qv8]
 
 `--compare FP32_EXPERIMENT BF16_EXPERIMENT` instead reads two searches of the same grid and seeds that
 differ in `--set precision` and prints, per configuration, the best val_acc over seeds (mean ± sd) of
@@ -130,12 +130,9 @@ class TextWorkload:
 
 
 def workloads(only: str | None) -> dict[str, tuple[type, object, str]]:
-    found = {}
-    if only in (None, "cnn"):
-        found.update({f"CNN n={n} (batch 64)": (CNNWorkload, n, "images") for n in (1, 5, 7)})
-    if only in (None, "text"):
-        found.update({f"MiniLM {s} (batch 32)": (TextWorkload, s, "sentences") for s in ("full", "qv8")})
-    return found
+    found = {f"CNN n={n} (batch 64)": (CNNWorkload, n, "images") for n in (1, 5, 7)}
+    found.update({f"MiniLM {s} (batch 32)": (TextWorkload, s, "sentences") for s in ("full", "qv8")})
+    return {name: w for name, w in found.items() if not only or any(o in name for o in only.split(","))}
 
 
 def compare(fp32_folder: str, bf16_folder: str) -> None:
@@ -219,7 +216,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile of each way")
-    parser.add_argument("--only", choices=("cnn", "text"))
+    parser.add_argument("--compile-precisions", default="fp32,bf16", help="the ways --compile compiles")
+    parser.add_argument("--only", help="workloads whose name holds one of these (comma list): CNN, MiniLM, "
+                        "n=5, qv8, ...")
     args = parser.parse_args()
     if args.compare:
         compare(*args.compare)
@@ -230,7 +229,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), native bf16: {cpu_has_native_bf16()}, "
           f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
-    ways = [("fp32", False), ("bf16", False)] + ([("fp32", True), ("bf16", True)] if args.compile else [])
+    compiled = [(p, True) for p in args.compile_precisions.split(",")] if args.compile else []
+    ways = [("fp32", False), ("bf16", False)] + compiled
     table = []
     for name, (cls, arg, unit) in workloads(args.only).items():
         seed_everything(0)
@@ -243,6 +243,9 @@ def main() -> None:
             _, eval_again = timed(lambda w=way, r=rt: w.evaluate(r))
             runs[(precision, compiled)] = {"way": way, "rt": rt, "wall": [], "cpu": [],
                                            "warm": warm_cpu, "eval_extra": eval_first - eval_again}
+            label = f"{precision}{' compiled' if compiled else ''}"
+            print(f"warm-up: {name:24} {label}: {warm_cpu:.1f} CPU s for {args.warmup} steps, first "
+                  f"evaluation {eval_first:.1f} CPU s (again {eval_again:.1f})", flush=True)
         for repeat in range(args.repeats):
             for key, run in runs.items():
                 done = [0]
