@@ -14,6 +14,7 @@ import time
 import pandas as pd
 import pytest
 
+from store.experiment import ExperimentFolder
 from tests.conftest import OFFLINE_ENV, ROOT, run_cli
 from tests.test_ops_resume import assert_one_line_usage_error, kill_session, run_main
 
@@ -116,12 +117,20 @@ def test_existing_experiment_on_s3_is_refused_and_left_as_it_was(s3, degradation
     assert {k: s3.fs.get_file_info(f"{s3.bucket}/{k}").mtime for k in s3.keys(degradation)} == before
 
 
-def test_killed_search_on_s3_resumes_from_the_bucket_without_rerunning_finished_trials(s3):
+def test_killed_search_on_s3_resumes_from_the_bucket_without_rerunning_finished_trials(s3, aws_env):
     experiment, epochs = "results/killed", 3
+    folder = ExperimentFolder(s3.uri(experiment))
 
     def finished_trials() -> dict[str, bytes]:
+        """progress.csv of the trials the bucket's experiment state records as ended. The kill waits
+        for that record: Ray uploads its state in the background, and a driver killed before the upload
+        that follows a trial's last checkpoint leaves a state naming a checkpoint Ray has already
+        deleted (docs/storage.md §4)."""
+        ended = [tid for tid, status in folder.trial_statuses().items() if status == "TERMINATED"]
         done = {}
         for trial in trial_folders(s3, experiment):
+            if not any(tid in trial for tid in ended):
+                continue
             key = f"{s3.bucket}/{experiment}/{trial}/progress.csv"
             try:
                 with s3.fs.open_input_stream(key) as stream:
