@@ -118,7 +118,7 @@ def analyse(storage: Path, epochs: int) -> list[dict]:
         complete = [c for c in by_seeds.values() if sum(k[0] == gamma for k in c) == grid]
         if not complete:
             continue
-        for rf in (2, 3):
+        for rf in (2, 3, 6):
             for grace in (1, 2, 3):
                 for smoothing in (0.0, 0.3, 0.5, 0.7):
                     results = [replay(c, gamma, epochs, grace, rf, smoothing) for c in complete]
