@@ -131,7 +131,8 @@ def degradation(cluster, s3) -> dict:
         except ProcessLookupError:
             pass
         driver.wait()
-    assert finished, f"no trial finished before the kill (log: {cluster.workdir / 'driver-killed.log'})"
+    driver_log = (cluster.workdir / "driver-killed.log").read_text()
+    assert finished, f"no trial finished before the kill: {driver_log[-3000:]}"
     resume = sh(cluster, cluster.as_run(readme_command("search/run.py", "--resume"), storage=storage))
     assert resume.returncode == 0, resume.stdout[-2000:] + resume.stderr[-3000:]
     return {"experiment": experiment, "finished": finished, "after": finished_trials(), "storage": storage}
