@@ -132,6 +132,7 @@ def fit(plan, shipment) -> list[dict]:
     return [result.metrics for result in grid]
 
 
+@pytest.mark.slow
 def test_image_trials_train_from_the_object_store_with_the_dataset_gone(cluster, tmp_path: Path):
     source = idx_folder(tmp_path / "mnist")
     plan = settled_plan(tmp_path, "--space", "degradation", "--profile", "smoke", "--dataset", "mnist",
@@ -146,6 +147,7 @@ def test_image_trials_train_from_the_object_store_with_the_dataset_gone(cluster,
     assert metrics["epoch"] == 2 and 0 < metrics["val_acc"] <= 1
 
 
+@pytest.mark.slow
 def test_kd_trials_get_images_and_teacher_from_the_driver(cluster, tmp_path: Path):
     source = idx_folder(tmp_path / "mnist")
     reporter = MemoryReporter()
@@ -166,6 +168,7 @@ def test_kd_trials_get_images_and_teacher_from_the_driver(cluster, tmp_path: Pat
     assert len(list((tmp_path / "results" / "teacher_logits").rglob("seed0_epoch*.pt"))) == 2
 
 
+@pytest.mark.slow
 def test_lora_trial_gets_its_tokens_from_the_driver(cluster, tmp_path: Path):
     with pytest.raises(DataMissing):  # the trials' data folder holds no sentences
         ray.get(read_sentences.remote())
@@ -174,6 +177,7 @@ def test_lora_trial_gets_its_tokens_from_the_driver(cluster, tmp_path: Path):
     assert metrics["epoch"] == 1.0 and 0 < metrics["val_acc"] <= 1
 
 
+@pytest.mark.slow
 def test_extract_trial_gets_its_tokens_from_the_driver_and_caches_on_the_storage(cluster, tmp_path: Path):
     plan = settled_plan(tmp_path, "--space", "extract", "--profile", "smoke", "--set", "pooling=mean")
     (metrics,) = fit(plan, ship_data(plan))
