@@ -11,7 +11,22 @@ import netrc
 import os
 from pathlib import Path
 
+import ray
+from ray.air.integrations.wandb import WandbLoggerCallback
+from ray.air.util.node import _force_on_current_node
+
 WANDB_HOST = "api.wandb.ai"
+
+
+class WandbMirror(WandbLoggerCallback):
+    """Ray's W&B callback whose per-trial logging actors are plain actors. Ray's own are restartable and
+    take a queue's actor handle as a constructor argument, which Ray's core reports as an error line on
+    the console for every search; it also hands the API key to them through the runtime env. A mirror
+    whose logging actor dies loses that trial's W&B run, never a result."""
+
+    def setup(self, *args, **kwargs):
+        super().setup(*args, **kwargs)
+        self._remote_logger_class = ray.remote(num_cpus=0, **_force_on_current_node())(self._logger_actor_cls)
 
 
 def has_api_key() -> bool:
@@ -34,15 +49,13 @@ def wandb_callback(experiment_dir: Path, group: str, project: str):
     Ray's logging actors do not see later changes of the driver's environment, so the mode and the
     folder also travel as `wandb.init` arguments.
     """
-    from ray.air.integrations.wandb import WandbLoggerCallback
-
     if not has_api_key() and os.environ.get("WANDB_MODE") not in ("offline", "disabled"):
         os.environ["WANDB_MODE"] = "offline"
     os.environ["WANDB_DIR"] = str(experiment_dir)
     mode = {"mode": os.environ["WANDB_MODE"]} if os.environ.get("WANDB_MODE") else {}
     # Ray passes reinit=True, which wandb 0.31 prints a deprecation warning for; this is its successor.
-    return WandbLoggerCallback(project=project, group=group, dir=str(experiment_dir),
-                               reinit="finish_previous", **mode)
+    return WandbMirror(project=project, group=group, dir=str(experiment_dir), reinit="finish_previous",
+                       **mode)
 
 
 def print_wandb_help(experiment_dir: Path, project: str) -> None:
