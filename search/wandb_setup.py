@@ -54,8 +54,9 @@ def wandb_callback(experiment_dir: Path, group: str, project: str):
     os.environ["WANDB_DIR"] = str(experiment_dir)
     mode = {"mode": os.environ["WANDB_MODE"]} if os.environ.get("WANDB_MODE") else {}
     # Ray passes reinit=True, which wandb 0.31 prints a deprecation warning for; this is its successor.
+    # quiet: no per-trial run summary in the console; the driver prints the one `wandb sync` line.
     return WandbMirror(project=project, group=group, dir=str(experiment_dir), reinit="finish_previous",
-                       **mode)
+                       settings={"quiet": True}, **mode)
 
 
 def print_wandb_help(experiment_dir: Path, project: str) -> None:
