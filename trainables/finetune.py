@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.config import build, knob
-from trainables.data.shipped import Shipment, shipped_tokens, token_key
+from trainables.data.shipped import Shipment, shipped_source, shipped_tokens, token_key
 from trainables.data.text import DATASET, Tokens, eval_batches, load_tokens, train_batches
 from trainables.loop import Runtime, seed_everything, setup_runtime
 from trainables.models.text import (
@@ -147,7 +147,8 @@ def fit_text_classifier(cfg: TextConfig, reporter: Reporter, shipment: Shipment 
     from the driver's `shipment` when it holds them (a Ray trial), else from disk."""
     rt = setup_runtime(trial_cpus(cfg.cpus), granted_gpus(), channels_last=False, precision=cfg.precision)
     seed_everything(cfg.seed)
-    source = resolve_source(cfg.backbone, cfg.model_path)
+    source = (shipped_source(shipment, cfg.backbone, cfg.model_path)
+              or resolve_source(cfg.backbone, cfg.model_path))
     tokens = (shipped_tokens(shipment, token_key(cfg.dataset, cfg.backbone, cfg.model_path, cfg.max_length))
               or load_tokens(load_tokenizer(cfg.backbone, source), cfg.max_length, cfg.dataset))
     train, val = tokens["train"].head(cfg.train_subset), tokens["validation"].head(cfg.val_subset)
