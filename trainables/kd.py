@@ -25,8 +25,9 @@ from torch import nn
 from trainables.cnn import ImageConfig, fit_image_model
 from trainables.config import build, knob
 from trainables.data.images import DATASETS, Split
+from trainables.data.shipped import Shipment, shipped_file
 from trainables.loop import Normalize, Runtime
-from trainables.report import Reporter, TuneReporter
+from trainables.report import STATE_FILE, Reporter, TuneReporter
 from trainables.teacher_cache import LogitCache, epoch_logits, load_teacher
 
 
@@ -67,10 +68,12 @@ class TeacherSignal:
     """Teacher logits for a training batch: one lookup by dataset index in the shared cache, or,
     uncached, one teacher forward pass per batch."""
 
-    def __init__(self, cfg: KDConfig):
+    def __init__(self, cfg: KDConfig, shipment: Shipment | None = None):
         if cfg.cache_logits and not cfg.cache_dir:
             raise ValueError("cache_logits needs cache_dir (the kd space sets it)")
         self.cfg = cfg
+        # The driver ships the teacher's checkpoint: a worker node need not see the driver's disk.
+        self.teacher_path = shipped_file(shipment, cfg.teacher, STATE_FILE)
         self.rt: Runtime | None = None
         self.teacher: nn.Module | None = None
         self.cache: LogitCache | None = None
@@ -78,7 +81,7 @@ class TeacherSignal:
 
     def load_teacher(self) -> nn.Module:
         if self.teacher is None:
-            self.teacher, config = load_teacher(self.cfg.teacher, self.rt)
+            self.teacher, config = load_teacher(self.teacher_path, self.rt)
             if config["dataset"] != self.cfg.dataset:
                 raise ValueError(f"the teacher learned {config['dataset']}, the student {self.cfg.dataset}")
         return self.teacher
@@ -89,7 +92,7 @@ class TeacherSignal:
         if not cfg.cache_logits:
             return
         if self.cache is None:
-            self.cache = LogitCache(cfg.cache_dir, cfg.teacher, cfg.dataset, len(train), cfg.augment,
+            self.cache = LogitCache(cfg.cache_dir, self.teacher_path, cfg.dataset, len(train), cfg.augment,
                                     rt.precision)
 
         def compute() -> torch.Tensor:
@@ -106,14 +109,15 @@ class TeacherSignal:
             return self.load_teacher()(inputs).float()
 
 
-def fit_kd(cfg: KDConfig, reporter: Reporter) -> TeacherSignal:
+def fit_kd(cfg: KDConfig, reporter: Reporter, shipment: Shipment | None = None) -> TeacherSignal:
     """Trains the student of `cfg` against its teacher; returns the (first) seed's teacher signal
-    (cache counters). Seeds in lockstep each read their own (seed, epoch) teacher logits."""
+    (cache counters). Images and teacher come from the driver's `shipment` when it holds them, else
+    from disk. Seeds in lockstep each read their own (seed, epoch) teacher logits."""
     criterion = DistillationLoss(cfg.temperature, cfg.w_st, cfg.w_lab, cfg.kd_t2_scale)
     signals: dict[int, TeacherSignal] = {}
 
     def loss_for_seed(seed: int):
-        signal = signals[seed] = TeacherSignal(dataclasses.replace(cfg, seed=seed))
+        signal = signals[seed] = TeacherSignal(dataclasses.replace(cfg, seed=seed), shipment)
 
         def loss_fn(logits: torch.Tensor, inputs: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor):
             loss, kd, ce = criterion(logits, signal(inputs, idx), labels)
@@ -121,10 +125,10 @@ def fit_kd(cfg: KDConfig, reporter: Reporter) -> TeacherSignal:
 
         return loss_fn, signal.start_epoch
 
-    fit_image_model(cfg, reporter, loss_for_seed=loss_for_seed)
+    fit_image_model(cfg, reporter, shipment=shipment, loss_for_seed=loss_for_seed)
     return signals[cfg.seed]
 
 
-def train_kd(config: dict) -> None:
+def train_kd(config: dict, shipment: Shipment | None = None) -> None:
     """Ray Tune trainable: one distillation trial."""
-    fit_kd(build(KDConfig, config), TuneReporter())
+    fit_kd(build(KDConfig, config), TuneReporter(), shipment)
