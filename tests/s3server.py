@@ -71,21 +71,27 @@ class S3Server:
         self.proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                      env={**os.environ, **self.env})
+        try:
+            self._wait(timeout)
+            self.fs.create_dir(self.bucket)  # CreateBucket over HTTP
+        except BaseException:
+            self.stop()  # a server that never became usable is not left running
+            raise
+        return self
+
+    def _wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"moto_server exited with status {self.proc.returncode}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
+                    return
             except OSError:
                 if time.monotonic() > deadline:
-                    self.stop()
                     raise RuntimeError(f"moto_server did not answer on {self.endpoint} "
                                        f"in {timeout:.0f} s") from None
                 time.sleep(0.2)
-        self.fs.create_dir(self.bucket)  # CreateBucket over HTTP
-        return self
 
     def stop(self) -> None:
         if self.proc is None:
