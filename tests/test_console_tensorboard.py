@@ -3,6 +3,7 @@ worker chatter, where the results, report and TensorBoard are) and what TensorBo
 
 from __future__ import annotations
 
+import csv
 import shutil
 import tempfile
 from pathlib import Path
@@ -58,8 +59,9 @@ def test_tensorboard_reads_val_acc_of_every_trial_from_the_experiment_folder(sea
     for trial in trials:
         events = EventAccumulator(str(trial)).Reload()
         values = [e.value for e in events.Scalars("ray/tune/val_acc")]
-        assert len(values) == EPOCHS, trial.name
-        assert all(0.0 <= v <= 1.0 for v in values)
+        reported = [float(row["val_acc"]) for row in csv.DictReader((trial / "progress.csv").open())]
+        assert 1 <= len(reported) <= EPOCHS  # ASHA may stop the weaker trial after its first epoch
+        assert values == pytest.approx(reported), trial.name  # every report, as the trial made it
 
 
 def test_report_names_planned_trials_that_never_started(search, tmp_path: Path):
