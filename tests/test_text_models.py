@@ -59,7 +59,7 @@ def test_trainable_count_matches_peft_and_the_closed_form(backbone, setting):
     hidden, layers = 32, 2
     lora = layers * len(LORA_TARGETS[{"tiny_bert": "bert", "tiny_distilbert": "distilbert"}[backbone]]
                         [targets]) * rank * 2 * hidden
-    head = 2 * hidden + 2 + (hidden * hidden + hidden if backbone == "tiny_distilbert" else 0)
+    head = 2 * hidden + 2 + hidden * hidden + hidden  # classifier + pooler / pre_classifier
     assert trainable == lora + head
 
 
