@@ -188,10 +188,12 @@ def cluster_search(cluster, s3, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_teachers_then_kd_find_the_teacher_in_the_bucket(cluster, s3):
-    teachers = cluster_search(cluster, s3, "--space teachers --profile smoke --set model=resnet8",
-                              "--name teachers__smoke")
+    small = "--set train_subset=256 --set val_subset=128"
+    teachers = cluster_search(cluster, s3, "--space teachers --profile smoke --set model=resnet8", small,
+                              "--max-epochs 1 --name teachers__smoke")
     assert teachers.returncode == 0, teachers.stdout[-2000:] + teachers.stderr[-3000:]
-    kd = cluster_search(cluster, s3, "--space kd --profile smoke --name kd__smoke")
+    kd = cluster_search(cluster, s3, "--space kd --profile smoke --scheduler fifo --set temperature=2",
+                        "--set w_st=1", small, "--name kd__smoke")
     assert kd.returncode == 0, kd.stdout[-2000:] + kd.stderr[-3000:]
     teacher_line = next(line for line in kd.stdout.splitlines() if line.startswith("teacher: "))
     assert f"s3://{s3.bucket}/tunelab/teachers__smoke/" in teacher_line
