@@ -180,9 +180,10 @@ class TwoNodeCluster:
                 os.killpg(proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 continue
+        deadline = time.monotonic() + STOP_GRACE_S  # one grace period for all nodes
         for proc in reversed(self.procs):
             try:
-                proc.wait(timeout=STOP_GRACE_S)
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
             try:  # `ray start --block` can hang on SIGTERM; and its children may outlive it
