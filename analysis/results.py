@@ -88,6 +88,10 @@ def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: 
         raise NotAnExperiment(f"{folder} is {kind}: no trial folder with params.json")
     trial_rows, epoch_rows, config_keys, metric_keys = [], [], [], []
     statuses = folder.trial_statuses()
+    # A synchronous scheduler stops losers while they wait, paused, at a rung: Ray's state keeps them
+    # PAUSED, with no final result. Once nothing runs or waits to run, the search is over and a
+    # paused trial is one the scheduler stopped (a killed search leaves trials RUNNING or PENDING).
+    search_over = bool(statuses) and not {"RUNNING", "PENDING"} & set(statuses.values())
     for trial in trials:
         params = trial.params()
         results = trial.results()
@@ -104,7 +108,8 @@ def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: 
             best = (max if mode == "max" else min)(results, key=lambda r: r.get(metric, float("nan")))
             row.update({f"best_{k}": best[k] for k in numeric if k in best})
             row.update({f"final_{k}": results[-1][k] for k in numeric})
-            ended = statuses.get(row["trial_id"]) == "TERMINATED"  # also stopped while paused at a rung
+            status = statuses.get(row["trial_id"])
+            ended = status == "TERMINATED" or (status == "PAUSED" and search_over)
             row["done"] = bool(results[-1].get("done", False)) or ended
         else:
             row["done"] = False
