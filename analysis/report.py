@@ -91,7 +91,8 @@ def status_line(exp: Experiment) -> str:
 def winner_line(exp: Experiment) -> str:
     reported = exp.trials[exp.trials["epochs_run"] > 0]
     best = reported.sort_values(f"best_{exp.metric}", ascending=exp.mode == "min").iloc[0]
-    config = ", ".join(f"{k}={best[k]}" for k in exp.varied_keys() + (["seed"] if exp.seeds > 1 else []))
+    per_seed = "seed" in reported and reported["seed"].nunique() > 1  # not lockstep: a trial is one seed
+    config = ", ".join(f"{k}={best[k]}" for k in exp.varied_keys() + (["seed"] if per_seed else []))
     return (f"winner: trial {best['trial_id']} ({config}), {exp.metric} {best[f'best_{exp.metric}']:.4f} "
             f"at report {int(best['best_training_iteration'])} of {int(best['epochs_run'])}")
 
