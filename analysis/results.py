@@ -156,7 +156,7 @@ def open_experiment(path: str | Path | Location) -> Experiment:
     if epochs is not None:
         mark_budget(exp, int(epochs) * space.reports_per_epoch)
         profile = space.profiles.get(plan.get("profile") or (path.name.split("__") + [""])[1])
-        if plan.get("scheduler", "asha") == "asha" and profile is not None:
+        if plan.get("scheduler", "asha") in ("asha", "halving") and profile is not None:
             exp.rungs = asha_rungs(min(profile.grace_period, exp.max_t), space.reduction_factor, exp.max_t)
     return exp
 

@@ -231,8 +231,8 @@ def kd(exp: Experiment, which: str = "best") -> Table:
     """temperature, w_st, w_lab, val_acc mean ± std and 95% CI, and Δ against the baseline arm
     (w_st = 0, full budget) with a paired t-test over the seeds both ran."""
     frame = per_config(exp, which, [exp.metric])
-    baseline = (frame["w_st"] == 0) & (frame["epochs"] == frame["epochs"].max())
-    base = frame[baseline].iloc[0] if baseline.any() else None
+    baseline = frame["w_st"] == 0  # its longest run, should a scheduler have stopped the arm
+    base = frame[baseline].sort_values("epochs", kind="stable").iloc[-1] if baseline.any() else None
     deltas, p_values, verdicts = [], [], []
     for _, row in frame.iterrows():
         if base is None:
@@ -244,7 +244,7 @@ def kd(exp: Experiment, which: str = "best") -> Table:
         if row.name == base.name:
             verdicts.append("baseline")
         elif row["epochs"] != base["epochs"]:
-            verdicts.append(f"not comparable: stopped at epoch {row['epochs']:g}")
+            verdicts.append(f"not comparable: {row['epochs']:g} epochs against {base['epochs']:g}")
         elif np.isnan(test.p):
             verdicts.append("one seed: no test" if test.n < 2 else "no spread: no test")
         else:
