@@ -22,7 +22,9 @@ def summary_table(plan: SearchPlan) -> pd.DataFrame:
     exp = load_experiment(plan.experiment_dir, space.metric, space.mode, plan.max_t)
     exp.reports_per_epoch = space.reports_per_epoch  # the table speaks in epochs
     metric = space.metric
-    frame = per_config(exp, "best", [metric, "params"])
+    # The model's size: image trials report `params`, fine-tuning trials what trains.
+    size = next((k for k in ("params", "trainable_params") if k in exp.metric_keys), None)
+    frame = per_config(exp, "best", [metric] + ([size] if size else []))
     score = f"{metric} (best epoch)"
     table = frame[exp.varied_keys()].copy()
     table[score] = frame[metric]
@@ -32,7 +34,8 @@ def summary_table(plan: SearchPlan) -> pd.DataFrame:
         table["95% CI"] = [f"[{lo:.4f}, {hi:.4f}]" if pd.notna(lo) else "–"
                            for lo, hi in zip(frame[f"{metric}_ci_lo"], frame[f"{metric}_ci_hi"], strict=True)]
         table["seeds"] = frame["runs"]
-    table["params"] = frame["params"].round().astype("Int64")
+    if size:
+        table[size] = frame[size].round().astype("Int64")
     table["epochs_run"] = frame["epochs"]
     order = table.assign(_key=table[score] if space.mode == "min" else -table[score])
     order = order.sort_values(["epochs_run", "_key"], ascending=[False, True], na_position="last")
