@@ -34,6 +34,18 @@ def run_cli(*args: str, timeout: int = 300, env: dict | None = None) -> subproce
     )
 
 
+def train_image(reporter, **config):
+    """`fit_image_model` on a MemoryReporter, run until it ends or the reporter's `stop_after`."""
+    from trainables.cnn import ImageConfig, fit_image_model
+    from trainables.report import MemoryReporter
+
+    try:
+        fit_image_model(ImageConfig(**config), reporter)
+    except MemoryReporter.Stop:
+        pass
+    return reporter
+
+
 @pytest.fixture(scope="session")
 def storage(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("results")

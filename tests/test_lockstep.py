@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import train_image
 
-from trainables.cnn import ImageConfig, fit_image_model
 from trainables.lockstep import combine, unpack
 from trainables.report import STATE_FILE, MemoryReporter, load_state
 
@@ -16,11 +16,7 @@ PER_SEED = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 
 def run(reporter: MemoryReporter, **overrides) -> MemoryReporter:
-    try:
-        fit_image_model(ImageConfig(**{**TINY, **overrides}), reporter)
-    except MemoryReporter.Stop:
-        pass
-    return reporter
+    return train_image(reporter, **{**TINY, **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import torch
 
 from search.options import build_plan, parse_args
 from search.run import main
-from tests.conftest import run_cli
+from tests.conftest import run_cli, train_image
 from tests.test_cli import assert_one_line_usage_error
-from trainables.cnn import ImageConfig, fit_image_model
+from trainables.cnn import ImageConfig
 from trainables.config import ConfigError, build, parse_value
 from trainables.finetune import TextConfig
 from trainables.kd import DistillationLoss
@@ -82,11 +82,7 @@ def test_fp16_from_the_shell_exits_2_without_traceback(tmp_path):
 
 
 def run(reporter: MemoryReporter, **overrides) -> MemoryReporter:
-    try:
-        fit_image_model(ImageConfig(**{**TINY, **overrides}), reporter)
-    except MemoryReporter.Stop:
-        pass
-    return reporter
+    return train_image(reporter, **{**TINY, **overrides})
 
 
 def test_pinned_fp32_trains_in_fp32_and_resumes_exactly(tmp_path):

@@ -6,8 +6,9 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import train_image
 
-from trainables.cnn import ImageConfig, fit_image_model
+from trainables.cnn import ImageConfig
 from trainables.config import ConfigError, build, parse_value
 from trainables.report import STATE_FILE, MemoryReporter, load_state
 
@@ -16,11 +17,7 @@ REPORTED = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "params",
 
 
 def run(reporter: MemoryReporter, **overrides) -> MemoryReporter:
-    try:
-        fit_image_model(ImageConfig(**{**TINY, **overrides}), reporter)
-    except MemoryReporter.Stop:
-        pass
-    return reporter
+    return train_image(reporter, **{**TINY, **overrides})
 
 
 def test_each_epoch_reports_the_documented_metrics_and_a_full_state():
