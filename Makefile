@@ -10,14 +10,14 @@ export TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S := 0
 
 install: $(STAMP) data
 
+# After the install: jupyterlab's jupyter-events pulls jsonschema[format-nongpl], whose rfc3987-syntax
+# builds a parser grammar on import: +1.2 s CPU in every process that imports jsonschema, i.e. every Ray
+# process, so Ray's agents missed their hard 15 s start-up deadline on a busy 2-core machine. jsonschema
+# works without it (it skips that one format check); pip check stays clean.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || python3 -m venv .venv
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
-	# jupyterlab's jupyter-events pulls jsonschema[format-nongpl], whose rfc3987-syntax builds a parser
-	# grammar on import: +1.2 s CPU in every process that imports jsonschema, i.e. every Ray process, so
-	# Ray's agents missed their hard 15 s start-up deadline on a busy 2-core machine. jsonschema works
-	# without it (it skips that one format check); pip check stays clean.
 	$(PIP) uninstall -y -q rfc3987-syntax
 	touch $(STAMP)
 
