@@ -83,14 +83,19 @@ def received(shipment):
     return pickle.loads(pickle.dumps(shipment))
 
 
-def test_trainables_run_from_the_shipment_alone(tmp_path: Path, monkeypatch):
-    source = idx_folder(tmp_path / "mnist")
+def train_teacher(source: Path, checkpoint: Path) -> Path:
+    """A one-epoch ResNet8 on the mnist files in `source`, saved as a teacher checkpoint folder."""
     reporter = MemoryReporter()
     fit_image_model(ImageConfig(model="resnet8", dataset="mnist", data_dir=str(source), train_subset=256,
                                 val_subset=128, epochs=1), reporter)
-    teacher = tmp_path / "teachers" / "checkpoint_000000"
-    teacher.mkdir(parents=True)
-    torch.save(reporter.state, teacher / STATE_FILE)
+    checkpoint.mkdir(parents=True)
+    torch.save(reporter.state, checkpoint / STATE_FILE)
+    return checkpoint
+
+
+def test_trainables_run_from_the_shipment_alone(tmp_path: Path, monkeypatch):
+    source = idx_folder(tmp_path / "mnist")
+    teacher = train_teacher(source, tmp_path / "teachers" / "checkpoint_000000")
     images = ["--dataset", "mnist", "--data-dir", str(source)]
     plans = {
         "degradation": plan_for(tmp_path, "degradation", *images, "--set", "num_blocks=1",
@@ -168,12 +173,7 @@ def test_image_trials_train_from_the_object_store_with_the_dataset_gone(cluster,
 @pytest.mark.slow
 def test_kd_trials_get_images_and_teacher_from_the_driver(cluster, tmp_path: Path):
     source = idx_folder(tmp_path / "mnist")
-    reporter = MemoryReporter()
-    fit_image_model(ImageConfig(model="resnet8", dataset="mnist", data_dir=str(source), train_subset=256,
-                                val_subset=128, epochs=1), reporter)
-    teacher = tmp_path / "teachers" / "checkpoint_000000"
-    teacher.mkdir(parents=True)
-    torch.save(reporter.state, teacher / STATE_FILE)
+    teacher = train_teacher(source, tmp_path / "teachers" / "checkpoint_000000")
     plan = settled_plan(tmp_path, "--space", "kd", "--profile", "smoke", "--dataset", "mnist",
                         "--data-dir", str(source), "--teacher", str(teacher), "--set", "temperature=2",
                         "--set", "w_st=1")
