@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from typing import Any
 
 from search.tuner import SearchPlan, trainable_for
@@ -132,8 +133,11 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     """`Tuner.restore` of the plan's experiment: keeps finished trials, resumes the rest. Every trial
     requests the plan's resources, which `--cpus-per-trial`/`--gpus-per-trial` may have changed
     (search/resources.py); restored trials take them, and the data `shipment`, from the trainable
-    given here."""
+    given here. First each trial's result files are cut back to, or completed up to, the report the
+    state resumes it from (a driver killed during Ray's upload leaves them a report apart)."""
     from ray import tune
 
+    for line in ExperimentFolder(plan.experiment_dir).align_results_with_state():
+        print(f"resume: {line}", file=sys.stderr, flush=True)
     return tune.Tuner.restore(plan.experiment_dir.uri, trainable_for(plan, shipment), resume_unfinished=True,
                               resume_errored=True)

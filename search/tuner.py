@@ -152,8 +152,11 @@ def build_tuner(plan: SearchPlan, shipment: Any = None) -> tune.Tuner:
         run_config=tune.RunConfig(
             name=plan.name,
             storage_path=str(plan.storage),
+            # Every checkpoint is kept until the search ends (the driver then prunes to the best and
+            # the latest): Ray deletes a checkpoint before its upload of the state that stops naming it
+            # lands, so a kill in between would leave a state that cannot resume (docs/storage.md §4).
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1,
+                num_to_keep=None,
                 checkpoint_score_attribute=space.metric,
                 checkpoint_score_order=space.mode,
             ),

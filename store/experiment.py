@@ -5,9 +5,9 @@ An experiment folder is what Ray Tune writes under `<storage>/<name>/`, plus the
     tunelab_plan.json                      the search (space, profile, config, grid...): search/resume.py
     <trial>/params.json                    the trial's config
     <trial>/result.json                    one JSON line per report (metrics, epoch, checkpoint_dir_name)
-    <trial>/checkpoint_NNNNNN/state.pt     the kept checkpoints: the best by the space's metric, and the
-                                           latest (CheckpointConfig(num_to_keep=1) keeps both until the
-                                           latest is the best)
+    <trial>/checkpoint_NNNNNN/state.pt     its checkpoints: all of them while the search runs, then
+                                           the best by the space's metric and the latest
+                                           (prune_checkpoints; docs/storage.md §4)
 
 Resume, the kd teacher lookup, the teacher-logit cache, the report, evaluate and the notebooks all
 read through here, so "the best checkpoint" means the same everywhere: the kept checkpoint whose
@@ -16,7 +16,9 @@ reported metric is best, matched by the checkpoint_dir_name Ray records in the r
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -151,20 +153,71 @@ class ExperimentFolder:
     def has_tune_state(self) -> bool:
         return any(f.name.startswith("experiment_state-") for f in self.loc.list_files())
 
+    def _state_trials(self) -> list[tuple[dict, dict]]:
+        """(trial, run metadata) per trial of the newest experiment_state file; [] without one."""
+        states = sorted((f for f in self.loc.list_files() if f.name.startswith("experiment_state-")),
+                        key=lambda f: f.name)  # experiment_state-<time>.json: by name is by time
+        if not states:
+            return []
+        try:
+            found = [tuple(json.loads(x) if isinstance(x, str) else x for x in t[:2])
+                     for t in json.loads(states[-1].read_text()).get("trial_data", [])]
+        except (json.JSONDecodeError, AttributeError, TypeError, OSError):
+            return []
+        return [(t, m) for t, m in found if isinstance(t, dict) and isinstance(m, dict)]
+
     def trial_statuses(self) -> dict[str, str]:
         """trial_id -> Ray's status (TERMINATED, ERROR, PAUSED, RUNNING, PENDING) from the newest
         experiment_state file; {} without one. A trial a synchronous scheduler stopped while it was
         paused at a rung wrote no final `done` result: only this status says it ended."""
-        states = sorted((f for f in self.loc.list_files() if f.name.startswith("experiment_state-")),
-                        key=lambda f: f.name)  # experiment_state-<time>.json: by name is by time
-        if not states:
-            return {}
-        try:
-            trials = json.loads(states[-1].read_text()).get("trial_data", [])
-            found = [json.loads(t[0]) if isinstance(t[0], str) else t[0] for t in trials]
-        except (json.JSONDecodeError, AttributeError, IndexError, TypeError, OSError):
-            return {}
-        return {str(t.get("trial_id")): str(t.get("status")) for t in found if isinstance(t, dict)}
+        return {str(t.get("trial_id")): str(t.get("status")) for t, _ in self._state_trials()}
+
+    def align_results_with_state(self) -> list[str]:
+        """Makes each trial's result.json and progress.csv end at the report the experiment state
+        resumes it from; returns one line per trial whose earlier reports are lost for good.
+
+        Ray uploads the driver's files one by one in the background (docs/storage.md §4), so a driver
+        killed mid-upload can leave a state at report N beside a result file that ends at N-1 (the
+        resumed trial would go on at N+1 and N would be missing) or at N+1 (re-run from N's checkpoint,
+        it would appear twice). Every tunelab report carries a checkpoint, so the state's last result
+        is the one the trial resumes after: later rows are dropped, and a missing row N is written back
+        from the state's own copy of it. Call it before `Tuner.restore`."""
+        lost = []
+        for trial, meta in self._state_trials():
+            last, folder = meta.get("last_result") or {}, trial.get("relative_logdir")
+            if not folder or not isinstance(last.get("training_iteration"), int):
+                continue
+            # As Ray's loggers wrote it: the state's copy turns `done` True as the trial ends, and
+            # carries the experiment_tag the logged rows lack.
+            last = {**{k: v for k, v in last.items() if k != "experiment_tag"}, "done": False}
+            for file, align in (("result.json", _align_json_lines), ("progress.csv", _align_csv)):
+                loc = self.loc / folder / file
+                text = loc.read_text() if loc.is_file() else ""
+                aligned, missing = align(text, last)
+                if aligned != text:
+                    loc.write_text(aligned)
+                if missing:
+                    reports = ", ".join(map(str, missing))
+                    lost.append(f"{folder}/{file}: reports {reports} were lost with the killed driver's "
+                                "upload (its checkpoints are intact)")
+        return lost
+
+    def prune_checkpoints(self, metric: str, mode: str) -> int:
+        """Deletes every checkpoint of every trial but its best by `metric` and its latest; returns how
+        many. The driver calls it once a search has ended: during the search Ray keeps them all
+        (search/tuner.py), so that no kill can leave a state naming a deleted one (docs/storage.md §4)."""
+        deleted = 0
+        for trial in self.trials():
+            kept = trial.checkpoints()
+            best = trial.best_checkpoint(metric, mode)
+            keep = {kept[-1].name} if kept else set()
+            if best is not None:
+                keep.add(best[1].name)
+            for folder in kept:
+                if folder.name not in keep:
+                    folder.delete_dir()
+                    deleted += 1
+        return deleted
 
     def last_write(self) -> float:
         """When anything in it was last written: its plan or a trial's results (object stores keep
@@ -240,3 +293,64 @@ def local_checkpoint(where: str | Path | Location) -> Path:
         except OSError:  # another process put the same copy there first
             shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def _flat(row: dict, prefix: str = "") -> dict:
+    """A result row as Ray's CSV logger writes it: nested dicts joined by "/", the config left out."""
+    flat = {}
+    for key, value in row.items():
+        if not prefix and key == "config":
+            continue
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _align(rows: list[tuple[int | None, str]], last: dict, render: Callable[[dict], str]
+           ) -> tuple[list[str], list[int]]:
+    """Rows (iteration, text) cut after the state's last report, with that report appended when it is
+    the one missing; and the iterations before it that are missing for good."""
+    n = last["training_iteration"]
+    kept = [(i, text) for i, text in rows if i is None or i <= n]
+    seen = {i for i, _ in kept}
+    if n not in seen:
+        kept.append((n, render(last)))
+    return [text for _, text in kept], [i for i in range(1, n) if i not in seen]
+
+
+def _align_json_lines(text: str, last: dict) -> tuple[str, list[int]]:
+    rows = []
+    for line in text.splitlines(keepends=True):
+        try:
+            rows.append((json.loads(line).get("training_iteration"), line))
+        except (json.JSONDecodeError, AttributeError):
+            return text, []  # a cut or corrupt file: read_results reports it, nothing is guessed here
+    if rows and not rows[-1][1].endswith("\n"):
+        return text, []
+    kept, missing = _align(rows, last, lambda row: json.dumps(row) + "\n")
+    return "".join(kept), missing
+
+
+def _align_csv(text: str, last: dict) -> tuple[str, list[int]]:
+    lines = text.splitlines(keepends=True)
+    header = next(csv.reader(lines[:1]), None) or list(_flat(last))
+    if "training_iteration" not in header or (lines and not lines[-1].endswith("\n")):
+        return text, []
+    column = header.index("training_iteration")
+    rows = []
+    for line in lines[1:]:
+        cells = next(csv.reader([line]), [])
+        try:
+            rows.append((int(cells[column]), line))
+        except (IndexError, ValueError):
+            return text, []
+
+    def line(cells: list) -> str:
+        out = io.StringIO()  # the csv module's defaults (\r\n), as Ray's CSVLoggerCallback writes
+        csv.writer(out).writerow(cells)
+        return out.getvalue()
+
+    kept, missing = _align(rows, last, lambda row: line([_flat(row).get(k, "") for k in header]))
+    return "".join((lines[:1] or [line(header)]) + kept), missing

@@ -33,6 +33,30 @@ def run_cli(*args: str, timeout: int = 300, env: dict | None = None) -> subproce
         env={**os.environ, **OFFLINE_ENV, **(env or {})},
     )
 
+# A kill-and-resume test's driver saves Ray's experiment state every second instead of every 10 s or
+# more ("auto"), so the state records a trial's end while the others still train.
+KILL_TEST_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
+
+
+def ended_trials(experiment, reports: int) -> dict[str, bytes]:
+    """progress.csv of each trial of `experiment` (an ExperimentFolder, local or on a bucket) that holds
+    `reports` rows and that the stored experiment state records as TERMINATED. A kill-and-resume test
+    kills the driver only then: Ray uploads the state and the result files separately, and a trial
+    whose rows are stored before the state saying it ended is rightly resumed from its last checkpoint,
+    i.e. re-run (docs/storage.md §4)."""
+    ended = [tid for tid, status in experiment.trial_statuses().items() if status == "TERMINATED"]
+    done = {}
+    for trial in experiment.trials():
+        if not any(tid in trial.name for tid in ended):
+            continue
+        try:
+            data = (trial.loc / "progress.csv").read_bytes()
+        except OSError:
+            continue
+        if data.count(b"\n") - 1 >= reports:
+            done[trial.name] = data
+    return done
+
 
 def train_image(reporter, **config):
     """`fit_image_model` on a MemoryReporter, run until it ends or the reporter's `stop_after`."""

@@ -106,6 +106,14 @@ class S3Server:
             self.proc.wait(timeout=10)
         self.proc = None
 
+    def location(self, path: str = ""):
+        """store's Location of `path` in the bucket, reached with this server's own credentials (the
+        test process need not have them in its environment)."""
+        from store.fs import Location
+
+        key = f"{self.bucket}/{path.strip('/')}".rstrip("/")
+        return Location(self.fs, key, f"s3://{key}", self.uri(path).split("?", 1)[1])
+
     def keys(self, prefix: str = "") -> list[str]:
         """Every object key under `prefix` in the bucket (relative to the bucket)."""
         from pyarrow import fs

@@ -18,6 +18,7 @@ import time
 import pandas as pd
 import pytest
 
+from store.experiment import ExperimentFolder
 from tests.cluster import (
     README_BUCKET,
     WORKER_IP,
@@ -26,7 +27,7 @@ from tests.cluster import (
     readme_commands,
     unshare_permitted,
 )
-from tests.conftest import ROOT
+from tests.conftest import KILL_TEST_ENV, ROOT, ended_trials
 
 pytestmark = pytest.mark.slow
 SEARCH_TIMEOUT_S = 900
@@ -104,27 +105,17 @@ def degradation(cluster, s3) -> dict:
     --resume: {"experiment": key prefix, "finished": progress.csv of trials finished before the kill}."""
     storage = s3.uri("tunelab")
     experiment, epochs = "tunelab/deg", 2
-
-    def finished_trials() -> dict[str, bytes]:
-        done = {}
-        for trial in trial_folders(s3, experiment):
-            try:
-                data = read(s3, f"{experiment}/{trial}/progress.csv")
-            except OSError:
-                continue
-            if data.count(b"\n") - 1 >= epochs:
-                done[trial] = data
-        return done
+    folder = ExperimentFolder(s3.location(experiment))
 
     search = cluster.as_run(readme_command("search/run.py", "--storage"), storage=storage)
     log = open(cluster.workdir / "driver-killed.log", "wb")
-    driver = subprocess.Popen(["sh", "-c", f"exec {search}"], cwd=ROOT, env=cluster.env, stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
+    driver = subprocess.Popen(["sh", "-c", f"exec {search}"], cwd=ROOT, env={**cluster.env, **KILL_TEST_ENV},
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline, finished = time.time() + SEARCH_TIMEOUT_S, {}
         while not finished and time.time() < deadline and driver.poll() is None:
             time.sleep(1)
-            finished = finished_trials()
+            finished = ended_trials(folder, epochs)
     finally:
         try:
             os.killpg(driver.pid, signal.SIGKILL)
@@ -135,7 +126,8 @@ def degradation(cluster, s3) -> dict:
     assert finished, f"no trial finished before the kill: {driver_log[-3000:]}"
     resume = sh(cluster, cluster.as_run(readme_command("search/run.py", "--resume"), storage=storage))
     assert resume.returncode == 0, resume.stdout[-2000:] + resume.stderr[-3000:]
-    return {"experiment": experiment, "finished": finished, "after": finished_trials(), "storage": storage}
+    return {"experiment": experiment, "finished": finished, "after": ended_trials(folder, epochs),
+            "storage": storage}
 
 
 def test_a_killed_search_resumes_from_the_bucket_with_trials_on_both_nodes(s3, degradation):

@@ -4,7 +4,9 @@ bad inputs around resuming fail in one line with exit status 2."""
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +19,8 @@ import torch
 from search.options import parse_args
 from search.resume import resume_plan
 from search.run import main
-from tests.conftest import OFFLINE_ENV, ROOT, run_cli
+from store.experiment import ExperimentFolder
+from tests.conftest import KILL_TEST_ENV, OFFLINE_ENV, ROOT, ended_trials, run_cli
 
 pytestmark = pytest.mark.slow
 SMOKE = ["--space", "degradation", "--profile", "smoke", "--scheduler", "fifo", "--max-epochs", "3"]
@@ -70,6 +73,45 @@ def test_crashed_trial_is_retried_to_the_same_metrics_as_its_twin(crashed_experi
     final, twin_final = progress(crashed[0])[-1], progress(twins[0])[-1]
     for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
         assert float(final[key]) == pytest.approx(float(twin_final[key]), rel=1e-6, abs=1e-7), key
+
+
+def test_resume_aligns_result_files_cut_by_a_killed_upload_with_the_state(crashed_experiment: Path, tmp_path):
+    """Ray uploads the state and each trial's result files one by one (docs/storage.md §4): a kill in
+    between leaves a state at report N beside files that end at N-1 (or N+1). Before restoring, the
+    result files are cut back to the state's report, and a missing last report is written back from
+    the state's copy, exactly as Ray's loggers wrote it."""
+    experiment = tmp_path / "crashed"
+    shutil.copytree(crashed_experiment, experiment)
+    twin = next(t for t in trials(experiment) if not (t / "error.txt").is_file())
+    files = {name: (twin / name).read_text() for name in ("result.json", "progress.csv")}
+
+    def cut(keep: int) -> None:
+        for name, text in files.items():
+            lines = text.splitlines(keepends=True)
+            (twin / name).write_text("".join(lines[:keep + (name == "progress.csv")]))
+
+    cut(EPOCHS - 1)  # the upload carried the state of report 3 but the files of report 2
+    assert ExperimentFolder(experiment).align_results_with_state() == []
+    assert {name: (twin / name).read_text() for name in files} == files
+
+    cut(EPOCHS - 2)  # reports 2 and 3 missing: 3 comes back from the state, 2 is lost and said so
+    lost = ExperimentFolder(experiment).align_results_with_state()
+    assert len(lost) == 2 and all("reports 2 were lost" in line and twin.name in line for line in lost)
+    assert [int(r["epoch"]) for r in progress(twin)] == [1, 3]
+
+    # The state a step behind the files: the report after it is dropped (it re-runs from checkpoint 2).
+    state = max(experiment.glob("experiment_state-*.json"))
+    saved = json.loads(state.read_text())
+    for entry in saved["trial_data"]:
+        meta = json.loads(entry[1])
+        if meta["last_result"]["trial_id"] in twin.name:
+            meta["last_result"] = json.loads(files["result.json"].splitlines()[1])
+            entry[1] = json.dumps(meta)
+    state.write_text(json.dumps(saved))
+    cut(EPOCHS)
+    assert ExperimentFolder(experiment).align_results_with_state() == []
+    assert [int(r["epoch"]) for r in progress(twin)] == [1, 2]
+    assert (twin / "result.json").read_text() == "".join(files["result.json"].splitlines(keepends=True)[:2])
 
 
 def test_resume_refuses_a_different_space(crashed_experiment: Path, capsys):
@@ -148,7 +190,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(storage: Path):
     driver = subprocess.Popen(
         [sys.executable, str(ROOT / "search" / "run.py"), *SMOKE, "--set", "num_blocks=1,5",
          "--set", "skip=false", "--set", "train_subset=1024", "--storage", str(storage), "--name", "killed"],
-        cwd=ROOT, env={**os.environ, **OFFLINE_ENV}, start_new_session=True,
+        cwd=ROOT, env={**os.environ, **OFFLINE_ENV, **KILL_TEST_ENV}, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -156,8 +198,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(storage: Path):
         finished: dict[str, bytes] = {}
         while not finished and time.time() < deadline and driver.poll() is None:
             time.sleep(0.1)
-            finished = {t.name: (t / "progress.csv").read_bytes() for t in trials(experiment)
-                        if len(progress(t)) == EPOCHS}
+            finished = ended_trials(ExperimentFolder(experiment), EPOCHS)
     finally:
         driver.kill()
         driver.wait()

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from store.experiment import ExperimentFolder
-from tests.conftest import OFFLINE_ENV, ROOT, run_cli
+from tests.conftest import KILL_TEST_ENV, OFFLINE_ENV, ROOT, ended_trials, run_cli
 from tests.test_ops_resume import assert_one_line_usage_error, kill_session, run_main
 
 pytestmark = pytest.mark.slow
@@ -65,8 +65,13 @@ def test_search_on_s3_keeps_plan_results_and_checkpoints_in_the_bucket(s3, degra
     assert len(trials) == 2
     for trial in trials:
         assert f"{degradation}/{trial}/result.json" in keys and f"{degradation}/{trial}/progress.csv" in keys
-        assert any(k.startswith(f"{degradation}/{trial}/checkpoint_") and k.endswith("/state.pt")
-                   for k in keys)
+        # Pruned when the search ended: the best report's checkpoint (the later among equals) and the latest.
+        rows = [json.loads(line) for line in s3.fs.open_input_stream(
+            f"{s3.bucket}/{degradation}/{trial}/result.json").read().decode().splitlines()]
+        best = max(rows, key=lambda r: (r["val_acc"], r["training_iteration"]))
+        kept = {k.split("/")[-2] for k in keys if k.startswith(f"{degradation}/{trial}/checkpoint_")
+                and k.endswith("/state.pt")}
+        assert kept == {best["checkpoint_dir_name"], rows[-1]["checkpoint_dir_name"]}, trial
     plan = read_json(s3, f"{degradation}/tunelab_plan.json")
     assert plan["space"] == "degradation" and plan["metric"] == "val_acc"
     # Credentials stay in the environment: nothing stored in the bucket names them.
@@ -117,41 +122,21 @@ def test_existing_experiment_on_s3_is_refused_and_left_as_it_was(s3, degradation
     assert {k: s3.fs.get_file_info(f"{s3.bucket}/{k}").mtime for k in s3.keys(degradation)} == before
 
 
-def test_killed_search_on_s3_resumes_from_the_bucket_without_rerunning_finished_trials(s3, aws_env):
+def test_killed_search_on_s3_resumes_from_the_bucket_without_rerunning_finished_trials(s3):
     experiment, epochs = "results/killed", 3
-    folder = ExperimentFolder(s3.uri(experiment))
-
-    def finished_trials() -> dict[str, bytes]:
-        """progress.csv of the trials the bucket's experiment state records as ended. The kill waits
-        for that record: Ray uploads its state in the background, and a driver killed before the upload
-        that follows a trial's last checkpoint leaves a state naming a checkpoint Ray has already
-        deleted (docs/storage.md §4)."""
-        ended = [tid for tid, status in folder.trial_statuses().items() if status == "TERMINATED"]
-        done = {}
-        for trial in trial_folders(s3, experiment):
-            if not any(tid in trial for tid in ended):
-                continue
-            key = f"{s3.bucket}/{experiment}/{trial}/progress.csv"
-            try:
-                with s3.fs.open_input_stream(key) as stream:
-                    data = stream.read()
-            except OSError:
-                continue
-            if data.count(b"\n") - 1 >= epochs:
-                done[trial] = data
-        return done
+    folder = ExperimentFolder(s3.location(experiment))
 
     driver = subprocess.Popen(
         [sys.executable, str(ROOT / "search" / "run.py"), *SMOKE, "--max-epochs", str(epochs),
          "--set", "num_blocks=1,5", "--set", "skip=false", "--storage", s3.uri("results"),
          "--name", "killed"],
-        cwd=ROOT, env={**os.environ, **OFFLINE_ENV, **s3.env}, start_new_session=True,
+        cwd=ROOT, env={**os.environ, **OFFLINE_ENV, **KILL_TEST_ENV, **s3.env}, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline, finished = time.time() + 300, {}
         while not finished and time.time() < deadline and driver.poll() is None:
             time.sleep(0.5)
-            finished = finished_trials()
+            finished = ended_trials(folder, epochs)
         ended = driver.poll()
     finally:
         driver.kill()
@@ -167,7 +152,7 @@ def test_killed_search_on_s3_resumes_from_the_bucket_without_rerunning_finished_
     for trial in trials:
         progress = read_csv(s3, f"{experiment}/{trial}/progress.csv")
         assert list(progress["epoch"]) == list(range(1, epochs + 1)), trial
-    after = finished_trials()
+    after = ended_trials(folder, epochs)
     assert {t: after.get(t) for t in finished} == finished, "a finished trial re-ran"
     no_local_uri_folders()
 
