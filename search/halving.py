@@ -37,11 +37,20 @@ def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
     return found
 
 
+def top(scores: dict, count: int, mode: str = "max") -> set:
+    """The `count` best keys by score."""
+    ranked = sorted(scores, key=lambda k: scores[k] if mode == "max" else -scores[k])
+    return set(ranked[-count:]) if count > 0 else set()
+
+
 def survivors(scores: dict, reduction_factor: int, mode: str = "max") -> set:
     """The top ceil(n / reduction_factor) keys by score, as Ray's HyperBand bracket keeps them."""
-    keep = math.ceil(len(scores) / reduction_factor)
-    ranked = sorted(scores, key=lambda k: scores[k] if mode == "max" else -scores[k])
-    return set(ranked[-keep:])
+    return top(scores, math.ceil(len(scores) / reduction_factor), mode)
+
+
+def is_baseline(config: dict, baselines: Sequence[dict]) -> bool:
+    """Whether a trial's config is one of a space's baseline arms (every key of one of them matches)."""
+    return any(all(config.get(k) == v for k, v in b.items()) for b in baselines)
 
 
 @dataclass
@@ -60,14 +69,18 @@ class Halving:
 
 
 def successive_halving(curves: dict, grace_period: int, reduction_factor: int, max_t: int,
-                       smoothing: float = 0.0, mode: str = "max") -> Halving:
+                       smoothing: float = 0.0, mode: str = "max", baselines: frozenset = frozenset()
+                       ) -> Halving:
     """curves: config -> its metric per report (at least max_t values; for lockstep seeds, the mean
-    over seeds). Each rung compares the smoothed signal at that report."""
-    alive = set(curves)
+    over seeds). Each rung compares the smoothed signal at that report and keeps the top
+    n ← ceil(n / reduction_factor) of them (n starts at the number of curves), as Ray's bracket counts;
+    the `baselines` among the curves go on whatever their rank (KeepsBaselines)."""
+    alive, n = set(curves), len(curves)
     stopped_at = {}
     for rung in rungs(grace_period, reduction_factor, max_t):
+        n = math.ceil(n / reduction_factor)
         scores = {c: smoothed(curves[c][:rung], smoothing)[-1] for c in alive}
-        keep = survivors(scores, reduction_factor, mode)
+        keep = top(scores, n, mode) | (alive & baselines)
         stopped_at.update({c: rung for c in alive - keep})
         alive = keep
     stopped_at.update({c: max_t for c in alive})
@@ -101,15 +114,45 @@ class Smoothed:
         return super().on_trial_result(tune_controller, trial, result)
 
 
-class SmoothedASHA(Smoothed, ASHAScheduler):
-    """Ray's asynchronous ASHA deciding on the smoothed metric."""
+class KeepsBaselines:
+    """Mixin for a Ray scheduler: a baseline arm's trials (a Space's `baselines`) are never stopped
+    early. A table's Δ compares a row with the baseline at the same budget, so a baseline cut at a
+    rung would leave every full-budget row with nothing to compare against (the kd demo with
+    --seeds 3 lost its baseline at epoch 2 that way). Its results still count at the rungs."""
+
+    baselines: tuple[dict, ...] = ()
+
+    def on_trial_result(self, tune_controller, trial, result):
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if (decision == self.STOP and is_baseline(trial.config, self.baselines)
+                and result.get(self._time_attr, 0) < self._max_t):
+            return self.CONTINUE  # ASHA's rung said stop; the trainable still ends at max_t itself
+        return decision
+
+
+class SmoothedASHA(KeepsBaselines, Smoothed, ASHAScheduler):
+    """Ray's asynchronous ASHA deciding on the smoothed metric, baselines kept."""
+
+
+class _BaselineBracket(_Bracket):
+    """Ray's HyperBand bracket whose halving moves the baselines from the stopped to the kept."""
+
+    baselines: tuple[dict, ...] = ()
+
+    def successive_halving(self, metric, metric_op):
+        good, bad = super().successive_halving(metric, metric_op)
+        kept = [t for t in bad if is_baseline(t.config, self.baselines)]
+        return good + kept, [t for t in bad if t not in kept]
 
 
 class SyncHalving(Smoothed, HyperBandScheduler):
     """Ray's HyperBandScheduler reduced to one bracket that holds all `trials`: a trial reaching a
     rung pauses (its checkpoint kept) until every live trial has reached it, then the top
-    ceil(n / reduction_factor) by the smoothed metric resume and the others stop. No trial goes on
-    because it arrived first, and the decision is `successive_halving`'s, which the benchmark replays."""
+    ceil(n / reduction_factor) by the smoothed metric resume, with any baseline arm, and the others
+    stop. No trial goes on because it arrived first, and the decision is `successive_halving`'s, which
+    the benchmark replays."""
+
+    baselines: tuple[dict, ...] = ()
 
     def __init__(self, trials: int, grace_period: int, reduction_factor: int, max_t: int):
         super().__init__(time_attr="training_iteration", max_t=max_t, reduction_factor=reduction_factor)
@@ -117,20 +160,23 @@ class SyncHalving(Smoothed, HyperBandScheduler):
         self._halvings = len(rungs(grace_period, reduction_factor, max_t))
 
     def _create_bracket(self, s):
-        return _Bracket(time_attr=self._time_attr, max_trials=self._trials, init_t_attr=self._grace,
-                        max_t_attr=self._max_t_attr, eta=self._eta, s=self._halvings,
-                        stop_last_trials=self._stop_last_trials)
+        bracket = _BaselineBracket(time_attr=self._time_attr, max_trials=self._trials,
+                                   init_t_attr=self._grace, max_t_attr=self._max_t_attr, eta=self._eta,
+                                   s=self._halvings, stop_last_trials=self._stop_last_trials)
+        bracket.baselines = self.baselines
+        return bracket
 
 
-def asha(grace_period: int, reduction_factor: int, max_t: int, smoothing: float = 0.0) -> SmoothedASHA:
+def asha(grace_period: int, reduction_factor: int, max_t: int, smoothing: float = 0.0,
+         baselines: tuple[dict, ...] = ()) -> SmoothedASHA:
     scheduler = SmoothedASHA(time_attr="training_iteration", max_t=max_t, grace_period=grace_period,
                              reduction_factor=reduction_factor)
-    scheduler.smoothing = smoothing
+    scheduler.smoothing, scheduler.baselines = smoothing, baselines
     return scheduler
 
 
 def sync_halving(trials: int, grace_period: int, reduction_factor: int, max_t: int,
-                 smoothing: float = 0.0) -> SyncHalving:
+                 smoothing: float = 0.0, baselines: tuple[dict, ...] = ()) -> SyncHalving:
     scheduler = SyncHalving(trials, grace_period, reduction_factor, max_t)
-    scheduler.smoothing = smoothing
+    scheduler.smoothing, scheduler.baselines = smoothing, baselines
     return scheduler

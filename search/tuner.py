@@ -63,13 +63,15 @@ class SearchPlan:
 def make_scheduler(plan: SearchPlan) -> tune.schedulers.TrialScheduler:
     if plan.scheduler == "fifo":
         return tune.schedulers.FIFOScheduler()
-    grace = min(plan.space.profiles[plan.profile].grace_period, plan.max_t)
+    space = plan.space
+    grace = min(space.profiles[plan.profile].grace_period, plan.max_t)
     if plan.scheduler == "halving" and plan.search == "grid":
-        trials = trial_count(plan.grid, plan.space.baselines, plan.num_samples)
-        return sync_halving(trials, grace, plan.space.reduction_factor, plan.max_t, plan.smoothing)
+        trials = trial_count(plan.grid, space.baselines, plan.num_samples)
+        return sync_halving(trials, grace, space.reduction_factor, plan.max_t, plan.smoothing,
+                            space.baselines)
     if plan.scheduler == "halving":  # optuna proposes trials one by one: there is no cohort to wait for
-        return sync_halving(plan.num_samples, grace, plan.space.reduction_factor, plan.max_t, plan.smoothing)
-    return asha(grace, plan.space.reduction_factor, plan.max_t, plan.smoothing)
+        return sync_halving(plan.num_samples, grace, space.reduction_factor, plan.max_t, plan.smoothing)
+    return asha(grace, space.reduction_factor, plan.max_t, plan.smoothing, space.baselines)
 
 
 def make_searcher(plan: SearchPlan):

@@ -21,6 +21,7 @@ from analysis.evaluate import evaluate_winner
 from analysis.report import write_report
 from analysis.results import load_experiment, open_experiment
 from analysis.tables import study_table
+from search.halving import successive_halving
 
 NAME = "deg"
 # FIFO, two seeds (in lockstep: one trial per configuration), three epochs: every trial runs to the
@@ -154,7 +155,14 @@ def test_asha_stops_are_told_from_finished_trials(search, kd_search):
     trials = exp.trials
     assert exp.max_t == 2 and exp.rungs == [1] and exp.incomplete == []
     assert (trials["stopped_early"] == (trials["epochs_run"] < 2)).all()
-    assert sorted(trials["epochs_run"]) == [1, 1, 1, 2, 2]  # halving: ceil(5/3) = 2 go on at the rung
+    # Halving: the top ceil(5/3) = 2 go on at the rung, and the baseline arm whatever its rank.
+    curves = {t: exp.epochs[exp.epochs["trial_id"] == t].sort_values("training_iteration")["val_acc"].tolist()
+              for t in trials["trial_id"]}
+    baseline = frozenset(trials.loc[trials["w_st"] == 0, "trial_id"])
+    replay = successive_halving(curves, grace_period=1, reduction_factor=3, max_t=2, baselines=baseline)
+    assert len(baseline) == 1 and dict(zip(trials["trial_id"], trials["epochs_run"], strict=True)) == \
+        replay.stopped_at
+    assert replay.stopped_at[next(iter(baseline))] == 2 and sorted(trials["epochs_run"])[:2] == [1, 1]
     svg = (kd_search[1] / "kd" / "asha.svg").read_text()
     assert f"{int(trials['stopped_early'].sum())} stopped early" in svg
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from scipy import stats
 from analysis.results import load_experiment
 from analysis.stats import paired, summarize
 from analysis.tables import generic, per_config
-from search.halving import rungs, smoothed, successive_halving, survivors, trial_count
+from search.halving import asha, rungs, smoothed, successive_halving, survivors, trial_count
 
 # Two configurations over 6 epochs. `steady` is better at every epoch but one: it dips at epoch 3 (an
 # unlucky epoch, as a nearly constant learning rate gives), exactly where `lucky` spikes.
@@ -54,6 +55,37 @@ def test_the_halving_bracket_counts_grid_cells_and_baselines_with_their_open_axe
     assert trial_count(grid, ({"w_st": 0.0, "temperature": 1.0, "w_lab": 1.0},), 1) == 13
     assert trial_count({**grid, "seed": [0, 1]}, ({"w_st": 0.0, "temperature": 1.0},), 2) == 2 * (24 + 2)
 
+
+
+BASELINE = {"w_st": 0.0, "temperature": 1.0, "w_lab": 1.0}
+
+
+def test_a_baseline_arm_is_never_stopped_early_and_still_counts_at_the_rung():
+    """ASHA (grace 1, reduction factor 2) would stop a trial that reaches the rung below the first
+    one's value; a baseline arm goes on, so kd's Δ always has its baseline at the full budget."""
+    def first_rung_decisions(baselines: tuple) -> list[str]:
+        scheduler = asha(grace_period=1, reduction_factor=2, max_t=4, baselines=baselines)
+        scheduler.set_search_properties("val_acc", "max")
+        cell = SimpleNamespace(trial_id="cell", config={"w_st": 5.0, "temperature": 2.0, "w_lab": 0.5})
+        base = SimpleNamespace(trial_id="base", config={**BASELINE, "seed": 0})
+        decisions = []
+        for trial, value in ((cell, 0.9), (base, 0.1)):
+            scheduler.on_trial_add(None, trial)
+            result = {"training_iteration": 1, "val_acc": value}
+            decisions.append(scheduler.on_trial_result(None, trial, result))
+        last = scheduler.on_trial_result(None, base, {"training_iteration": 4, "val_acc": 0.2})
+        return decisions + [last]
+
+    assert first_rung_decisions(()) == ["CONTINUE", "STOP", "STOP"]
+    assert first_rung_decisions((BASELINE,)) == ["CONTINUE", "CONTINUE", "STOP"]  # stops at max_t only
+
+
+def test_the_replayed_halving_keeps_the_baseline_beside_the_top_of_the_cohort():
+    curves = {"a": [0.9, 0.9], "b": [0.8, 0.8], "c": [0.7, 0.7], "d": [0.6, 0.6], "base": [0.1, 0.1]}
+    rung = {"grace_period": 1, "reduction_factor": 3, "max_t": 2}
+    assert sorted(successive_halving(curves, **rung).finished) == ["a", "b"]  # ceil(5/3) = 2
+    kept = successive_halving(curves, **rung, baselines=frozenset({"base"}))
+    assert sorted(kept.finished) == ["a", "b", "base"] and kept.stopped_at["c"] == 1
 
 def test_the_confidence_interval_agrees_with_scipy():
     values = [0.712, 0.745, 0.689, 0.731]
