@@ -16,8 +16,9 @@ from search.tuner import SearchPlan
 def summary_table(plan: SearchPlan) -> pd.DataFrame:
     """One row per configuration (its seeds together: mean, ± std, 95% CI) and budget. Rows that ran
     the full budget come first, by the metric; `epochs_run` below the budget is where the scheduler
-    stopped a row. A space's first baseline cell is labelled `base` and every row gets its Δ to it,
-    with a paired t-test p over the seeds both ran when there are several."""
+    stopped a row. A space's first baseline cell is labelled `base` and every row of its budget gets
+    its Δ to it, with a paired t-test p over the seeds both ran when there are several; rows of
+    another budget get none."""
     space = plan.space
     exp = load_experiment(plan.experiment_dir, space.metric, space.mode, plan.max_t)
     exp.reports_per_epoch = space.reports_per_epoch  # the table speaks in epochs
@@ -49,9 +50,9 @@ def summary_table(plan: SearchPlan) -> pd.DataFrame:
         is_base &= table["epochs_run"] == table["epochs_run"].max()
         if is_base.any():
             base = is_base[is_base].index[0]
-            table["Δ vs base"] = table[score] - table.at[base, score]
+            same = table["epochs_run"] == table.at[base, "epochs_run"]  # else not comparable: "–"
+            table["Δ vs base"] = (table[score] - table.at[base, score]).where(same)
             if several:
-                same = table["epochs_run"] == table.at[base, "epochs_run"]  # else not comparable
                 base_values = frame.at[base, "seed_values"]
                 table["p (paired)"] = [paired(values, base_values).p if ok else float("nan")
                                        for values, ok in zip(frame["seed_values"], same, strict=True)]
@@ -78,7 +79,7 @@ def print_summary(plan: SearchPlan, seconds: float) -> bool:
                "there; full-budget rows first")
     print(f"\n{plan.space.name} / {plan.profile}: {len(trials)} trials in {seconds:.0f} s, "
           f"{len(table)} rows; * marks the winner; {stopped}")
-    print(table.to_string(index=False, float_format=readable,
+    print(table.to_string(index=False, float_format=readable, na_rep="–",
                           formatters={"epochs_run": "{:g}".format}))
     print(f"results: {plan.experiment_dir}")
     return True

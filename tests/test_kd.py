@@ -144,7 +144,8 @@ def test_summary_gives_mean_and_std_over_seeds_and_delta_to_the_baseline(tmp_pat
     from search.tuner import SearchPlan
 
     space = get_space("kd")
-    accs = {(1.0, 0.0): [0.70, 0.72], (1.0, 1.0): [0.74, 0.78], (5.0, 1.0): [0.69, 0.69]}
+    accs = {(1.0, 0.0): [0.70, 0.72], (1.0, 1.0): [0.74, 0.78], (5.0, 1.0): [0.69, 0.69],
+            (10.0, 1.0): [0.61, 0.63]}
     for n, ((temperature, w_st), values) in enumerate(accs.items()):
         for seed, acc in enumerate(values):
             trial = tmp_path / "kd__demo" / f"train_kd_{n}_{seed}"
@@ -153,14 +154,20 @@ def test_summary_gives_mean_and_std_over_seeds_and_delta_to_the_baseline(tmp_pat
             (trial / "params.json").write_text(json.dumps(params))
             rows = [{"epoch": 1, "val_acc": acc - 0.1, "params": 80000},
                     {"epoch": 2, "val_acc": acc, "params": 80000}]
+            if temperature == 10.0:  # stopped by the scheduler after epoch 1
+                rows = rows[:1]
             (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
     plan = SearchPlan(space=space, profile="smoke", config=space.base_config("smoke"),
                       grid={**space.grid, "seed": [0, 1]}, storage=tmp_path, name="kd__demo")
     table = summary_table(plan).set_index(["temperature", "w_st"])
     score = "val_acc (best epoch)"
-    assert len(table) == 3 and list(table["seeds"]) == [2, 2, 2]
+    assert len(table) == 4 and list(table["seeds"]) == [2, 2, 2, 2]
     assert table.loc[(1.0, 1.0), score] == pytest.approx(0.76)
     assert table.loc[(1.0, 1.0), "± std"] == pytest.approx(0.0283, abs=1e-4)
     assert table.loc[(1.0, 1.0), ""] == "*" and table.loc[(1.0, 0.0), ""] == "base"
     assert table.loc[(1.0, 1.0), "Δ vs base"] == pytest.approx(0.05)
     assert table.loc[(5.0, 1.0), "Δ vs base"] == pytest.approx(-0.02)
+    # One epoch against the baseline's two: no Δ, no p (never compared as equals).
+    assert table.loc[(10.0, 1.0), "epochs_run"] == 1
+    stopped = table.loc[(10.0, 1.0)]
+    assert math.isnan(stopped["Δ vs base"]) and math.isnan(stopped["p (paired)"])
