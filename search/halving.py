@@ -2,7 +2,8 @@
 and the same decision replayed on a full grid's curves (bench/bench_asha_fidelity.py).
 
 A decision is synchronous: at each rung every configuration still alive has reported, and the top
-1/reduction_factor of them by the signal go on (ties go on too). It therefore depends only on the
+1/reduction_factor of them by the signal go on (among equal signals the later curve, as Ray's bracket
+keeps the later-created trial). It therefore depends only on the
 curves, never on the order in which trials reach the rung, so replaying it on FIFO curves gives
 exactly the choices a scheduler with the same rule makes.
 """
@@ -75,14 +76,14 @@ def successive_halving(curves: dict, grace_period: int, reduction_factor: int, m
     over seeds). Each rung compares the smoothed signal at that report and keeps the top
     n ← ceil(n / reduction_factor) of them (n starts at the number of curves), as Ray's bracket counts;
     the `baselines` among the curves go on whatever their rank (KeepsBaselines)."""
-    alive, n = set(curves), len(curves)
+    alive, n = list(curves), len(curves)  # a list: ties break by the curves' order, never by hashing
     stopped_at = {}
     for rung in rungs(grace_period, reduction_factor, max_t):
         n = math.ceil(n / reduction_factor)
         scores = {c: smoothed(curves[c][:rung], smoothing)[-1] for c in alive}
-        keep = top(scores, n, mode) | (alive & baselines)
-        stopped_at.update({c: rung for c in alive - keep})
-        alive = keep
+        keep = top(scores, n, mode) | (set(alive) & baselines)
+        stopped_at.update({c: rung for c in alive if c not in keep})
+        alive = [c for c in alive if c in keep]
     stopped_at.update({c: max_t for c in alive})
     return Halving(stopped_at, max_t)
 

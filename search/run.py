@@ -28,7 +28,6 @@ from search.provenance import provenance  # noqa: E402
 from search.resources import cluster_nodes, settle_resources  # noqa: E402
 from search.resume import restore_tuner, resume_plan, save_plan  # noqa: E402
 from spaces import SPACES, UsageError  # noqa: E402
-from store.experiment import ExperimentFolder  # noqa: E402
 
 
 def list_spaces() -> None:
@@ -87,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             save_plan(plan, provenance(nodes))  # --resume reads and checks the search from here
             build_tuner(plan, shipment).fit()
-        ExperimentFolder(plan.experiment_dir).prune_checkpoints(plan.space.metric, plan.space.mode)
         if not print_summary(plan, time.time() - started):
             return 1
         report_after_search(plan.experiment_dir)  # every search ends in report/<experiment>/

@@ -154,11 +154,11 @@ def build_tuner(plan: SearchPlan, shipment: Any = None) -> tune.Tuner:
         run_config=tune.RunConfig(
             name=plan.name,
             storage_path=str(plan.storage),
-            # Every checkpoint is kept until the search ends (the driver then prunes to the best and
-            # the latest): Ray deletes a checkpoint before its upload of the state that stops naming it
-            # lands, so a kill in between would leave a state that cannot resume (docs/storage.md §4).
+            # num_to_keep also makes Ray sync the driver's files to the storage after every trial
+            # checkpoint; a restored or unpaused trial's loggers copy result.json back from there, so
+            # without it rows written since the last periodic sync are lost (docs/storage.md §4).
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=None,
+                num_to_keep=1,
                 checkpoint_score_attribute=space.metric,
                 checkpoint_score_order=space.mode,
             ),

@@ -5,9 +5,9 @@ An experiment folder is what Ray Tune writes under `<storage>/<name>/`, plus the
     tunelab_plan.json                      the search (space, profile, config, grid...): search/resume.py
     <trial>/params.json                    the trial's config
     <trial>/result.json                    one JSON line per report (metrics, epoch, checkpoint_dir_name)
-    <trial>/checkpoint_NNNNNN/state.pt     its checkpoints: all of them while the search runs, then
-                                           the best by the space's metric and the latest
-                                           (prune_checkpoints; docs/storage.md §4)
+    <trial>/checkpoint_NNNNNN/state.pt     the kept checkpoints: the best by the space's metric, and the
+                                           latest (CheckpointConfig(num_to_keep=1) keeps both until the
+                                           latest is the best)
 
 Resume, the kd teacher lookup, the teacher-logit cache, the report, evaluate and the notebooks all
 read through here, so "the best checkpoint" means the same everywhere: the kept checkpoint whose
@@ -172,6 +172,19 @@ class ExperimentFolder:
         paused at a rung wrote no final `done` result: only this status says it ended."""
         return {str(t.get("trial_id")): str(t.get("status")) for t, _ in self._state_trials()}
 
+    def missing_checkpoints(self) -> list[tuple[str, str]]:
+        """(trial folder, checkpoint) for each unfinished trial whose checkpoint the newest state would
+        resume it from is not on the storage. Every tunelab report carries a checkpoint, so that is
+        the one its last result names."""
+        missing = []
+        for trial, meta in self._state_trials():
+            folder = trial.get("relative_logdir")
+            name = (meta.get("last_result") or {}).get("checkpoint_dir_name")
+            ended = trial.get("status") == "TERMINATED"
+            if folder and name and not ended and not (self.loc / folder / name / STATE_FILE).is_file():
+                missing.append((folder, name))
+        return missing
+
     def align_results_with_state(self) -> list[str]:
         """Makes each trial's result.json and progress.csv end at the report the experiment state
         resumes it from; returns one line per trial whose earlier reports are lost for good.
@@ -182,7 +195,9 @@ class ExperimentFolder:
         it would appear twice). Every tunelab report carries a checkpoint, so the state's last result
         is the one the trial resumes after: later rows are dropped, and a missing row N is written back
         from the state's own copy of it. Call it before `Tuner.restore`."""
-        lost = []
+        lost = [f"{folder}: the state resumes it from {name}, which Ray deleted before the state that "
+                "stops naming it was stored; Ray cannot resume this trial (docs/storage.md §4)"
+                for folder, name in self.missing_checkpoints()]
         for trial, meta in self._state_trials():
             last, folder = meta.get("last_result") or {}, trial.get("relative_logdir")
             if not folder or not isinstance(last.get("training_iteration"), int):
@@ -201,23 +216,6 @@ class ExperimentFolder:
                     lost.append(f"{folder}/{file}: reports {reports} were lost with the killed driver's "
                                 "upload (its checkpoints are intact)")
         return lost
-
-    def prune_checkpoints(self, metric: str, mode: str) -> int:
-        """Deletes every checkpoint of every trial but its best by `metric` and its latest; returns how
-        many. The driver calls it once a search has ended: during the search Ray keeps them all
-        (search/tuner.py), so that no kill can leave a state naming a deleted one (docs/storage.md §4)."""
-        deleted = 0
-        for trial in self.trials():
-            kept = trial.checkpoints()
-            best = trial.best_checkpoint(metric, mode)
-            keep = {kept[-1].name} if kept else set()
-            if best is not None:
-                keep.add(best[1].name)
-            for folder in kept:
-                if folder.name not in keep:
-                    folder.delete_dir()
-                    deleted += 1
-        return deleted
 
     def last_write(self) -> float:
         """When anything in it was last written: its plan or a trial's results (object stores keep

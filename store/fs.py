@@ -140,10 +140,6 @@ class Location:
     def delete(self) -> None:
         self.fs.delete_file(self.path)
 
-    def delete_dir(self) -> None:
-        """The folder and everything under it (on an object store: every key under the prefix)."""
-        self.fs.delete_dir(self.path)
-
     def download(self, dest: Path) -> Path:
         """A local copy of this folder (the folder itself when it is local already)."""
         if self.local:

@@ -33,17 +33,20 @@ def run_cli(*args: str, timeout: int = 300, env: dict | None = None) -> subproce
         env={**os.environ, **OFFLINE_ENV, **(env or {})},
     )
 
-# A kill-and-resume test's driver saves Ray's experiment state every second instead of every 10 s or
-# more ("auto"), so the state records a trial's end while the others still train.
+# A kill-and-resume test's driver also saves Ray's experiment state every second, not only after each
+# checkpoint and every 10 s or more ("auto"), so the stored state soon records a trial's end.
 KILL_TEST_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
 
 
 def ended_trials(experiment, reports: int) -> dict[str, bytes]:
     """progress.csv of each trial of `experiment` (an ExperimentFolder, local or on a bucket) that holds
-    `reports` rows and that the stored experiment state records as TERMINATED. A kill-and-resume test
-    kills the driver only then: Ray uploads the state and the result files separately, and a trial
-    whose rows are stored before the state saying it ended is rightly resumed from its last checkpoint,
-    i.e. re-run (docs/storage.md §4)."""
+    `reports` rows and that the stored experiment state records as TERMINATED, once that state names
+    only checkpoints that exist. A kill-and-resume test kills the driver only then: Ray uploads the
+    state and the result files separately, a trial whose rows are stored before the state saying it
+    ended is rightly resumed from its last checkpoint, i.e. re-run, and a state naming a checkpoint Ray
+    has already deleted cannot resume that trial (docs/storage.md §4)."""
+    if experiment.missing_checkpoints():
+        return {}
     ended = [tid for tid, status in experiment.trial_statuses().items() if status == "TERMINATED"]
     done = {}
     for trial in experiment.trials():

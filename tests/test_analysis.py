@@ -156,8 +156,9 @@ def test_asha_stops_are_told_from_finished_trials(search, kd_search):
     assert exp.max_t == 2 and exp.rungs == [1] and exp.incomplete == []
     assert (trials["stopped_early"] == (trials["epochs_run"] < 2)).all()
     # Halving: the top ceil(5/3) = 2 go on at the rung, and the baseline arm whatever its rank.
+    # In the order Ray created the trials: its bracket breaks ties in favour of the later one.
     curves = {t: exp.epochs[exp.epochs["trial_id"] == t].sort_values("training_iteration")["val_acc"].tolist()
-              for t in trials["trial_id"]}
+              for t in sorted(trials["trial_id"])}
     baseline = frozenset(trials.loc[trials["w_st"] == 0, "trial_id"])
     replay = successive_halving(curves, grace_period=1, reduction_factor=3, max_t=2, baselines=baseline)
     assert len(baseline) == 1 and dict(zip(trials["trial_id"], trials["epochs_run"], strict=True)) == \

@@ -3,24 +3,14 @@ cluster's nodes (the default GPU fraction, requests no node can hold, Optuna's c
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import OFFLINE_ENV, ROOT, run_cli
-from ray import tune
 
 from search.options import build_plan, parse_args
 from search.resources import concurrent_trials, settle_resources
 from spaces import UsageError, get_space
-from store.experiment import PLAN_FILE
 from trainables.loop import granted_device, setup_runtime
 
 SMOKE = ["--space", "degradation", "--profile", "smoke"]
@@ -99,48 +89,3 @@ def test_resumed_gpu_plan_on_a_cpu_only_cluster_is_refused_or_moved_to_cpus(tmp_
             settle_resources(plan, [CPU_NODE], cpus=cpus, gpus=gpus)
     settle_resources(plan, [CPU_NODE], cpus=2, gpus=0.0)  # --resume ... --cpus-per-trial 2 --gpus-per-trial 0
     assert (plan.cpus, plan.gpus, plan.config["cpus"]) == (2, 0.0, 2)
-
-
-def kill_session(sid: int) -> None:
-    """SIGKILLs every process of the killed driver's session (its local Ray), and only those."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == sid:
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-
-@pytest.mark.slow
-def test_resumed_gpu_search_on_a_cpu_machine_is_refused_in_one_line_or_runs_on_cpus(tmp_path: Path):
-    experiment = tmp_path / "gpu"
-    driver = subprocess.Popen(
-        [sys.executable, str(ROOT / "search" / "run.py"), *SMOKE, "--set", "num_blocks=1",
-         "--set", "skip=true", "--max-epochs", "3", "--storage", str(tmp_path), "--name", "gpu"],
-        cwd=ROOT, env={**os.environ, **OFFLINE_ENV}, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and driver.poll() is None:
-            if tune.Tuner.can_restore(str(experiment)):  # the search is under way: kill it
-                break
-            time.sleep(0.2)
-    finally:
-        kill_session(driver.pid)
-        driver.wait()
-    assert (experiment / PLAN_FILE).is_file() and tune.Tuner.can_restore(str(experiment))
-    plan = json.loads((experiment / PLAN_FILE).read_text())
-    plan["gpus"] = 0.5  # as a search started on a GPU machine stores it
-    (experiment / PLAN_FILE).write_text(json.dumps(plan))
-
-    refused = run_cli("--resume", str(experiment), timeout=300)  # Ray would wait forever for a GPU
-    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr[-2000:]
-    assert "no node of the Ray cluster" in refused.stderr and "--gpus-per-trial 0" in refused.stderr
-
-    resumed = run_cli("--resume", str(experiment), "--gpus-per-trial", "0", timeout=400)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "trials now request 1 CPUs and 0 GPUs (the experiment started with 1 and 0.5)" in resumed.stdout
-    (trial,) = [p for p in experiment.iterdir() if (p / "progress.csv").is_file()]
-    assert [row["epoch"] for row in csv.DictReader((trial / "progress.csv").open())] == ["1", "2", "3"]

@@ -19,7 +19,7 @@ import torch
 from search.options import parse_args
 from search.resume import resume_plan
 from search.run import main
-from store.experiment import ExperimentFolder
+from store.experiment import PLAN_FILE, ExperimentFolder
 from tests.conftest import KILL_TEST_ENV, OFFLINE_ENV, ROOT, ended_trials, run_cli
 
 pytestmark = pytest.mark.slow
@@ -184,7 +184,11 @@ def kill_session(sid: int) -> None:
                 pass
 
 
-def test_killed_search_resumes_without_rerunning_finished_trials(storage: Path):
+@pytest.fixture(scope="module")
+def killed_gpu_search(storage: Path) -> tuple[Path, dict[str, bytes]]:
+    """(experiment, progress.csv of the trials it finished) of a search SIGKILLed once one of its two
+    trials has ended, whose plan then says 0.5 GPUs per trial, as a search started on a GPU machine
+    stores it: the resume below happens on this CPU-only machine."""
     experiment = storage / "killed"
     # Two depths: the shallow trial finishes well before the deep one, leaving work to resume.
     driver = subprocess.Popen(
@@ -205,9 +209,25 @@ def test_killed_search_resumes_without_rerunning_finished_trials(storage: Path):
         kill_session(driver.pid)
     assert finished, "no trial finished before the deadline"
     assert len(finished) < 2, "every trial finished before the kill: nothing left to resume"
+    plan = json.loads((experiment / PLAN_FILE).read_text())
+    plan["gpus"] = 0.5
+    (experiment / PLAN_FILE).write_text(json.dumps(plan))
+    return experiment, finished
 
-    result = run_cli("--resume", str(experiment))
+
+def test_resumed_gpu_search_on_a_cpu_machine_is_refused_in_one_line(killed_gpu_search):
+    experiment, _ = killed_gpu_search
+    before = {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()}
+    refused = run_cli("--resume", str(experiment))  # Ray would wait forever for a GPU
+    assert_one_line_usage_error(refused, "no node of the Ray cluster", "--gpus-per-trial 0")
+    assert {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()} == before
+
+
+def test_killed_search_resumes_on_the_cpus_without_rerunning_finished_trials(killed_gpu_search):
+    experiment, finished = killed_gpu_search
+    result = run_cli("--resume", str(experiment), "--gpus-per-trial", "0")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "trials now request 1 CPUs and 0 GPUs (the experiment started with 1 and 0.5)" in result.stdout
     resumed = trials(experiment)
     assert len(resumed) == 2  # none lost, none duplicated
     for trial in resumed:

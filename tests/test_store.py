@@ -66,17 +66,6 @@ def test_best_checkpoint_is_the_kept_one_with_the_best_reported_metric_not_the_l
 
 
 
-def test_pruning_after_a_search_keeps_each_trials_best_and_latest_checkpoint(root):
-    experiment = root / "degradation__smoke__1"
-    every = [f"checkpoint_{i:06d}" for i in range(4)]
-    write_trial(experiment / "train_a", reports(0.5, 0.8, 0.6, 0.7), every)
-    write_trial(experiment / "train_b", reports(0.6, 0.75), ["checkpoint_000000", "checkpoint_000001"])
-    assert ExperimentFolder(experiment).prune_checkpoints("val_acc", "max") == 3
-    kept = {t: [d.name for d in (experiment / t).list_dirs()] for t in ("train_a", "train_b")}
-    assert kept == {"train_a": ["checkpoint_000001", "checkpoint_000003"], "train_b": ["checkpoint_000001"]}
-    assert ExperimentFolder(experiment).prune_checkpoints("val_acc", "min") == 1  # now the lowest: 0.7 at 4
-    assert [d.name for d in (experiment / "train_a").list_dirs()] == ["checkpoint_000003"]
-
 def test_latest_experiment_of_a_space_by_its_plan(root):
     for name, space in (("a", "teachers"), ("b", "kd"), ("c", "teachers")):
         ExperimentFolder(root / name).save_plan({"space": space})
