@@ -39,14 +39,10 @@ def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
 
 
 def top(scores: dict, count: int, mode: str = "max") -> set:
-    """The `count` best keys by score."""
+    """The `count` best keys by score; among equal scores the later key, as Ray's HyperBand bracket
+    (a stable sort of its trials in creation order) keeps them."""
     ranked = sorted(scores, key=lambda k: scores[k] if mode == "max" else -scores[k])
     return set(ranked[-count:]) if count > 0 else set()
-
-
-def survivors(scores: dict, reduction_factor: int, mode: str = "max") -> set:
-    """The top ceil(n / reduction_factor) keys by score, as Ray's HyperBand bracket keeps them."""
-    return top(scores, math.ceil(len(scores) / reduction_factor), mode)
 
 
 def is_baseline(config: dict, baselines: Sequence[dict]) -> bool:

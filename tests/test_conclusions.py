@@ -13,7 +13,7 @@ from scipy import stats
 from analysis.results import load_experiment
 from analysis.stats import paired, summarize
 from analysis.tables import generic, per_config
-from search.halving import asha, rungs, smoothed, successive_halving, survivors, trial_count
+from search.halving import asha, rungs, smoothed, successive_halving, top, trial_count
 
 # Two configurations over 6 epochs. `steady` is better at every epoch but one: it dips at epoch 3 (an
 # unlucky epoch, as a nearly constant learning rate gives), exactly where `lucky` spikes.
@@ -42,10 +42,11 @@ def test_the_raw_rung_decision_follows_the_noise_and_the_smoothed_one_the_config
 
 def test_a_rung_keeps_the_top_fraction_of_the_whole_cohort():
     scores = {c: v for c, v in zip("abcdef", [0.1, 0.6, 0.3, 0.5, 0.2, 0.4], strict=True)}
-    assert survivors(scores, 3) == {"b", "d"}
-    assert survivors(scores, 2) == {"b", "d", "f"}
-    assert survivors({"x": 0.2, "y": 0.1}, 3) == {"x"}
-    assert survivors({"x": 0.2, "y": 0.1}, 3, mode="min") == {"y"}
+    assert top(scores, 2) == {"b", "d"}
+    assert top(scores, 3) == {"b", "d", "f"}
+    assert top({"x": 0.2, "y": 0.1}, 1) == {"x"}
+    assert top({"x": 0.2, "y": 0.1}, 1, mode="min") == {"y"}
+    assert top({"x": 0.5, "y": 0.5, "z": 0.1}, 1) == {"y"}  # a tie keeps the later, as Ray's bracket
     assert rungs(2, 3, 6) == [2] and rungs(1, 3, 6) == [1, 3] and rungs(4, 3, 2) == []
 
 
