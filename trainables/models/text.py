@@ -98,8 +98,10 @@ def resolve_source(name: str, model_path: str = "", allow_hub: bool = True) -> s
     if _in_hf_cache(backbone.hub_id) or (allow_hub and os.environ.get("HF_HUB_OFFLINE") != "1"
                                          and hub_reachable()):
         return backbone.hub_id
+    hint = ("run `make mpnet`, or pass --set model_path=DIR" if name == "mpnet"
+            else "pass --set model_path=DIR")
     raise ModelMissing(f"backbone {name} is not available offline (looked in {local} and the HF cache "
-                       f"for {backbone.hub_id}): pass --set model_path=DIR")
+                       f"for {backbone.hub_id}): {hint}")
 
 
 def available_backbones(names: tuple[str, ...] = ("minilm", "distilbert", "mpnet")) -> list[str]:
