@@ -19,6 +19,7 @@ from search.tuner import SearchPlan, trainable_for
 from spaces import UsageError, get_space
 from store import Location, StorageError, locate
 from store.experiment import PLAN_FILE, ExperimentFolder
+from store.recovery import repair_missing_checkpoints
 
 # The fields that define *which* search runs; resources, storage and name may differ on resume.
 IDENTITY = ("space", "profile", "config", "grid", "scheduler", "smoothing", "search", "num_samples")
@@ -133,11 +134,14 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     """`Tuner.restore` of the plan's experiment: keeps finished trials, resumes the rest. Every trial
     requests the plan's resources, which `--cpus-per-trial`/`--gpus-per-trial` may have changed
     (search/resources.py); restored trials take them, and the data `shipment`, from the trainable
-    given here. First each trial's result files are cut back to, or completed up to, the report the
-    state resumes it from (a driver killed during Ray's upload leaves them a report apart)."""
+    given here. First a trial whose stored state names a checkpoint Ray already deleted is pointed at
+    the newest one that survives (or restarts from scratch), then each trial's result files are cut
+    back to, or completed up to, the report the state resumes it from (a driver killed during Ray's
+    upload leaves them a report apart; docs/storage.md §4)."""
     from ray import tune
 
-    for line in ExperimentFolder(plan.experiment_dir).align_results_with_state():
+    folder = ExperimentFolder(plan.experiment_dir)
+    for line in repair_missing_checkpoints(folder) + folder.align_results_with_state():
         print(f"resume: {line}", file=sys.stderr, flush=True)
     return tune.Tuner.restore(plan.experiment_dir.uri, trainable_for(plan, shipment), resume_unfinished=True,
                               resume_errored=True)

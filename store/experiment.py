@@ -194,10 +194,10 @@ class ExperimentFolder:
         resumed trial would go on at N+1 and N would be missing) or at N+1 (re-run from N's checkpoint,
         it would appear twice). Every tunelab report carries a checkpoint, so the state's last result
         is the one the trial resumes after: later rows are dropped, and a missing row N is written back
-        from the state's own copy of it. Call it before `Tuner.restore`."""
-        lost = [f"{folder}: the state resumes it from {name}, which Ray deleted before the state that "
-                "stops naming it was stored; Ray cannot resume this trial (docs/storage.md §4)"
-                for folder, name in self.missing_checkpoints()]
+        from the state's own copy of it. Call it before `Tuner.restore`, after
+        store.recovery.repair_missing_checkpoints (a state naming a deleted checkpoint is repaired
+        first, so its last result is the report the trial really resumes after)."""
+        lost = []
         for trial, meta in self._state_trials():
             last, folder = meta.get("last_result") or {}, trial.get("relative_logdir")
             if not folder or not isinstance(last.get("training_iteration"), int):

@@ -1,0 +1,123 @@
+"""Repairs Ray's stored experiment state where a killed driver left it naming a deleted checkpoint.
+
+Ray deletes a trial's superseded checkpoint on the storage as soon as it registers the next one, but
+uploads the state that stops naming it later, in the background (docs/storage.md §4). A driver killed
+in between leaves a state that resumes the trial from a checkpoint that is gone, and `Tuner.restore`
+fails that trial ("Could not recover from checkpoint as it does not exist on storage anymore"). Before
+restoring, `repair_missing_checkpoints` points each such trial at the newest checkpoint that survives on
+the storage and whose report is known (its row in the trial's stored result.json; a row is only logged
+after its checkpoint was fully uploaded, so such a checkpoint is whole), or at no checkpoint at all, so
+that the trial starts again from scratch. Training is deterministic, so either way it ends as an
+unkilled run would.
+
+Ray keeps a trial's checkpoint bookkeeping (`_CheckpointManager`) and its storage context (the next
+checkpoint's index) cloudpickled inside the state's JSON. This module unpickles both, which is what
+`Tuner.restore` itself does with the same bytes a moment later: it trusts the experiment's prefix
+exactly as much as Ray does (docs/storage.md §7).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from store.experiment import STATE_FILE, ExperimentFolder, Trial, read_results
+from store.fs import Location
+
+PICKLED = "CLOUDPICKLE_FALLBACK"  # how Ray's TuneFunctionEncoder embeds an object JSON cannot hold
+
+
+def _unpickle(field: Any) -> Any:
+    from ray import cloudpickle
+    from ray._common.utils import hex_to_binary
+
+    if not (isinstance(field, dict) and field.get("_type") == PICKLED):
+        raise ValueError("not a pickled field")
+    return cloudpickle.loads(hex_to_binary(field["value"]))
+
+
+def _pickle(obj: Any) -> dict:
+    from ray import cloudpickle
+    from ray._common.utils import binary_to_hex
+
+    return {"_type": PICKLED, "value": binary_to_hex(cloudpickle.dumps(obj))}
+
+
+def newest_state(folder: ExperimentFolder) -> Location | None:
+    """The experiment_state-<time>.json file Ray restores from (by name is by time); None without one."""
+    states = [f for f in folder.loc.list_files() if f.name.startswith("experiment_state-")]
+    return max(states, key=lambda f: f.name) if states else None
+
+
+def _surviving(trial: Trial) -> tuple[str, dict] | None:
+    """(checkpoint folder name, the row that reported it) of the newest checkpoint kept on the storage
+    whose report the stored result.json holds; None when there is none."""
+    rows = {}
+    for row in read_results(trial.loc / "result.json"):  # after a retry, the later row
+        if row.get("checkpoint_dir_name") and isinstance(row.get("training_iteration"), int):
+            rows[row["checkpoint_dir_name"]] = row
+    kept = [(rows[c.name]["training_iteration"], c.name) for c in trial.checkpoints() if c.name in rows]
+    if not kept:
+        return None
+    _, name = max(kept)
+    return name, rows[name]
+
+
+def _repoint(manager: Any, storage: Any, trial: Trial, found: tuple[str, dict] | None) -> None:
+    """Makes Ray's checkpoint manager resume from `found` (or from nothing) and the storage context
+    number the next checkpoint after it, as an unkilled run would."""
+    from ray.train import Checkpoint
+    from ray.train._internal.checkpoint_manager import _insert_into_sorted_list
+    from ray.train._internal.session import _TrainingResult
+
+    survivors = [r for r in manager._checkpoint_results
+                 if (trial.loc / r.checkpoint.path.rstrip("/").rsplit("/", 1)[-1] / STATE_FILE).is_file()]
+    if found is None:
+        manager._checkpoint_results, manager._latest_checkpoint_result = [], None
+        storage.current_checkpoint_index = -1  # the first checkpoint is then checkpoint_000000
+        return
+    name, row = found
+    latest = next((r for r in survivors if r.checkpoint.path.rstrip("/").endswith(f"/{name}")), None)
+    if latest is None:
+        checkpoint = Checkpoint(f"{storage.trial_fs_path}/{name}", filesystem=storage.storage_filesystem)
+        latest = _TrainingResult(checkpoint=checkpoint, metrics=row)
+        _insert_into_sorted_list(survivors, latest, key=manager._get_checkpoint_score)
+    manager._checkpoint_results, manager._latest_checkpoint_result = survivors, latest
+    storage.current_checkpoint_index = int(name.rsplit("_", 1)[-1])
+
+
+def repair_missing_checkpoints(folder: ExperimentFolder) -> list[str]:
+    """Repoints every unfinished trial whose stored state names a checkpoint missing on the storage;
+    returns one line per repaired trial. A trial restarted from scratch also loses its stored result
+    files, so that no row of the killed run survives beside the new ones."""
+    missing = dict(folder.missing_checkpoints())
+    state_file = newest_state(folder)
+    if not missing or state_file is None:
+        return []
+    state = json.loads(state_file.read_text())
+    lines = []
+    for entry in state.get("trial_data", []):
+        trial_json, meta = json.loads(entry[0]), json.loads(entry[1])
+        name = trial_json.get("relative_logdir")
+        if name not in missing:
+            continue
+        trial = Trial(folder.loc / name)
+        found = _surviving(trial)
+        manager, storage = _unpickle(meta["checkpoint_manager"]), _unpickle(trial_json["storage"])
+        _repoint(manager, storage, trial, found)
+        meta["checkpoint_manager"], trial_json["storage"] = _pickle(manager), _pickle(storage)
+        if found is None:
+            meta["last_result"] = {}
+            for file in ("result.json", "progress.csv"):
+                if (trial.loc / file).is_file():
+                    (trial.loc / file).delete()
+            lines.append(f"{name}: its checkpoint {missing[name]} was deleted before the state that stops "
+                         "naming it was stored, and no earlier one survives: restarts from scratch")
+        else:
+            meta["last_result"] = {**found[1], "done": False}
+            lines.append(f"{name}: its checkpoint {missing[name]} was deleted before the state that stops "
+                         f"naming it was stored: continues from {found[0]} (epoch "
+                         f"{found[1].get('epoch', '?')}), the newest one kept")
+        entry[0], entry[1] = json.dumps(trial_json, indent=2), json.dumps(meta, indent=2)
+    state_file.write_text(json.dumps(state))
+    return lines
