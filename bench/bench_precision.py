@@ -8,6 +8,12 @@ interleaved so that load on the machine hits every way alike. Prints images (sen
 and per CPU second of this process (the fair measure on a shared machine; with `--threads 1`, the
 default and what a demo trial gets, it is the speed of one idle core), medians, and the ratios to fp32.
 
+Next to each throughput: the FLOPs of a training step (torch.utils.flop_counter: convolutions and matrix
+products, forward and backward; for the CNN counted once per batch shape on the meta device, for MiniLM
+per padded token of one counted batch), the achieved GFLOP/s per CPU second, and that rate as a fraction
+of a bf16 and an fp32 2048³ matmul measured in every repeat of the same run, on the same threads. The
+first line names the CPU (model, family/model, the flags that decide bf16 speed).
+
 With --compile, each compiled way also reports its compile time in CPU seconds (this process and the C++
 compiler it runs; caches off): the extra CPU time of the warm-up steps and of the first evaluation pass
 (train and eval graphs compile separately) over steady state, and the images (sentences) a trial must
@@ -27,9 +33,9 @@ reproduces the stored val_acc exactly.
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import os
-import resource
 import statistics
 import sys
 import time
@@ -44,7 +50,10 @@ os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from bench.machine import cpu_line, cpu_seconds, matmul_rate  # noqa: E402
 from trainables.cnn import ImageConfig, build_model, fit_image_model  # noqa: E402
 from trainables.data.augment import train_batches  # noqa: E402
 from trainables.data.images import load_images  # noqa: E402
@@ -72,10 +81,7 @@ def runtime(precision: str) -> Runtime:
     return Runtime(torch.device("cpu"), AMP_DTYPES[precision], channels_last=True)
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and its finished children (the C++ compiler runs torch.compile's kernels)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+PEAK_SIZE, PEAK_PRODUCTS = 2048, 3
 
 
 def timed(fn) -> tuple[float, float]:
@@ -96,11 +102,14 @@ class CNNWorkload:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4)
         self.net = torch.compile(self.model) if compiled else self.model
         self.epoch = 0
+        self.step_flops = cnn_step_flops(self.model, self.batch, tuple(self.train.x.shape[1:]))
 
-    def steps(self, n: int, rt: Runtime) -> int:
+    def steps(self, n: int, rt: Runtime) -> tuple[int, float]:
+        """(images trained, FLOPs of those steps)."""
         self.epoch += 1
         batches = itertools.islice(train_batches(self.train, self.batch, 0, self.epoch, True, self.flip), n)
-        return int(train_epoch(self.net, self.optimizer, batches, self.normalize, rt)["samples"])
+        images = int(train_epoch(self.net, self.optimizer, batches, self.normalize, rt)["samples"])
+        return images, self.step_flops * images / self.batch
 
     def evaluate(self, rt: Runtime) -> None:
         predict(self.net, self.val, self.normalize, rt)
@@ -119,14 +128,48 @@ class TextWorkload:
         self.scheduler = warmup_linear(self.optimizer, 100_000, cfg.warmup)
         self.net = torch.compile(self.model) if compiled else self.model
         self.batches = iter(text_batches(self.train, self.batch, seed=0, epoch=0, bucket=50))
+        self.token_flops = text_token_flops(self.model, self.train)
 
-    def steps(self, n: int, rt: Runtime) -> int:
+    def steps(self, n: int, rt: Runtime) -> tuple[int, float]:
+        """(sentences trained, FLOPs of those steps: per padded token, as counted on one batch)."""
         rows = list(itertools.islice(self.batches, n))
         train_steps(self.net, self.optimizer, self.scheduler, self.train, rows, rt)
-        return sum(len(r) for r in rows)
+        padded = sum(len(r) * int(self.train.lengths[r].max()) for r in rows)
+        return sum(len(r) for r in rows), self.token_flops * padded
 
     def evaluate(self, rt: Runtime) -> None:
         evaluate_text(self.net, self.val, rt)
+
+
+def cnn_step_flops(model: torch.nn.Module, batch: int, shape: tuple[int, ...]) -> float:
+    """FLOPs of one training step (forward + backward) of `model` at `batch`, counted on the meta device
+    (shapes only, no arithmetic)."""
+    meta = copy.deepcopy(model).to("meta")
+    x = torch.empty(batch, *shape, device="meta").contiguous(memory_format=torch.channels_last)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(meta(x).float(), torch.zeros(batch, dtype=torch.long, device="meta")).backward()
+    return float(counter.get_total_flops())
+
+
+def text_token_flops(model: torch.nn.Module, data) -> float:
+    """FLOPs of one training step per padded token, counted on a copy of `model` over one real batch of
+    32 sentences (transformers' attention masks need real values, so not on the meta device). The
+    length-quadratic attention part is under 2% of the total at these lengths and is scaled linearly."""
+    rows = next(iter(text_batches(data, 32, seed=1, epoch=0, bucket=50)))
+    batch = data.batch(rows)
+    twin = copy.deepcopy(model).train()
+    with FlopCounterMode(display=False) as counter:
+        logits = twin(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        F.cross_entropy(logits.float(), batch["labels"]).backward()
+    return counter.get_total_flops() / batch["input_ids"].numel()
+
+
+def matmul_peaks() -> dict[str, float]:
+    """bf16 and fp32 GFLOP/s per CPU second of a 2048³ product on this process's threads: per CPU second,
+    like the workloads' rates, so load on a shared machine distorts neither."""
+    cpu = torch.device("cpu")
+    return {name: matmul_rate(dtype, cpu, PEAK_SIZE, PEAK_PRODUCTS)["gflops_cpu"]
+            for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32))}
 
 
 def workloads(only: str | None) -> dict[str, tuple[type, object, str]]:
@@ -227,8 +270,10 @@ def main() -> None:
         rerun(args.rerun, args.precision, args.out)
         return
     torch.set_num_threads(args.threads)
+    print(f"CPU: {cpu_line()}", flush=True)
     print(f"torch {torch.__version__}, {args.threads} thread(s), native bf16: {cpu_has_native_bf16()}, "
           f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+    peaks: dict[str, list[float]] = {"bf16": [], "fp32": []}
     compiled = [(p, True) for p in args.compile_precisions.split(",")] if args.compile else []
     ways = [("fp32", False), ("bf16", False)] + compiled
     table = []
@@ -241,25 +286,31 @@ def main() -> None:
             _, warm_cpu = timed(lambda w=way, r=rt: w.steps(args.warmup, r))
             _, eval_first = timed(lambda w=way, r=rt: w.evaluate(r))
             _, eval_again = timed(lambda w=way, r=rt: w.evaluate(r))
-            runs[(precision, compiled)] = {"way": way, "rt": rt, "wall": [], "cpu": [],
+            runs[(precision, compiled)] = {"way": way, "rt": rt, "wall": [], "cpu": [], "gflops": [],
                                            "warm": warm_cpu, "eval_extra": eval_first - eval_again}
             label = f"{precision}{' compiled' if compiled else ''}"
             print(f"warm-up: {name:24} {label}: {warm_cpu:.1f} CPU s for {args.warmup} steps, first "
                   f"evaluation {eval_first:.1f} CPU s (again {eval_again:.1f})", flush=True)
         for repeat in range(args.repeats):
+            for precision, rate in matmul_peaks().items():
+                peaks[precision].append(rate)
             for key, run in runs.items():
-                done = [0]
+                done = [(0, 0.0)]
                 wall, cpu = timed(lambda r=run, d=done: d.__setitem__(0, r["way"].steps(args.steps, r["rt"])))
-                run["wall"].append(done[0] / wall)
-                run["cpu"].append(done[0] / cpu)
+                items, flops = done[0]
+                run["wall"].append(items / wall)
+                run["cpu"].append(items / cpu)
+                run["gflops"].append(flops / cpu / 1e9)
                 label = f"{key[0]}{' compiled' if key[1] else ''}"
-                print(f"repeat {repeat}: {name:24} {label:14} {done[0] / wall:8.1f} {unit}/s, "
-                      f"{done[0] / cpu:8.1f} per CPU second", flush=True)
+                print(f"repeat {repeat}: {name:24} {label:14} {items / wall:8.1f} {unit}/s, "
+                      f"{items / cpu:8.1f} per CPU second, {flops / cpu / 1e9:6.1f} GFLOP/s", flush=True)
         base = statistics.median(runs[("fp32", False)]["cpu"])
         for (precision, compiled), run in runs.items():
             per_cpu, per_wall = statistics.median(run["cpu"]), statistics.median(run["wall"])
+            gflops = statistics.median(run["gflops"])
+            item_flops = per_cpu and gflops / per_cpu
             row = [name, precision + (" + compile" if compiled else ""), f"{per_wall:.1f}", f"{per_cpu:.1f}",
-                   f"{per_cpu / base:.2f}×"]
+                   f"{per_cpu / base:.2f}×", f"{item_flops:.3f}", f"{gflops:.1f}", "{bf16}", "{fp32}"]
             if compiled:
                 plain = statistics.median(runs[(precision, False)]["cpu"])
                 batch = run["way"].batch
@@ -270,12 +321,18 @@ def main() -> None:
                 even = f"{compile_s / saved_per_item:,.0f}" if saved_per_item > 0 else "never"
                 row.append(f"{compile_s:.0f} CPU s; pays off after {even} {unit} (demo trial: {budget:,})")
             table.append(row)
-    print(f"\nmedians of {args.repeats} repeats × {args.steps} steps, {args.threads} thread(s); "
-          "ratio per CPU second against fp32 of the same workload:")
-    print("| workload | way | per wall s | per CPU s | ratio | compile |")
-    print("|---|---|---|---|---|---|")
+    peak = {precision: statistics.median(rates) for precision, rates in peaks.items()}
+    print(f"\nCPU: {cpu_line()}; load {os.getloadavg()[0]:.1f} at the end")
+    print(f"medians of {args.repeats} repeats × {args.steps} steps, {args.threads} thread(s); ratio per CPU "
+          f"second against fp32 of the same workload; peaks: {PEAK_SIZE}³ matmul per CPU second, median of "
+          f"{args.repeats}: bf16 {peak['bf16']:.0f}, fp32 {peak['fp32']:.0f} GFLOP/s")
+    print("| workload | way | per wall s | per CPU s | ratio | GFLOP per item | GFLOP/s per CPU s "
+          "| of bf16 peak | of fp32 peak | compile |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in table:
-        print("| " + " | ".join(row + [""] * (6 - len(row))) + " |")
+        gflops = float(row[6])
+        row[7:9] = [f"{gflops / peak['bf16']:.0%}", f"{gflops / peak['fp32']:.0%}"]
+        print("| " + " | ".join(row + [""] * (10 - len(row))) + " |")
 
 
 if __name__ == "__main__":
