@@ -1,4 +1,4 @@
-"""What a figure was measured on, and the peak it is measured against.
+"""What a figure was measured on, the peak it is measured against, and the FLOPs of a training step.
 
 The project's machines change kind between sessions (DESIGN.md §10), so every benchmark names its CPU
 (model, family/model numbers and the flags that decide bf16 speed) and measures its own matmul peak in
@@ -7,11 +7,15 @@ the same run instead of assuming one.
 
 from __future__ import annotations
 
+import copy
 import resource
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 # The instruction-set flags that decide how fast fp32 and bf16 run on an x86 or ARM CPU.
 RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
@@ -62,3 +66,26 @@ def matmul_rate(dtype: torch.dtype, device: torch.device, size: int, repeats: in
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     flops = 2.0 * size ** 3 * repeats
     return {"gflops_wall": flops / wall / 1e9, "gflops_cpu": flops / max(cpu, 1e-9) / 1e9}
+
+
+def cnn_step_flops(model: torch.nn.Module, batch: int, shape: tuple[int, ...]) -> float:
+    """FLOPs of one training step (forward + backward) of `model` at `batch`, counted on the meta device
+    (shapes only, no arithmetic)."""
+    meta = copy.deepcopy(model).to("meta")
+    x = torch.empty(batch, *shape, device="meta").contiguous(memory_format=torch.channels_last)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(meta(x).float(), torch.zeros(batch, dtype=torch.long, device="meta")).backward()
+    return float(counter.get_total_flops())
+
+
+def text_token_flops(model: torch.nn.Module, data) -> float:
+    """FLOPs of one training step per padded token, counted on a copy of `model` over one real batch of
+    32 sentences (transformers' attention masks need real values, so not on the meta device). The
+    length-quadratic attention part is under 2% of the total at these lengths and is scaled linearly."""
+    twin = copy.deepcopy(model).train()
+    device = next(twin.parameters()).device
+    batch = {k: v.to(device) for k, v in data.batch(np.arange(min(32, len(data)))).items()}
+    with FlopCounterMode(display=False) as counter:
+        logits = twin(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        F.cross_entropy(logits.float(), batch["labels"]).backward()
+    return counter.get_total_flops() / batch["input_ids"].numel()
