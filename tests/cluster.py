@@ -14,6 +14,7 @@ The README's commands name example machines (10.0.0.1:6379, 10.0.0.2) and a buck
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -63,10 +64,11 @@ def unshare_permitted() -> str | None:
 
 
 class TwoNodeCluster:
-    """Head (127.0.0.1) and worker (127.0.0.2) nodes of one CPU each, with token auth."""
+    """Head (127.0.0.1) and worker (127.0.0.2) nodes of `cpus` CPUs each (or the head alone), with
+    token auth."""
 
     def __init__(self, workdir: Path, env: dict[str, str] | None = None,
-                 hidden: tuple[Path, ...] = ()):
+                 hidden: tuple[Path, ...] = (), head_only: bool = False, cpus: int = 1):
         self.port = free_port()
         self.workdir = workdir
         self.token_file = workdir / "auth_token"
@@ -79,9 +81,11 @@ class TwoNodeCluster:
         self.worker_tmp = Path(f"/tmp/tl9b-{self.port}-w")
         self.env = {**os.environ, **OFFLINE_ENV, **(env or {}),
                     "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_file),
-                    "RAY_OVERRIDE_RESOURCES": '{"CPU": 1}',  # --num-cpus 1 without changing the command
+                    # --num-cpus without changing the command
+                    "RAY_OVERRIDE_RESOURCES": json.dumps({"CPU": cpus}),
                     "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"}
         self.env.pop("RAY_ADDRESS", None)
+        self.head_only = head_only  # the README's head alone: a cluster a driver joins with --address
 
     @property
     def address(self) -> str:
@@ -132,6 +136,8 @@ class TwoNodeCluster:
         self.head_tmp.mkdir(exist_ok=True)
         self._spawn(f"exec {head}", self.workdir / "head.log", {**self.env, "RAY_TMPDIR": str(self.head_tmp)})
         self.wait_nodes(1, timeout)
+        if self.head_only:
+            return self
         worker = self.as_run(readme_command("ray start", "--node-ip-address", README_WORKER))
         self.worker_tmp.mkdir(exist_ok=True)
         mounts = "; ".join(f"mount -t tmpfs none {shlex.quote(str(p))}"

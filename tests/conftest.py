@@ -92,3 +92,25 @@ def s3(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+
+# Tallies a test wants in CI's output (the kill sweep's), printed in pytest's closing summary.
+TALLY_KEY = pytest.StashKey[list]()
+
+
+@pytest.fixture
+def tally(request):
+    """`tally(line)` prints `line` now and again at the end of the run, where CI's log shows it."""
+    lines = request.config.stash.setdefault(TALLY_KEY, [])
+
+    def record(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    for line in config.stash.get(TALLY_KEY, []):
+        terminalreporter.write_line(line)

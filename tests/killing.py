@@ -1,0 +1,168 @@
+"""Killing a driver at a stored-state moment, as the kill-and-resume tests and bench/bench_kill_sweep.py do.
+
+A moment is a condition on what the storage holds (the experiment state and the trials' progress.csv
+rows), never a wall-clock delay, so a loaded machine moves the kill but never lets it miss its case.
+The driver runs in its own session (setsid); the kill ends that session and only it: the driver, the
+local Ray it started and every Ray worker of that Ray (they keep the driver's session id).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from store.experiment import ExperimentFolder
+from tests.conftest import KILL_TEST_ENV, OFFLINE_ENV, ROOT
+
+
+def start_driver(*args: str, env: dict | None = None, log: Path | None = None) -> subprocess.Popen:
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, str(ROOT / "search" / "run.py"), *args], cwd=ROOT,
+                            env={**os.environ, **OFFLINE_ENV, **KILL_TEST_ENV, **(env or {})},
+                            start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
+
+
+def session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == sid:
+                    pids.append(int(entry.name))
+            except (ProcessLookupError, PermissionError):
+                pass
+    return pids
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILLs every process of the session `sid` (a driver started by start_driver), and only those."""
+    for pid in session_pids(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def kill_driver(driver: subprocess.Popen) -> None:
+    """SIGKILL of the driver's process group, as a user's kill -9 -PGID, then of what is left of its
+    session, so that nothing of it runs on while the test resumes the experiment."""
+    try:
+        os.killpg(driver.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    driver.wait()
+    kill_session(driver.pid)
+
+
+def stored_rows(folder: ExperimentFolder) -> dict[str, list[dict]]:
+    """progress.csv rows of each trial as the storage holds them now (a file being written: its
+    complete lines)."""
+    rows = {}
+    for trial in folder.trials():
+        try:
+            text = (trial.loc / "progress.csv").read_text()
+        except OSError:
+            continue
+        lines = text.splitlines(keepends=True)
+        complete = "".join(line for line in lines if line.endswith("\n"))
+        rows[trial.name] = list(csv.DictReader(io.StringIO(complete)))
+    return rows
+
+
+def unfinished(folder: ExperimentFolder) -> list[str]:
+    """Trial ids the stored experiment state does not record as TERMINATED."""
+    return [tid for tid, status in folder.trial_statuses().items() if status != "TERMINATED"]
+
+
+def newest_state_name(folder: ExperimentFolder) -> str | None:
+    """The newest experiment_state file's name: a restored search saves its state under a new one."""
+    from store.recovery import newest_state
+
+    state = newest_state(folder) if folder.loc.exists() else None
+    return state.name if state is not None else None
+
+
+def kill_at(driver: subprocess.Popen, folder: ExperimentFolder, rows: int, after: str | None = None,
+            timeout: float = 300) -> int:
+    """Kills the driver as soon as the storage holds a Ray state newer than `after` (a state file
+    name: for a resumed driver, the one it started from) with an unfinished trial, and at least `rows`
+    progress rows in all; returns the rows stored at the kill. AssertionError when the driver ends
+    first or the moment never comes."""
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and driver.poll() is None:
+            state = newest_state_name(folder)
+            if state is not None and state != after and unfinished(folder):
+                stored = sum(len(r) for r in stored_rows(folder).values())
+                if stored >= rows:
+                    return stored
+            time.sleep(0.05)
+        raise AssertionError(f"the moment '{rows} rows stored' never came (driver status {driver.poll()})")
+    finally:
+        kill_driver(driver)
+
+
+def fake_upload_window(folder: ExperimentFolder, restart: bool) -> str:
+    """Leaves the storage as a driver killed inside Ray's upload window does (docs/storage.md §4), for
+    one unfinished trial: its stored state names a checkpoint that is gone. `restart` False: the state
+    is one report behind the trial's result files and names the previous checkpoint, deleted (the newer
+    checkpoint and its row are stored). `restart` True: every checkpoint of the trial is deleted.
+    Returns the trial's folder; AssertionError when no unfinished trial has the reports for it."""
+    import json
+
+    from store.experiment import Trial
+    from store.recovery import _pickle, _unpickle, newest_state
+
+    state_file = newest_state(folder)
+    state = json.loads(state_file.read_text())
+    for entry in state["trial_data"]:
+        trial_json, meta = json.loads(entry[0]), json.loads(entry[1])
+        trial = Trial(folder.loc / trial_json["relative_logdir"])
+        last, kept = meta.get("last_result") or {}, {c.name: c for c in trial.checkpoints()}
+        rows = {r.get("training_iteration"): r for r in trial.results()}
+        n = last.get("training_iteration") or 0
+        if trial_json["status"] == "TERMINATED" or last.get("checkpoint_dir_name") not in kept:
+            continue
+        if restart:
+            for checkpoint in kept.values():
+                checkpoint.fs.delete_dir(checkpoint.path)
+            return trial.name
+        if n < 2 or n - 1 not in rows:
+            continue
+        from ray.train import Checkpoint
+        from ray.train._internal.session import _TrainingResult
+
+        manager, storage = _unpickle(meta["checkpoint_manager"]), _unpickle(trial_json["storage"])
+        latest, previous = manager._latest_checkpoint_result, rows[n - 1]
+        path = f"{latest.checkpoint.path.rstrip('/').rsplit('/', 1)[0]}/{previous['checkpoint_dir_name']}"
+        stale = _TrainingResult(Checkpoint(path, filesystem=latest.checkpoint.filesystem), previous)
+        manager._checkpoint_results = [stale if r is latest else r for r in manager._checkpoint_results]
+        manager._latest_checkpoint_result = stale
+        storage.current_checkpoint_index -= 1
+        meta["last_result"] = previous
+        meta["checkpoint_manager"], trial_json["storage"] = _pickle(manager), _pickle(storage)
+        entry[0], entry[1] = json.dumps(trial_json), json.dumps(meta)
+        if previous["checkpoint_dir_name"] in kept:  # the best one: gone too, as in the window
+            kept[previous["checkpoint_dir_name"]].fs.delete_dir(kept[previous["checkpoint_dir_name"]].path)
+        state_file.write_text(json.dumps(state))
+        return trial.name
+    raise AssertionError(f"no unfinished trial of {folder} has the reports to fake the upload window")
+
+
+def wait_for_line(log: Path, text: str, driver: subprocess.Popen, timeout: float = 300) -> bool:
+    """Whether a `resume: <text>...` line appears in the driver's log before it ends or the timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        done = driver.poll() is not None
+        if any(line.startswith("resume: ") and text in line for line in log.read_text().splitlines()):
+            return True
+        if done:
+            return False
+        time.sleep(0.2)
+    return False

@@ -1,0 +1,99 @@
+"""Kill anywhere, lose nothing: a smoke search SIGKILLed at evenly spaced stored-state moments, each kill
+followed by `--resume`, ends exactly as an unkilled run of the same search (issue 17, items 1, 2, 10).
+
+The CI form chains the kills: the search is killed at the first moment, its `--resume` at the second
+(once that resume has restored the search and stored a state of its own), and so on; the last resume
+runs to the end. Each kill therefore hits a running search, killed runs and resumed ones alike, and the
+whole chain costs one search plus a driver start per kill. `bench/bench_kill_sweep.py` runs the larger
+form, one fresh search per kill. Local storage runs its own local Ray, killed with the driver; S3
+storage (a real moto server) runs on a `ray start` head, as the README's cluster does, so the kill
+takes the driver alone and Ray ends the search's workers.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from store.experiment import ExperimentFolder
+from tests import killing
+from tests.conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+EPOCHS, MOMENTS = 5, 4
+SEARCH = ["--space", "degradation", "--profile", "smoke", "--scheduler", "fifo", "--max-epochs", str(EPOCHS),
+          "--set", "num_blocks=1,3", "--set", "skip=false", "--set", "train_subset=256",
+          "--set", "val_subset=128"]
+METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "training_iteration")
+TRIALS = 2
+
+
+def curves(folder: ExperimentFolder) -> dict[str, list[tuple]]:
+    """Each trial's progress.csv rows (the metrics above), keyed by its depth."""
+    rows = killing.stored_rows(folder)
+    return {str(t.params()["num_blocks"]): [tuple(float(r[m]) for m in METRICS) for r in rows[t.name]]
+            for t in folder.trials()}
+
+
+@pytest.fixture(scope="module")
+def reference(storage) -> dict[str, list[tuple]]:
+    """The unkilled search's per-epoch metrics."""
+    result = run_cli(*SEARCH, "--storage", str(storage), "--name", "sweep-reference")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = curves(ExperimentFolder(storage / "sweep-reference"))
+    assert len(found) == TRIALS and all(len(rows) == EPOCHS for rows in found.values()), found
+    return found
+
+
+def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, reference: dict, env: dict,
+          logs, windows: dict[int, bool]) -> list[str]:
+    """Runs the chained sweep (`start`: the search's storage flags, `resume`: what `--resume` adds);
+    returns one line per kill (what was stored when it came). After kill n in `windows`, the storage is
+    made to look as a kill inside Ray's upload window leaves it (tests/killing.py, fake_upload_window:
+    restart or not), which the timing of a kill on this machine rarely hits by itself."""
+    # Moments 1..MOMENTS progress rows of TRIALS*EPOCHS: evenly spaced, the last with rows to go.
+    moments = [round(1 + i * (TRIALS * EPOCHS - 2) / (MOMENTS - 1)) for i in range(MOMENTS)]
+    kills, after = [], None
+    driver = killing.start_driver(*SEARCH, *start, env=env, log=logs / "run-0.log")
+    for n, rows in enumerate(moments, 1):
+        stored = killing.kill_at(driver, folder, rows, after=after)
+        statuses = folder.trial_statuses()
+        assert "ERROR" not in statuses.values(), f"kill {n}: a trial in ERROR ({statuses}); logs in {logs}"
+        assert set(statuses.values()) != {"TERMINATED"}, f"kill {n}: nothing was left to resume"
+        kills.append(f"kill {n} at {stored} stored rows: {statuses}")
+        if n in windows:
+            trial = killing.fake_upload_window(folder, restart=windows[n])
+        after = killing.newest_state_name(folder)
+        driver = killing.start_driver("--resume", folder.loc.uri, *resume, env=env, log=logs / f"run-{n}.log")
+        if n in windows:  # the resume says what it repaired
+            assert killing.wait_for_line(logs / f"run-{n}.log", trial, driver), f"run {n} never named {trial}"
+    status = driver.wait(timeout=600)
+    log = (logs / f"run-{MOMENTS}.log").read_text()
+    assert status == 0, log[-3000:]
+    assert "Could not recover" not in log, log[-3000:]
+    statuses = folder.trial_statuses()
+    assert list(statuses.values()) == ["TERMINATED"] * TRIALS, statuses
+    assert curves(folder) == reference, "a resumed trial's per-epoch metrics differ from the unkilled run's"
+    for trial in folder.trials():  # result.json as well: every report exactly once
+        assert [r["training_iteration"] for r in trial.results()] == list(range(1, EPOCHS + 1)), trial.name
+    return kills
+
+
+def test_kill_sweep_on_local_storage_resumes_identical(storage, reference, tmp_path, tally):
+    folder = ExperimentFolder(storage / "sweep-local")
+    kills = sweep(["--storage", str(storage), "--name", "sweep-local"], [], folder, reference, {}, tmp_path,
+                  windows={2: True, 3: False})
+    tally(f"kill sweep, local storage: {len(kills)}/{MOMENTS} resumed identical")
+    assert len(kills) == MOMENTS
+
+
+def test_kill_sweep_on_s3_resumes_identical(s3, reference, tmp_path, tally):
+    from tests.cluster import TwoNodeCluster
+
+    folder = ExperimentFolder(s3.location("sweep/s3"))
+    with TwoNodeCluster(tmp_path, env=s3.env, head_only=True, cpus=TRIALS) as head:
+        address = ["--address", head.address]
+        kills = sweep([*address, "--storage", s3.uri("sweep"), "--name", "s3"], address, folder, reference,
+                      head.env, tmp_path, windows={2: False, 3: True})
+    tally(f"kill sweep, S3 storage: {len(kills)}/{MOMENTS} resumed identical")
+    assert len(kills) == MOMENTS
+    assert not (ROOT / "s3:").exists()
