@@ -9,6 +9,7 @@ nothing written. The driver calls `report_after_search` so every search ends in 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
 import shutil
@@ -135,13 +136,29 @@ def readme(exp: Experiment, tables: list[Table], figures: dict, folder: Path) ->
     return "\n".join(lines)
 
 
+SOURCE_FILE = ".experiment"
+"""In each report folder: the address of the experiment it reports (without the URI's options)."""
+
+
+def report_folder(root: Path, experiment: Location) -> Path:
+    """<root>/<name>/ for the first experiment of that name reported there; an experiment of the same
+    name elsewhere (results/deg and s3://bucket/runs/deg) gets <name>__<hash of its address>/, so no
+    report overwrites another experiment's. The same experiment always finds its own folder again."""
+    plain = root / experiment.name
+    owner = plain / SOURCE_FILE
+    if not plain.exists() or (owner.is_file() and owner.read_text().strip() == experiment.base):
+        return plain
+    return root / f"{experiment.name}__{hashlib.sha256(experiment.base.encode()).hexdigest()[:8]}"
+
+
 def write_report(exp: Experiment, root: Path | None = None) -> Path:
     """Builds everything first, then writes report/<experiment>/; returns the folder."""
     from analysis.plots import save
 
     tables, figures = build(exp)
-    folder = (root or report_root()) / exp.name
+    folder = report_folder(root or report_root(), exp.path)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / SOURCE_FILE).write_text(exp.path.base + "\n")
     for table in tables:
         table.write(folder)
     for name, figure in figures.items():

@@ -89,3 +89,20 @@ def test_bad_uris_are_refused_without_a_network_call(uri, words):
     with pytest.raises(StorageError, match=words.replace("'", ".")) as err:
         locate(uri)
     assert "abc" not in str(err.value) and "pw" not in str(err.value)
+
+
+def test_reports_of_experiments_with_one_name_never_share_a_folder(tmp_path):
+    """results/deg and s3://…/deg (here two folders named deg) each keep their own report folder, and an
+    experiment reported again finds its own (issue 17, item 8)."""
+    from analysis.report import SOURCE_FILE, report_folder
+
+    reports = tmp_path / "report"
+    first, second = locate(tmp_path / "a" / "deg"), locate("s3://bucket/runs/deg?endpoint_override=x:1")
+    folders = []
+    for experiment in (first, second, first, second):
+        folder = report_folder(reports, experiment)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / SOURCE_FILE).write_text(experiment.base + "\n")
+        folders.append(folder)
+    assert folders[0] == reports / "deg" and folders[1].name.startswith("deg__")
+    assert folders[2:] == folders[:2]
