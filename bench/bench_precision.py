@@ -33,7 +33,6 @@ reproduces the stored val_acc exactly.
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import os
 import statistics
@@ -50,10 +49,14 @@ os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 os.environ.setdefault("TORCHINDUCTOR_FORCE_DISABLE_CACHES", "1")
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from bench.machine import cpu_line, cpu_seconds, matmul_rate  # noqa: E402
+from bench.machine import (  # noqa: E402
+    cnn_step_flops,
+    cpu_line,
+    cpu_seconds,
+    matmul_rate,
+    text_token_flops,
+)
 from trainables.cnn import ImageConfig, build_model, fit_image_model  # noqa: E402
 from trainables.data.augment import train_batches  # noqa: E402
 from trainables.data.images import load_images  # noqa: E402
@@ -139,29 +142,6 @@ class TextWorkload:
 
     def evaluate(self, rt: Runtime) -> None:
         evaluate_text(self.net, self.val, rt)
-
-
-def cnn_step_flops(model: torch.nn.Module, batch: int, shape: tuple[int, ...]) -> float:
-    """FLOPs of one training step (forward + backward) of `model` at `batch`, counted on the meta device
-    (shapes only, no arithmetic)."""
-    meta = copy.deepcopy(model).to("meta")
-    x = torch.empty(batch, *shape, device="meta").contiguous(memory_format=torch.channels_last)
-    with FlopCounterMode(display=False) as counter:
-        F.cross_entropy(meta(x).float(), torch.zeros(batch, dtype=torch.long, device="meta")).backward()
-    return float(counter.get_total_flops())
-
-
-def text_token_flops(model: torch.nn.Module, data) -> float:
-    """FLOPs of one training step per padded token, counted on a copy of `model` over one real batch of
-    32 sentences (transformers' attention masks need real values, so not on the meta device). The
-    length-quadratic attention part is under 2% of the total at these lengths and is scaled linearly."""
-    rows = next(iter(text_batches(data, 32, seed=1, epoch=0, bucket=50)))
-    batch = data.batch(rows)
-    twin = copy.deepcopy(model).train()
-    with FlopCounterMode(display=False) as counter:
-        logits = twin(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        F.cross_entropy(logits.float(), batch["labels"]).backward()
-    return counter.get_total_flops() / batch["input_ids"].numel()
 
 
 def matmul_peaks() -> dict[str, float]:

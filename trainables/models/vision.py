@@ -65,11 +65,13 @@ class BasicBlock(nn.Module):
         self.shortcut = projection(cin, cout, stride) if skip else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
+        # In place on the fresh BN outputs (as torchvision's ResNet does): the same values, two fewer
+        # activation-sized allocations per block (BENCHMARKS.md, "The CPU against its own peak").
+        out = self.bn1(self.conv1(x)).relu_()
         out = self.bn2(self.conv2(out))
         if self.shortcut is not None:
-            out = out + self.shortcut(x)
-        return torch.relu(out)
+            out += self.shortcut(x)
+        return out.relu_()
 
 
 class StagedCNN(nn.Module):
