@@ -143,10 +143,12 @@ SOURCE_FILE = ".experiment"
 def report_folder(root: Path, experiment: Location) -> Path:
     """<root>/<name>/ for the first experiment of that name reported there; an experiment of the same
     name elsewhere (results/deg and s3://bucket/runs/deg) gets <name>__<hash of its address>/, so no
-    report overwrites another experiment's. The same experiment always finds its own folder again."""
+    report overwrites another experiment's. The same experiment always finds its own folder again. A
+    folder that names no experiment (an older tunelab's, or evaluate's files written just before the
+    report) is claimed."""
     plain = root / experiment.name
     owner = plain / SOURCE_FILE
-    if not plain.exists() or (owner.is_file() and owner.read_text().strip() == experiment.base):
+    if not owner.is_file() or owner.read_text().strip() == experiment.base:
         return plain
     return root / f"{experiment.name}__{hashlib.sha256(experiment.base.encode()).hexdigest()[:8]}"
 
