@@ -1,7 +1,8 @@
-"""Fidelity of successive halving against the full grid, in one run:
+"""Fidelity of early stopping against the full grid: the FIFO curves, then every rule replayed on them.
 
-    .venv/bin/python bench/bench_asha_fidelity.py [--images 2048] [--epochs 6] [--repeats 3]
-    .venv/bin/python bench/bench_asha_fidelity.py --analyse DIR    # replay the curves kept in DIR
+    .venv/bin/python bench/bench_asha_fidelity.py --storage DIR      # train (2,048 / 1,024 images, 6 epochs)
+    .venv/bin/python bench/bench_asha_fidelity.py --storage DIR --export bench/asha_fidelity_curves.json
+    .venv/bin/python bench/bench_asha_fidelity.py --analyse bench/asha_fidelity_curves.json --json out.json
 
 Each repeat trains the degradation grid (demo settings) × 3 seeds in lockstep as FIFO would: every
 configuration to the full budget, with a different seed set per repeat, and with two learning-rate
@@ -11,14 +12,16 @@ driver runs 2 one-CPU trials on 2 cores) through the same trainable the driver r
 those a FIFO search gives (tests/test_lockstep.py: per-seed results equal runs alone), without Ray's
 start-up, which on a loaded machine can time out.
 
-The halving scheduler's rung decision is synchronous and deterministic (search/halving.py), so what
-it does is replayed exactly on the FIFO curves, for every grace period, reduction factor and smoothing
-at once. For each setting it reports:
+The synchronous rules (analysis/rungs.py: successive halving, significance halving) decide on the
+curves alone, so what `--scheduler halving` and `--scheduler significance` do is replayed exactly on
+the FIFO curves, for every setting at once. For each rule, setting and `lr_gamma` arm it reports:
 
-- epochs: the fraction of FIFO's epochs it trains;
-- regret: the full-budget accuracy (mean over the seeds of each seed's best-epoch val_acc, from the
-  FIFO runs) of FIFO's best configuration minus that of the configuration halving picks;
-- agree: in how many repeats both pick the same configuration.
+- epochs_fraction: the share of FIFO's epochs it trains;
+- regret: the full-budget accuracy of FIFO's winner minus that of the configuration the rule keeps to
+  the end and crowns, each as every tunelab table defines "best" (the best epoch of the mean over
+  seeds, from the FIFO curves);
+- same_winner: in how many repeats both crown the same configuration, and tied_with_fifo_winner: in
+  how many the crowned one is statistically tied with FIFO's (Welch, p ≥ 0.05; context, not a target).
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from search.halving import successive_halving  # noqa: E402
+from analysis.rungs import significance_halving, successive_halving  # noqa: E402
 
 GAMMAS = (0.95, 0.7)
 WORKERS = 2  # 2 cores, 1 thread per trial
@@ -64,6 +68,8 @@ def run_fifo(storage: Path, repeats: int, seeds: int, images: int, val: int, epo
     configs = [{**base, "lr_gamma": g, "seed": r * seeds, "num_blocks": n, "skip": k}
                for g in GAMMAS for r in range(repeats) for n, k in itertools.product(*space.grid.values())]
     todo = [c for c in configs if not trial_file(storage, c).is_file()]
+    if not (storage / "PROVENANCE.json").is_file():
+        (storage / "PROVENANCE.json").write_text(json.dumps(machine(), indent=1))
     start = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
         for n, trial in enumerate(pool.imap(train, todo), 1):
@@ -71,33 +77,109 @@ def run_fifo(storage: Path, repeats: int, seeds: int, images: int, val: int, epo
             print(f"{n}/{len(todo)} trials, {time.perf_counter() - start:.0f} s", flush=True)
 
 
+def machine() -> dict:
+    """What made the curves: bf16 rounding differs between CPU kinds, so the curves name theirs."""
+    import platform
+    import subprocess
+
+    import torch
+
+    from trainables.precision import resolve_precision
+
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"commit": commit, "cpu": cpu, "torch": torch.__version__,
+            "precision": resolve_precision("auto", torch.device("cpu")), "date": time.strftime("%Y-%m-%d")}
+
+
 def trial_file(storage: Path, c: dict) -> Path:
     return storage / f"g{c['lr_gamma']}_seed{c['seed']}_n{c['num_blocks']}_skip{c['skip']}.json"
 
 
 def seed_curves(storage: Path, metric: str = "val_acc") -> dict:
-    """seed set -> (lr_gamma, num_blocks, skip) -> seed -> metric per epoch, from the lockstep trials."""
-    curves: dict = {}
+    """seed set -> (lr_gamma, num_blocks, skip) -> [each seed's metric per epoch], from the lockstep
+    trials in a folder of this script's runs, or from a curves file it exported (--export)."""
+    if storage.is_file():
+        record = json.loads(storage.read_text())
+        curves: dict = {}
+        for c in record["curves"]:
+            key = (float(c["lr_gamma"]), int(c["num_blocks"]), bool(c["skip"]))
+            curves.setdefault(c["seed_set"], {})[key] = c[metric]
+        return curves
+    curves = {}
     for path in sorted(storage.glob("g*_seed*_n*_skip*.json")):
         trial = json.loads(path.read_text())
         c = trial["config"]
         key = (float(c["lr_gamma"]), int(c["num_blocks"]), bool(c["skip"]))
-        for seed in range(c["seed"], c["seed"] + c["seeds"]):
-            column = f"{metric}_seed{seed}" if c["seeds"] > 1 else metric
-            curves.setdefault(c["seed"], {}).setdefault(key, {})[seed] = [h[column] for h in trial["history"]]
+        seeds = range(c["seed"], c["seed"] + c["seeds"])
+        columns = [f"{metric}_seed{s}" if c["seeds"] > 1 else metric for s in seeds]
+        curves.setdefault(c["seed"], {})[key] = [[h[col] for h in trial["history"]] for col in columns]
     return curves
 
 
-def replay(curves: dict, gamma: float, epochs: int, grace: int, rf: int, smoothing: float) -> dict:
-    cells = {c[1:]: seeds for c, seeds in curves.items() if c[0] == gamma}
-    full = {c: float(np.mean([max(v[:epochs]) for v in seeds.values()])) for c, seeds in cells.items()}
-    mean_curve = {c: np.mean([v[:epochs] for v in seeds.values()], axis=0).tolist()
-                  for c, seeds in cells.items()}
-    halving = successive_halving(mean_curve, grace, rf, epochs, smoothing)
+def export(storage: Path, out: Path) -> None:
+    """The FIFO curves of a run folder as one small JSON file (val_acc per seed and epoch, 4 decimals
+    more than an accuracy on 1,024 images resolves), with the settings that made them."""
+    trials = [json.loads(p.read_text()) for p in sorted(storage.glob("g*_seed*_n*_skip*.json"))]
+    first = trials[0]["config"]
+    record = {
+        "made_by": "bench/bench_asha_fidelity.py",
+        "settings": {k: first[k] for k in ("train_subset", "val_subset", "epochs", "seeds", "batch_size",
+                                             "lr")},
+        "provenance": json.loads((storage / "PROVENANCE.json").read_text())
+        if (storage / "PROVENANCE.json").is_file() else {},
+        "curves": [],
+    }
+    for seed_set, cells in sorted(seed_curves(storage).items()):
+        for (gamma, n, skip), per_seed in sorted(cells.items()):
+            record["curves"].append({"lr_gamma": gamma, "seed_set": seed_set, "num_blocks": n, "skip": skip,
+                                     "val_acc": [[round(v, 6) for v in c] for c in per_seed]})
+    out.write_text(json.dumps(record, separators=(",", ":")) + "\n")
+    print(f"curves of {len(record['curves'])} lockstep trials -> {out} ({out.stat().st_size:,} bytes)")
+
+
+def full_budget(per_seed: list[list[float]], epochs: int) -> float:
+    """A configuration's full-budget accuracy as every tunelab table defines "best": the best epoch of
+    its mean over seeds (one epoch for all seeds, a value the mean curve reached)."""
+    return float(np.max(np.mean([c[:epochs] for c in per_seed], axis=0)))
+
+
+def tied(a: list[list[float]], b: list[list[float]], epochs: int) -> bool:
+    """Whether two configurations' full-budget accuracies are statistically tied: a two-sided Welch
+    t-test over the seeds' values at each one's best epoch of the mean, p ≥ 0.05."""
+    def at_best(per_seed):
+        mean = np.mean([c[:epochs] for c in per_seed], axis=0)
+        return [c[int(np.argmax(mean))] for c in per_seed]
+
+    x, y = at_best(a), at_best(b)
+    if x == y:
+        return True
+    return bool(stats.ttest_ind(x, y, equal_var=False).pvalue >= 0.05)
+
+
+def replay(cells: dict, epochs: int, rule: str, grace: int, rf: int, smoothing: float,
+           alpha: float | None) -> dict:
+    """One rule on one repeat's curves (config -> per-seed curves): its share of FIFO's epochs, its
+    regret against FIFO's winner, and whether its pick is FIFO's or statistically tied with it."""
+    full = {c: full_budget(seeds, epochs) for c, seeds in cells.items()}
+    if rule == "halving":
+        mean_curve = {c: np.mean([v[:epochs] for v in seeds], axis=0).tolist() for c, seeds in cells.items()}
+        halving = successive_halving(mean_curve, grace, rf, epochs, smoothing)
+    else:
+        halving = significance_halving({c: [v[:epochs] for v in seeds] for c, seeds in cells.items()},
+                                       grace, rf, epochs, alpha, smoothing)
     fifo_best = max(full, key=full.get)
     pick = max(halving.finished, key=full.get)
     return {"fraction": halving.reports / (len(cells) * epochs), "regret": full[fifo_best] - full[pick],
-            "agree": pick == fifo_best, "fifo_best": fifo_best, "pick": pick}
+            "agree": pick == fifo_best, "tied": tied(cells[pick], cells[fifo_best], epochs), "pick": pick}
+
+
+RULES = [("halving", rf, grace, smoothing, None) for rf in (2, 3, 6) for grace in (1, 2, 3)
+         for smoothing in (0.0, 0.3, 0.5, 0.7)]
+RULES += [("significance", rf, grace, smoothing, alpha) for rf in (2, 3, 6) for grace in (1, 2, 3)
+          for smoothing in (0.0, 0.5) for alpha in (0.01, 0.05, 0.1, 0.2, 0.3)]
 
 
 def analyse(storage: Path, epochs: int) -> list[dict]:
@@ -108,32 +190,31 @@ def analyse(storage: Path, epochs: int) -> list[dict]:
         for g in GAMMAS))
     for gamma in GAMMAS:
         for seed, c in by_seeds.items():
-            full = {k[1:]: np.mean([max(v[:epochs]) for v in s.values()])
-                    for k, s in c.items() if k[0] == gamma}
+            full = {k[1:]: full_budget(s, epochs) for k, s in c.items() if k[0] == gamma}
             if len(full) == grid:
                 ranked = ", ".join(f"{k} {v:.4f}" for k, v in sorted(full.items(), key=lambda kv: -kv[1]))
                 print(f"  lr_gamma {gamma}, seeds from {seed}: {ranked}")
     rows = []
     for gamma in GAMMAS:
-        complete = [c for c in by_seeds.values() if sum(k[0] == gamma for k in c) == grid]
-        if not complete:
-            continue
-        for rf in (2, 3, 6):
-            for grace in (1, 2, 3):
-                for smoothing in (0.0, 0.3, 0.5, 0.7):
-                    results = [replay(c, gamma, epochs, grace, rf, smoothing) for c in complete]
-                    rows.append({"lr_gamma": gamma, "reduction_factor": rf, "grace": grace,
-                                 "smoothing": smoothing,
-                                 "fraction": float(np.mean([r["fraction"] for r in results])),
-                                 "regret_mean": float(np.mean([r["regret"] for r in results])),
-                                 "regret_max": float(np.max([r["regret"] for r in results])),
-                                 "agree": sum(r["agree"] for r in results), "repeats": len(results),
-                                 "picks": [str(r["pick"]) for r in results]})
-    print("lr_gamma | rf | grace | smoothing | epochs (of FIFO) | regret mean | regret max | same winner")
+        complete = [{k[1:]: v for k, v in c.items() if k[0] == gamma} for c in by_seeds.values()
+                    if sum(k[0] == gamma for k in c) == grid]
+        for rule, rf, grace, smoothing, alpha in RULES if complete else ():
+            results = [replay(c, epochs, rule, grace, rf, smoothing, alpha) for c in complete]
+            rows.append({"rule": rule, "reduction_factor": rf, "grace": grace, "smoothing": smoothing,
+                         "alpha": alpha, "lr_gamma": gamma,
+                         "epochs_fraction": float(np.mean([r["fraction"] for r in results])),
+                         "regret_mean": float(np.mean([r["regret"] for r in results])),
+                         "regret_max": float(np.max([r["regret"] for r in results])),
+                         "same_winner": sum(r["agree"] for r in results),
+                         "tied_with_fifo_winner": sum(r["tied"] for r in results),
+                         "repeats": len(results), "picks": [str(r["pick"]) for r in results]})
+    print("rule | lr_gamma | rf | grace | smoothing | alpha | epochs (of FIFO) | regret mean | regret max | "
+          "same winner | tied with FIFO's winner")
     for r in rows:
-        print(f"{r['lr_gamma']} | {r['reduction_factor']} | {r['grace']} | {r['smoothing']} | "
-              f"{r['fraction']:.2f} | {r['regret_mean']:.4f} | {r['regret_max']:.4f} | "
-              f"{r['agree']}/{r['repeats']} {' '.join(r['picks'])}")
+        print(f"{r['rule']} | {r['lr_gamma']} | {r['reduction_factor']} | {r['grace']} | {r['smoothing']} | "
+              f"{r['alpha'] if r['alpha'] is not None else '–'} | {r['epochs_fraction']:.2f} | "
+              f"{r['regret_mean']:.4f} | {r['regret_max']:.4f} | {r['same_winner']}/{r['repeats']} | "
+              f"{r['tied_with_fifo_winner']}/{r['repeats']} {' '.join(r['picks'])}")
     return rows
 
 
@@ -145,9 +226,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--storage", type=Path, help="keep the FIFO curves here (default: a new temp folder)")
-    parser.add_argument("--analyse", type=Path, metavar="DIR", help="only replay the runs kept in DIR")
+    parser.add_argument("--analyse", type=Path, metavar="PATH",
+                        help="only replay the curves kept in PATH: a --storage folder or an --export file")
     parser.add_argument("--json", type=Path, help="write the replay table here")
+    parser.add_argument("--export", type=Path, metavar="FILE",
+                        help="write the FIFO curves of --storage as one JSON file "
+                        "(bench/asha_fidelity_curves.json)")
     args = parser.parse_args()
+    if args.export:
+        export(args.storage, args.export)
+        return
     if args.analyse:
         rows = analyse(args.analyse, args.epochs)
     else:

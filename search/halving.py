@@ -1,102 +1,19 @@
-"""Successive halving as a pure function of learning curves: the rung decision the scheduler makes,
-and the same decision replayed on a full grid's curves (bench/bench_asha_fidelity.py).
-
-A decision is synchronous: at each rung every configuration still alive has reported, and the top
-1/reduction_factor of them by the signal go on (among equal signals the later curve, as Ray's bracket
-keeps the later-created trial). It therefore depends only on the
-curves, never on the order in which trials reach the rung, so replaying it on FIFO curves gives
-exactly the choices a scheduler with the same rule makes.
+"""The Ray schedulers behind `--scheduler`: Ray's ASHA, and two synchronous brackets whose rung
+decisions are the pure rules of analysis/rungs.py (successive halving, significance halving), so the
+benchmark's replay of a rule on stored curves makes exactly the scheduler's choices.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-
 from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler
 from ray.tune.schedulers.hyperband import _Bracket
 
-
-def smoothed(values: Sequence[float], smoothing: float) -> list[float]:
-    """Exponential moving average: s_t = (1 - smoothing) · v_t + smoothing · s_{t-1}, s_1 = v_1.
-    smoothing 0 is the raw curve; it must lie in [0, 1)."""
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
-    out: list[float] = []
-    for v in values:
-        out.append(float(v) if not out else (1 - smoothing) * float(v) + smoothing * out[-1])
-    return out
-
-
-def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
-    """grace_period × reduction_factor^k below max_t: the reports at which trials are compared."""
-    found, rung = [], grace_period
-    while rung < max_t:
-        found.append(rung)
-        rung *= reduction_factor
-    return found
-
-
-def top(scores: dict, count: int, mode: str = "max") -> set:
-    """The `count` best keys by score; among equal scores the later key, as Ray's HyperBand bracket
-    (a stable sort of its trials in creation order) keeps them."""
-    ranked = sorted(scores, key=lambda k: scores[k] if mode == "max" else -scores[k])
-    return set(ranked[-count:]) if count > 0 else set()
-
-
-def is_baseline(config: dict, baselines: Sequence[dict]) -> bool:
-    """Whether a trial's config is one of a space's baseline arms (every key of one of them matches)."""
-    return any(all(config.get(k) == v for k, v in b.items()) for b in baselines)
-
-
-@dataclass
-class Halving:
-    stopped_at: dict
-    """config -> the report after which it was stopped (max_t for those that ran to the end)."""
-    max_t: int
-
-    @property
-    def finished(self) -> list:
-        return [c for c, t in self.stopped_at.items() if t >= self.max_t]
-
-    @property
-    def reports(self) -> int:
-        return sum(self.stopped_at.values())
-
-
-def successive_halving(curves: dict, grace_period: int, reduction_factor: int, max_t: int,
-                       smoothing: float = 0.0, mode: str = "max", baselines: frozenset = frozenset()
-                       ) -> Halving:
-    """curves: config -> its metric per report (at least max_t values; for lockstep seeds, the mean
-    over seeds). Each rung compares the smoothed signal at that report and keeps the top
-    n ← ceil(n / reduction_factor) of them (n starts at the number of curves), as Ray's bracket counts;
-    the `baselines` among the curves go on whatever their rank (KeepsBaselines)."""
-    alive, n = list(curves), len(curves)  # a list: ties break by the curves' order, never by hashing
-    stopped_at = {}
-    for rung in rungs(grace_period, reduction_factor, max_t):
-        n = math.ceil(n / reduction_factor)
-        scores = {c: smoothed(curves[c][:rung], smoothing)[-1] for c in alive}
-        keep = top(scores, n, mode) | (set(alive) & baselines)
-        stopped_at.update({c: rung for c in alive if c not in keep})
-        alive = [c for c in alive if c in keep]
-    stopped_at.update({c: max_t for c in alive})
-    return Halving(stopped_at, max_t)
-
-
-def trial_count(grid: dict[str, list], baselines: tuple[dict, ...], num_samples: int) -> int:
-    """Trials a grid search runs: every cell, and each baseline once per combination of the grid
-    axes it leaves open, all num_samples times."""
-    def cells(axes: dict[str, list]) -> int:
-        return math.prod(len(v) for v in axes.values())
-
-    open_axes = [cells({k: v for k, v in grid.items() if k not in b}) for b in baselines]
-    return num_samples * (cells(grid) + sum(open_axes))
+from analysis.rungs import check_alpha, decide_rung, is_baseline, rungs
 
 
 class Smoothed:
     """Mixin for a Ray scheduler: it decides on each trial's exponential moving average of the metric
-    (`smoothed` above) instead of the raw value; results on disk keep the raw value."""
+    (analysis.rungs.smoothed) instead of the raw value; results on disk keep the raw value."""
 
     smoothing = 0.0
 
@@ -142,14 +59,13 @@ class _BaselineBracket(_Bracket):
         return good + kept, [t for t in bad if t not in kept]
 
 
-class SyncHalving(Smoothed, HyperBandScheduler):
+class _OneBracket(HyperBandScheduler):
     """Ray's HyperBandScheduler reduced to one bracket that holds all `trials`: a trial reaching a
-    rung pauses (its checkpoint kept) until every live trial has reached it, then the top
-    ceil(n / reduction_factor) by the smoothed metric resume, with any baseline arm, and the others
-    stop. No trial goes on because it arrived first, and the decision is `successive_halving`'s, which
-    the benchmark replays."""
+    rung pauses (its checkpoint kept) until every live trial has reached it; then the bracket's
+    `successive_halving` decides which resume and which stop. No trial goes on because it arrived
+    first, so the decision is the pure rule's, which the benchmark replays."""
 
-    baselines: tuple[dict, ...] = ()
+    bracket_class: type[_Bracket] = _Bracket
 
     def __init__(self, trials: int, grace_period: int, reduction_factor: int, max_t: int):
         super().__init__(time_attr="training_iteration", max_t=max_t, reduction_factor=reduction_factor)
@@ -157,11 +73,89 @@ class SyncHalving(Smoothed, HyperBandScheduler):
         self._halvings = len(rungs(grace_period, reduction_factor, max_t))
 
     def _create_bracket(self, s):
-        bracket = _BaselineBracket(time_attr=self._time_attr, max_trials=self._trials,
-                                   init_t_attr=self._grace, max_t_attr=self._max_t_attr, eta=self._eta,
-                                   s=self._halvings, stop_last_trials=self._stop_last_trials)
-        bracket.baselines = self.baselines
+        bracket = self.bracket_class(time_attr=self._time_attr, max_trials=self._trials,
+                                     init_t_attr=self._grace, max_t_attr=self._max_t_attr, eta=self._eta,
+                                     s=self._halvings, stop_last_trials=self._stop_last_trials)
+        bracket.scheduler = self
         return bracket
+
+    def debug_string(self) -> str:
+        # Ray's line ("Using HyperBand: num_stopped=...") counts every trial the bracket ends, those
+        # that ran to max_t included; tunelab's closing summary says what early stopping did.
+        return ""
+
+
+class _BaselineBracket(_Bracket):
+    """Ray's HyperBand bracket whose halving moves the baselines from the stopped to the kept."""
+
+    def successive_halving(self, metric, metric_op):
+        good, bad = super().successive_halving(metric, metric_op)
+        kept = [t for t in bad if is_baseline(t.config, self.scheduler.baselines)]
+        return good + kept, [t for t in bad if t not in kept]
+
+
+class SyncHalving(Smoothed, _OneBracket):
+    """Synchronous successive halving: at each rung the top ceil(n / reduction_factor) by the smoothed
+    metric resume, with any baseline arm (analysis.rungs.successive_halving)."""
+
+    baselines: tuple[dict, ...] = ()
+    bracket_class = _BaselineBracket
+
+
+class _SignificanceBracket(_Bracket):
+    """Ray's HyperBand bracket whose rung decision is analysis.rungs.decide_rung on the per-seed
+    curves the scheduler recorded; Ray's own halving only moves the bracket on (n ← ceil(n / eta),
+    the next rung)."""
+
+    def successive_halving(self, metric, metric_op):
+        rung = self._cumul_r
+        super().successive_halving(metric, metric_op)
+        trials = list(self._live_trials)  # creation order: ties break as in the replay
+        keep = self.scheduler.decide(trials, rung, self._n)
+        return [t for t in trials if t in keep], [t for t in trials if t not in keep]
+
+
+class SignificanceHalving(_OneBracket):
+    """Synchronous significance halving (analysis.rungs.significance_halving): a trial stops at a rung
+    only when its mean over seeds is significantly below the quota's cutoff or the leader.
+
+    What a trial does when it reaches a rung before its peers: it pauses there, its checkpoint kept,
+    until every live trial has reached the rung (the noise estimate and the cutoff need all of them);
+    then it resumes or stops. It is never judged on a partial cohort."""
+
+    bracket_class = _SignificanceBracket
+
+    def __init__(self, trials: int, grace_period: int, reduction_factor: int, max_t: int, alpha: float,
+                 smoothing: float = 0.0, baselines: tuple[dict, ...] = ()):
+        super().__init__(trials, grace_period, reduction_factor, max_t)
+        self.alpha, self.smoothing, self.baselines = check_alpha(alpha), smoothing, baselines
+        self.curves: dict[str, dict[int, list[float]]] = {}
+        """trial id -> report -> the metric of each seed at that report."""
+
+    def on_trial_result(self, tune_controller, trial, result):
+        if self._metric in result:
+            self.curves.setdefault(trial.trial_id, {})[int(result[self._time_attr])] = seed_values(
+                result, self._metric)
+        return super().on_trial_result(tune_controller, trial, result)
+
+    def decide(self, trials: list, rung: int, quota: int) -> set:
+        def per_seed(trial) -> list[list[float]]:
+            reports = self.curves.get(trial.trial_id, {})
+            rows = [reports[r] for r in sorted(reports) if r <= rung]
+            return [list(column) for column in zip(*rows, strict=True)]
+
+        curves = {t: per_seed(t) for t in trials}
+        baselines = frozenset(t for t in trials if is_baseline(t.config, self.baselines))
+        keep, _, _ = decide_rung(curves, rung, quota, self.alpha, self.smoothing,
+                                 "max" if self._metric_op > 0 else "min", baselines)
+        return keep
+
+
+def seed_values(result: dict, metric: str) -> list[float]:
+    """A report's metric for each seed: a lockstep trial's `<metric>_seed<s>` values, else the metric."""
+    prefix = f"{metric}_seed"
+    seeds = sorted(int(k[len(prefix):]) for k in result if k.startswith(prefix) and k[len(prefix):].isdigit())
+    return [float(result[f"{prefix}{s}"]) for s in seeds] if seeds else [float(result[metric])]
 
 
 def asha(grace_period: int, reduction_factor: int, max_t: int, smoothing: float = 0.0,
@@ -177,3 +171,8 @@ def sync_halving(trials: int, grace_period: int, reduction_factor: int, max_t: i
     scheduler = SyncHalving(trials, grace_period, reduction_factor, max_t)
     scheduler.smoothing, scheduler.baselines = smoothing, baselines
     return scheduler
+
+
+def significance(trials: int, grace_period: int, reduction_factor: int, max_t: int, alpha: float,
+                 smoothing: float = 0.0, baselines: tuple[dict, ...] = ()) -> SignificanceHalving:
+    return SignificanceHalving(trials, grace_period, reduction_factor, max_t, alpha, smoothing, baselines)

@@ -32,9 +32,14 @@ def make_parser() -> argparse.ArgumentParser:
                    "best trial of the latest teachers experiment in --storage)")
     p.add_argument("--seeds", type=int, default=1, help="repeat every configuration with N seeds "
                    "(image spaces: trained in lockstep within one trial)")
-    p.add_argument("--scheduler", choices=("asha", "halving", "fifo"), default="asha",
-                   help="asha: Ray's asynchronous ASHA; halving: synchronous successive halving (every "
-                   "trial reaches a rung before any is stopped); fifo: no early stopping")
+    p.add_argument("--scheduler", choices=("significance", "halving", "asha", "fifo"),
+                   help="significance: synchronous halving that stops a configuration only when it is "
+                   "significantly behind (ties go on; see --alpha); halving: synchronous successive "
+                   "halving (the top 1/reduction_factor at each rung); asha: Ray's asynchronous ASHA; "
+                   "fifo: no early stopping (default: the space's)")
+    p.add_argument("--alpha", type=float, metavar="A",
+                   help="--scheduler significance: level of the one-sided t-test behind a stop, in "
+                   "(0, 0.5); smaller keeps more configurations (default: the space's)")
     p.add_argument("--smoothing", type=float, metavar="BETA",
                    help="the scheduler decides on an exponential moving average of the metric, "
                    "s = (1-BETA)·value + BETA·s_prev, in [0, 1) (default: the space's; 0 is the raw value)")
@@ -164,8 +169,10 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
             config[key] = values[0]
     if args.seeds < 1:
         raise UsageError(f"--seeds must be >= 1, got {args.seeds}")
-    if args.seeds > 1 and "seeds" in space.config_cls.__dataclass_fields__:
+    lockstep = "seeds" in space.config_cls.__dataclass_fields__
+    if lockstep and (args.seeds > 1 or "seeds" in getattr(args, "given", ())):
         # One trial trains the configuration's seeds in lockstep: the scheduler judges them together.
+        # A given --seeds 1 overrides a profile's seeds too.
         config["seeds"] = args.seeds
     elif args.seeds > 1:
         base_seed = config.pop("seed", 0)
@@ -173,6 +180,12 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
     smoothing = space.smoothing if args.smoothing is None else args.smoothing
     if not 0.0 <= smoothing < 1.0:
         raise UsageError(f"--smoothing must be in [0, 1), got {smoothing:g}")
+    scheduler = args.scheduler or space.scheduler
+    alpha = space.alpha if args.alpha is None else args.alpha
+    if not 0.0 < alpha < 0.5:  # NaN fails this too
+        raise UsageError(f"--alpha must be in (0, 0.5), got {alpha:g}")
+    if args.alpha is not None and scheduler != "significance":
+        raise UsageError(f"--alpha sets --scheduler significance's test; this search uses {scheduler}")
     if args.num_samples < 1:
         raise UsageError(f"--num-samples must be >= 1, got {args.num_samples}")
     cpus, gpus = resources(space, args)
@@ -197,5 +210,5 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
         if space.prepare is not None:
             config = space.prepare(config, storage)
     return SearchPlan(space=space, profile=args.profile, config=config, grid=grid, storage=storage,
-                      name=name, scheduler=args.scheduler, smoothing=smoothing, search=args.search,
+                      name=name, scheduler=scheduler, smoothing=smoothing, alpha=alpha, search=args.search,
                       num_samples=args.num_samples, cpus=cpus, gpus=gpus, pinned=sorted(overrides))

@@ -27,7 +27,13 @@ class StatusTable(CLIReporter):
     def _progress_str(self, *args, **kwargs) -> str:  # CLIReporter prints what this returns
         text = super()._progress_str(*args, **kwargs)
         return "\n".join(f"Results: {self.results}" if line.startswith("Result logdir: ") else line
-                         for line in text.split("\n"))
+                         for line in text.split("\n") if not line.startswith(RAY_VERDICTS))
+
+
+# Ray's own verdicts, which disagree with tunelab's: "Current best trial" ranks single reports of
+# trials of any budget, and the schedulers' lines ("Using AsyncHyperBand: num_stopped=6") count trials
+# that ran to max_t as stopped. Only the closing summary (search/summary.py) names a winner.
+RAY_VERDICTS = ("Current best trial", "Using AsyncHyperBand", "Using HyperBand", "Bracket:")
 
 
 def progress_reporter(plan: SearchPlan) -> StatusTable:

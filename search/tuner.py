@@ -9,7 +9,8 @@ from typing import Any
 
 from ray import tune
 
-from search.halving import asha, sync_halving, trial_count
+from analysis.rungs import trial_count
+from search.halving import asha, significance, sync_halving
 from spaces.base import Space
 from store import Location, locate
 
@@ -32,6 +33,8 @@ class SearchPlan:
     scheduler: str = "asha"
     smoothing: float = 0.0
     """The scheduler decides on an exponential moving average of the metric (0: the raw value)."""
+    alpha: float = 0.1
+    """--scheduler significance: the one-sided test's level (analysis/rungs.py)."""
     search: str = "grid"
     num_samples: int = 1
     cpus: int = 1
@@ -65,12 +68,15 @@ def make_scheduler(plan: SearchPlan) -> tune.schedulers.TrialScheduler:
         return tune.schedulers.FIFOScheduler()
     space = plan.space
     grace = min(space.profiles[plan.profile].grace_period, plan.max_t)
-    if plan.scheduler == "halving" and plan.search == "grid":
-        trials = trial_count(plan.grid, space.baselines, plan.num_samples)
-        return sync_halving(trials, grace, space.reduction_factor, plan.max_t, plan.smoothing,
-                            space.baselines)
-    if plan.scheduler == "halving":  # optuna proposes trials one by one: there is no cohort to wait for
-        return sync_halving(plan.num_samples, grace, space.reduction_factor, plan.max_t, plan.smoothing)
+    # optuna proposes trials one by one: the synchronous cohort is num_samples, without baselines
+    trials = (trial_count(plan.grid, space.baselines, plan.num_samples) if plan.search == "grid"
+              else plan.num_samples)
+    baselines = space.baselines if plan.search == "grid" else ()
+    if plan.scheduler == "halving":
+        return sync_halving(trials, grace, space.reduction_factor, plan.max_t, plan.smoothing, baselines)
+    if plan.scheduler == "significance":
+        return significance(trials, grace, space.reduction_factor, plan.max_t, plan.alpha, plan.smoothing,
+                            baselines)
     return asha(grace, space.reduction_factor, plan.max_t, plan.smoothing, space.baselines)
 
 

@@ -49,6 +49,10 @@ class Space:
     smoothing: float = 0.0
     """The scheduler's default --smoothing: it decides on an EMA of the metric with this weight on
     the past (0: the raw value; bench/bench_asha_fidelity.py measures the choice)."""
+    scheduler: str = "asha"
+    """The default --scheduler (search/halving.py; bench/bench_asha_fidelity.py measures the choice)."""
+    alpha: float = 0.1
+    """The default --alpha of --scheduler significance: a stop needs its one-sided t-test's p < alpha."""
     reports_per_epoch: int = 1
     """Results a trial reports per epoch; ASHA's max_t is epochs × this."""
     progress: tuple[str, ...] = ("epoch", "train_loss", "val_acc")

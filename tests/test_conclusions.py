@@ -13,7 +13,8 @@ from scipy import stats
 from analysis.results import load_experiment
 from analysis.stats import paired, summarize
 from analysis.tables import generic, per_config
-from search.halving import asha, rungs, smoothed, successive_halving, top, trial_count
+from analysis.rungs import rungs, smoothed, successive_halving, top, trial_count
+from search.halving import asha
 
 # Two configurations over 6 epochs. `steady` is better at every epoch but one: it dips at epoch 3 (an
 # unlucky epoch, as a nearly constant learning rate gives), exactly where `lucky` spikes.

@@ -1,0 +1,244 @@
+"""Rung rules of early stopping as pure functions of learning curves, without Ray: the decisions
+`--scheduler halving` and `--scheduler significance` make (search/halving.py wraps them in Ray
+schedulers), the same decisions replayed on a full grid's curves (bench/bench_asha_fidelity.py), and
+the reason a report gives for each stop (analysis/plots.py).
+
+Both rules are synchronous: at a rung every configuration still alive has reported, so a decision
+depends only on the curves, never on the order trials arrive in. Replaying a rule on FIFO curves
+therefore gives exactly the choices a scheduler with the same rule makes.
+
+- **Successive halving** keeps the top ceil(n / reduction_factor) by the signal (the quota).
+- **Significance halving** uses the noise the curves measure. A configuration stops at a rung only
+  when its mean is significantly below the quota's cutoff, or significantly below the leader (a
+  one-sided t-test at level α); a configuration statistically tied with the cutoff goes on beyond the
+  quota. See `significance_halving` for the test and what it assumes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+
+from scipy import stats
+
+QUOTA, SIGNIFICANT = "quota", "significant"
+
+
+def smoothed(values: Sequence[float], smoothing: float) -> list[float]:
+    """Exponential moving average: s_t = (1 - smoothing) · v_t + smoothing · s_{t-1}, s_1 = v_1.
+    smoothing 0 is the raw curve; it must lie in [0, 1)."""
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    out: list[float] = []
+    for v in values:
+        out.append(float(v) if not out else (1 - smoothing) * float(v) + smoothing * out[-1])
+    return out
+
+
+def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
+    """grace_period × reduction_factor^k below max_t: the reports at which trials are compared."""
+    found, rung = [], grace_period
+    while rung < max_t:
+        found.append(rung)
+        rung *= reduction_factor
+    return found
+
+
+def top(scores: dict, count: int, mode: str = "max") -> set:
+    """The `count` best keys by score; among equal scores the later key, as Ray's HyperBand bracket
+    (a stable sort of its trials in creation order) keeps them."""
+    ranked = sorted(scores, key=lambda k: scores[k] if mode == "max" else -scores[k])
+    return set(ranked[-count:]) if count > 0 else set()
+
+
+def is_baseline(config: dict, baselines: Sequence[dict]) -> bool:
+    """Whether a trial's config is one of a space's baseline arms (every key of one of them matches)."""
+    return any(all(config.get(k) == v for k, v in b.items()) for b in baselines)
+
+
+def trial_count(grid: dict[str, list], baselines: tuple[dict, ...], num_samples: int) -> int:
+    """Trials a grid search runs: every cell, and each baseline once per combination of the grid
+    axes it leaves open, all num_samples times."""
+    def cells(axes: dict[str, list]) -> int:
+        return math.prod(len(v) for v in axes.values())
+
+    open_axes = [cells({k: v for k, v in grid.items() if k not in b}) for b in baselines]
+    return num_samples * (cells(grid) + sum(open_axes))
+
+
+@dataclass
+class Halving:
+    stopped_at: dict
+    """config -> the report after which it was stopped (max_t for those that ran to the end)."""
+    max_t: int
+    reasons: dict = field(default_factory=dict)
+    """stopped config -> QUOTA (only the quota stopped it) or SIGNIFICANT (its mean was significantly
+    below a configuration that went on)."""
+
+    @property
+    def finished(self) -> list:
+        return [c for c, t in self.stopped_at.items() if t >= self.max_t]
+
+    @property
+    def reports(self) -> int:
+        return sum(self.stopped_at.values())
+
+
+def successive_halving(curves: dict, grace_period: int, reduction_factor: int, max_t: int,
+                       smoothing: float = 0.0, mode: str = "max", baselines: frozenset = frozenset()
+                       ) -> Halving:
+    """curves: config -> its metric per report (at least max_t values; for lockstep seeds, the mean
+    over seeds). Each rung compares the smoothed signal at that report and keeps the top
+    n ← ceil(n / reduction_factor) of them (n starts at the number of curves), as Ray's bracket counts;
+    the `baselines` among the curves go on whatever their rank (KeepsBaselines)."""
+    alive, n = list(curves), len(curves)  # a list: ties break by the curves' order, never by hashing
+    stopped_at, reasons = {}, {}
+    for rung in rungs(grace_period, reduction_factor, max_t):
+        n = math.ceil(n / reduction_factor)
+        scores = {c: smoothed(curves[c][:rung], smoothing)[-1] for c in alive}
+        keep = top(scores, n, mode) | (set(alive) & baselines)
+        stopped_at.update({c: rung for c in alive if c not in keep})
+        reasons.update({c: QUOTA for c in alive if c not in keep})
+        alive = [c for c in alive if c in keep]
+    stopped_at.update({c: max_t for c in alive})
+    return Halving(stopped_at, max_t, reasons)
+
+
+# --- significance halving -------------------------------------------------------------------------
+
+SeedCurves = dict[Hashable, Sequence[Sequence[float]]]
+"""config -> one curve per seed (a lockstep trial's `<metric>_seed<s>`; a single-seed trial has one)."""
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The standard deviation of one seed's signal at a rung, with its degrees of freedom."""
+
+    sigma: float
+    df: int
+    source: str
+    """"seeds": pooled spread over lockstep seeds; "curve": one seed, from the curves' wiggle;
+    "none": no estimate (one seed, fewer than 3 reports), and the rule falls back to the quota."""
+
+
+def check_alpha(alpha: float) -> float:
+    """α of the one-sided test: a stop needs p < α. Below 0.5, so that a stop needs a positive gap."""
+    if not 0.0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha:g}")
+    return alpha
+
+
+def ema_variance_factor(smoothing: float, reports: int) -> float:
+    """Var(s_r) / σ² for the EMA s of r reports of independent noise of variance σ²."""
+    tail = sum(smoothing ** (2 * j) for j in range(reports - 1))
+    return (1 - smoothing) ** 2 * tail + smoothing ** (2 * (reports - 1))
+
+
+def rung_noise(curves: SeedCurves, rung: int, smoothing: float) -> Noise:
+    """The noise of one seed's signal at `rung`, pooled over the configurations given.
+
+    With ≥ 2 seeds: the within-configuration variance of the smoothed signal over seeds, pooled over
+    configurations (df = Σ (seeds − 1)). Pooling assumes the seed noise is about the same for every
+    configuration; with 3 seeds a configuration's own variance has 2 degrees of freedom, too few to
+    test with.
+    With one seed: the curve's second differences v_t − 2·v_{t−1} + v_{t−2} over reports 3..rung,
+    pooled over configurations. They have variance 6σ² when the curve is a locally linear trend plus
+    independent noise of variance σ² at each report (the assumption); the EMA's variance factor then
+    scales σ² to the smoothed signal."""
+    seeds = [len(c) for c in curves.values()]
+    if seeds and min(seeds) >= 2:
+        squares, df = 0.0, 0
+        for per_seed in curves.values():
+            signal = [smoothed(c[:rung], smoothing)[-1] for c in per_seed]
+            mean = sum(signal) / len(signal)
+            squares += sum((s - mean) ** 2 for s in signal)
+            df += len(signal) - 1
+        return Noise(math.sqrt(squares / df), df, "seeds")
+    diffs = [c[t] - 2 * c[t - 1] + c[t - 2] for per_seed in curves.values() for c in per_seed[:1]
+             for t in range(2, min(rung, len(c)))]
+    if not diffs:
+        return Noise(math.nan, 0, "none")
+    variance = sum(d * d for d in diffs) / (6 * len(diffs))
+    return Noise(math.sqrt(variance * ema_variance_factor(smoothing, rung)), len(diffs), "curve")
+
+
+def significantly_below(worse: tuple[float, int], better: tuple[float, int], noise: Noise, alpha: float,
+                        mode: str = "max") -> bool:
+    """One-sided t-test that the (mean, seeds) `worse` is below `better` ("above" for mode min):
+    gap / (σ·√(1/k_a + 1/k_b)) > t_{1−α, df}. False without a noise estimate."""
+    gap = (better[0] - worse[0]) if mode == "max" else (worse[0] - better[0])
+    if noise.source == "none" or gap <= 0:
+        return False
+    scale = noise.sigma * math.sqrt(1 / worse[1] + 1 / better[1])
+    return scale == 0 or gap / scale > float(stats.t.ppf(1 - alpha, noise.df))
+
+
+def decide_rung(curves: SeedCurves, rung: int, quota: int, alpha: float, smoothing: float = 0.0,
+                mode: str = "max", baselines: frozenset = frozenset()) -> tuple[set, dict, Noise]:
+    """One rung of significance halving over the configurations alive (`curves`, in creation order):
+    (the ones that go on, {stopped: reason}, the noise estimate).
+
+    A configuration goes on when it is not significantly below the leader AND it is within the quota
+    (the top `quota`, as successive halving keeps) or not significantly below the quota's cutoff (the
+    quota's last member). So ties at the cutoff go on beyond the quota, and a clear loser is cut even
+    inside it. Baselines always go on. Without a noise estimate this is successive halving."""
+    signal = {c: sum(smoothed(s[:rung], smoothing)[-1] for s in per_seed) / len(per_seed)
+              for c, per_seed in curves.items()}
+    size = {c: len(per_seed) for c, per_seed in curves.items()}
+    noise = rung_noise(curves, rung, smoothing)
+    within = top(signal, quota, mode)
+    if noise.source == "none":
+        keep = within | (set(curves) & baselines)
+        return keep, {c: QUOTA for c in curves if c not in keep}, noise
+    best = max if mode == "max" else min
+    leader = best(signal, key=signal.get)
+    cutoff = best(within, key=lambda c: -signal[c] if mode == "max" else signal[c]) if within else leader
+
+    def below(c, ref) -> bool:
+        return significantly_below((signal[c], size[c]), (signal[ref], size[ref]), noise, alpha, mode)
+
+    keep = {c for c in curves if c in baselines
+            or (not below(c, leader) and (c in within or not below(c, cutoff)))}
+    return keep, {c: SIGNIFICANT for c in curves if c not in keep}, noise
+
+
+def significance_halving(curves: SeedCurves, grace_period: int, reduction_factor: int, max_t: int,
+                         alpha: float, smoothing: float = 0.0, mode: str = "max",
+                         baselines: frozenset = frozenset()) -> Halving:
+    """Significance halving replayed on full curves (config -> per-seed curves of ≥ max_t reports): at
+    each rung of successive halving, `decide_rung` with the quota n ← ceil(n / reduction_factor)
+    counted as successive halving counts it, from the number of curves."""
+    check_alpha(alpha)
+    alive, n = list(curves), len(curves)
+    stopped_at, reasons = {}, {}
+    for rung in rungs(grace_period, reduction_factor, max_t):
+        n = math.ceil(n / reduction_factor)
+        keep, stopped, _ = decide_rung({c: curves[c] for c in alive}, rung, n, alpha, smoothing, mode,
+                                       baselines)
+        stopped_at.update({c: rung for c in stopped})
+        reasons.update(stopped)
+        alive = [c for c in alive if c in keep]
+    stopped_at.update({c: max_t for c in alive})
+    return Halving(stopped_at, max_t, reasons)
+
+
+def stop_reasons(curves: SeedCurves, stopped_at: dict, alpha: float, smoothing: float = 0.0,
+                 mode: str = "max") -> dict:
+    """Why each stop happened, whatever scheduler made it: SIGNIFICANT when, at the report it stopped
+    after, the configuration was significantly below the weakest one that went on (noise from every
+    configuration that reached that report), else QUOTA. Configurations still running at the end
+    (stopped_at ≥ their curve's length) are left out."""
+    reasons = {}
+    for c, at in stopped_at.items():
+        went_on = {o: v for o, v in curves.items() if stopped_at[o] > at}
+        if not went_on or at >= max(stopped_at.values()):
+            continue
+        reached = {o: v for o, v in curves.items() if stopped_at[o] >= at}
+        mean = {o: sum(smoothed(s[:at], smoothing)[-1] for s in v) / len(v) for o, v in reached.items()}
+        weakest = (min if mode == "max" else max)(went_on, key=mean.get)
+        noise = rung_noise(reached, at, smoothing)
+        below = significantly_below((mean[c], len(curves[c])), (mean[weakest], len(curves[weakest])),
+                                    noise, alpha, mode)
+        reasons[c] = SIGNIFICANT if below else QUOTA
+    return reasons
