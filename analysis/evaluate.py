@@ -29,6 +29,7 @@ if __package__ in (None, ""):  # `python analysis/evaluate.py` from a checkout
 
 from analysis.report import OneLineParser, report_root, write_report  # noqa: E402
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
+from analysis.tables import winner  # noqa: E402
 from spaces.base import UsageError  # noqa: E402
 from store import Location  # noqa: E402
 from store.experiment import ExperimentFolder, local_checkpoint  # noqa: E402
@@ -66,13 +67,23 @@ class Evaluation:
 
 
 def best_checkpoint(exp: Experiment) -> tuple[str, Location, dict]:
-    """(trial_id, checkpoint folder, its result row) of the experiment's best kept checkpoint, as
-    store/experiment.py finds it for every reader (by the space's metric and mode)."""
+    """(trial_id, checkpoint folder, its result row) of the winner's best kept checkpoint: the
+    configuration analysis.tables.winner crowns (as the summary and the report do), and among its trials
+    the kept checkpoint with the best metric, as store/experiment.py finds it for every reader."""
     if "checkpoint_dir_name" not in exp.epochs or exp.epochs["checkpoint_dir_name"].isna().all():
         raise UsageError(f"{exp.path}: no trial reported a checkpoint")
-    best = ExperimentFolder(exp.path).best_checkpoint(exp.metric, exp.mode)
+    try:
+        crowned = winner(exp)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    keys = exp.varied_keys()
+
+    def is_winner(params: dict) -> bool:
+        return all(str(params.get(k)) == str(crowned[k]) for k in keys)
+
+    best = ExperimentFolder(exp.path).best_checkpoint(exp.metric, exp.mode, accept=is_winner)
     if best is None:
-        raise UsageError(f"{exp.path}: no checkpoint with a state.pt is left on disk")
+        raise UsageError(f"{exp.path}: no checkpoint with a state.pt is left on disk for the winner")
     _, folder, trial, row = best
     return str(row.get("trial_id", trial.name)), folder, row
 

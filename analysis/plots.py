@@ -17,7 +17,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from analysis.results import Experiment
-from analysis.tables import degradation, lora_setting, model_name
+from analysis.rungs import QUOTA, SIGNIFICANT, stop_reasons
+from analysis.tables import degradation, lora_setting, model_name, per_config, seeds_of
 
 # Figures are built without pyplot: no backend or global state, so the same functions serve headless
 # reports and notebooks (which display a returned Figure inline).
@@ -111,14 +112,16 @@ def model_curves(exp: Experiment) -> Figure:
 
 
 def asha(exp: Experiment) -> Figure:
-    """Every trial's metric per report, its end marked: × stopped by the scheduler, ● ran to the end,
-    ▷ incomplete (still running, killed or failed)."""
-    fig, ax = subplots(figsize=(8, 4.5))
+    """Every trial's metric per report, its end marked: × stopped by the scheduler ("significant":
+    significantly below the weakest trial that went on, by analysis.rungs.stop_reasons; "quota": only
+    the quota stopped it), ● ran to the end, ▷ incomplete (still running, killed or failed)."""
+    fig, ax = subplots(figsize=(9, 4.5))
     trials = exp.trials.set_index("trial_id")
-    ends = {"stopped": ("x", 9, "stopped early (×)"), "finished": ("o", 5, "ran to the end (●)"),
-            "incomplete": (">", 7, "incomplete (▷)")}
-    state = {trial_id: "stopped" if row.stopped_early else "finished" if row.complete else "incomplete"
-             for trial_id, row in trials.iterrows()}
+    ends = {SIGNIFICANT: ("x", 9, "stopped: significant (×)"), QUOTA: ("+", 10, "stopped: quota (+)"),
+            "finished": ("o", 5, "ran to the end (●)"), "incomplete": (">", 7, "incomplete (▷)")}
+    reasons = stop_reasons_of(exp)
+    state = {trial_id: reasons.get(trial_id, QUOTA) if row.stopped_early
+             else "finished" if row.complete else "incomplete" for trial_id, row in trials.iterrows()}
     separate_seeds = "seed" in trials and trials["seed"].nunique() > 1  # not lockstep: one curve a seed
     keys = exp.varied_keys() + (["seed"] if separate_seeds else [])
     for trial_id, curve in exp.epochs.groupby("trial_id", sort=False):
@@ -133,15 +136,34 @@ def asha(exp: Experiment) -> Figure:
     for rung in exp.rungs:
         ax.axvline(rung, color="grey", linestyle=":", linewidth=1)
     counts = [f"{sum(v == key for v in state.values())} {label}" for key, (_, _, label) in ends.items()
-              if key != "incomplete" or "incomplete" in state.values()]
+              if sum(v == key for v in state.values())]
+    scheduler = exp.plan.get("scheduler", "scheduler")
     ax.set(xlabel="training_iteration (reports)", ylabel=exp.metric,
-           title=f"ASHA: {len(state)} trials, {', '.join(counts)}" + ("; dotted: rungs" if exp.rungs else ""))
+           title=f"{scheduler}: {len(state)} trials" + ("; dotted: rungs" if exp.rungs else ""))
+    ax.text(0.0, -0.18, "; ".join(counts), transform=ax.transAxes, fontsize=9, va="top")
     whole_ticks(ax, exp.epochs["training_iteration"])
     # One entry per curve: its configuration (lockstep trials draw the mean over their seeds).
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
               ncol=1 if len(state) <= 16 else 2)
     fig.tight_layout()
     return fig
+
+
+def stop_reasons_of(exp: Experiment) -> dict:
+    """trial id -> why the scheduler stopped it (analysis.rungs.stop_reasons on the stored per-seed
+    curves, at the search's α and smoothing)."""
+    trials = exp.trials.set_index("trial_id")
+    done = trials[trials["complete"] & (trials["epochs_run"] > 0)]
+    curves, stopped_at = {}, {}
+    for trial_id, curve in exp.epochs[exp.epochs["trial_id"].isin(done.index)].groupby("trial_id"):
+        curve = curve.sort_values("training_iteration")
+        columns = [f"{exp.metric}_seed{s}" for s in seeds_of(curve, exp.metric)] or [exp.metric]
+        curves[trial_id] = [curve[c].astype(float).tolist() for c in columns]
+        stopped_at[trial_id] = int(done.at[trial_id, "epochs_run"])
+    if not curves:
+        return {}
+    return stop_reasons(curves, stopped_at, float(exp.plan.get("alpha", 0.1)),
+                        float(exp.plan.get("smoothing", 0.0)), exp.mode)
 
 
 def _value(v) -> str:
@@ -154,7 +176,7 @@ def distil(exp: Experiment) -> Figure:
     x, xlabel = _x(exp)
     metric = exp.metric
     fig, (left, right) = subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
-    cells = exp.trials[exp.trials["epochs_run"] > 0].groupby(["temperature", "w_st"])[f"best_{metric}"].mean()
+    cells = longest_budget(exp, per_config(exp, "best", [metric])).set_index(["temperature", "w_st"])[metric]
     distilled = cells[cells.index.get_level_values("w_st") != 0]
     curves = exp.epochs
     baseline = curves[curves["w_st"] == 0].groupby(x)[metric].agg(["mean", "std"])
@@ -187,6 +209,12 @@ def distil(exp: Experiment) -> Figure:
     return fig
 
 
+def longest_budget(exp: Experiment, frame: pd.DataFrame) -> pd.DataFrame:
+    """Each configuration's row (analysis.tables.per_config) at the longest budget it ran, so a picture
+    shows one point per configuration, at the table's best epoch of its mean over seeds."""
+    return frame.sort_values("epochs", kind="stable").groupby(exp.varied_keys(), sort=False).tail(1)
+
+
 def pareto_front(cost: np.ndarray, value: np.ndarray) -> np.ndarray:
     """Indices of the points no other point beats on both (lower cost, higher value), by cost."""
     order = np.lexsort((-value, cost))
@@ -201,10 +229,10 @@ def pareto_front(cost: np.ndarray, value: np.ndarray) -> np.ndarray:
 def lora(exp: Experiment) -> Figure:
     """Best-epoch val_acc against log10 trainable parameters; the Pareto front joins the settings
     no cheaper setting beats."""
-    trials = exp.trials[exp.trials["epochs_run"] > 0].copy()
-    trials["setting"] = [lora_setting(row) for row in trials.to_dict("records")]
-    points = trials.groupby("setting").agg(params=("best_trainable_params", "first"),
-                                           acc=(f"best_{exp.metric}", "mean")).reset_index()
+    points = longest_budget(exp, per_config(exp, "best", [exp.metric, "trainable_params"]))
+    points = pd.DataFrame({"setting": [lora_setting(row) for row in points.to_dict("records")],
+                           "params": points["trainable_params"].to_numpy(),
+                           "acc": points[exp.metric].to_numpy()})
     points["log10"] = np.log10(points["params"].astype(float))
     fig, ax = subplots(figsize=(7, 4.5))
     ax.scatter(points["log10"], points["acc"], s=40, zorder=3)

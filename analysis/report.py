@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # `python analysis/report.py` from a checkout
     use_project_python(__file__, needs=("pandas", "matplotlib"))  # else the .venv
 
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
-from analysis.tables import Table, study_table  # noqa: E402
+from analysis.tables import Table, study_table, winner  # noqa: E402
 from spaces.base import UsageError  # noqa: E402
 from store import Location, StorageError, locate  # noqa: E402
 from store.experiment import experiments  # noqa: E402
@@ -90,12 +90,16 @@ def status_line(exp: Experiment) -> str:
 
 
 def winner_line(exp: Experiment) -> str:
-    reported = exp.trials[exp.trials["epochs_run"] > 0]
-    best = reported.sort_values(f"best_{exp.metric}", ascending=exp.mode == "min").iloc[0]
-    per_seed = "seed" in reported and reported["seed"].nunique() > 1  # not lockstep: a trial is one seed
-    config = ", ".join(f"{k}={best[k]}" for k in exp.varied_keys() + (["seed"] if per_seed else []))
-    return (f"winner: trial {best['trial_id']} ({config}), {exp.metric} {best[f'best_{exp.metric}']:.4f} "
-            f"at report {int(best['best_training_iteration'])} of {int(best['epochs_run'])}")
+    """The winner as every reader names it (analysis.tables.winner): its configuration, its value at
+    the best epoch of its mean over seeds, and the budget it ran."""
+    try:
+        best = winner(exp)
+    except ValueError as err:
+        return f"no winner: {err}"
+    config = ", ".join(f"{k}={best[k]}" for k in exp.varied_keys())
+    seeds = f"mean over {best['runs']} seeds" if best["runs"] > 1 else "one seed"
+    return (f"winner: {config or exp.name}, {exp.metric} {best[exp.metric]:.4f} ({seeds}) at epoch "
+            f"{best['epoch']:g} of {best['epochs']:g}")
 
 
 def provenance_lines(record: dict | None) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.rungs import rungs
 from store import Location, StorageError, locate
 from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment, read_results
 
@@ -113,6 +114,7 @@ def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: 
             row["done"] = bool(results[-1].get("done", False)) or ended
         else:
             row["done"] = False
+        row["errored"] = statuses.get(row["trial_id"]) == "ERROR"
         trial_rows.append(row)
     if not epoch_rows:
         raise NotAnExperiment(f"{folder} is an empty experiment: none of its {len(trials)} trials "
@@ -156,18 +158,9 @@ def open_experiment(path: str | Path | Location) -> Experiment:
     if epochs is not None:
         mark_budget(exp, int(epochs) * space.reports_per_epoch)
         profile = space.profiles.get(plan.get("profile") or (path.name.split("__") + [""])[1])
-        if plan.get("scheduler", "asha") in ("asha", "halving") and profile is not None:
-            exp.rungs = asha_rungs(min(profile.grace_period, exp.max_t), space.reduction_factor, exp.max_t)
+        if plan.get("scheduler", "asha") != "fifo" and profile is not None:
+            exp.rungs = rungs(min(profile.grace_period, exp.max_t), space.reduction_factor, exp.max_t)
     return exp
-
-
-def asha_rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
-    """grace_period × reduction_factor^k below max_t: where ASHA compares and may stop trials."""
-    rungs, rung = [], grace_period
-    while rung < max_t:
-        rungs.append(rung)
-        rung *= reduction_factor
-    return rungs
 
 
 def _guess_space(exp: Experiment, spaces):

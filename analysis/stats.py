@@ -23,8 +23,11 @@ class Summary:
     """The 95% t-interval of the mean; NaN for a single run."""
 
 
-def summarize(values: Sequence[float], level: float = LEVEL) -> Summary:
-    """mean ± t_{(1+level)/2, n-1} · std / √n."""
+def summarize(values: Sequence[float], level: float = LEVEL,
+              bounds: tuple[float, float] | None = None) -> Summary:
+    """mean ± t_{(1+level)/2, n-1} · std / √n, the interval clipped to `bounds` when the value cannot
+    leave them (an accuracy: [0, 1]). Clipping keeps the interval's coverage: the true mean lies
+    inside the bounds, so the part cut off never held it."""
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
     if len(x) == 0:
@@ -34,7 +37,10 @@ def summarize(values: Sequence[float], level: float = LEVEL) -> Summary:
         return Summary(1, mean, np.nan, np.nan, np.nan)
     std = float(x.std(ddof=1))
     half = float(stats.t.ppf((1 + level) / 2, len(x) - 1)) * std / np.sqrt(len(x))
-    return Summary(len(x), mean, std, mean - half, mean + half)
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return Summary(len(x), mean, std, lo, hi)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
 """Paper-style tables, one per study, from an Experiment: values as CSV, the same table as Markdown.
 
-Every table says which epoch of each trial it shows (`best`: the epoch with the best value of the
-Space's metric; `final`: the last report, which for an ASHA-stopped trial is an early one) and over how
-many seeds its rows are averaged. A row is one configuration at one budget: its runs (the seeds of a
-lockstep trial, or trials that differ only by seed) give mean ± std and a 95% t-interval
-(analysis/stats.py); runs that stopped at different epochs are never averaged together. Rows that ran
-the full budget come first; the others say at which epoch the scheduler stopped them."""
+Every table says which epoch of each configuration it shows (`best`: the epoch where the mean over
+its seeds of the Space's metric is best, one epoch for all seeds; `final`: the last report, which for a
+trial a scheduler stopped is an early one) and over how many seeds its rows are averaged. A row is one
+configuration at one budget: its runs (the seeds of a lockstep trial, or trials that differ only by
+seed) give mean ± std and a 95% t-interval (analysis/stats.py); runs that stopped at different epochs
+are never averaged together. Rows that ran the full budget come first; the others say at which epoch
+the scheduler stopped them."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ from analysis.results import Experiment
 from analysis.stats import paired, summarize
 
 WHICH = {
-    "best": "best epoch of each trial (the report with its best {metric})",
-    "final": "final epoch of each trial (its last report; ASHA-stopped trials end early)",
+    "best": "best epoch of each configuration's mean over its seeds (column `epoch`; every seed's value "
+            "at that one epoch)",
+    "final": "final epoch of each configuration (its last report; rows a scheduler stopped end early)",
 }
 
 
@@ -90,75 +92,110 @@ def _cell(value, std: float | None = None, metric: bool = False, signed: bool = 
     return str(value)
 
 
-def _seeds_of(curve: pd.DataFrame, metric: str) -> list[int]:
+def seeds_of(curve: pd.DataFrame, metric: str) -> list[int]:
     """The seeds a lockstep trial trained (its `<metric>_seed<s>` columns); [] for one seed."""
     prefix = f"{metric}_seed"
     return sorted(int(c[len(prefix):]) for c in curve.columns
                   if c.startswith(prefix) and c[len(prefix):].isdigit() and curve[c].notna().any())
 
 
-def runs(exp: Experiment, which: str, metrics: list[str]) -> pd.DataFrame:
+def runs(exp: Experiment, metrics: list[str]) -> pd.DataFrame:
     """One row per run: a trial of one seed, or one seed of a lockstep trial, with its config, seed,
-    budget (`epochs_run`, in reports), `stopped_early`, and each metric at the run's `which` epoch.
-    A lockstep seed's best epoch is its own (by its `<metric>_seed<s>` values), as a trial of that
-    seed alone would have it. Trials that never reported are left out."""
-    if which not in WHICH:
-        raise ValueError(f"which must be one of {', '.join(WHICH)}, got '{which}'")
+    budget (`epochs_run`, in reports), `stopped_early`, and each metric's curve (a list, one value per
+    report; a lockstep seed's own `<metric>_seed<s>` values where the trial reports them). Trials that
+    never reported are left out."""
     trials = exp.trials[exp.trials["epochs_run"] > 0]
     sort = "training_iteration" if "training_iteration" in exp.epochs else None
     rows = []
     for _, trial in trials.iterrows():
         base = {k: trial[k] for k in exp.config_keys if k in trial and k != "seeds"}
         base.update(trial_id=trial["trial_id"], epochs_run=int(trial["epochs_run"]),
-                    stopped_early=bool(trial.get("stopped_early", False)))
+                    stopped_early=bool(trial.get("stopped_early", False)),
+                    errored=bool(trial.get("errored", False)))
         curve = exp.epochs[exp.epochs["trial_id"] == trial["trial_id"]]
         curve = curve.sort_values(sort) if sort else curve
-        seeds = _seeds_of(curve, exp.metric)
+
+        def values(column: str, curve: pd.DataFrame = curve) -> list[float]:
+            return curve[column].astype(float).tolist() if column in curve else [np.nan] * len(curve)
+
+        seeds = seeds_of(curve, exp.metric)
         if not seeds:
-            rows.append({**base, **{m: trial.get(f"{which}_{m}", np.nan) for m in metrics}})
-            continue
+            rows.append({**base, **{m: values(m) for m in metrics}})
         for seed in seeds:
-            own = curve[f"{exp.metric}_seed{seed}"].astype(float)
-            at = (own.idxmax() if exp.mode == "max" else own.idxmin()) if which == "best" else own.index[-1]
-            row = {**base, "seed": seed}
-            for m in metrics:
-                column = f"{m}_seed{seed}" if f"{m}_seed{seed}" in curve else m
-                row[m] = float(curve.at[at, column]) if column in curve else np.nan
-            rows.append(row)
+            own = {m: values(f"{m}_seed{seed}" if f"{m}_seed{seed}" in curve else m) for m in metrics}
+            rows.append({**base, "seed": seed, **own})
     return pd.DataFrame(rows)
+
+
+def report_index(curves: list[list[float]], which: str, mode: str) -> int:
+    """The report a configuration's row shows, the same for all its runs: `final`, the last; `best`,
+    the best of the mean over its runs (seeds), a value the mean curve reached. (The mean of each
+    seed's own best epoch would mix epochs and favour configurations with noisier seeds.)"""
+    if which == "final":
+        return len(curves[0]) - 1
+    mean = np.nanmean(np.asarray(curves, dtype=float), axis=0)
+    return int(np.nanargmax(mean) if mode == "max" else np.nanargmin(mean))
 
 
 def per_config(exp: Experiment, which: str, metrics: list[str]) -> pd.DataFrame:
     """One row per configuration and budget: its config (seed left out), `runs`, `epochs` (the budget
-    its runs trained, in epochs), `stopped_early`, and each metric's mean, `_std`, `_ci_lo`/`_ci_hi`
-    over the runs (NaN for a single run); `seed_values` maps each run's seed to the main metric."""
-    frame = runs(exp, which, metrics)
+    its runs trained, in epochs), `epoch` (the one shown, see `report_index`), `stopped_early`, `errored`, and
+    each metric's mean, `_std`, `_ci_lo`/`_ci_hi` over the runs at that report (NaN for a single run);
+    `seed_values` maps each run's seed to the main metric there."""
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {', '.join(WHICH)}, got '{which}'")
+    frame = runs(exp, list(dict.fromkeys([exp.metric, *metrics])))
     keys = exp.varied_keys()
     groups = frame.groupby(keys + ["epochs_run"], sort=False, dropna=False)
     rows = []
     for _, group in groups:
         first = group.iloc[0]
+        at = report_index(group[exp.metric].tolist(), which, exp.mode)
         row = {k: first[k] for k in exp.config_keys if k not in ("seed", "seeds") and k in group}
         row["runs"] = len(group)
         row["epochs"] = first["epochs_run"] / exp.reports_per_epoch
+        row["epoch"] = (at + 1) / exp.reports_per_epoch
         row["stopped_early"] = bool(group["stopped_early"].any())
+        row["errored"] = bool(group["errored"].any())
         for metric in metrics:
-            summary = summarize(group[metric].astype(float))
+            summary = summarize([curve[at] for curve in group[metric]], bounds=bounds(metric))
             row.update({metric: summary.mean, f"{metric}_std": summary.std,
                         f"{metric}_ci_lo": summary.lo, f"{metric}_ci_hi": summary.hi})
         seeds = group["seed"] if "seed" in group else pd.Series(range(len(group)), index=group.index)
-        row["seed_values"] = dict(zip(seeds.astype(int), group[exp.metric].astype(float), strict=True)) \
-            if exp.metric in group else {}
+        row["seed_values"] = dict(zip(seeds.astype(int), [curve[at] for curve in group[exp.metric]],
+                                      strict=True))
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def bounds(metric: str) -> tuple[float, float] | None:
+    """The range a metric's value can take: accuracies lie in [0, 1], so their interval is clipped
+    there (a t-interval over 2 seeds can reach below 0); other metrics are unbounded."""
+    return (0.0, 1.0) if metric.endswith("acc") else None
+
+
+def winner(exp: Experiment) -> pd.Series:
+    """The configuration every reader crowns (the driver's summary, the report, evaluate.py): the best
+    row at its best epoch (`report_index`) among the rows that ran the longest budget, so runs of
+    different budgets are never ranked as equals, and never a configuration with an errored trial."""
+    frame = per_config(exp, "best", [exp.metric])
+    frame = frame[~frame["errored"]]
+    if frame.empty:
+        raise ValueError(f"{exp.name}: every configuration has an errored trial; there is no winner")
+    frame = frame[frame["epochs"] == frame["epochs"].max()]
+    frame = frame.sort_values(exp.metric, ascending=exp.mode == "min", kind="stable")
+    return frame.iloc[0]
+
+
 def caption(exp: Experiment, title: str, which: str, frame: pd.DataFrame | None = None) -> str:
     most = int(frame["runs"].max()) if frame is not None and len(frame) else 1
-    seeds = "one seed" if most == 1 else f"mean ± std and 95% t-interval over {most} seeds"
+    seeds = "one seed" if most == 1 else f"mean ± std and 95% t-interval over {most} seeds" + (
+        ", the interval clipped to [0, 1]" if bounds(exp.metric) else "")
     text = f"{title}: {WHICH[which].format(metric=exp.metric)}; {seeds}; {len(exp.trials)} trials"
     if frame is not None and frame["stopped_early"].any():
         text += "; rows that ran fewer epochs than the budget were stopped by the scheduler there"
+    if frame is not None and "errored" in frame and frame["errored"].any():
+        text += "; rows marked errored hold a trial that ended in ERROR (never the winner)"
     if exp.incomplete:
         text += f", {len(exp.incomplete)} incomplete ({', '.join(exp.incomplete)})"
     return text + "."
@@ -207,7 +244,8 @@ def _finish(exp: Experiment, study: str, which: str, frame: pd.DataFrame, column
               if f"{m}_{part}" in frame and frame[f"{m}_{part}"].notna().any()]
     frame = frame.sort_values("epochs", ascending=False, kind="stable")
     tail = [c for c in ("p (paired t)", "paired test") if c in frame]
-    frame = frame[columns + extra + metrics + spread + tail + ["runs", "epochs", "stopped_early"]]
+    flags = ["stopped_early"] + (["errored"] if frame["errored"].any() else [])
+    frame = frame[columns + extra + metrics + spread + tail + ["runs", "epochs", "epoch"] + flags]
     return Table(study, which, frame.reset_index(drop=True), caption(exp, title, which, frame),
                  tuple(metrics))
 

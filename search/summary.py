@@ -1,5 +1,7 @@
-"""The table printed when a search ends: one row per configuration and budget, best epoch's metric
-with its spread over seeds, full-budget rows ranked first, winner marked."""
+"""The table printed when a search ends: one row per configuration and budget, its metric at the best
+epoch of its mean over seeds with the spread over seeds, full-budget rows ranked first, the winner
+(analysis.tables.winner, the one every reader crowns) marked, errored trials named, and what early
+stopping saved against FIFO."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pandas as pd
 
 from analysis.results import load_experiment
 from analysis.stats import paired
-from analysis.tables import per_config
+from analysis.tables import WHICH, per_config, winner
 from search.tuner import SearchPlan
 
 
@@ -37,11 +39,20 @@ def summary_table(plan: SearchPlan) -> pd.DataFrame:
         table["seeds"] = frame["runs"]
     if size:
         table[size] = frame[size].round().astype("Int64")
+    table["epoch"] = frame["epoch"]
     table["epochs_run"] = frame["epochs"]
+    if frame["errored"].any():
+        table["errored"] = frame["errored"].map({True: "ERROR", False: ""})
     order = table.assign(_key=table[score] if space.mode == "min" else -table[score])
     order = order.sort_values(["epochs_run", "_key"], ascending=[False, True], na_position="last")
     table, frame = table.loc[order.index], frame.loc[order.index]
-    label = ["*"] + [""] * (len(table) - 1)
+    try:
+        best = winner(exp)
+        crowned = (frame[exp.varied_keys()] == best[exp.varied_keys()]).all(axis=1) \
+            & (frame["epochs"] == best["epochs"])
+    except ValueError:  # every configuration errored: no winner
+        crowned = pd.Series(False, index=frame.index)
+    label = ["*" if c else "" for c in crowned]
     if space.baselines:
         is_base = pd.Series(True, index=table.index)
         for key, value in space.baselines[0].items():
@@ -56,7 +67,7 @@ def summary_table(plan: SearchPlan) -> pd.DataFrame:
                 base_values = frame.at[base, "seed_values"]
                 table["p (paired)"] = [paired(values, base_values).p if ok else float("nan")
                                        for values, ok in zip(frame["seed_values"], same, strict=True)]
-            label = [("*" if i == 0 else "") + ("base" if b else "") for i, b in enumerate(is_base)]
+            label = [star + ("base" if b else "") for star, b in zip(label, is_base, strict=True)]
     table.insert(0, "", label)
     return table.reset_index(drop=True)
 
@@ -74,12 +85,30 @@ def print_summary(plan: SearchPlan, seconds: float) -> bool:
               f"{plan.experiment_dir}", file=sys.stderr)
         return False
     table = summary_table(plan)
+    seeds = int(table["seeds"].max()) if "seeds" in table else 1
     stopped = ("fifo stops no trial" if plan.scheduler == "fifo" else
                f"epochs_run < {plan.max_t // plan.space.reports_per_epoch} means the scheduler stopped it "
                "there; full-budget rows first")
     print(f"\n{plan.space.name} / {plan.profile}: {len(trials)} trials in {seconds:.0f} s, "
-          f"{len(table)} rows; * marks the winner; {stopped}")
+          f"{len(table)} rows; {WHICH['best'].format(metric=plan.space.metric)}; "
+          f"{'one seed' if seeds == 1 else f'{seeds} seeds'}; * marks the winner; {stopped}")
     print(table.to_string(index=False, float_format=readable, na_rep="–",
-                          formatters={"epochs_run": "{:g}".format}))
+                          formatters={"epochs_run": "{:g}".format, "epoch": "{:g}".format}))
+    if plan.scheduler != "fifo":
+        print(epochs_saved(trials, plan))
+    errored = trials.loc[trials["errored"], "trial_id"].tolist()
+    if errored:
+        print(f"errored: {len(errored)} trial(s) ended in ERROR ({', '.join(errored)}): marked ERROR, never "
+              f"the winner; their error.txt is in {plan.experiment_dir}")
     print(f"results: {plan.experiment_dir}")
     return True
+
+
+def epochs_saved(trials: pd.DataFrame, plan: SearchPlan) -> str:
+    """What early stopping saved: the epochs the trials trained against FIFO's, every trial to the
+    budget (lockstep seeds count once per epoch, as they train together)."""
+    per_epoch = plan.space.reports_per_epoch
+    trained = int(trials["epochs_run"].sum()) / per_epoch
+    fifo = len(trials) * plan.max_t / per_epoch
+    return (f"early stopping ({plan.scheduler}): {trained:g} of FIFO's {fifo:g} trial-epochs trained, "
+            f"{fifo - trained:g} saved ({(fifo - trained) / fifo:.0%})")

@@ -20,8 +20,8 @@ from analysis import evaluate, report
 from analysis.evaluate import evaluate_winner
 from analysis.report import write_report
 from analysis.results import load_experiment, open_experiment
+from analysis.rungs import successive_halving
 from analysis.tables import study_table
-from search.halving import successive_halving
 
 NAME = "deg"
 # FIFO, two seeds (in lockstep: one trial per configuration), three epochs: every trial runs to the
@@ -87,15 +87,22 @@ def progress(experiment: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def per_trial(experiment: Path) -> pd.DataFrame:
-    """One row per run: its config, best (max) and final (last) val_acc, from progress.csv."""
-    trials = progress(experiment).groupby("run")
-    return trials[["num_blocks", "skip", "seed"]].first().assign(
-        best=trials["val_acc"].max(), final=trials["val_acc"].last())
+def per_config_curves(experiment: Path) -> dict[tuple, pd.DataFrame]:
+    """(num_blocks, skip) -> its runs' val_acc, one column per run, one row per report."""
+    rows = progress(experiment)
+    return {key: cfg.pivot(index="training_iteration", columns="run", values="val_acc")
+            for key, cfg in rows.groupby(["num_blocks", "skip"])}
 
 
 def recomputed(experiment: Path, which: str) -> pd.DataFrame:
-    return per_trial(experiment).groupby(["num_blocks", "skip"])[which].agg(["mean", "std", "count"])
+    """Each configuration's runs at one report: `best`, the report where their mean is highest;
+    `final`, the last (what every table shows, analysis/tables.py `report_index`)."""
+    out = {}
+    for key, curves in per_config_curves(experiment).items():
+        mean = curves.mean(axis=1)
+        values = curves.loc[mean.idxmax() if which == "best" else mean.index[-1]]
+        out[key] = {"mean": values.mean(), "std": values.std(ddof=1), "count": len(values)}
+    return pd.DataFrame.from_dict(out, orient="index").rename_axis(["num_blocks", "skip"])
 
 
 def test_search_ends_in_a_report_with_the_degradation_table_and_deg_prob(search):
@@ -127,8 +134,9 @@ def test_table_values_equal_a_recomputation_from_progress_csv(search, which):
     np.testing.assert_allclose(frame["val_acc"], expected["mean"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(frame["val_acc_std"], expected["std"], rtol=0, atol=1e-12)
     half = stats.t.ppf(0.975, 1) * expected["std"] / np.sqrt(2)
-    np.testing.assert_allclose(frame["val_acc_ci_lo"], expected["mean"] - half, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(frame["val_acc_ci_hi"], expected["mean"] + half, rtol=0, atol=1e-12)
+    lo, hi = (expected["mean"] - half).clip(0, 1), (expected["mean"] + half).clip(0, 1)  # an accuracy's range
+    np.testing.assert_allclose(frame["val_acc_ci_lo"], lo, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(frame["val_acc_ci_hi"], hi, rtol=0, atol=1e-12)
     assert (frame["runs"] == expected["count"]).all() and (frame["runs"] == 2).all()
     # #params comes from the Space's describe; the trials reported the count of the model they trained.
     trained = progress(experiment).groupby(["num_blocks", "skip"])["params"].first().sort_index()
@@ -141,11 +149,11 @@ def test_best_and_final_epoch_differ_exactly_where_a_trial_got_worse(search):
     exp = open_experiment(experiment)
     best, final = study_table(exp, "best").frame, study_table(exp, "final").frame
     assert (best["val_acc"] >= final["val_acc"]).all()
-    trials = per_trial(experiment)
-    worse = (trials["best"] > trials["final"]).groupby([trials["num_blocks"], trials["skip"]]).any()
+    worse = {key: bool(curves.mean(axis=1).max() > curves.mean(axis=1).iloc[-1])
+             for key, curves in per_config_curves(experiment).items()}
     differs = dict(zip(zip(best["num_blocks"], best["skip"], strict=True),
                        best["val_acc"] != final["val_acc"], strict=True))
-    assert differs == worse.to_dict()
+    assert differs == worse
 
 
 def test_asha_stops_are_told_from_finished_trials(search, kd_search):
@@ -246,10 +254,10 @@ def test_evaluate_reproduces_the_stored_val_acc_of_the_best_checkpoint(search, t
     evaluation = json.loads((tmp_path / NAME / "evaluation_val.json").read_text())
     assert abs(evaluation["accuracy"] - evaluation["stored_val_acc"]) <= 1e-6
     assert evaluation["images"] == 256 and sum(map(sum, evaluation["confusion"])) == 256
-    # The winner is the best val_acc (mean over its lockstep seeds) of the whole search, the checkpoint
-    # is that epoch's, and its model is the trial's first seed's.
-    rows = pd.concat([pd.read_csv(f / "progress.csv") for f in experiment.iterdir()
-                      if (f / "progress.csv").is_file()], ignore_index=True)
+    # The winner is the best val_acc (mean over its lockstep seeds) among the trials that ran the whole
+    # budget, the checkpoint is that epoch's, and its model is the trial's first seed's.
+    runs = [pd.read_csv(f / "progress.csv") for f in experiment.iterdir() if (f / "progress.csv").is_file()]
+    rows = pd.concat([r for r in runs if len(r) == max(map(len, runs))], ignore_index=True)
     assert evaluation["stored_val_acc"] == rows.loc[rows["val_acc"].idxmax(), "val_acc_seed0"]
     assert "Evaluation of the winner on the val split" in (tmp_path / NAME / "README.md").read_text()
 
@@ -267,7 +275,7 @@ def test_report_command_finds_the_latest_experiment_of_a_space(search, tmp_path,
     assert report.main(["--space", "degradation", "--storage", str(experiment.parent),
                         "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("Degradation problem") and "winner: trial" in printed
+    assert printed.startswith("Degradation problem") and "\nwinner: num_blocks=" in printed
     assert (tmp_path / NAME / "README.md").is_file() and (tmp_path / NAME / "deg_prob.svg").is_file()
 
 
