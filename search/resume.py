@@ -18,8 +18,8 @@ from typing import Any
 from search.tuner import SearchPlan, trainable_for
 from spaces import UsageError, get_space
 from store import Location, StorageError, locate
-from store.experiment import PLAN_FILE, ExperimentFolder
-from store.recovery import repair_missing_checkpoints
+from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment
+from store.recovery import check_resumable, repair_missing_checkpoints, resume_summary
 
 # The fields that define *which* search runs; resources, storage and name may differ on resume.
 IDENTITY = ("space", "profile", "config", "grid", "scheduler", "smoothing", "search", "num_samples")
@@ -58,8 +58,11 @@ def load_plan(experiment: str | Location) -> SearchPlan:
             raise UsageError(f"--resume: {folder} holds no Ray Tune state (stopped before it started); "
                              "start a new experiment")
         text = (folder.loc / PLAN_FILE).read_text()
-    except (StorageError, OSError) as err:
+        check_resumable(folder, json.loads(text))
+    except (StorageError, OSError, NotAnExperiment) as err:
         raise UsageError(f"--resume: {err}") from None
+    except json.JSONDecodeError as err:
+        raise UsageError(f"--resume: {folder.loc / PLAN_FILE} is unreadable ({err})") from None
     try:
         record = json.loads(text)
         record["space"] = get_space(record["space"])
@@ -140,8 +143,17 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     upload leaves them a report apart; docs/storage.md §4)."""
     from ray import tune
 
+    from search.status import progress_reporter
+
     folder = ExperimentFolder(plan.experiment_dir)
     for line in repair_missing_checkpoints(folder) + folder.align_results_with_state():
         print(f"resume: {line}", file=sys.stderr, flush=True)
-    return tune.Tuner.restore(plan.experiment_dir.uri, trainable_for(plan, shipment), resume_unfinished=True,
-                              resume_errored=True)
+    for line in resume_summary(folder):
+        print(f"resume: {line}", flush=True)
+    tuner = tune.Tuner.restore(plan.experiment_dir.uri, trainable_for(plan, shipment), resume_unfinished=True,
+                               resume_errored=True)
+    # The status table of a fresh run (grid columns, no config and result box per trial, no TensorBoard
+    # line into Ray's temp folder): Ray restores the RunConfig from tuner.pkl, but the output engine
+    # it picks is read from the environment at fit(), which progress_reporter sets.
+    tuner._local_tuner.get_run_config().progress_reporter = progress_reporter(plan)
+    return tuner

@@ -28,6 +28,10 @@ from search.provenance import provenance  # noqa: E402
 from search.resources import cluster_nodes, settle_resources  # noqa: E402
 from search.resume import restore_tuner, resume_plan, save_plan  # noqa: E402
 from spaces import SPACES, UsageError  # noqa: E402
+from store import StorageError  # noqa: E402
+from store.lease import Lease  # noqa: E402
+
+TRIALS_ERRORED = 3  # exit status of a search in which some trial ended in ERROR (2: bad input)
 
 
 def list_spaces() -> None:
@@ -63,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.wandb and not plan.experiment_dir.local:
             raise UsageError("--wandb writes its offline runs beside the results: it needs a local --storage")
+        lease = Lease(plan.experiment_dir)
+        if args.resume:
+            lease.check()  # a live driver: refused before Ray starts
         start_ray(args.address, args.dashboard, args.ray_temp_dir)
         nodes = check_nodes(plan.experiment_dir.parent)  # each node sees the storage and runs our code
         asked = (plan.cpus, plan.gpus)
@@ -81,11 +88,17 @@ def main(argv: list[str] | None = None) -> int:
             plan.callbacks.append(wandb_callback(local_dir, plan.name, args.wandb))
         started = time.time()
         shipment = ship_data(plan)  # loaded once here; trials get it through Ray's object store
-        if args.resume:
-            restore_tuner(plan, shipment).fit()
-        else:
-            save_plan(plan, provenance(nodes))  # --resume reads and checks the search from here
-            build_tuner(plan, shipment).fit()
+        took_over = lease.acquire()  # last, after every check that can refuse: nothing written before
+        if took_over:
+            print(f"resume: {took_over}", flush=True)
+        try:
+            if args.resume:
+                grid = restore_tuner(plan, shipment).fit()
+            else:
+                save_plan(plan, provenance(nodes))  # --resume reads and checks the search from here
+                grid = build_tuner(plan, shipment).fit()
+        finally:
+            lease.release()
         if not print_summary(plan, time.time() - started):
             return 1
         report_after_search(plan.experiment_dir)  # every search ends in report/<experiment>/
@@ -93,10 +106,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tensorboard: .venv/bin/tensorboard --logdir {plan.experiment_dir.path}")
         if args.wandb and not args.resume:  # at the end, where it is seen: how to upload offline runs
             print_wandb_help(local_dir, args.wandb)
-        return 0
-    except UsageError as err:
+        return errored_status(grid)
+    except (UsageError, StorageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def errored_status(grid) -> int:
+    """0, or TRIALS_ERRORED with one line naming every trial that ended in ERROR: a search that lost a
+    trial must not look like one that succeeded."""
+    errored = sorted(Path(result.path).name for result in grid if result.error is not None)
+    if not errored:
+        return 0
+    print(f"error: {len(errored)} trial(s) ended in ERROR (their error.txt says why; `--resume` retries them "
+          f"from their last checkpoint): {', '.join(errored)}", file=sys.stderr, flush=True)
+    return TRIALS_ERRORED
 
 
 if __name__ == "__main__":

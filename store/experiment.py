@@ -318,23 +318,27 @@ def _align(rows: list[tuple[int | None, str]], last: dict, render: Callable[[dic
     return [text for _, text in kept], [i for i in range(1, n) if i not in seen]
 
 
+def _complete_lines(text: str) -> list[str]:
+    """The file's lines without a last one cut short (no newline): a write a kill interrupted."""
+    lines = text.splitlines(keepends=True)
+    return lines[:-1] if lines and not lines[-1].endswith("\n") else lines
+
+
 def _align_json_lines(text: str, last: dict) -> tuple[str, list[int]]:
     rows = []
-    for line in text.splitlines(keepends=True):
+    for line in _complete_lines(text):
         try:
             rows.append((json.loads(line).get("training_iteration"), line))
         except (json.JSONDecodeError, AttributeError):
-            return text, []  # a cut or corrupt file: read_results reports it, nothing is guessed here
-    if rows and not rows[-1][1].endswith("\n"):
-        return text, []
+            return text, []  # a corrupt file: read_results reports it, nothing is guessed here
     kept, missing = _align(rows, last, lambda row: json.dumps(row) + "\n")
     return "".join(kept), missing
 
 
 def _align_csv(text: str, last: dict) -> tuple[str, list[int]]:
-    lines = text.splitlines(keepends=True)
+    lines = _complete_lines(text)
     header = next(csv.reader(lines[:1]), None) or list(_flat(last))
-    if "training_iteration" not in header or (lines and not lines[-1].endswith("\n")):
+    if "training_iteration" not in header:
         return text, []
     column = header.index("training_iteration")
     rows = []

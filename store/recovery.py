@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from store.experiment import STATE_FILE, ExperimentFolder, Trial, read_results
+from store.experiment import STATE_FILE, ExperimentFolder, NotAnExperiment, Trial, read_results
 from store.fs import Location
 
 PICKLED = "CLOUDPICKLE_FALLBACK"  # how Ray's TuneFunctionEncoder embeds an object JSON cannot hold
@@ -121,3 +121,58 @@ def repair_missing_checkpoints(folder: ExperimentFolder) -> list[str]:
         entry[0], entry[1] = json.dumps(trial_json, indent=2), json.dumps(meta, indent=2)
     state_file.write_text(json.dumps(state))
     return lines
+
+
+def resume_summary(folder: ExperimentFolder) -> list[str]:
+    """One line per trial of the stored state: what `Tuner.restore` will do with it (call it after the
+    repair and alignment, which decide that)."""
+    lines = []
+    for trial, meta in folder._state_trials():
+        name, status = trial.get("relative_logdir", "?"), trial.get("status")
+        last = meta.get("last_result") or {}
+        epoch = last.get("epoch", last.get("training_iteration"))
+        if status == "TERMINATED":
+            lines.append(f"{name}: finished (epoch {epoch}), kept as it is")
+        elif last.get("checkpoint_dir_name"):
+            again = " after its error" if status == "ERROR" else ""
+            lines.append(f"{name}: continues{again} from epoch {epoch} ({last['checkpoint_dir_name']})")
+        else:
+            lines.append(f"{name}: starts from scratch (no checkpoint yet)")
+    return lines
+
+
+TORCH_ZIP = b"PK\x03\x04"  # torch.save writes a zip archive; anything else is not a checkpoint
+
+
+def check_resumable(folder: ExperimentFolder, plan: dict) -> None:
+    """NotAnExperiment (one line) when `Tuner.restore` could not resume the experiment as it is, checked
+    before anything is written: a Ray state by another Ray version or unreadable, a result.json with a
+    damaged line (a last line cut without its newline is a write the kill interrupted, which resume
+    repairs), a checkpoint that a trial would resume from holding no torch checkpoint."""
+    import ray
+
+    made_by = (plan.get("provenance") or {}).get("packages", {}).get("ray")
+    if made_by and made_by != ray.__version__:
+        raise NotAnExperiment(f"{folder} was written by Ray {made_by}; this is Ray {ray.__version__}, and "
+                              f"Ray's state is pickled Ray objects: resume it with Ray {made_by}")
+    state = newest_state(folder)
+    try:
+        entries = json.loads(state.read_text())["trial_data"] if state is not None else []
+        for entry in entries:
+            trial_json, meta = json.loads(entry[0]), json.loads(entry[1])
+            _unpickle(meta["checkpoint_manager"]), _unpickle(trial_json["storage"])
+    except Exception as err:  # whatever Ray's unpickling raises: the state is not this Ray's
+        line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise NotAnExperiment(f"{state} cannot be read by Ray {ray.__version__} (written by another Ray "
+                              f"version, or damaged: {line[:160]})") from None
+    for trial in folder.trials():
+        trial.results()  # NotAnExperiment for a damaged line
+    for name, meta in ((t.get("relative_logdir"), m) for t, m in folder._state_trials()
+                       if t.get("status") != "TERMINATED"):
+        checkpoint = (meta.get("last_result") or {}).get("checkpoint_dir_name")
+        file = folder.loc / str(name) / str(checkpoint) / STATE_FILE
+        if name and checkpoint and file.is_file():
+            with file.fs.open_input_file(file.path) as stream:
+                if stream.read(len(TORCH_ZIP)) != TORCH_ZIP:
+                    raise NotAnExperiment(f"{file} is not a torch checkpoint (damaged); the trial cannot "
+                                          "resume from it")

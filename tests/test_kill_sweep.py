@@ -45,11 +45,12 @@ def reference(storage) -> dict[str, list[tuple]]:
 
 
 def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, reference: dict, env: dict,
-          logs, windows: dict[int, bool]) -> list[str]:
+          logs, windows: list[bool]) -> list[str]:
     """Runs the chained sweep (`start`: the search's storage flags, `resume`: what `--resume` adds);
-    returns one line per kill (what was stored when it came). After kill n in `windows`, the storage is
-    made to look as a kill inside Ray's upload window leaves it (tests/killing.py, fake_upload_window:
-    restart or not), which the timing of a kill on this machine rarely hits by itself."""
+    returns one line per kill (what was stored when it came). From the second kill on, the storage is
+    made to look as a kill inside Ray's upload window leaves it, once per entry of `windows` (restart
+    or not, tests/killing.py: fake_upload_window), at the first kill whose stored reports allow it:
+    the timing of a kill on this machine rarely hits that window by itself."""
     # Moments 1..MOMENTS progress rows of TRIALS*EPOCHS: evenly spaced, the last with rows to go.
     moments = [round(1 + i * (TRIALS * EPOCHS - 2) / (MOMENTS - 1)) for i in range(MOMENTS)]
     kills, after = [], None
@@ -60,12 +61,16 @@ def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, referen
         assert "ERROR" not in statuses.values(), f"kill {n}: a trial in ERROR ({statuses}); logs in {logs}"
         assert set(statuses.values()) != {"TERMINATED"}, f"kill {n}: nothing was left to resume"
         kills.append(f"kill {n} at {stored} stored rows: {statuses}")
-        if n in windows:
-            trial = killing.fake_upload_window(folder, restart=windows[n])
+        faked = killing.fake_upload_window(folder, restart=windows[0]) if windows and n > 1 else None
+        if faked:
+            windows = windows[1:]
         after = killing.newest_state_name(folder)
         driver = killing.start_driver("--resume", folder.loc.uri, *resume, env=env, log=logs / f"run-{n}.log")
-        if n in windows:  # the resume says what it repaired
-            assert killing.wait_for_line(logs / f"run-{n}.log", trial, driver), f"run {n} never named {trial}"
+        if n == 1:  # the first resume finds the killed driver's lease
+            assert killing.wait_for_line(logs / "run-1.log", "took over the lease", driver)
+        if faked:  # the resume says what it repaired
+            assert killing.wait_for_line(logs / f"run-{n}.log", faked, driver), f"run {n} never named {faked}"
+    assert not windows, f"the stored reports never allowed faking the upload window {windows}"
     status = driver.wait(timeout=600)
     log = (logs / f"run-{MOMENTS}.log").read_text()
     assert status == 0, log[-3000:]
@@ -81,7 +86,7 @@ def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, referen
 def test_kill_sweep_on_local_storage_resumes_identical(storage, reference, tmp_path, tally):
     folder = ExperimentFolder(storage / "sweep-local")
     kills = sweep(["--storage", str(storage), "--name", "sweep-local"], [], folder, reference, {}, tmp_path,
-                  windows={2: True, 3: False})
+                  windows=[True, False])
     tally(f"kill sweep, local storage: {len(kills)}/{MOMENTS} resumed identical")
     assert len(kills) == MOMENTS
 
@@ -93,7 +98,7 @@ def test_kill_sweep_on_s3_resumes_identical(s3, reference, tmp_path, tally):
     with TwoNodeCluster(tmp_path, env=s3.env, head_only=True, cpus=TRIALS) as head:
         address = ["--address", head.address]
         kills = sweep([*address, "--storage", s3.uri("sweep"), "--name", "s3"], address, folder, reference,
-                      head.env, tmp_path, windows={2: False, 3: True})
+                      head.env, tmp_path, windows=[False, True])
     tally(f"kill sweep, S3 storage: {len(kills)}/{MOMENTS} resumed identical")
     assert len(kills) == MOMENTS
     assert not (ROOT / "s3:").exists()

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -234,3 +235,74 @@ def test_killed_search_resumes_on_the_cpus_without_rerunning_finished_trials(kil
         assert [int(r["epoch"]) for r in progress(trial)] == list(range(1, EPOCHS + 1)), trial.name
     for name, before in finished.items():
         assert (experiment / name / "progress.csv").read_bytes() == before, f"{name} was re-run"
+
+
+def _damage(experiment: Path, damage: str) -> None:
+    trial = trials(experiment)[0]
+    state_file = max(experiment.glob("experiment_state-*.json"))
+    state = json.loads(state_file.read_text())
+    if damage == "result line":  # a line cut in the middle of the file
+        lines = (trial / "result.json").read_text().splitlines(keepends=True)
+        (trial / "result.json").write_text("".join([lines[0], lines[1][:40] + "\n", *lines[2:]]))
+    elif damage == "checkpoint":  # the checkpoint an unfinished trial resumes from holds garbage
+        for entry in state["trial_data"]:
+            record = json.loads(entry[0])
+            if record["relative_logdir"] == trial.name:
+                record["status"] = "RUNNING"
+                entry[0] = json.dumps(record)
+                named = json.loads(entry[1])["last_result"]["checkpoint_dir_name"]
+        state_file.write_text(json.dumps(state))
+        (trial / named / "state.pt").write_bytes(os.urandom(4096))
+    elif damage == "ray version":  # the plan says another Ray made it
+        plan = json.loads((experiment / PLAN_FILE).read_text())
+        plan["provenance"]["packages"]["ray"] = "2.9.3"
+        (experiment / PLAN_FILE).write_text(json.dumps(plan))
+    elif damage == "ray state":  # Ray's pickled bookkeeping names a class this Ray does not have
+        old = b"\x80\x02cray.train._internal.checkpoint_manager\n_CheckpointManagerV0\n)\x81."
+        meta = json.loads(state["trial_data"][0][1])
+        meta["checkpoint_manager"]["value"] = old.hex()
+        state["trial_data"][0][1] = json.dumps(meta)
+        state_file.write_text(json.dumps(state))
+    elif damage == "plan":
+        (experiment / PLAN_FILE).unlink()
+
+
+@pytest.mark.parametrize(("damage", "said"), [
+    ("result line", "corrupt result file"),
+    ("checkpoint", "not a torch checkpoint"),
+    ("ray version", "written by Ray 2.9.3"),
+    ("ray state", "cannot be read by Ray"),
+    ("plan", "not a tunelab experiment"),
+])
+def test_resume_of_a_damaged_experiment_is_one_line_and_rewrites_nothing(crashed_experiment: Path, tmp_path,
+                                                                         capsys, damage, said):
+    experiment = tmp_path / "damaged"
+    shutil.copytree(crashed_experiment, experiment)
+    _damage(experiment, damage)
+    before = {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()}
+    result = run_main(capsys, "--resume", str(experiment))
+    assert_one_line_usage_error(result, said)
+    assert {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()} == before
+
+
+def test_resume_of_an_experiment_a_live_driver_holds_is_refused_in_one_line(crashed_experiment: Path, tmp_path,
+                                                                          capsys):
+    """The lease names a live process (a stand-in for the first driver: only its pid and start time
+    count), so a second `--resume` is refused before Ray starts, and nothing is rewritten (item 4)."""
+    from store.lease import LEASE_FILE, _started
+
+    experiment = tmp_path / "held"
+    shutil.copytree(crashed_experiment, experiment)
+    holder = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    try:
+        (experiment / LEASE_FILE).write_text(json.dumps({
+            "holder": f"someone pid {holder.pid}", "host": socket.gethostname(), "pid": holder.pid,
+            "pid_started": _started(holder.pid), "started": time.time(), "renewed": time.time(),
+            "token": "first"}))
+        before = {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()}
+        result = run_main(capsys, "--resume", str(experiment))
+        assert_one_line_usage_error(result, "held by a running driver", f"pid {holder.pid}")
+        assert {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()} == before
+    finally:
+        holder.kill()
+        holder.wait()
