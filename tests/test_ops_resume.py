@@ -285,8 +285,7 @@ def test_resume_of_a_damaged_experiment_is_one_line_and_rewrites_nothing(crashed
     assert {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()} == before
 
 
-def test_resume_of_an_experiment_a_live_driver_holds_is_refused_in_one_line(crashed_experiment: Path, tmp_path,
-                                                                          capsys):
+def test_resume_of_an_experiment_a_live_driver_holds_is_refused(crashed_experiment: Path, tmp_path, capsys):
     """The lease names a live process (a stand-in for the first driver: only its pid and start time
     count), so a second `--resume` is refused before Ray starts, and nothing is rewritten (item 4)."""
     from store.lease import LEASE_FILE, _started
@@ -306,3 +305,16 @@ def test_resume_of_an_experiment_a_live_driver_holds_is_refused_in_one_line(cras
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_search_with_a_trial_in_error_exits_3_naming_it(storage: Path):
+    """Every attempt of the one trial crashes at epoch 2 (no marker: no one-crash limit), so it ends in
+    ERROR after its retries: the search must not look like one that succeeded (item 5)."""
+    result = run_cli(*SMOKE, "--max-epochs", "2", "--set", "num_blocks=1", "--set", "skip=true",
+                     "--set", "train_subset=256", "--set", "val_subset=128", "--storage", str(storage),
+                     "--name", "errored", env={"TUNELAB_CRASH_AT_EPOCH": "2"})
+    assert result.returncode == 3, result.stderr[-3000:]
+    named = [line for line in result.stderr.splitlines() if "ended in ERROR" in line]
+    assert len(named) == 1 and named[0].startswith("error: 1 trial(s)"), result.stderr[-3000:]
+    errored = trials(storage / "errored")
+    assert len(errored) == 1 and errored[0].name in named[0] and (errored[0] / "error.txt").is_file()
