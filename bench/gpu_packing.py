@@ -20,6 +20,7 @@ import argparse
 import itertools
 import multiprocessing as mp
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -63,6 +64,22 @@ def _trial(rank: int, spec: dict, barrier, results) -> None:
     results.put({"rank": rank, "start": start, "end": time.time(), "images": images})
 
 
+def collect(results, procs: list, n: int, timeout: float) -> list[dict]:
+    """n results from child processes; fails at once when a child died without sending its own."""
+    rows: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(rows) < n:
+        try:
+            rows.append(results.get(timeout=2))
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                for p in procs:
+                    p.kill()
+                raise RuntimeError(f"a child process failed (exit codes {dead}) or timed out") from None
+    return rows
+
+
 def pack_processes(k: int, spec: dict) -> dict:
     """k trials in k spawned processes, started together at a barrier."""
     ctx = mp.get_context("spawn")  # CUDA cannot be used in a forked child
@@ -70,7 +87,7 @@ def pack_processes(k: int, spec: dict) -> dict:
     procs = [ctx.Process(target=_trial, args=(rank, spec, barrier, results)) for rank in range(k)]
     for p in procs:
         p.start()
-    rows = [results.get(timeout=spec["timeout"]) for _ in range(k)]
+    rows = collect(results, procs, k, spec["timeout"])
     for p in procs:
         p.join()
     wall = max(r["end"] for r in rows) - min(r["start"] for r in rows)
@@ -160,14 +177,14 @@ def cpu_trial_touches_cuda(spec: dict) -> dict:
     results = ctx.Queue()
     child = ctx.Process(target=_cpu_trial, args=(spec, results))
     child.start()
-    pid = results.get(timeout=spec["timeout"])["pid"]
+    pid = collect(results, [child], 1, spec["timeout"])[0]["pid"]
     seen: set[int] = set()
     listed = gpu_pids()
     while child.is_alive() and listed is not None:
         seen |= listed
         time.sleep(0.5)
         listed = gpu_pids()
-    final = results.get(timeout=spec["timeout"])
+    final = collect(results, [child], 1, spec["timeout"])[0]
     child.join()
     smi = gpu_pids() is not None
     return {"via": "processes (no Ray)", "cpu_trial_pid": pid,
