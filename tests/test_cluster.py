@@ -124,6 +124,8 @@ def degradation(cluster, s3) -> dict:
         driver.wait()
     driver_log = (cluster.workdir / "driver-killed.log").read_text()
     assert finished, f"no trial finished before the kill: {driver_log[-3000:]}"
+    left = [s for s in folder.trial_statuses().values() if s != "TERMINATED"]
+    assert left, "every trial finished before the kill: nothing left to resume"
     resume = sh(cluster, cluster.as_run(readme_command("search/run.py", "--resume"), storage=storage))
     assert resume.returncode == 0, resume.stdout[-2000:] + resume.stderr[-3000:]
     return {"experiment": experiment, "finished": finished, "after": ended_trials(folder, epochs),

@@ -1,5 +1,6 @@
-"""Storage on a URI: searches, resume, report, evaluate and kd read and write an S3 bucket (a real local
-moto_server, tests/s3server.py), nothing lands on the local disk, and bad storage fails in one line."""
+"""Storage on a URI: searches, report, evaluate and kd read and write an S3 bucket (a real local
+moto_server, tests/s3server.py), nothing lands on the local disk, and bad storage fails in one line.
+Killing and resuming a search on S3: tests/test_kill_sweep.py."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ import time
 import pandas as pd
 import pytest
 
-from store.experiment import ExperimentFolder
-from tests.conftest import KILL_TEST_ENV, OFFLINE_ENV, ROOT, ended_trials, run_cli
-from tests.test_ops_resume import assert_one_line_usage_error, kill_session, run_main
+from tests.conftest import OFFLINE_ENV, ROOT, run_cli
+from tests.test_ops_resume import assert_one_line_usage_error, run_main
 
 pytestmark = pytest.mark.slow
 SMOKE = ["--space", "degradation", "--profile", "smoke", "--scheduler", "fifo", "--set", "train_subset=256",
@@ -120,41 +120,6 @@ def test_existing_experiment_on_s3_is_refused_and_left_as_it_was(s3, degradation
     result = run_cli(*SMOKE, "--storage", s3.uri("results"), "--name", "deg", env=s3.env)
     assert_one_line_usage_error(result, "already exists")
     assert {k: s3.fs.get_file_info(f"{s3.bucket}/{k}").mtime for k in s3.keys(degradation)} == before
-
-
-def test_killed_search_on_s3_resumes_from_the_bucket_without_rerunning_finished_trials(s3):
-    experiment, epochs = "results/killed", 3
-    folder = ExperimentFolder(s3.location(experiment))
-
-    driver = subprocess.Popen(
-        [sys.executable, str(ROOT / "search" / "run.py"), *SMOKE, "--max-epochs", str(epochs),
-         "--set", "num_blocks=1,5", "--set", "skip=false", "--storage", s3.uri("results"),
-         "--name", "killed"],
-        cwd=ROOT, env={**os.environ, **OFFLINE_ENV, **KILL_TEST_ENV, **s3.env}, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline, finished = time.time() + 300, {}
-        while not finished and time.time() < deadline and driver.poll() is None:
-            time.sleep(0.5)
-            finished = ended_trials(folder, epochs)
-        ended = driver.poll()
-    finally:
-        driver.kill()
-        driver.wait()
-        kill_session(driver.pid)
-    assert finished, f"no trial finished before the deadline (driver exit status {ended})"
-    assert len(finished) < 2, "every trial finished before the kill: nothing left to resume"
-
-    result = run_cli("--resume", s3.uri(experiment), env=s3.env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    trials = trial_folders(s3, experiment)
-    assert len(trials) == 2  # none lost, none duplicated
-    for trial in trials:
-        progress = read_csv(s3, f"{experiment}/{trial}/progress.csv")
-        assert list(progress["epoch"]) == list(range(1, epochs + 1)), trial
-    after = ended_trials(folder, epochs)
-    assert {t: after.get(t) for t in finished} == finished, "a finished trial re-ran"
-    no_local_uri_folders()
 
 
 def test_kd_finds_its_teacher_in_the_bucket_and_caches_logits_there(s3):

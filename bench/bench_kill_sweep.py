@@ -1,0 +1,108 @@
+"""The kill sweep's larger form, and how often a kill lands in Ray's upload window (issue 17).
+
+    python bench/bench_kill_sweep.py [--moments 8] [--storage local,s3] [--window-polls]
+
+For each storage, the chained sweep of tests/test_kill_sweep.py with `--moments` kills (8 by default,
+the CI runs 4): a smoke search SIGKILLed at evenly spaced stored-state moments, each kill followed by
+`--resume`, two of the kills leaving the storage as Ray's upload window does, compared with an unkilled
+run. Prints `kill sweep: N/N resumed identical`. With `--window-polls` it also polls the storage all
+through the unkilled run and reports the share of polls at which the stored state named a checkpoint
+that was already deleted (the window a kill must not fall into unrepaired: docs/storage.md §4).
+Local storage runs a local Ray; S3 (a moto server) a `ray start` head, as in the CI test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from store.experiment import ExperimentFolder  # noqa: E402
+from tests import test_kill_sweep as sweeping  # noqa: E402
+from tests.conftest import OFFLINE_ENV  # noqa: E402
+from tests.killing import start_driver  # noqa: E402
+
+
+def reference_run(start: list[str], folder: ExperimentFolder, env: dict, log: Path,
+                  poll: bool) -> tuple[dict, tuple[int, int]]:
+    """The unkilled search's curves and (polls naming a deleted checkpoint, polls)."""
+    driver = start_driver(*sweeping.SEARCH, *start, env=env, log=log)
+    counts = [0, 0]
+
+    def watch() -> None:
+        while driver.poll() is None:
+            try:
+                if folder.loc.exists():
+                    counts[0] += bool(folder.missing_checkpoints())
+                    counts[1] += 1
+            except Exception:  # a file replaced while it was read: not a poll
+                pass
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    if poll:
+        watcher.start()
+    status = driver.wait(timeout=900)
+    if poll:
+        watcher.join()
+    if status != 0:
+        raise SystemExit(f"the reference run failed ({status}); log {log}")
+    return sweeping.curves(folder), (counts[0], counts[1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--moments", type=int, default=8)
+    parser.add_argument("--storage", default="local,s3")
+    parser.add_argument("--window-polls", action="store_true")
+    args = parser.parse_args()
+    os.environ.update(OFFLINE_ENV)
+    sweeping.MOMENTS = args.moments
+    work = Path(tempfile.mkdtemp(prefix="tunelab-kill-sweep-"))
+    total = passed = 0
+    for kind in args.storage.split(","):
+        logs = work / kind
+        logs.mkdir()
+        started = time.time()
+        if kind == "local":
+            results = work / "results"
+            ref_folder, folder = ExperimentFolder(results / "ref"), ExperimentFolder(results / "k")
+            store = ["--storage", str(results)]
+            reference, window = reference_run([*store, "--name", "ref"], ref_folder, {}, logs / "ref.log",
+                                              args.window_polls)
+            kills = sweeping.sweep([*store, "--name", "k"], [], folder, reference, {}, logs, [True, False])
+        else:
+            from tests.cluster import TwoNodeCluster
+            from tests.s3server import S3Server
+
+            with S3Server(log=logs / "moto.log") as s3, \
+                    TwoNodeCluster(logs, env=s3.env, head_only=True, cpus=sweeping.TRIALS) as head:
+                address = ["--address", head.address]
+                store = [*address, "--storage", s3.uri("runs")]
+                reference, window = reference_run([*store, "--name", "ref"],
+                                                  ExperimentFolder(s3.location("runs/ref")), head.env,
+                                                  logs / "ref.log", args.window_polls)
+                folder = ExperimentFolder(s3.location("runs/k"))
+                kills = sweeping.sweep([*store, "--name", "k"], address, folder, reference, head.env, logs,
+                                       [False, True])
+        total += args.moments
+        passed += len(kills)
+        print(f"{kind}: {len(kills)}/{args.moments} resumed identical in {time.time() - started:.0f} s",
+              flush=True)
+        for line in kills:
+            print(f"  {line}")
+        if args.window_polls:
+            print(f"  upload window: the stored state named a deleted checkpoint at {window[0]} of "
+                  f"{window[1]} polls of the unkilled run", flush=True)
+    print(f"kill sweep: {passed}/{total} resumed identical (logs in {work})")
+    return 0 if passed == total else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
