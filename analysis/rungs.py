@@ -179,9 +179,9 @@ def decide_rung(curves: SeedCurves, rung: int, quota: int, alpha: float, smoothi
     """One rung of significance halving over the configurations alive (`curves`, in creation order):
     (the ones that go on, {stopped: reason}, the noise estimate).
 
-    A configuration goes on when it is not significantly below the leader AND it is within the quota
-    (the top `quota`, as successive halving keeps) or not significantly below the quota's cutoff (the
-    quota's last member). So ties at the cutoff go on beyond the quota, and a clear loser is cut even
+    A configuration goes on when it is not clearly below the leader (significant at α / (n − 1)) AND it
+    is within the quota (the top `quota`, as successive halving keeps) or not significantly below the
+    quota's cutoff (the quota's last member, at α). So ties at the cutoff go on beyond the quota, and a clear loser is cut even
     inside it. Baselines always go on. Without a noise estimate this is successive halving."""
     signal = {c: sum(smoothed(s[:rung], smoothing)[-1] for s in per_seed) / len(per_seed)
               for c, per_seed in curves.items()}
@@ -195,11 +195,15 @@ def decide_rung(curves: SeedCurves, rung: int, quota: int, alpha: float, smoothi
     leader = best(signal, key=signal.get)
     cutoff = best(within, key=lambda c: -signal[c] if mode == "max" else signal[c]) if within else leader
 
-    def below(c, ref) -> bool:
-        return significantly_below((signal[c], size[c]), (signal[ref], size[ref]), noise, alpha, mode)
+    def below(c, ref, level: float) -> bool:
+        return significantly_below((signal[c], size[c]), (signal[ref], size[ref]), noise, level, mode)
 
+    # The leader is the largest of n noisy means, so it sits above its own true value (the winner's
+    # curse), and every configuration is compared with it: its test is Bonferroni-corrected over those
+    # n − 1 comparisons. The cutoff is one fixed rank: its test runs at α.
+    clear = alpha / max(1, len(curves) - 1)
     keep = {c for c in curves if c in baselines
-            or (not below(c, leader) and (c in within or not below(c, cutoff)))}
+            or (not below(c, leader, clear) and (c in within or not below(c, cutoff, alpha)))}
     return keep, {c: SIGNIFICANT for c in curves if c not in keep}, noise
 
 

@@ -179,11 +179,13 @@ def replay(cells: dict, epochs: int, rule: str, grace: int, rf: int, smoothing: 
 RULES = [("halving", rf, grace, smoothing, None) for rf in (2, 3, 6) for grace in (1, 2, 3)
          for smoothing in (0.0, 0.3, 0.5, 0.7)]
 RULES += [("significance", rf, grace, smoothing, alpha) for rf in (2, 3, 6) for grace in (1, 2, 3)
-          for smoothing in (0.0, 0.5) for alpha in (0.01, 0.05, 0.1, 0.2, 0.3)]
+          for smoothing in (0.0, 0.5) for alpha in (0.01, 0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)]
 
 
-def analyse(storage: Path, epochs: int) -> list[dict]:
-    by_seeds = seed_curves(storage)
+def analyse(storage: Path, epochs: int, seeds: int | None = None) -> list[dict]:
+    """Every rule replayed on the curves in `storage`; `seeds` keeps only each trial's first seeds
+    (what a search with fewer lockstep seeds would have seen)."""
+    by_seeds = {s: {k: v[:seeds] for k, v in cells.items()} for s, cells in seed_curves(storage).items()}
     grid = 6  # configurations of the degradation grid
     print(f"FIFO curves in {storage}: " + ", ".join(
         f"lr_gamma {g}: seed sets {[s for s, c in by_seeds.items() if sum(k[0] == g for k in c) == grid]}"
@@ -201,7 +203,7 @@ def analyse(storage: Path, epochs: int) -> list[dict]:
         for rule, rf, grace, smoothing, alpha in RULES if complete else ():
             results = [replay(c, epochs, rule, grace, rf, smoothing, alpha) for c in complete]
             rows.append({"rule": rule, "reduction_factor": rf, "grace": grace, "smoothing": smoothing,
-                         "alpha": alpha, "lr_gamma": gamma,
+                         "alpha": alpha, "lr_gamma": gamma, "seeds": len(next(iter(complete[0].values()))),
                          "epochs_fraction": float(np.mean([r["fraction"] for r in results])),
                          "regret_mean": float(np.mean([r["regret"] for r in results])),
                          "regret_max": float(np.max([r["regret"] for r in results])),
@@ -229,6 +231,8 @@ def main() -> None:
     parser.add_argument("--analyse", type=Path, metavar="PATH",
                         help="only replay the curves kept in PATH: a --storage folder or an --export file")
     parser.add_argument("--json", type=Path, help="write the replay table here")
+    parser.add_argument("--use-seeds", type=int, metavar="K",
+                        help="--analyse: replay on each trial's first K seeds only")
     parser.add_argument("--export", type=Path, metavar="FILE",
                         help="write the FIFO curves of --storage as one JSON file "
                         "(bench/asha_fidelity_curves.json)")
@@ -237,7 +241,7 @@ def main() -> None:
         export(args.storage, args.export)
         return
     if args.analyse:
-        rows = analyse(args.analyse, args.epochs)
+        rows = analyse(args.analyse, args.epochs, args.use_seeds)
     else:
         storage = args.storage or Path(tempfile.mkdtemp(prefix="asha_fidelity_"))
         storage.mkdir(parents=True, exist_ok=True)
