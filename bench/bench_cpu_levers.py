@@ -15,7 +15,9 @@ so load on the machine hits them alike, per CPU second of this process:
   batches of 512;
 - `kept`: the trainable as it is (in place: the same values, fewer allocations);
 - `kept + fused eval`: conv/BN folded for evaluation (torch.nn.utils.fusion), not kept: see BENCHMARKS;
-- `kept + eval batch 128` and `2048`: other evaluation batch sizes, not kept.
+- `kept + eval batch 128` and `2048`: other evaluation batch sizes, not kept;
+- `fp32 + oneDNN bf16 convs`: no autocast, fp32 tensors throughout, oneDNN told to compute the
+  convolutions in bf16 (torch.backends.mkldnn.conv.fp32_precision): no autocast casts, fp32 BN/ReLU.
 
 It prints each way's CPU seconds, its speed-up over `before`, and, per configuration and seed, whether
 its training loss and val_acc equal `before`'s (a lever that changes numbers must show accuracy unchanged
@@ -40,7 +42,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils.fusion import fuse_conv_bn_eval  # noqa: E402
 
-from bench.machine import cpu_line, cpu_seconds  # noqa: E402
+from bench.machine import cpu_line, cpu_seconds, matmul_rate  # noqa: E402
 from trainables.cnn import ImageConfig, build_model  # noqa: E402
 from trainables.data.augment import train_batches  # noqa: E402
 from trainables.data.images import load_images  # noqa: E402
@@ -72,19 +74,21 @@ def fused_for_eval(model: nn.Module) -> nn.Module:
     return fused
 
 
-WAYS = {  # name: (block forward, eval batch, fused eval)
-    "before": (before_forward, 512, False),
-    "kept": (KEPT_FORWARD, 512, False),
-    "kept + fused eval": (KEPT_FORWARD, 512, True),
-    "kept + eval batch 128": (KEPT_FORWARD, 128, False),
-    "kept + eval batch 2048": (KEPT_FORWARD, 2048, False),
+WAYS = {  # name: (block forward, eval batch, fused eval, autocast dtype, oneDNN fp32 conv precision)
+    "before": (before_forward, 512, False, torch.bfloat16, "none"),
+    "kept": (KEPT_FORWARD, 512, False, torch.bfloat16, "none"),
+    "kept + fused eval": (KEPT_FORWARD, 512, True, torch.bfloat16, "none"),
+    "kept + eval batch 128": (KEPT_FORWARD, 128, False, torch.bfloat16, "none"),
+    "kept + eval batch 2048": (KEPT_FORWARD, 2048, False, torch.bfloat16, "none"),
+    "fp32 + oneDNN bf16 convs": (KEPT_FORWARD, 512, False, None, "bf16"),
 }
 
 
 def demo_epoch(way: str, num_blocks: int, skip: bool, seed: int, data, sizes: tuple[int, int]) -> dict:
-    forward, eval_batch, fused = WAYS[way]
+    forward, eval_batch, fused, amp, conv_precision = WAYS[way]
     BasicBlock.forward = forward
-    rt = Runtime(torch.device("cpu"), torch.bfloat16, channels_last=True)
+    torch.backends.mkldnn.conv.fp32_precision = conv_precision
+    rt = Runtime(torch.device("cpu"), amp, channels_last=True)
     normalize = Normalize(data.info.mean, data.info.std, rt)
     train, val = data.train.head(sizes[0]), data.val.head(sizes[1])
     start = cpu_seconds()
@@ -98,6 +102,7 @@ def demo_epoch(way: str, num_blocks: int, skip: bool, seed: int, data, sizes: tu
     logits = predict(fused_for_eval(model) if fused else model, val, normalize, rt, eval_batch)
     seconds = cpu_seconds() - start
     BasicBlock.forward = KEPT_FORWARD
+    torch.backends.mkldnn.conv.fp32_precision = "none"
     val_acc = float((logits.argmax(1) == val.y).float().mean())
     return {"cpu_s": seconds, "loss": stats["loss"], "val_acc": val_acc}
 
@@ -155,6 +160,23 @@ def profile() -> None:
             way.steps(steps, rt)
         print(f"\n{title}, bf16, {steps} steps, 1 thread, load {os.getloadavg()[0]:.1f}:")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+        if isinstance(way, CNNWorkload):
+            conv_share(prof, steps * way.step_flops)
+
+
+def conv_share(prof, flops: float) -> None:
+    """The convolutions' share of the profiled time and their rate against a bf16 matmul measured now:
+    the headroom left to a CPU step whose counted FLOPs are all convolutions."""
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv = sum(e.self_cpu_time_total for e in events
+               if e.key in ("aten::mkldnn_convolution", "aten::convolution_backward"))
+    peak = matmul_rate(torch.bfloat16, torch.device("cpu"), 2048, 3)["gflops_cpu"]
+    rate = flops / (conv / 1e6) / 1e9
+    print(f"convolutions: {conv / total:.0%} of the self CPU time, {rate:.0f} GFLOP/s on the step's "
+          f"{flops / 1e9:.1f} counted GFLOP = {rate / peak:.0%} of a bf16 2048³ matmul now "
+          f"({peak:.0f} GFLOP/s per CPU s); everything else is {1 - conv / total:.0%}, so removing all of "
+          f"it would make the step at most {total / conv:.2f}× faster")
 
 
 def main() -> None:
