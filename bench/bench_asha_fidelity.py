@@ -196,6 +196,15 @@ def analyse(storage: Path, epochs: int, seeds: int | None = None) -> list[dict]:
             if len(full) == grid:
                 ranked = ", ".join(f"{k} {v:.4f}" for k, v in sorted(full.items(), key=lambda kv: -kv[1]))
                 print(f"  lr_gamma {gamma}, seeds from {seed}: {ranked}")
+    for gamma in GAMMAS:  # why early rungs mislead: how well each report's ranking predicts the final one
+        sets = [{k[1:]: v for k, v in c.items() if k[0] == gamma} for c in by_seeds.values()
+                if sum(k[0] == gamma for k in c) == grid]
+        if sets:
+            rho = [np.mean([stats.spearmanr([np.mean(v, axis=0)[r] for v in cells.values()],
+                                            [full_budget(v, epochs) for v in cells.values()]).statistic
+                            for cells in sets]) for r in range(epochs)]
+            print(f"  lr_gamma {gamma}: Spearman ρ of the mean at report 1..{epochs} with the full-budget "
+                  f"accuracy: {', '.join(f'{x:.2f}' for x in rho)}")
     rows = []
     for gamma in GAMMAS:
         complete = [{k[1:]: v for k, v in c.items() if k[0] == gamma} for c in by_seeds.values()

@@ -102,6 +102,8 @@ KD = Space(
         "paper": Profile({"epochs": 20}, grace_period=4),
     },
     progress=("epoch", "kd_loss", "ce_loss", "val_acc"),
+    scheduler="significance",  # the image spaces' rule (BENCHMARKS (c)); the baseline arm is never stopped
+    alpha=0.2,
     prepare=prepare_kd,
     ship=ship_kd,
     describe=describe_image_model,
