@@ -138,3 +138,32 @@ def test_the_significance_scheduler_stops_what_its_replay_stops_and_every_reader
     trial = exp.trials.set_index("trial_id").loc[trial_id]
     assert (str(trial["num_blocks"]), str(trial["skip"])) == (num_blocks, skip)
     assert f"{row['val_acc']:.4f}" == value  # the checkpoint kept is the best epoch of the mean
+
+
+def test_the_fidelity_replay_of_the_committed_curves_has_one_record_per_rule_setting_and_arm(tmp_path):
+    """bench/bench_asha_fidelity.py --analyse on bench/asha_fidelity_curves.json: every rule, setting and
+    lr_gamma arm once, with the fields BENCHMARKS (c) is written from, and the image spaces' default
+    (significance, reduction factor 2, grace 1, α 0.2) as recorded there."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "out.json"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "bench_asha_fidelity.py"), "--analyse",
+                    str(ROOT / "bench" / "asha_fidelity_curves.json"), "--json", str(out)],
+                   check=True, capture_output=True, timeout=300)
+    rows = json.loads(out.read_text())
+    setting = ("rule", "reduction_factor", "grace", "smoothing", "alpha")
+    keys = [tuple(r[k] for k in setting) + (r["lr_gamma"],) for r in rows]
+    assert len(keys) == len(set(keys)) and {r["lr_gamma"] for r in rows} == {0.95, 0.7}
+    assert {r["rule"] for r in rows} == {"halving", "significance"}
+    for r in rows:
+        fields = {"epochs_fraction", "regret_mean", "regret_max", "same_winner", "tied_with_fifo_winner"}
+        assert fields <= r.keys()
+        assert 0 < r["epochs_fraction"] <= 1 and 0 <= r["regret_mean"] <= r["regret_max"]
+    chosen = ("significance", 2, 1, 0.0, 0.2)
+    default = {r["lr_gamma"]: r for r in rows if tuple(r[k] for k in setting) == chosen}
+    assert default[0.95]["same_winner"] == 3 and default[0.95]["regret_max"] == 0.0
+    assert [round(default[g]["epochs_fraction"], 2) for g in (0.95, 0.7)] == [0.51, 0.49]
