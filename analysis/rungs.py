@@ -181,8 +181,9 @@ def decide_rung(curves: SeedCurves, rung: int, quota: int, alpha: float, smoothi
 
     A configuration goes on when it is not clearly below the leader (significant at α / (n − 1)) AND it
     is within the quota (the top `quota`, as successive halving keeps) or not significantly below the
-    quota's cutoff (the quota's last member, at α). So ties at the cutoff go on beyond the quota, and a clear loser is cut even
-    inside it. Baselines always go on. Without a noise estimate this is successive halving."""
+    quota's cutoff (the quota's last member, at α). So ties at the cutoff go on beyond the quota, and a
+    clear loser is cut even inside it. Baselines always go on. Without a noise estimate this is
+    successive halving."""
     signal = {c: sum(smoothed(s[:rung], smoothing)[-1] for s in per_seed) / len(per_seed)
               for c, per_seed in curves.items()}
     size = {c: len(per_seed) for c, per_seed in curves.items()}
@@ -230,9 +231,10 @@ def significance_halving(curves: SeedCurves, grace_period: int, reduction_factor
 def stop_reasons(curves: SeedCurves, stopped_at: dict, alpha: float, smoothing: float = 0.0,
                  mode: str = "max") -> dict:
     """Why each stop happened, whatever scheduler made it: SIGNIFICANT when, at the report it stopped
-    after, the configuration was significantly below the weakest one that went on (noise from every
-    configuration that reached that report), else QUOTA. Configurations still running at the end
-    (stopped_at ≥ their curve's length) are left out."""
+    after, the configuration was significantly below the weakest one that went on (at α) or clearly
+    below the leader (at α / (n − 1)), with the noise of every configuration that reached that report
+    (decide_rung's two tests, so every stop of significance halving is one), else QUOTA.
+    Configurations that ran to the end are left out."""
     reasons = {}
     for c, at in stopped_at.items():
         went_on = {o: v for o, v in curves.items() if stopped_at[o] > at}
@@ -241,8 +243,14 @@ def stop_reasons(curves: SeedCurves, stopped_at: dict, alpha: float, smoothing: 
         reached = {o: v for o, v in curves.items() if stopped_at[o] >= at}
         mean = {o: sum(smoothed(s[:at], smoothing)[-1] for s in v) / len(v) for o, v in reached.items()}
         weakest = (min if mode == "max" else max)(went_on, key=mean.get)
+        leader = (max if mode == "max" else min)(reached, key=mean.get)
         noise = rung_noise(reached, at, smoothing)
-        below = significantly_below((mean[c], len(curves[c])), (mean[weakest], len(curves[weakest])),
-                                    noise, alpha, mode)
-        reasons[c] = SIGNIFICANT if below else QUOTA
+
+        def below(ref, level: float, c=c, mean=mean, noise=noise) -> bool:
+            return significantly_below((mean[c], len(curves[c])), (mean[ref], len(curves[ref])), noise,
+                                       level, mode)
+
+        # The two tests of decide_rung: below what went on at α, or clearly below the leader.
+        clear = below(weakest, alpha) or below(leader, alpha / max(1, len(reached) - 1))
+        reasons[c] = SIGNIFICANT if clear else QUOTA
     return reasons

@@ -127,6 +127,9 @@ def test_the_significance_scheduler_stops_what_its_replay_stops_and_every_reader
     ran = dict(zip(exp.trials["trial_id"], exp.trials["epochs_run"], strict=True))
     assert ran == replay.stopped_at
     assert "early stopping (significance):" in result.stdout
+    stopped = [t for t, at in ran.items() if at < 4]
+    svg = next((tmp_path / "report").glob("sig*/asha.svg")).read_text()
+    assert not stopped or f"{len(stopped)} stopped: significant" in svg  # every stop this rule makes is one
     assert "Current best trial" not in result.stdout and "num_stopped" not in result.stdout
 
     starred = next(line for line in result.stdout.splitlines() if line.lstrip().startswith("*"))
