@@ -11,9 +11,9 @@ import pytest
 from scipy import stats
 
 from analysis.results import load_experiment
+from analysis.rungs import rungs, smoothed, successive_halving, top, trial_count
 from analysis.stats import paired, summarize
 from analysis.tables import generic, per_config
-from analysis.rungs import rungs, smoothed, successive_halving, top, trial_count
 from search.halving import asha
 
 # Two configurations over 6 epochs. `steady` is better at every epoch but one: it dips at epoch 3 (an

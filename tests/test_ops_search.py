@@ -31,7 +31,8 @@ def requested(plan, nodes: tuple[dict, ...] = ({"CPU": 2.0},)) -> dict:
 
 
 def test_optuna_samples_the_continuous_space_under_asha_with_a_concurrency_limit(tmp_path: Path):
-    plan = plan_for(tmp_path, "--search", "optuna", "--num-samples", "4", "--set", "skip=true")
+    plan = plan_for(tmp_path, "--search", "optuna", "--num-samples", "4", "--set", "skip=true",
+                    "--scheduler", "asha")
     assert isinstance(make_scheduler(plan), tune.schedulers.ASHAScheduler)
     searcher = make_searcher(plan)
     assert isinstance(searcher, ConcurrencyLimiter) and isinstance(searcher.searcher, OptunaSearch)

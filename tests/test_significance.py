@@ -170,3 +170,19 @@ def test_the_fidelity_replay_of_the_committed_curves_has_one_record_per_rule_set
     default = {r["lr_gamma"]: r for r in rows if tuple(r[k] for k in setting) == chosen}
     assert default[0.95]["same_winner"] == 3 and default[0.95]["regret_max"] == 0.0
     assert [round(default[g]["epochs_fraction"], 2) for g in (0.95, 0.7)] == [0.51, 0.49]
+
+
+def test_the_image_spaces_default_to_significance_halving_and_optuna_gets_a_cohort_of_its_samples(tmp_path):
+    from search.halving import SignificanceHalving
+    from search.options import build_plan, parse_args
+    from search.tuner import make_scheduler
+
+    def plan(*args: str):
+        name = f"p{len(list(tmp_path.iterdir()))}"
+        return build_plan(parse_args(["--space", "degradation", "--profile", "smoke", "--storage",
+                                      str(tmp_path), "--name", name, *args]))
+
+    grid = make_scheduler(plan())
+    assert isinstance(grid, SignificanceHalving) and (grid._trials, grid.alpha) == (6, 0.2)
+    optuna = make_scheduler(plan("--search", "optuna", "--num-samples", "4", "--alpha", "0.05"))
+    assert isinstance(optuna, SignificanceHalving) and (optuna._trials, optuna.alpha) == (4, 0.05)
