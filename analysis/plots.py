@@ -2,8 +2,8 @@
 
 deg_prob: training loss and val_acc by depth, plain against skip. asha: every trial's curve, marked
 where the scheduler stopped it. distil: student against distilled student, and the T × w heat map.
-lora: val_acc against log10 trainable parameters with the Pareto front. umap_embedding: 2-D UMAP of
-frozen features coloured by label.
+lora: val_acc against log10 trainable parameters with the Pareto front. The UMAP pictures of frozen
+features are drawn by the extract trials themselves (trainables/extract.py) and copied as they are.
 """
 
 from __future__ import annotations
@@ -246,24 +246,6 @@ def lora(exp: Experiment) -> Figure:
     ax.set(xlabel="log10 trainable parameters", ylabel=f"{exp.metric} (best epoch)",
            title=f"Fine-tuning: accuracy against trainable parameters ({exp.name})")
     ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def umap_embedding(embeddings: np.ndarray, labels: np.ndarray, class_names: list[str] | None = None,
-                   title: str = "UMAP of validation embeddings", seed: int = 0) -> Figure:
-    """2-D UMAP of feature vectors, one colour per label."""
-    import umap
-
-    xy = umap.UMAP(n_components=2, random_state=seed).fit_transform(embeddings)
-    fig, ax = subplots(figsize=(6, 5))
-    for label in np.unique(labels):
-        mask = labels == label
-        name = class_names[label] if class_names is not None else str(label)
-        ax.scatter(xy[mask, 0], xy[mask, 1], s=5, alpha=0.6, label=f"{name} ({mask.sum()})")
-    ax.set(xlabel="UMAP 1", ylabel="UMAP 2", title=title)
-    ax.grid(False)
-    ax.legend(markerscale=3, fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -91,7 +91,3 @@ def build(cls: type, values: dict[str, Any]) -> Any:
     for key, value in values.items():
         check_value(cls, key, value)
     return cls(**values)
-
-
-def docs(cls: type) -> dict[str, str]:
-    return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(cls)}
