@@ -13,7 +13,7 @@ carry folder alone. Writes `gpu_check.json` and `gpu_check.md` to $OUT (or --out
    profile's settings (batch 128, lr 0.01), after a short warm-up of a twin model (cuDNN autotuning).
    Images/s, training FLOPs (torch's flop counter) and TFLOP/s against a bf16 matmul peak measured
    in the same run, and val_acc after that one epoch.
-2. packing: k = 1, 2, 4, 8 concurrent small-CNN trials on the one GPU (bench/gpu_packing.py): through
+2. packing: k = 1, 2, 4, 8 concurrent small-CNN trials on the one GPU (bench/bench_gpu_packing.py): through
    Ray when it is installed, else k processes; the table says which.
 3. text: MiniLM full fine-tuning and LoRA qv8 (the lora demo's rates) for one epoch over the 8,250
    training sentences (trainables.finetune.train_steps): sentences/s and val_acc.
@@ -130,8 +130,8 @@ def text_epoch(carry: Path, setting: str, sizes: dict, rt, lora_demo: dict, peak
 
 
 def run_check(args: argparse.Namespace, carry: Path) -> dict:
+    from bench.bench_gpu_packing import cpu_trial_touches_cuda, packing, ray_available
     from bench.gpu_carry import load_carried_images
-    from bench.gpu_packing import cpu_trial_touches_cuda, packing, ray_available
     from trainables.loop import setup_runtime
 
     sizes = DRY if args.dry_run else FULL

@@ -85,7 +85,7 @@ class Hide:
         return self.inner.find_spec(name, path, target)
 sys.meta_path[:] = [Hide(f) for f in sys.meta_path]
 sys.path.insert(0, sys.argv[1])
-import bench.gpu_check, bench.gpu_packing, trainables.cnn, trainables.finetune, trainables.models.text
+import bench.gpu_check, bench.bench_gpu_packing, trainables.cnn, trainables.finetune, trainables.models.text
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in HIDDEN)
 print("loaded:", loaded)
 """

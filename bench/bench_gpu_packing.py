@@ -1,6 +1,7 @@
 """How many small-CNN trials should share one GPU? k concurrent trials of the trainable on one device.
 
-    python bench/gpu_packing.py [--packing 1,2,4,8] [--epochs 2] [--num-blocks 1] [--via auto|processes|ray]
+    python bench/bench_gpu_packing.py [--packing 1,2,4,8] [--epochs 2] [--num-blocks 1]
+        [--via auto|processes|ray]
 
 Each k runs k identical trials of the degradation study's CNN (16 filters, bf16 autocast, channels_last)
 on the full Fashion-MNIST split side by side, and reports the aggregate training throughput (images
@@ -203,7 +204,7 @@ def main() -> int:
     p.add_argument("--dry-run", action="store_true", help="CPU, toy sizes")
     args = p.parse_args()
     if not torch.cuda.is_available() and not args.dry_run:
-        print("error: bench/gpu_packing.py needs a CUDA GPU (or --dry-run)", file=sys.stderr)
+        print("error: bench/bench_gpu_packing.py needs a CUDA GPU (or --dry-run)", file=sys.stderr)
         return 2
     from bench.gpu_carry import carry_dir, read_manifest
 

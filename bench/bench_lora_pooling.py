@@ -6,7 +6,7 @@ Each (setting, head) trains in its own process, one thread, at the demo's settin
 backbone lr 5e-5, adapter lr 2e-3, head lr 3e-3), and prints its val_acc by half epoch; then the gap
 of each LoRA setting to full fine-tuning per head. BENCHMARKS.md, "lora demo settings".
 
-    python bench/lora_pooling.py [--settings full,q8] [--train-subset 0]
+    python bench/bench_lora_pooling.py [--settings full,q8] [--train-subset 0]
 """
 
 from __future__ import annotations
