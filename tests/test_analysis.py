@@ -387,10 +387,3 @@ def test_text_notebook_executes_headless_on_the_smoke_lora_search(lora_search, t
     markdown, images = rendered(done)
     assert "| setting | trainable_params | log10 | val_acc |" in markdown
     assert images == 2  # lora and asha
-
-
-def test_the_plan_file_read_here_is_the_one_the_driver_writes():
-    from analysis.results import PLAN_FILE
-    from search.resume import PLAN_FILE as DRIVER_PLAN_FILE
-
-    assert PLAN_FILE == DRIVER_PLAN_FILE

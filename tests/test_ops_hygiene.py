@@ -15,7 +15,7 @@ from search.cluster import DASHBOARD_HOST, start_ray, token_location
 from spaces import UsageError
 from tests.conftest import ROOT
 
-PROJECT_DIRS = ("search", "spaces", "trainables", "analysis", "bench", "tests")
+PROJECT_DIRS = ("store", "search", "spaces", "trainables", "analysis", "bench", "tests")
 
 
 def test_every_torch_load_is_weights_only():
