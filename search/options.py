@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from search.tuner import SearchPlan
+from search.plan import SearchPlan
 from spaces import PROFILES, SPACES, Space, UsageError, get_space
 from store import Location, StorageError, locate
 from trainables.config import ConfigError, parse_value

@@ -9,7 +9,7 @@ forever, e.g. a GPU search resumed on a CPU-only machine, so it is refused in on
 
 from __future__ import annotations
 
-from search.tuner import SearchPlan
+from search.plan import SearchPlan
 from spaces import UsageError
 
 Node = dict[str, float]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ray.tune import CLIReporter
 
 if TYPE_CHECKING:
-    from search.tuner import SearchPlan
+    from search.plan import SearchPlan
 
 STATUS_EVERY_S = 30  # a status table at most this often, and one when the search ends
 

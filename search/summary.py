@@ -12,7 +12,7 @@ import pandas as pd
 from analysis.results import load_experiment
 from analysis.stats import paired
 from analysis.tables import WHICH, per_config, winner
-from search.tuner import SearchPlan
+from search.plan import SearchPlan
 
 
 def summary_table(plan: SearchPlan) -> pd.DataFrame:

@@ -1,0 +1,59 @@
+"""The SearchPlan: everything the driver resolved from the command line, the one type every search
+module shares (search/options.py builds it, search/tuner.py turns it into a Tuner, search/resume.py
+stores and reloads it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray import tune
+
+from spaces.base import Space
+from store import Location, locate
+
+
+@dataclass
+class SearchPlan:
+    """Everything the driver resolved from the command line; the Tuner is a pure function of it."""
+
+    space: Space
+    profile: str
+    config: dict[str, Any]
+    """Fixed config of every trial (profile, space and --set values)."""
+    grid: dict[str, list]
+    """Grid axes after --set and --seeds."""
+    storage: Location
+    """A local/NFS folder or a URI (store/fs.py); Ray gets it as is, `storage_path=str(storage)`."""
+    name: str
+    scheduler: str = "asha"
+    smoothing: float = 0.0
+    """The scheduler decides on an exponential moving average of the metric (0: the raw value)."""
+    alpha: float = 0.1
+    """--scheduler significance: the one-sided test's level (analysis/rungs.py)."""
+    search: str = "grid"
+    num_samples: int = 1
+    cpus: int = 1
+    gpus: float | None = None
+    """GPU fraction per trial; None until the cluster decides it (search/resources.py)."""
+    callbacks: list = field(default_factory=list)
+    pinned: list[str] = field(default_factory=list)
+    """Keys the user set (--set, --dataset, --max-epochs ...): optuna samples every other key of the
+    space's continuous counterpart, profile defaults included."""
+
+    @property
+    def max_t(self) -> int:
+        return self.config["epochs"] * self.space.reports_per_epoch
+
+    @property
+    def experiment_dir(self) -> Location:
+        return locate(self.storage) / self.name
+
+    def param_space(self) -> dict[str, Any]:
+        if self.search == "optuna":
+            # TPE samples the continuous counterpart of every key the user did not set; grid axes it
+            # does not cover become categorical.
+            sampled = {k: make() for k, make in self.space.continuous.items() if k not in self.pinned}
+            axes = {k: v[0] if len(v) == 1 else tune.choice(v) for k, v in self.grid.items()}
+            return {**self.config, **axes, **sampled}
+        return {**self.config, **{k: tune.grid_search(v) for k, v in self.grid.items()}}
