@@ -15,14 +15,15 @@ import json
 import sys
 from typing import Any
 
-from search.tuner import SearchPlan, trainable_for
+from search.plan import SearchPlan
+from search.tuner import trainable_for
 from spaces import UsageError, get_space
 from store import Location, StorageError, locate
 from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment
 from store.recovery import check_resumable, repair_missing_checkpoints, resume_summary
 
 # The fields that define *which* search runs; resources, storage and name may differ on resume.
-IDENTITY = ("space", "profile", "config", "grid", "scheduler", "smoothing", "search", "num_samples")
+IDENTITY = ("space", "profile", "config", "grid", "scheduler", "smoothing", "alpha", "search", "num_samples")
 NOT_STORED = ("callbacks", "storage", "name")
 
 
