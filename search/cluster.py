@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from spaces import UsageError
@@ -111,8 +113,48 @@ def loopback_only() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+def _raylet_alive(pid: str) -> bool:
+    try:
+        return "raylet" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
+def reap_orphaned_workers(among: Iterable[int] | None = None) -> list[int]:
+    """SIGKILLs the Ray worker processes on this machine (or `among` these pids) whose raylet is gone
+    (a killed search's, that had not noticed yet); returns their pids. A Ray worker carries its
+    raylet's pid in RAY_RAYLET_PID, so a worker of any live Ray, tunelab's or not, is never touched."""
+    reaped = []
+    pids = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()] if among is None else among
+    for pid in pids:
+        entry = Path(f"/proc/{pid}")
+        if pid == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().decode(errors="replace")
+            if not command.startswith("ray::") and "default_worker.py" not in command:
+                continue
+            env = dict(line.split("=", 1) for line in
+                       (entry / "environ").read_bytes().decode(errors="replace").split("\0") if "=" in line)
+        except OSError:  # gone meanwhile, or another user's
+            continue
+        raylet = env.get("RAY_RAYLET_PID")
+        if raylet and not _raylet_alive(raylet):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                reaped.append(pid)
+            except (ProcessLookupError, PermissionError):
+                pass
+    return reaped
+
+
 def start_ray(address: str | None = None, dashboard: bool = False, temp_dir: str | None = None) -> None:
-    """Connects to `address`, or starts a local Ray; usage stats stay off either way."""
+    """Connects to `address`, or starts a local Ray; usage stats stay off either way. First it ends
+    what a killed search left running on this machine (reap_orphaned_workers)."""
+    reaped = reap_orphaned_workers()
+    if reaped:
+        print(f"ended {len(reaped)} Ray worker process(es) left by a killed search (their raylet is gone): "
+              f"{', '.join(map(str, reaped))}", flush=True)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_USAGE_STATS_REPORT_URL", "http://127.0.0.1:9/")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")

@@ -34,7 +34,10 @@ from store.fs import Location, locate
 PLAN_FILE = "tunelab_plan.json"
 """The driver's record of the search (search/resume.py): space, profile, config, grid, searcher."""
 STATE_FILE = "state.pt"
-"""A checkpoint's one file (trainables/report.py writes it): model, optimizer, RNG state, config."""
+"""A checkpoint's state (trainables/report.py writes it): model, optimizer, RNG state, config."""
+METRICS_FILE = "metrics.json"
+"""Beside it: the metrics the trial reported with it, so a checkpoint whose result row never reached
+the store still says which report it is (store/recovery.py)."""
 
 
 class NotAnExperiment(ValueError):
@@ -308,14 +311,19 @@ def _flat(row: dict, prefix: str = "") -> dict:
 
 def _align(rows: list[tuple[int | None, str]], last: dict, render: Callable[[dict], str]
            ) -> tuple[list[str], list[int]]:
-    """Rows (iteration, text) cut after the state's last report, with that report appended when it is
-    the one missing; and the iterations before it that are missing for good."""
+    """Rows (iteration, text) cut after the state's last report, one per report (a report logged twice,
+    by a run restarted from scratch or from an earlier checkpoint, keeps its later row, as Ray's own
+    retries do), with that report appended when it is the one missing; and the iterations before it
+    that are missing for good."""
     n = last["training_iteration"]
-    kept = [(i, text) for i, text in rows if i is None or i <= n]
-    seen = {i for i, _ in kept}
-    if n not in seen:
+    latest: dict[int, str] = {}
+    for i, text in rows:
+        if i is not None and i <= n:
+            latest[i] = text
+    kept = [(None, text) for i, text in rows if i is None] + sorted(latest.items())
+    if n not in latest:
         kept.append((n, render(last)))
-    return [text for _, text in kept], [i for i in range(1, n) if i not in seen]
+    return [text for _, text in kept], [i for i in range(1, n) if i not in latest]
 
 
 def _complete_lines(text: str) -> list[str]:

@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from store.experiment import STATE_FILE, ExperimentFolder, NotAnExperiment, Trial, read_results
+from store.experiment import METRICS_FILE, STATE_FILE, ExperimentFolder, NotAnExperiment, Trial, read_results
 from store.fs import Location
 
+ZIP_END = b"PK\x05\x06"  # a zip archive's last record (22 bytes long without a comment)
 PICKLED = "CLOUDPICKLE_FALLBACK"  # how Ray's TuneFunctionEncoder embeds an object JSON cannot hold
 
 
@@ -49,18 +50,79 @@ def newest_state(folder: ExperimentFolder) -> Location | None:
     return max(states, key=lambda f: f.name) if states else None
 
 
-def _surviving(trial: Trial) -> tuple[str, dict] | None:
-    """(checkpoint folder name, the row that reported it) of the newest checkpoint kept on the storage
-    whose report the stored result.json holds; None when there is none."""
+def _whole(checkpoint: Location) -> bool:
+    """Whether the checkpoint's state.pt ends as a zip archive does (torch.save's format): a copy a
+    kill cut short on a local store does not."""
+    file = checkpoint / STATE_FILE
+    try:
+        with file.fs.open_input_file(file.path) as stream:
+            size = stream.size()
+            return size > len(ZIP_END) and stream.read_at(len(ZIP_END), size - 22) == ZIP_END
+    except OSError:
+        return False
+
+
+def _own_row(trial: Trial, checkpoint: Location) -> dict | None:
+    """The report a checkpoint carries in its metrics.json, as the row Ray would have logged for it:
+    with the trial's config (Ray's status table reads it there) and its iteration (every tunelab report
+    carries a checkpoint, so checkpoint_NNNNNN is report NNNNNN + 1)."""
+    try:
+        metrics = json.loads((checkpoint / METRICS_FILE).read_text())
+        index = int(checkpoint.name.rsplit("_", 1)[-1])
+        config = trial.params()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metrics, dict) or not _whole(checkpoint):
+        return None
+    return {**metrics, "training_iteration": index + 1, "checkpoint_dir_name": checkpoint.name,
+            "config": config}
+
+
+def _stored_rows(trial: Trial) -> dict[str, dict]:
+    """The stored result.json's rows by the checkpoint they reported (after a retry, the later row)."""
     rows = {}
-    for row in read_results(trial.loc / "result.json"):  # after a retry, the later row
+    for row in read_results(trial.loc / "result.json"):
         if row.get("checkpoint_dir_name") and isinstance(row.get("training_iteration"), int):
             rows[row["checkpoint_dir_name"]] = row
-    kept = [(rows[c.name]["training_iteration"], c.name) for c in trial.checkpoints() if c.name in rows]
-    if not kept:
+    return rows
+
+
+def _surviving(trial: Trial) -> tuple[str, dict] | None:
+    """(checkpoint folder name, the row that reported it) of the newest checkpoint kept on the storage
+    whose report is known (its row in the stored result.json, logged only after the checkpoint was
+    uploaded whole, else its own metrics.json) and every report before which is stored, so that
+    continuing from it loses no row; None when there is none (the trial restarts from scratch)."""
+    rows = _stored_rows(trial)
+    have = {row["training_iteration"] for row in rows.values()}
+    for checkpoint in sorted(trial.checkpoints(), key=lambda c: c.name, reverse=True):  # newest first
+        row = rows.get(checkpoint.name) or _own_row(trial, checkpoint)
+        if row is not None and all(i in have for i in range(1, row["training_iteration"])):
+            return checkpoint.name, row
+    return None
+
+
+def _resumed_from(manager: Any) -> tuple[str | None, dict]:
+    """(checkpoint folder name, its report) that Ray restores a trial from: its checkpoint manager's
+    latest, which can be a report behind the state's last result (a state saved between the two)."""
+    latest = manager._latest_checkpoint_result if manager is not None else None
+    if latest is None:
+        return None, {}
+    return latest.checkpoint.path.rstrip("/").rsplit("/", 1)[-1], dict(latest.metrics)
+
+
+def _needs_repair(folder: ExperimentFolder, trial: dict, name: str | None, n: Any) -> str | None:
+    """Why an unfinished trial cannot resume from the checkpoint Ray would restore, or None: the
+    checkpoint is gone, or reports before it never reached the store (they would be missing for good)."""
+    folder_name = trial.get("relative_logdir")
+    if trial.get("status") == "TERMINATED" or not name or not folder_name or not isinstance(n, int):
         return None
-    _, name = max(kept)
-    return name, rows[name]
+    if not (folder.loc / folder_name / name / STATE_FILE).is_file():
+        return f"its checkpoint {name} was deleted before the state that stops naming it was stored"
+    have = {row["training_iteration"] for row in _stored_rows(Trial(folder.loc / folder_name)).values()}
+    lost = [i for i in range(1, n) if i not in have]
+    if lost:
+        return f"reports {', '.join(map(str, lost))} before its checkpoint {name} never reached the store"
+    return None
 
 
 def _repoint(manager: Any, storage: Any, trial: Trial, found: tuple[str, dict] | None) -> None:
@@ -87,23 +149,32 @@ def _repoint(manager: Any, storage: Any, trial: Trial, found: tuple[str, dict] |
 
 
 def repair_missing_checkpoints(folder: ExperimentFolder) -> list[str]:
-    """Repoints every unfinished trial whose stored state names a checkpoint missing on the storage;
-    returns one line per repaired trial. A trial restarted from scratch also loses its stored result
-    files, so that no row of the killed run survives beside the new ones."""
-    missing = dict(folder.missing_checkpoints())
+    """Repoints every unfinished trial whose stored state names a checkpoint missing on the storage, or
+    one that reports before it never reached; returns one line per repaired trial. A trial restarted
+    from scratch also loses its stored result files, so that no row of the killed run survives beside
+    the new ones."""
     state_file = newest_state(folder)
-    if not missing or state_file is None:
+    if state_file is None:
         return []
     state = json.loads(state_file.read_text())
-    lines = []
+    lines, changed = [], False
     for entry in state.get("trial_data", []):
         trial_json, meta = json.loads(entry[0]), json.loads(entry[1])
-        name = trial_json.get("relative_logdir")
-        if name not in missing:
+        manager = _unpickle(meta["checkpoint_manager"])
+        named, report = _resumed_from(manager)
+        why = _needs_repair(folder, trial_json, named, report.get("training_iteration"))
+        last = meta.get("last_result") or {}
+        if why is None:
+            if named and trial_json.get("status") != "TERMINATED" and \
+                    last.get("training_iteration") != report.get("training_iteration"):
+                # The result files are aligned to the report Ray resumes after, not to a later one.
+                meta["last_result"] = {**report, "done": False}
+                entry[1], changed = json.dumps(meta, indent=2), True
             continue
+        name = trial_json["relative_logdir"]
         trial = Trial(folder.loc / name)
         found = _surviving(trial)
-        manager, storage = _unpickle(meta["checkpoint_manager"]), _unpickle(trial_json["storage"])
+        storage = _unpickle(trial_json["storage"])
         _repoint(manager, storage, trial, found)
         meta["checkpoint_manager"], trial_json["storage"] = _pickle(manager), _pickle(storage)
         if found is None:
@@ -111,15 +182,16 @@ def repair_missing_checkpoints(folder: ExperimentFolder) -> list[str]:
             for file in ("result.json", "progress.csv"):
                 if (trial.loc / file).is_file():
                     (trial.loc / file).delete()
-            lines.append(f"{name}: its checkpoint {missing[name]} was deleted before the state that stops "
-                         "naming it was stored, and no earlier one survives: restarts from scratch")
+            lines.append(f"{name}: {why}, and no earlier checkpoint survives with every report before it: "
+                         "restarts from scratch")
         else:
             meta["last_result"] = {**found[1], "done": False}
-            lines.append(f"{name}: its checkpoint {missing[name]} was deleted before the state that stops "
-                         f"naming it was stored: continues from {found[0]} (epoch "
-                         f"{found[1].get('epoch', '?')}), the newest one kept")
+            epoch = found[1].get("epoch", "?")
+            lines.append(f"{name}: {why}: continues from {found[0]} (epoch {epoch}), the newest one kept "
+                         "with every report before it stored")
         entry[0], entry[1] = json.dumps(trial_json, indent=2), json.dumps(meta, indent=2)
-    state_file.write_text(json.dumps(state))
+    if lines or changed:
+        state_file.write_text(json.dumps(state))
     return lines
 
 

@@ -49,15 +49,29 @@ def kill_session(sid: int) -> None:
             pass
 
 
-def kill_driver(driver: subprocess.Popen) -> None:
-    """SIGKILL of the driver's process group, as a user's kill -9 -PGID, then of what is left of its
-    session, so that nothing of it runs on while the test resumes the experiment."""
+LEFT_GRACE_S = 20.0  # how long a killed search's Ray processes may take to notice and end
+
+
+def kill_driver(driver: subprocess.Popen) -> list[str]:
+    """SIGKILL of the driver's process group, as a user's kill -9 -PGID; returns what of its session
+    still ran LEFT_GRACE_S later (its local Ray's processes are in groups of their own), and SIGKILLs
+    that, so that nothing of it runs on while the test resumes the experiment."""
     try:
         os.killpg(driver.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     driver.wait()
+    deadline = time.monotonic() + LEFT_GRACE_S
+    while session_pids(driver.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = []
+    for pid in session_pids(driver.pid):
+        try:
+            left.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80])
+        except OSError:
+            pass
     kill_session(driver.pid)
+    return [name for name in left if name]  # a zombie's cmdline is empty: it has ended
 
 
 def stored_rows(folder: ExperimentFolder) -> dict[str, list[dict]]:
@@ -89,30 +103,33 @@ def newest_state_name(folder: ExperimentFolder) -> str | None:
 
 
 def kill_at(driver: subprocess.Popen, folder: ExperimentFolder, rows: int, after: str | None = None,
-            timeout: float = 300) -> int:
+            timeout: float = 300) -> tuple[int, list[str]]:
     """Kills the driver as soon as the storage holds a Ray state newer than `after` (a state file
     name: for a resumed driver, the one it started from) with an unfinished trial, and at least `rows`
-    progress rows in all; returns the rows stored at the kill. AssertionError when the driver ends
-    first or the moment never comes."""
+    progress rows in all; returns the rows stored at the kill and what of the killed search still ran
+    after the grace (kill_driver). AssertionError when the driver ends first or the moment never comes."""
     deadline = time.time() + timeout
+    stored = None
     try:
-        while time.time() < deadline and driver.poll() is None:
+        while stored is None and time.time() < deadline and driver.poll() is None:
             state = newest_state_name(folder)
             if state is not None and state != after and unfinished(folder):
-                stored = sum(len(r) for r in stored_rows(folder).values())
-                if stored >= rows:
-                    return stored
-            time.sleep(0.05)
-        raise AssertionError(f"the moment '{rows} rows stored' never came (driver status {driver.poll()})")
+                rows_now = sum(len(r) for r in stored_rows(folder).values())
+                stored = rows_now if rows_now >= rows else None
+            time.sleep(0.05 if stored is None else 0)
     finally:
-        kill_driver(driver)
+        left = kill_driver(driver)
+    if stored is None:
+        raise AssertionError(f"the moment '{rows} rows stored' never came "
+                             f"(driver status {driver.returncode})")
+    return stored, left
 
 
 def fake_upload_window(folder: ExperimentFolder, restart: bool) -> str | None:
     """Leaves the storage as a driver killed inside Ray's upload window does (docs/storage.md §4), for
     one unfinished trial: its stored state names a checkpoint that is gone. `restart` False: the state
-    is one report behind the trial's result files and names the previous checkpoint, deleted (the newer
-    checkpoint and its row are stored). `restart` True: every checkpoint of the trial is deleted.
+    and the result files are one report behind, naming the previous checkpoint, deleted; the newer
+    checkpoint is stored, its row is not. `restart` True: every checkpoint of the trial is deleted.
     Returns the trial's folder; None when no unfinished trial has the reports for it now."""
     import json
 
@@ -127,13 +144,13 @@ def fake_upload_window(folder: ExperimentFolder, restart: bool) -> str | None:
         last, kept = meta.get("last_result") or {}, {c.name: c for c in trial.checkpoints()}
         rows = {r.get("training_iteration"): r for r in trial.results()}
         n = last.get("training_iteration") or 0
-        if trial_json["status"] == "TERMINATED" or last.get("checkpoint_dir_name") not in kept:
+        if trial_json["status"] == "TERMINATED" or not last.get("checkpoint_dir_name"):
             continue
         if restart:
             for checkpoint in kept.values():
                 checkpoint.fs.delete_dir(checkpoint.path)
             return trial.name
-        if n < 2 or n - 1 not in rows:
+        if n < 2 or n - 1 not in rows or last["checkpoint_dir_name"] not in kept:
             continue
         from ray.train import Checkpoint
         from ray.train._internal.session import _TrainingResult
@@ -150,6 +167,11 @@ def fake_upload_window(folder: ExperimentFolder, restart: bool) -> str | None:
         entry[0], entry[1] = json.dumps(trial_json), json.dumps(meta)
         if previous["checkpoint_dir_name"] in kept:  # the best one: gone too, as in the window
             kept[previous["checkpoint_dir_name"]].fs.delete_dir(kept[previous["checkpoint_dir_name"]].path)
+        # The result files travel with the state: they end at the same report, so the newer
+        # checkpoint's row is not stored (only the checkpoint's own metrics.json says which report it is).
+        for file, keep in (("result.json", n - 1), ("progress.csv", n)):
+            lines = (trial.loc / file).read_text().splitlines(keepends=True)
+            (trial.loc / file).write_text("".join(lines[:keep]))
         state_file.write_text(json.dumps(state))
         return trial.name
     return None

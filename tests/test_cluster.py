@@ -35,7 +35,9 @@ SEARCH_TIMEOUT_S = 900
 
 def test_the_readme_has_every_command_this_module_runs():
     commands = readme_commands()
-    assert commands[0] == "export RAY_AUTH_MODE=token"
+    # Token auth on, and `ray start` neither announces nor posts usage stats (issue 17, item 9).
+    assert commands[0] == ("export RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0 "
+                           "RAY_USAGE_STATS_REPORT_URL=http://127.0.0.1:9/")
     for needles in (("ray start", "--head"), ("ray start", "--node-ip-address", "10.0.0.2"),
                     ("search/run.py", "--storage"), ("search/run.py", "--resume"), ("analysis/report.py",)):
         assert readme_command(*needles)
@@ -202,3 +204,50 @@ def test_lora_runs_on_the_cluster(cluster, s3):
     trials = trial_folders(s3, "tunelab/lora__smoke")
     assert trials and all(any(k.endswith("/state.pt") for k in s3.keys(f"tunelab/lora__smoke/{t}"))
                           for t in trials)
+
+
+def test_a_lost_worker_node_costs_no_trial(cluster, s3):
+    """Issue 17, item 3. Two identical trials, one per node. Once the worker node's trial has a
+    checkpoint in the bucket and is unfinished, the worker node's process group is SIGKILLed: the search
+    goes on, that trial restarts on the head from its last checkpoint, and it ends with its twin's
+    per-epoch metrics (training is deterministic), every epoch reported once. Runs last: the cluster
+    has one node after it."""
+    experiment, epochs = "tunelab/lost-node", 4
+    folder = ExperimentFolder(s3.location(experiment))
+    search = cluster.as_run(readme_command("search/run.py", "--storage"), storage=s3.uri("tunelab"))
+    args = (f"--space degradation --profile smoke --scheduler fifo --max-epochs {epochs} --num-samples 2 "
+            "--set num_blocks=1 --set skip=true --set train_subset=1024 --set val_subset=128 "
+            "--name lost-node")
+    log = open(cluster.workdir / "driver-lost-node.log", "wb")
+    driver = subprocess.Popen(["sh", "-c", f"exec {search.split(' --space ', 1)[0]} {args}"], cwd=ROOT,
+                              env=cluster.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, on_worker = time.time() + SEARCH_TIMEOUT_S, None
+        while on_worker is None and time.time() < deadline and driver.poll() is None:
+            time.sleep(0.5)
+            for trial in folder.trials():
+                rows = trial.results()
+                if rows and rows[-1].get("node_ip") == WORKER_IP and len(rows) < epochs:
+                    on_worker = trial.name
+        assert on_worker, f"no unfinished trial with a checkpoint on the worker node ({driver.poll()})"
+        os.killpg(cluster.procs[1].pid, signal.SIGKILL)  # the worker node: `ray start` and its raylet
+        status = driver.wait(timeout=SEARCH_TIMEOUT_S)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    driver_log = (cluster.workdir / "driver-lost-node.log").read_text()
+    assert status == 0, driver_log[-3000:]
+    assert set(folder.trial_statuses().values()) == {"TERMINATED"}, driver_log[-3000:]
+    curves = {}
+    for trial in folder.trials():
+        rows = trial.results()
+        assert [r["training_iteration"] for r in rows] == list(range(1, epochs + 1)), trial.name
+        curves[trial.name] = [(r["epoch"], r["train_loss"], r["val_loss"], r["val_acc"]) for r in rows]
+    twin = next(name for name in curves if name != on_worker)
+    assert curves[on_worker] == curves[twin], "the restarted trial's metrics differ from its twin's"
+    assert trial_nodes(folder, on_worker)[-1] != WORKER_IP, "the lost node's trial did not move to the head"
+
+
+def trial_nodes(folder: ExperimentFolder, name: str) -> list[str]:
+    return [r.get("node_ip") for t in folder.trials() if t.name == name for r in t.results()]

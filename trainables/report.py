@@ -6,13 +6,16 @@ benchmarks. Both hand back the last saved state on restore, so resume logic is e
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import threading
+import time
 from typing import Any, Protocol
 
 import torch
 
-from store.experiment import STATE_FILE  # noqa: F401  (the one name of a checkpoint's file)
+from store.experiment import METRICS_FILE, STATE_FILE
 
 
 class Reporter(Protocol):
@@ -26,10 +29,30 @@ def load_state(checkpoint_dir: str) -> dict:
     return torch.load(os.path.join(checkpoint_dir, STATE_FILE), map_location="cpu", weights_only=True)
 
 
+_WATCHING: list[int] = []  # the parent this process watches (one watcher per process)
+
+
+def exit_with_parent(period_s: float = 0.5) -> None:
+    """Ends this trial's process as soon as its parent (the node's raylet) is gone. A driver killed
+    with its local Ray leaves the trial actors orphaned, and they trained on, some for 20 s or more,
+    writing checkpoints into an experiment that a `--resume` may already be running."""
+    if _WATCHING:
+        return
+    _WATCHING.append(os.getppid())
+
+    def watch() -> None:
+        while os.getppid() == _WATCHING[0]:
+            time.sleep(period_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="tunelab-exit-with-raylet", daemon=True).start()
+
+
 class TuneReporter:
     def restore(self) -> dict | None:
         from ray import tune
 
+        exit_with_parent()  # every trial starts here
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
             return None
@@ -42,6 +65,8 @@ class TuneReporter:
         crash_once_if_asked(metrics.get("epoch"))
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state, os.path.join(folder, STATE_FILE))
+            with open(os.path.join(folder, METRICS_FILE), "w") as out:
+                json.dump(metrics, out)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
