@@ -157,9 +157,18 @@ def repair_missing_checkpoints(folder: ExperimentFolder) -> list[str]:
     if state_file is None:
         return []
     state = json.loads(state_file.read_text())
-    lines, changed = [], False
+    from ray.tune.utils import date_str
+
+    lines, changed, now = [], False, date_str()
     for entry in state.get("trial_data", []):
         trial_json, meta = json.loads(entry[0]), json.loads(entry[1])
+        # Each trial's driver-side staging folder is named by the time its storage context was made,
+        # which the state keeps: on a `ray start` cluster every resume would share the first driver's
+        # folder in the head's session, and Ray's loggers would append to that driver's files.
+        storage = _unpickle(trial_json["storage"])
+        storage._timestamp = now
+        trial_json["storage"], changed = _pickle(storage), True
+        entry[0] = json.dumps(trial_json, indent=2)
         manager = _unpickle(meta["checkpoint_manager"])
         named, report = _resumed_from(manager)
         why = _needs_repair(folder, trial_json, named, report.get("training_iteration"))
@@ -174,7 +183,6 @@ def repair_missing_checkpoints(folder: ExperimentFolder) -> list[str]:
         name = trial_json["relative_logdir"]
         trial = Trial(folder.loc / name)
         found = _surviving(trial)
-        storage = _unpickle(trial_json["storage"])
         _repoint(manager, storage, trial, found)
         meta["checkpoint_manager"], trial_json["storage"] = _pickle(manager), _pickle(storage)
         if found is None:

@@ -102,10 +102,6 @@ def test_kill_sweep_on_local_storage_resumes_identical(storage, reference, tmp_p
     assert len(kills) == MOMENTS
 
 
-# Open (issue 17): on S3 a chain can still end with one trial's rows differing from the unkilled run's
-# (2026-12-03, after the fixes for the failures the earlier runs found: 1 of the last 2 runs). The test
-# runs and reports in CI; a pass prints its tally.
-@pytest.mark.xfail(strict=False, reason="issue 17 open: an S3 kill chain can end with rows differing")
 def test_kill_sweep_on_s3_resumes_identical(s3, reference, tmp_path, tally):
     from tests.cluster import TwoNodeCluster
 
