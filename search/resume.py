@@ -90,8 +90,8 @@ def _named(record: dict[str, Any], key: str) -> Any:
     """A plan record's value of what a flag names: a plan field, the seeds, or a config key."""
     if key in IDENTITY:
         return record[key]
-    if key == "seeds":  # an axis of trials, or seeds trained together in one trial
-        return record["grid"].get("seed"), record["config"].get("seeds")
+    if key == "seeds":  # an axis of trials, or seeds trained together in one trial (none: one seed)
+        return record["grid"].get("seed"), record["config"].get("seeds") or 1
     return record["grid"].get(key, record["config"].get(key))
 
 
