@@ -15,6 +15,7 @@ from analysis.rungs import rungs, smoothed, successive_halving, top, trial_count
 from analysis.stats import paired, summarize
 from analysis.tables import generic, per_config
 from search.halving import asha
+from spaces import get_space
 
 # Two configurations over 6 epochs. `steady` is better at every epoch but one: it dips at epoch 3 (an
 # unlucky epoch, as a nearly constant learning rate gives), exactly where `lucky` spikes.
@@ -162,10 +163,11 @@ def test_a_halving_search_stops_exactly_what_the_replay_of_its_curves_stops(tmp_
     exp = load_experiment(tmp_path / "halving", max_t=4)
     curves = {t: exp.epochs[exp.epochs["trial_id"] == t].sort_values("training_iteration")["val_acc"].tolist()
               for t in sorted(exp.trials["trial_id"])}  # Ray's creation order: ties keep the later
-    # Grace 1 (smoke), reduction factor 3: rung 1 keeps ceil(6/3) = 2, rung 3 keeps 1.
-    replay = successive_halving(curves, grace_period=1, reduction_factor=3, max_t=4, smoothing=0.5)
+    # Grace 1 (smoke), the space's reduction factor 2: rung 1 keeps ceil(6/2) = 3, rung 2 keeps 2.
+    assert get_space("degradation").reduction_factor == 2
+    replay = successive_halving(curves, grace_period=1, reduction_factor=2, max_t=4, smoothing=0.5)
     ran = dict(zip(exp.trials["trial_id"], exp.trials["epochs_run"], strict=True))
     assert ran == replay.stopped_at
-    assert sorted(ran.values()) == [1, 1, 1, 1, 3, 4]
+    assert sorted(ran.values()) == [1, 1, 1, 2, 4, 4]
     trials = exp.trials.set_index("trial_id")
     assert (trials["stopped_early"] == (trials["epochs_run"] < 4)).all() and not exp.incomplete

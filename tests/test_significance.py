@@ -21,6 +21,7 @@ from analysis.rungs import (
     successive_halving,
 )
 from search.run import main
+from spaces import get_space
 
 
 def seeds_around(levels: list[float], spread: float, reports: int = 6) -> list[list[float]]:
@@ -123,7 +124,8 @@ def test_the_significance_scheduler_stops_what_its_replay_stops_and_every_reader
                      env={"TUNELAB_REPORT": str(tmp_path / "report")}, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     exp = load_experiment(tmp_path / "sig", max_t=4)
-    replay = significance_halving(stored_curves(exp), grace_period=1, reduction_factor=3, max_t=4, alpha=0.2)
+    rf = get_space("degradation").reduction_factor  # the search ran with the space's
+    replay = significance_halving(stored_curves(exp), grace_period=1, reduction_factor=rf, max_t=4, alpha=0.2)
     ran = dict(zip(exp.trials["trial_id"], exp.trials["epochs_run"], strict=True))
     assert ran == replay.stopped_at
     assert "early stopping (significance):" in result.stdout
