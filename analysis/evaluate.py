@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # `python analysis/evaluate.py` from a checkout
 
     use_project_python(__file__, needs=("torch", "pandas", "matplotlib"))  # else the .venv
 
-from analysis.report import OneLineParser, report_root, write_report  # noqa: E402
+from analysis.report import OneLineParser, report_folder, report_root, write_report  # noqa: E402
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
 from analysis.tables import winner  # noqa: E402
 from spaces.base import UsageError  # noqa: E402
@@ -144,7 +144,7 @@ def stored_value(row: dict, state: dict, metric: str) -> float:
 
 def write_evaluation(exp: Experiment, evaluation: Evaluation, root: Path | None = None) -> Path:
     """evaluation_<split>.md/.json beside the report, then the report again (its README embeds it)."""
-    folder = (root or report_root()) / exp.name
+    folder = report_folder(root or report_root(), exp.path)  # where write_report puts this experiment
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"evaluation_{evaluation.split}.json").write_text(
         json.dumps(dataclasses.asdict(evaluation), indent=1) + "\n")
