@@ -140,8 +140,8 @@ def test_smoke_kd_search_trains_its_own_teacher_first(tmp_path):
 
 
 def test_summary_gives_mean_and_std_over_seeds_and_delta_to_the_baseline(tmp_path):
-    from search.summary import summary_table
     from search.plan import SearchPlan
+    from search.summary import summary_table
 
     space = get_space("kd")
     accs = {(1.0, 0.0): [0.70, 0.72], (1.0, 1.0): [0.74, 0.78], (5.0, 1.0): [0.69, 0.69],
