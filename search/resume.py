@@ -157,4 +157,11 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     # line into Ray's temp folder): Ray restores the RunConfig from tuner.pkl, but the output engine
     # it picks is read from the environment at fit(), which progress_reporter sets.
     tuner._local_tuner.get_run_config().progress_reporter = progress_reporter(plan)
+    if plan.scheduler in ("halving", "significance"):
+        # Ray restores a scheduler as it was pickled at the start, without its bracket: the trials
+        # paused at a rung would wait for peers that already ended, forever. The unfinished trials
+        # therefore run to the budget: more compute, never a decision made on a partial cohort.
+        print(f"resume: {plan.scheduler}'s rung state is not restored; the unfinished trials run to the "
+              "budget", flush=True)
+        tuner._local_tuner._tune_config.scheduler = tune.schedulers.FIFOScheduler()
     return tuner
