@@ -18,7 +18,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # `python analysis/report.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from search.venv import use_project_python
+    from trainables.venv import use_project_python
 
     use_project_python(__file__, needs=("pandas", "matplotlib"))  # else the .venv
 

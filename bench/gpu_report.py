@@ -10,7 +10,7 @@ PACKING_TARGET = 2.5
 def projections(result: dict, manifest: dict) -> dict:
     """Search times on one such GPU from the measured epochs and the spaces' budgets. Every trial is
     counted for its whole budget (FIFO: ASHA can only stop some earlier), Ray's own start-up (~5 s) and
-    trial starts (~3 s each, DESIGN.md §8) are left out."""
+    trial starts (~3 s each, docs/machines.md) are left out."""
     deg = manifest["spaces"]["degradation"]
     full_images = manifest["images"]["train"]
     epochs = deg["paper"].get("epochs", 20)

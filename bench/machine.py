@@ -1,6 +1,6 @@
 """What a figure was measured on, the peak it is measured against, and the FLOPs of a training step.
 
-The project's machines change kind between sessions (DESIGN.md §10), so every benchmark names its CPU
+The project's machines change kind between sessions (docs/machines.md), so every benchmark names its CPU
 (model, family/model numbers and the flags that decide bf16 speed) and measures its own matmul peak in
 the same run instead of assuming one.
 """

@@ -13,7 +13,7 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # `python search/run.py` from a checkout without the editable install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from search.venv import use_project_python
+    from trainables.venv import use_project_python
 
     use_project_python(__file__, needs=("ray", "torch", "pandas"))  # else the .venv
 

@@ -104,7 +104,7 @@ def check_command(command: str) -> None:
     program, args = tokens[0], tokens[1:]
     if program in SHELL_BUILTINS:
         return
-    if program in ("python", ".venv/bin/python"):  # plain python re-executes with the venv (search/venv.py)
+    if program in ("python", ".venv/bin/python"):  # plain python re-executes (trainables/venv.py)
         check_python_script(args[0], args[1:])
     elif program == "make":
         targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.MULTILINE))

@@ -3,7 +3,9 @@
 A new user types `python ...`, which is rarely the interpreter `make install` filled. Before importing
 anything heavy, a script asks whether this Python has the packages it needs; if not, it re-executes
 itself with `<checkout>/.venv/bin/python`, or, without one, prints a single line saying to run
-`make install`. Standard library only: this runs in whatever Python the user has.
+`make install`. Standard library only: this runs in whatever Python the user has. It sits in
+`trainables/`, the lowest package whose `__init__` imports nothing (store/'s imports pyarrow), so the
+entry points of search/ and analysis/ both reach it without importing upward.
 """
 
 from __future__ import annotations
