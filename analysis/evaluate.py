@@ -27,10 +27,10 @@ if __package__ in (None, ""):  # `python analysis/evaluate.py` from a checkout
 
     use_project_python(__file__, needs=("torch", "pandas", "matplotlib"))  # else the .venv
 
-from analysis.report import OneLineParser, report_folder, report_root, write_report  # noqa: E402
+from analysis.report import report_folder, report_root, write_report  # noqa: E402
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
 from analysis.tables import winner  # noqa: E402
-from spaces.base import UsageError  # noqa: E402
+from cli import OneLineParser, UsageError, one_line  # noqa: E402
 from store import Location  # noqa: E402
 from store.experiment import ExperimentFolder, local_checkpoint  # noqa: E402
 
@@ -166,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         exp = open_experiment(args.experiment)
         evaluation = evaluate_winner(exp, args.split)
     except (UsageError, NotAnExperiment) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return one_line(err)
     folder = write_evaluation(exp, evaluation, args.out)
     print(evaluation.markdown())
     print(f"report: {folder / 'README.md'}")

@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # `python analysis/report.py` from a checkout
 
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
 from analysis.tables import Table, study_table, winner  # noqa: E402
-from spaces.base import UsageError  # noqa: E402
+from cli import OneLineParser, UsageError, one_line  # noqa: E402
 from store import Location, StorageError, locate  # noqa: E402
 from store.experiment import experiments  # noqa: E402
 
@@ -196,11 +196,6 @@ def report_after_search(experiment_dir: Path) -> None:
     print(f"report: {folder / 'README.md'}")
 
 
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(message)
-
-
 def make_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="analysis/report.py", description=__doc__.splitlines()[0])
     parser.add_argument("experiment", nargs="?", help="experiment folder or URI (storage/name)")
@@ -220,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         exp = open_experiment(path)
         folder = write_report(exp, args.out)
     except (UsageError, NotAnExperiment) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return one_line(err)
     print_table(study_table(exp, "best"))
     print(winner_line(exp))
     print(f"report: {folder / 'README.md'}")

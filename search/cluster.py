@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from spaces import UsageError
+from cli import UsageError
 
 DASHBOARD_HOST = "127.0.0.1"  # loopback: the dashboard runs code on the cluster, never expose it
 DASHBOARD_PORT = 8265

@@ -102,7 +102,7 @@ def check_nodes(storage: Location) -> list[dict[str, Any]]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from spaces import UsageError  # here: the probe's module is imported on each node, keep it light
+    from cli import UsageError  # here: the probe's module is imported on each node, keep it light
 
     nodes = alive_nodes()
     mine = versions()

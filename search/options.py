@@ -7,17 +7,11 @@ import os
 import time
 from pathlib import Path
 
+from cli import OneLineParser, UsageError
 from search.plan import SearchPlan
-from spaces import PROFILES, SPACES, Space, UsageError, get_space
+from spaces import PROFILES, SPACES, Space, get_space
 from store import Location, StorageError, locate
 from trainables.config import ConfigError, parse_value
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse prints usage plus the error; the house rule is one line and exit status 2."""
-
-    def error(self, message: str):
-        raise UsageError(message)
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -9,8 +9,8 @@ forever, e.g. a GPU search resumed on a CPU-only machine, so it is refused in on
 
 from __future__ import annotations
 
+from cli import UsageError
 from search.plan import SearchPlan
-from spaces import UsageError
 
 Node = dict[str, float]
 """A live node's total resources, as Ray reports them: {"CPU": 16.0, "GPU": 1.0, ...}."""

@@ -15,9 +15,10 @@ import json
 import sys
 from typing import Any
 
+from cli import UsageError
 from search.plan import SearchPlan
 from search.tuner import trainable_for
-from spaces import UsageError, get_space
+from spaces import get_space
 from store import Location, StorageError, locate
 from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment
 from store.recovery import check_resumable, repair_missing_checkpoints, resume_summary

@@ -21,13 +21,14 @@ from search.console import quiet_worker_chatter  # noqa: E402
 
 quiet_worker_chatter()  # before Ray is imported (search.options imports it): Ray reads the filter then
 
+from cli import UsageError, one_line  # noqa: E402
 from search.cluster import start_ray  # noqa: E402
 from search.nodes import check_nodes  # noqa: E402
 from search.options import build_plan, parse_args  # noqa: E402
 from search.provenance import provenance  # noqa: E402
 from search.resources import cluster_nodes, settle_resources  # noqa: E402
 from search.resume import restore_tuner, resume_plan, save_plan  # noqa: E402
-from spaces import SPACES, UsageError  # noqa: E402
+from spaces import SPACES  # noqa: E402
 from store import StorageError  # noqa: E402
 from store.lease import Lease  # noqa: E402
 
@@ -108,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             print_wandb_help(local_dir, args.wandb)
         return errored_status(grid)
     except (UsageError, StorageError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return one_line(err)
 
 
 def errored_status(grid) -> int:

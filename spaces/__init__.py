@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from spaces.base import PROFILES, Profile, Space, UsageError
+from cli import UsageError
+from spaces.base import PROFILES, Profile, Space
 from spaces.images import DEGRADATION, MNIST, TEACHERS
 from spaces.kd import KD
 from spaces.text import EXTRACT, LORA
@@ -17,4 +18,4 @@ def get_space(name: str) -> Space:
     return SPACES[name]
 
 
-__all__ = ["PROFILES", "SPACES", "Profile", "Space", "UsageError", "get_space"]
+__all__ = ["PROFILES", "SPACES", "Profile", "Space", "get_space"]

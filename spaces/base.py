@@ -7,14 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cli import UsageError
 from store import Location
 from trainables.config import ConfigError, check_value
 
 PROFILES = ("smoke", "demo", "paper")
-
-
-class UsageError(Exception):
-    """Bad input from the user: the driver prints it as one line and exits with status 2."""
 
 
 @dataclass(frozen=True)

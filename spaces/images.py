@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ray import tune
 
-from spaces.base import Profile, Space, UsageError
+from cli import UsageError
+from spaces.base import Profile, Space
 from trainables.cnn import ImageConfig, build_model, image_config
 from trainables.data.images import DataMissing, ImageData, Split, check_available, load_images
 from trainables.data.shipped import Shipment, image_key

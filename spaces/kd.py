@@ -8,7 +8,8 @@ as store/experiment.py finds it.
 
 from __future__ import annotations
 
-from spaces.base import Profile, Space, UsageError
+from cli import UsageError
+from spaces.base import Profile, Space
 from spaces.images import TEACHERS, check_image_data, describe_image_model, ship_images
 from store import Location, StorageError, locate
 from store.experiment import checkpoint_folder, experiments

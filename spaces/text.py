@@ -6,7 +6,8 @@ from pathlib import Path
 
 from ray import tune
 
-from spaces.base import Profile, Space, UsageError
+from cli import UsageError
+from spaces.base import Profile, Space
 from trainables.data.images import DataMissing
 from trainables.data.shipped import Shipment, ShippedFolder, model_key, token_key
 from trainables.data.text import check_text_data, load_tokens

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli import UsageError
 from search.options import build_plan, parse_args
 from search.resources import concurrent_trials, settle_resources
-from spaces import UsageError, get_space
+from spaces import get_space
 from trainables.loop import granted_device, setup_runtime
 
 SMOKE = ["--space", "degradation", "--profile", "smoke"]

@@ -11,11 +11,11 @@ import pytest
 import ray
 from ray._private import ray_constants
 
+from cli import UsageError
 from search.cluster import DASHBOARD_HOST, start_ray, token_location
-from spaces import UsageError
 from tests.conftest import ROOT
 
-PROJECT_DIRS = ("store", "search", "spaces", "trainables", "analysis", "bench", "tests")
+PROJECT_DIRS = ("cli", "store", "search", "spaces", "trainables", "analysis", "bench", "tests")
 
 
 def test_every_torch_load_is_weights_only():

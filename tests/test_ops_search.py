@@ -10,10 +10,11 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from cli import UsageError
 from search.options import build_plan, parse_args
 from search.resources import settle_resources
 from search.tuner import build_tuner, make_scheduler, make_searcher
-from spaces import UsageError, get_space
+from spaces import get_space
 from trainables.loop import setup_runtime
 
 SMOKE = ["--space", "degradation", "--profile", "smoke"]

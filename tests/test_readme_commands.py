@@ -13,8 +13,9 @@ import click
 import pytest
 
 from analysis import evaluate, report
+from cli import UsageError
 from search.options import make_parser, parse_overrides
-from spaces import PROFILES, SPACES, UsageError
+from spaces import PROFILES, SPACES
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
