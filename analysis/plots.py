@@ -8,6 +8,7 @@ features are drawn by the extract trials themselves (trainables/extract.py) and 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -31,12 +32,25 @@ def subplots(*args, figsize: tuple[float, float], **kwargs):
         return fig, fig.subplots(*args, **kwargs)
 
 
+# Text kept as text (labels stay searchable and sharp, and the page's browser test can measure them);
+# a fixed salt for the SVG's element ids and no date, so the same experiment gives the same bytes.
+SVG_STYLE = {"svg.fonttype": "none", "svg.hashsalt": "tunelab"}
+
+
 def save(fig: Figure, path: Path) -> Path:
-    """SVG (or PNG, by suffix) with text kept as text, so labels stay searchable and sharp."""
+    """SVG (or PNG, by suffix), the same bytes for the same figure."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
-        fig.savefig(path, bbox_inches="tight")
+    with matplotlib.rc_context(SVG_STYLE):
+        fig.savefig(path, bbox_inches="tight", metadata={"Date": None} if path.suffix == ".svg" else None)
     return path
+
+
+def svg_text(fig: Figure) -> str:
+    """The figure as `save` writes it to an .svg file."""
+    out = io.StringIO()
+    with matplotlib.rc_context(SVG_STYLE):
+        fig.savefig(out, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return out.getvalue()
 
 
 def _x(exp: Experiment) -> tuple[str, str]:
@@ -246,6 +260,32 @@ def lora(exp: Experiment) -> Figure:
     ax.set(xlabel="log10 trainable parameters", ylabel=f"{exp.metric} (best epoch)",
            title=f"Fine-tuning: accuracy against trainable parameters ({exp.name})")
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def objective_front(exp: Experiment, objectives: list) -> Figure:
+    """A two-objective search: every full-budget configuration at its best epoch, the non-dominated
+    ones joined as a staircase, the reference point of the hypervolume marked; a parameter count is
+    drawn on a log axis."""
+    from analysis.pareto import experiment_front
+
+    found = experiment_front(exp, objectives)
+    (x, x_mode), (y, y_mode) = found.objectives
+    fig, ax = subplots(figsize=(7, 4.5))
+    rest, members = found.table[~found.table["on_front"]], found.members.sort_values(x)
+    ax.scatter(rest[x], rest[y], s=25, color="tab:gray", label="dominated", zorder=3)
+    ax.scatter(members[x], members[y], s=45, color="tab:red", label="non-dominated", zorder=4)
+    # The staircase bounds the area the front dominates (the hypervolume): it steps where x is worse.
+    ax.step(members[x], members[y], where="post" if (x_mode == "min") == (y_mode == "max") else "pre",
+            color="tab:red", linewidth=1.2)
+    ax.scatter([found.reference[0]], [found.reference[1]], marker="x", color="black", zorder=5,
+               label=f"reference point (hypervolume {found.hypervolume:.4g})")
+    if "params" in x and found.table[x].min() > 0:
+        ax.set_xscale("log")
+    ax.set(xlabel=f"{x} ({x_mode})", ylabel=f"{y} ({y_mode}, best epoch)",
+           title=f"Front of {len(members)} of {len(found.table)} configurations ({exp.name})")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -1,7 +1,8 @@
 """`python analysis/report.py <experiment | --space NAME>`: an experiment (folder or URI) -> report/<name>/.
 
 The report holds the study's table at the best and at the final epoch (Markdown + CSV), its pictures
-(SVG) and a README.md that embeds them; the main table is printed too. Bad input (a folder that is not
+(SVG), a README.md that embeds them and index.html, the study as one self-contained web page
+(analysis/page.py); the main table is printed too. Bad input (a folder that is not
 an experiment, an empty experiment, a corrupt result file) is one line on stderr, exit status 2, and
 nothing written. The driver calls `report_after_search` so every search ends in a report.
 """
@@ -22,6 +23,7 @@ if __package__ in (None, ""):  # `python analysis/report.py` from a checkout
 
     use_project_python(__file__, needs=("pandas", "matplotlib"))  # else the .venv
 
+from analysis.pareto import experiment_front  # noqa: E402
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
 from analysis.tables import Table, study_table, winner  # noqa: E402
 from cli import OneLineParser, UsageError, one_line  # noqa: E402
@@ -55,7 +57,22 @@ def build(exp: Experiment) -> tuple[list[Table], dict]:
     tables = [study_table(exp, "best"), study_table(exp, "final")]
     figures = {name: make(exp) for name, make in plots.study_plots(exp).items()}
     figures.update(plots.umap_pictures(exp))  # drawn by the extract trials themselves: copied as is
+    if exp.plan.get("objectives") and not exp.epochs.empty:
+        figures["front"] = plots.objective_front(exp, exp.plan["objectives"])
     return tables, figures
+
+
+def front_lines(exp: Experiment) -> list[str]:
+    """A two-objective search's front (analysis.pareto.experiment_front): every full-budget
+    configuration, the non-dominated ones first, and the front's hypervolume with its reference point."""
+    if not exp.plan.get("objectives"):
+        return []
+    try:
+        found = experiment_front(exp, exp.plan["objectives"])
+    except ValueError as err:
+        return ["## Front", "", f"No front: {err}.", ""]
+    frame = found.table.assign(on_front=found.table["on_front"].map({True: "yes", False: ""}))
+    return ["## Front", "", Table("front", "best", frame, found.line()).markdown()]
 
 
 def planned_trials(exp: Experiment) -> int | None:
@@ -130,6 +147,7 @@ def readme(exp: Experiment, tables: list[Table], figures: dict, folder: Path) ->
              f"{status_line(exp)}. {winner_line(exp)}.", ""]
     for table, heading in zip(tables, ("Main table (best epoch)", "Final epoch"), strict=True):
         lines += [f"## {heading}", "", table.markdown(), f"CSV: [{table.stem}.csv]({table.stem}.csv)", ""]
+    lines += front_lines(exp)
     if figures:
         lines += ["## Pictures", ""]
         lines += [f"### {name}\n\n![{name}]({name}.svg)\n" for name in figures]
@@ -173,6 +191,10 @@ def write_report(exp: Experiment, root: Path | None = None) -> Path:
         else:
             save(figure, folder / f"{name}.svg")
     (folder / "README.md").write_text(readme(exp, tables, figures, folder))
+    from analysis.page import write_page
+
+    write_page(exp, folder, tables=tables,
+               figures={name: (folder / f"{name}.svg").read_text() for name in figures})
     return folder
 
 
@@ -193,12 +215,13 @@ def report_after_search(experiment_dir: Path) -> None:
         print(f"report failed ({type(err).__name__}: {err}); "
               f"retry: python analysis/report.py {experiment_dir}")
         return
-    print(f"report: {folder / 'README.md'}")
+    print(f"report: {folder / 'README.md'}; page: {folder / 'index.html'}")
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="analysis/report.py", description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", nargs="?", help="experiment folder or URI (storage/name)")
+    parser.add_argument("experiment", nargs="*", help="experiment folder or URI (storage/name); two or "
+                        "more of one space: a comparison (analysis/compare.py)")
     parser.add_argument("--space", help="report the latest experiment of this space in --storage")
     parser.add_argument("--storage", default="results",
                         help="results folder or URI for --space (default results)")
@@ -211,14 +234,19 @@ def main(argv: list[str] | None = None) -> int:
         args = make_parser().parse_args(argv)
         if bool(args.experiment) == bool(args.space):
             raise UsageError("give an experiment folder or --space NAME (one of them)")
-        path = args.experiment or latest_experiment(args.storage, args.space)
+        if len(args.experiment) > 1:
+            from analysis.compare import run
+
+            run(args.experiment, args.out or report_root())
+            return 0
+        path = args.experiment[0] if args.experiment else latest_experiment(args.storage, args.space)
         exp = open_experiment(path)
         folder = write_report(exp, args.out)
     except (UsageError, NotAnExperiment) as err:
         return one_line(err)
     print_table(study_table(exp, "best"))
     print(winner_line(exp))
-    print(f"report: {folder / 'README.md'}")
+    print(f"report: {folder / 'README.md'}; page: {folder / 'index.html'}")
     return 0
 
 

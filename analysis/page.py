@@ -1,0 +1,257 @@
+"""The study as one web page: `<report folder>/index.html`, self-contained and offline.
+
+The page holds the study's tables at the best and the final epoch (analysis/tables.py, sortable), the
+reference study's numbers beside ours (analysis/page_reference.py), every trial's learning curve and
+parallel coordinates (analysis/page_svg.py, inline SVG), the study's pictures (analysis/plots.py,
+inlined), every trial's state (incomplete and errored ones named) and the provenance.
+
+Plain inline SVG with a little vanilla JavaScript (page_assets/): no charting library, nothing
+fetched. A strict Content-Security-Policy forbids any request, so a page that tried one would fail
+loudly in the browser (tests/test_page.py checks that none is made). The bytes depend only on the
+experiment (no time of rendering), so the live page of a finished search equals the report's.
+
+`write_page(exp, folder)` is the API: analysis/report.py calls it after writing the tables and
+pictures, search/live.py while a search runs (live=True: the page reloads itself), and a comparison
+page can reuse `html_table`, `page_head` and `ASSETS`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.page_reference import reference_section
+from analysis.page_svg import ENDS, curves_svg, parallel_svg, trial_marks
+from analysis.report import planned_trials, status_line, winner_line
+from analysis.results import Experiment
+from analysis.tables import Table, _cell, study_table
+
+ASSETS = Path(__file__).resolve().parent / "page_assets"
+PAGE = "index.html"
+LIVE_RELOAD_S = 5
+"""A live page reloads itself this often (search/live.py rewrites it at most about as often)."""
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; "
+       "font-src 'none'; connect-src 'none'; form-action 'none'; base-uri 'none'")
+"""Nothing the page could ask for is allowed: it is self-contained by construction."""
+
+
+def page_head(title: str, *, live: bool = False) -> str:
+    """`<head>` with the CSP, the inline stylesheet and, for a live page, the reload."""
+    reload = f'<meta http-equiv="refresh" content="{LIVE_RELOAD_S}">' if live else ""
+    return (f'<head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{CSP}">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">{reload}'
+            f"<title>{escape(title)}</title><style>{(ASSETS / 'page.css').read_text()}</style></head>")
+
+
+def page_script() -> str:
+    """The tooltip element and the inline script (hover, legend toggles, sorting); last in `<body>`."""
+    return f'<div id="tip" role="tooltip"></div><script>{(ASSETS / "page.js").read_text()}</script>'
+
+
+def _sort_key(value) -> str:
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | float | np.integer | np.floating):
+        return "" if math.isnan(float(value)) else repr(float(value))
+    return escape(str(value), quote=True)
+
+
+def html_table(table: Table, *, table_id: str = "") -> str:
+    """A Table as a sortable HTML table: the Markdown table's cells (mean ± std, p to two digits, a
+    95% CI column per averaged metric), each cell's raw value kept for sorting, and the kd table's
+    paired-test verdict marked (bold: significant, grey italic: not significant)."""
+    frame = table.frame
+    hidden = {f"{c}_{part}" for c in table.mean_std for part in ("std", "ci_lo", "ci_hi")}
+    shown = [c for c in frame.columns if c not in hidden]
+    with_ci = [c for c in table.mean_std if f"{c}_ci_lo" in frame]
+    text_columns = {c for c in shown if frame[c].dtype == object and not c.startswith(("p (", "Δ"))}
+    head = "".join(f'<th class="{"text" if c in text_columns else "num"}">{escape(str(c))}</th>'
+                   for c in shown)
+    head += "".join(f"<th>{escape(c)} 95% CI</th>" for c in with_ci)
+    rows = []
+    for _, row in frame.iterrows():
+        cells = []
+        for column in shown:
+            value = row[column]
+            if column.startswith("p (") and not pd.isna(value):
+                text = f"{value:.2g}"
+            else:
+                metric = column in table.mean_std
+                text = _cell(value, row.get(f"{column}_std") if metric else None, metric,
+                             signed=column.startswith("Δ"))
+            kind = "text" if column in text_columns else ""
+            if column == "paired test":
+                verdict = str(value)
+                kind += (" ns" if verdict == "not significant"
+                         else " sig" if verdict.startswith("significant") else "")
+            cells.append(f'<td class="{kind.strip()}" data-sort="{_sort_key(value)}">{escape(text)}</td>')
+        for column in with_ci:
+            lo, hi = row[f"{column}_ci_lo"], row[f"{column}_ci_hi"]
+            interval = "–" if pd.isna(lo) else f"[{lo:.4f}, {hi:.4f}]"
+            cells.append(f'<td data-sort="{_sort_key(lo)}">{interval}</td>')
+        flags = " ".join(f for f in ("errored",) if f in row and bool(row[f]))
+        rows.append(f'<tr class="{flags}">' + "".join(cells) + "</tr>")
+    ident = f' id="{table_id}"' if table_id else ""
+    return (f'<p class="caption">{escape(table.caption)}</p>'
+            f'<div class="scroll"><table class="sortable"{ident}><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def inline_svg(text: str) -> str:
+    """An SVG file's markup as it goes inside HTML: without its XML declaration and DOCTYPE."""
+    start = text.find("<svg")
+    return text[start:] if start >= 0 else ""
+
+
+def trials_section(exp: Experiment, marks) -> str:
+    """Every trial with its configuration, budget and why it ended; incomplete and errored ones are
+    named as such, and planned trials that never started are counted."""
+    keys = exp.varied_keys()
+    state = {m.trial_id: m.end for m in marks}
+    head = "".join(f'<th class="text">{escape(k)}</th>' for k in ["trial", *keys, "seeds"])
+    head += "<th>epochs run</th><th class='text'>state</th>"
+    head += f"<th>best {escape(exp.metric)}</th><th>final {escape(exp.metric)}</th>"
+    rows = []
+    for mark, row in zip(marks, exp.trials.to_dict("records"), strict=True):
+        end = state[mark.trial_id]
+        kind = end if end in ("incomplete", "errored") else ""
+        cells = [f'<td class="text">{escape(mark.trial_id)}</td>']
+        cells += [f'<td class="text">{escape(_cell(row.get(k)))}</td>' for k in keys]
+        cells.append(f'<td class="text">{escape(mark.label.split("; ")[-1])}</td>')
+        cells.append(f"<td>{row['epochs_run'] / exp.reports_per_epoch:g}</td>")
+        cells.append(f'<td class="text">{escape(ENDS[end])}</td>')
+        for which in ("best", "final"):
+            value = row.get(f"{which}_{exp.metric}", math.nan)
+            shown = "–" if pd.isna(value) else f"{value:.4f}"
+            cells.append(f'<td data-sort="{_sort_key(value)}">{shown}</td>')
+        rows.append(f'<tr class="{kind}">' + "".join(cells) + "</tr>")
+    odd = [m for m in marks if m.end in ("incomplete", "errored")]
+    summary = ("; ".join(f"{m.trial_id} ({m.end})" for m in odd)) if odd else "none"
+    planned = planned_trials(exp)
+    never = (f" {planned - len(marks)} of the {planned} planned trials never started."
+             if planned is not None and planned > len(marks) else "")
+    return (f"<h2 id='trials'>Trials</h2><p>Incomplete or errored: {escape(summary)}.{never}</p>"
+            f'<div class="scroll"><table class="sortable" id="trial-table"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 600 else f"{seconds / 3600:.2f} h"
+
+
+def provenance_section(exp: Experiment) -> str:
+    """Commit, versions, nodes, devices, precision, storage, wall time and trial-hours: the plan's
+    provenance (search/provenance.py) and what the trials' results recorded."""
+    record = exp.plan.get("provenance") or {}
+    git = record.get("git") or {}
+    code = ("not recorded" if not record else "not a git checkout" if not git.get("commit")
+            else git["commit"] + (" (with uncommitted changes)" if git.get("dirty") else ""))
+    nodes = record.get("nodes") or []
+    versions = sorted({"Python {python}, Ray {ray}, torch {torch}, tunelab {tunelab}".format_map(
+        {k: None for k in ("python", "ray", "torch", "tunelab")} | (n.get("versions") or {})) for n in nodes})
+    node_text = "; ".join(f"{n.get('hostname')} ({n.get('ip')}): {res.get('CPU', 0):g} CPUs, "
+                          f"{res.get('GPU', 0):g} GPUs, {res.get('memory_gb', '?')} GB"
+                          for n in nodes for res in [n.get("resources") or {}])
+    gpus = exp.plan.get("gpus")
+    devices = ("not recorded" if gpus is None else "CPU only" if not gpus
+               else f"{gpus:g} GPU per trial")
+    if "cpus" in exp.plan:
+        devices += f", {exp.plan['cpus']} CPU(s) per trial"
+    precision = (", ".join(sorted(map(str, exp.epochs["precision"].dropna().unique())))
+                 if "precision" in exp.epochs else "not recorded")
+    epochs = exp.epochs
+    wall = hours = "not recorded"
+    if {"timestamp", "time_this_iter_s", "time_total_s"} <= set(epochs):
+        first = epochs.sort_values("training_iteration").groupby("trial_id").head(1)
+        start = float((first["timestamp"] - first["time_this_iter_s"]).min())
+        wall = f"{_hours(float(epochs['timestamp'].max()) - start)} (first trial's start to the last report)"
+        total = epochs.groupby("trial_id")["time_total_s"].max().sum()
+        hours = (f"{total / 3600:.3f} trial-hours ({total:.0f} s summed over "
+                 f"{epochs['trial_id'].nunique()} trials)")
+    packages = ", ".join(f"{k} {v}" for k, v in (record.get("packages") or {}).items()
+                         if k in ("torch", "ray", "optuna", "transformers", "peft", "numpy", "pandas"))
+    items = [("experiment", exp.path.uri), ("started", record.get("started", "not recorded")),
+             ("code", code), ("versions", "; ".join(versions) or "not recorded"),
+             ("packages", packages or "not recorded"), ("nodes", node_text or "not recorded"),
+             ("devices", devices), ("precision", precision), ("storage", exp.path.parent.uri),
+             ("scheduler", f"{exp.plan.get('scheduler', '?')}, search {exp.plan.get('search', '?')}"),
+             ("wall time", wall), ("compute", hours)]
+    rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in items)
+    return f'<h2 id="provenance">Provenance</h2><dl class="provenance">{rows}</dl>'
+
+
+def curves_section(exp: Experiment, marks) -> str:
+    legend = "".join(f'<li><button type="button" data-trial="{m.trial_id}" aria-pressed="true">'
+                     f'<span class="swatch" style="background:{m.colour}"></span>{escape(m.label)}'
+                     "</button></li>" for m in marks)
+    legend += ('<li><button type="button" data-all="show">show all</button></li>'
+               '<li><button type="button" data-all="hide">hide all</button></li>')
+    return ("<h2 id='curves-section'>Learning curves</h2>"
+            f"<p class='note'>One trace per trial ({escape(exp.metric)} per report; a lockstep trial "
+            "draws the mean over its seeds). Hover a point for its configuration, seed and value; click "
+            "a legend entry to hide or show its trial. Dotted lines: the scheduler's rungs. Curve ends: "
+            "× stopped as significantly behind, + stopped by the quota, ● ran to the end, ▷ incomplete, "
+            "□ errored.</p>" + curves_svg(exp, marks) + f'<ul class="legend">{legend}</ul>')
+
+
+def parallel_section(exp: Experiment, marks) -> str:
+    """Parallel coordinates for a search over two knobs or more, or an Optuna search."""
+    if len(exp.varied_keys()) < 2 and exp.plan.get("search") != "optuna":
+        return ""
+    return ("<h2 id='parallel-section'>Parallel coordinates</h2><p class='note'>One line per trial: its "
+            f"knobs, then its {escape(exp.metric)} at its best report; dashed: a trial that ran fewer "
+            "epochs than the budget, not comparable with the others. The legend above toggles these "
+            "lines too.</p>" + parallel_svg(exp, marks))
+
+
+def pictures_section(figures: dict[str, str]) -> str:
+    if not figures:
+        return ""
+    return "<h2 id='pictures'>Pictures</h2>" + "".join(
+        f'<div class="picture" id="picture-{escape(name)}"><h3>{escape(name)}</h3>{inline_svg(svg)}</div>'
+        for name, svg in figures.items())
+
+
+def render_page(exp: Experiment, tables: list[Table], figures: dict[str, str], *, live: bool = False) -> str:
+    """The page's HTML: `tables` are the best- and final-epoch study tables, `figures` name -> SVG text."""
+    from analysis.plots import stop_reasons_of
+
+    marks = trial_marks(exp, stop_reasons_of(exp))
+    profile = f", profile {exp.plan['profile']}" if exp.plan.get("profile") else ""
+    banner = (f'<p class="live">Live: the search is running; this page is rewritten as trials report and '
+              f"reloads itself every {LIVE_RELOAD_S} s until the search ends.</p>" if live else "")
+    nav = ('<nav><a href="#tables">tables</a><a href="#curves-section">curves</a>'
+           + ('<a href="#parallel-section">parallel coordinates</a>' if parallel_section(exp, marks) else "")
+           + ('<a href="#pictures">pictures</a>' if figures else "")
+           + '<a href="#trials">trials</a><a href="#provenance">provenance</a></nav>')
+    body = [f"<h1>{escape(exp.name)}</h1>", banner,
+            f"<p>Study <b>{escape(exp.space or 'unknown')}</b>{escape(profile)}. {escape(status_line(exp))}. "
+            f"{escape(winner_line(exp))}.</p>", nav, "<h2 id='tables'>Tables</h2>"]
+    for table, heading, ident in zip(tables, ("At the best epoch", "At the final epoch"),
+                                     ("table-best", "table-final"), strict=False):
+        body += [f"<h3>{heading}</h3>", html_table(table, table_id=ident)]
+    body += [reference_section(exp, tables[0]), curves_section(exp, marks), parallel_section(exp, marks),
+             pictures_section(figures), trials_section(exp, marks), provenance_section(exp),
+             f"<p class='note'>Regenerate: <code>python analysis/report.py {escape(exp.path.uri)}</code></p>"]
+    return (f"<!DOCTYPE html><html lang='en'>{page_head(f'{exp.name}: tunelab report', live=live)}"
+            f'<body data-experiment="{escape(exp.path.uri, quote=True)}">{"".join(body)}{page_script()}'
+            "</body></html>\n")
+
+
+def write_page(exp: Experiment, folder: Path, *, live: bool = False, tables: list[Table] | None = None,
+               figures: dict[str, str] | None = None) -> Path:
+    """Writes `<folder>/index.html` atomically (a reader never sees half a page) and returns it.
+    `tables` default to the study's best and final tables; `figures` (name -> SVG text) to none."""
+    tables = tables if tables is not None else [study_table(exp, "best"), study_table(exp, "final")]
+    html = render_page(exp, tables, figures or {}, live=live)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / PAGE
+    partial = folder / f".{PAGE}.{os.getpid()}.tmp"
+    partial.write_text(html)
+    os.replace(partial, target)
+    return target
