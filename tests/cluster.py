@@ -1,4 +1,5 @@
-"""A real two-node Ray cluster on one machine, started with the README's own commands (section Clusters).
+"""A real two-node Ray cluster on one machine, started with the commands of docs/clusters.md
+("How to run a search on a cluster").
 
 The head runs as `ray start --head --node-ip-address 127.0.0.1 ...`; the worker node as `ray start
 --address ... --node-ip-address 127.0.0.2 ...` inside its own mount namespace (`unshare -m`), where
@@ -8,7 +9,7 @@ started with setsid and stopped by its process group (SIGTERM, then SIGKILL afte
 never with `ray stop` (it would end every Ray on the machine). Token auth is on, with a token file of
 the test's own (RAY_AUTH_TOKEN_PATH), so ~/.ray/auth_token is left alone.
 
-The README's commands name example machines (10.0.0.1:6379, 10.0.0.2) and a bucket
+Those commands name example machines (10.0.0.1:6379, 10.0.0.2) and a bucket
 (s3://my-bucket/tunelab); `as_run` swaps in the test's: a fresh port, 127.0.0.x, the moto bucket.
 """
 
@@ -30,8 +31,8 @@ import psutil
 from tests.conftest import OFFLINE_ENV, ROOT
 from tests.s3server import free_port
 
-README_HEAD, README_WORKER, README_PORT = "10.0.0.1", "10.0.0.2", "6379"
-README_BUCKET = "s3://my-bucket/tunelab"
+DOC_HEAD, DOC_WORKER, DOC_PORT = "10.0.0.1", "10.0.0.2", "6379"
+DOC_BUCKET = "s3://my-bucket/tunelab"
 HEAD_IP, WORKER_IP = "127.0.0.1", "127.0.0.2"
 HIDDEN_FROM_WORKER = (ROOT / "data", Path("/usr/share/datasets"), Path("/tmp/ray"))
 STOP_GRACE_S = 15.0
@@ -39,18 +40,18 @@ REALTIME_START = bool(shutil.which("chrt")) and subprocess.run(["chrt", "-r", "1
                                                                 capture_output=True).returncode == 0
 
 
-def readme_commands() -> list[str]:
-    """The commands of the first bash block in the README's Clusters section, comments dropped."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("### Clusters", 1)[1]
+def cluster_doc_commands() -> list[str]:
+    """The commands of the first bash block of docs/clusters.md's how-to, comments dropped."""
+    text = (ROOT / "docs" / "clusters.md").read_text()
+    section = text.split("## How to run a search on a cluster", 1)[1]
     block = section.split("```bash\n", 1)[1].split("```", 1)[0]
     return [line.split("  #", 1)[0].strip() for line in block.splitlines()
             if line.strip() and not line.lstrip().startswith("#")]
 
 
-def readme_command(*needles: str) -> str:
-    found = [c for c in readme_commands() if all(n in c for n in needles)]
-    assert len(found) == 1, f"README Clusters: expected one command with {needles}, found {found}"
+def cluster_doc_command(*needles: str) -> str:
+    found = [c for c in cluster_doc_commands() if all(n in c for n in needles)]
+    assert len(found) == 1, f"docs/clusters.md: expected one command with {needles}, found {found}"
     return found[0]
 
 
@@ -85,24 +86,24 @@ class TwoNodeCluster:
                     "RAY_OVERRIDE_RESOURCES": json.dumps({"CPU": cpus}),
                     "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ.get('PATH', '')}"}
         self.env.pop("RAY_ADDRESS", None)
-        self.head_only = head_only  # the README's head alone: a cluster a driver joins with --address
+        self.head_only = head_only  # the documented head alone: a cluster a driver joins with --address
 
     @property
     def address(self) -> str:
         return f"{HEAD_IP}:{self.port}"
 
     def as_run(self, command: str, storage: str | None = None) -> str:
-        """A README command with the example machines, port and bucket replaced by this cluster's."""
-        command = command.replace(f"{README_HEAD}:{README_PORT}", self.address)
-        command = command.replace(f"--port {README_PORT}", f"--port {self.port}")
-        command = command.replace(README_HEAD, HEAD_IP).replace(README_WORKER, WORKER_IP)
+        """A documented command with the example machines, port and bucket replaced by this cluster's."""
+        command = command.replace(f"{DOC_HEAD}:{DOC_PORT}", self.address)
+        command = command.replace(f"--port {DOC_PORT}", f"--port {self.port}")
+        command = command.replace(DOC_HEAD, HEAD_IP).replace(DOC_WORKER, WORKER_IP)
         if storage is not None:  # s3://my-bucket/tunelab[/x] -> <storage>[/x] with storage's ?options
             base, _, query = storage.partition("?")
 
             def swap(match: re.Match) -> str:
                 return shlex.quote(f"{base}{match.group(1) or ''}" + (f"?{query}" if query else ""))
 
-            command = re.sub(re.escape(README_BUCKET) + r"(/[\w./-]*)?", swap, command)
+            command = re.sub(re.escape(DOC_BUCKET) + r"(/[\w./-]*)?", swap, command)
         return command
 
     def _spawn(self, shell: str, log: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -132,13 +133,13 @@ class TwoNodeCluster:
                         pass
 
     def start(self, timeout: float = 240.0) -> TwoNodeCluster:
-        head = self.as_run(readme_command("ray start", "--head"))
+        head = self.as_run(cluster_doc_command("ray start", "--head"))
         self.head_tmp.mkdir(exist_ok=True)
         self._spawn(f"exec {head}", self.workdir / "head.log", {**self.env, "RAY_TMPDIR": str(self.head_tmp)})
         self.wait_nodes(1, timeout)
         if self.head_only:
             return self
-        worker = self.as_run(readme_command("ray start", "--node-ip-address", README_WORKER))
+        worker = self.as_run(cluster_doc_command("ray start", "--node-ip-address", DOC_WORKER))
         self.worker_tmp.mkdir(exist_ok=True)
         mounts = "; ".join(f"mount -t tmpfs none {shlex.quote(str(p))}"
                            for p in (*self.hidden, self.worker_tmp))

@@ -1,4 +1,4 @@
-"""A real two-node Ray cluster (tests/cluster.py: the README's `ray start` commands, the worker in a mount
+"""A real two-node Ray cluster (tests/cluster.py: the documented `ray start` commands, the worker in a mount
 namespace that hides the driver's data and results) with its storage on a real S3 server (moto_server).
 
 Searches run on both nodes with checkpoints in the bucket, a killed driver resumes from the bucket, the
@@ -20,11 +20,11 @@ import pytest
 
 from store.experiment import ExperimentFolder
 from tests.cluster import (
-    README_BUCKET,
+    DOC_BUCKET,
     WORKER_IP,
     TwoNodeCluster,
-    readme_command,
-    readme_commands,
+    cluster_doc_command,
+    cluster_doc_commands,
     unshare_permitted,
 )
 from tests.conftest import KILL_TEST_ENV, ROOT, ended_trials
@@ -34,14 +34,14 @@ SEARCH_TIMEOUT_S = 900
 
 
 def test_the_readme_has_every_command_this_module_runs():
-    commands = readme_commands()
+    commands = cluster_doc_commands()
     # Token auth on, and `ray start` neither announces nor posts usage stats (issue 17, item 9).
     assert commands[0] == ("export RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0 "
                            "RAY_USAGE_STATS_REPORT_URL=http://127.0.0.1:9/")
     for needles in (("ray start", "--head"), ("ray start", "--node-ip-address", "10.0.0.2"),
                     ("search/run.py", "--storage"), ("search/run.py", "--resume"), ("analysis/report.py",)):
-        assert readme_command(*needles)
-    assert all(README_BUCKET in c for c in commands if "search/run.py" in c or "report.py" in c)
+        assert cluster_doc_command(*needles)
+    assert all(DOC_BUCKET in c for c in commands if "search/run.py" in c or "report.py" in c)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def trial_folders(s3, experiment: str) -> list[str]:
 
 
 def test_a_client_without_token_auth_mode_is_told_to_set_it(cluster, s3):
-    search = cluster.as_run(readme_command("search/run.py", "--storage"), storage=s3.uri("tunelab"))
+    search = cluster.as_run(cluster_doc_command("search/run.py", "--storage"), storage=s3.uri("tunelab"))
     env = {k: v for k, v in cluster.env.items() if k != "RAY_AUTH_MODE"}
     result = subprocess.run(["sh", "-c", search], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env=env)
@@ -93,7 +93,7 @@ def test_a_client_without_token_auth_mode_is_told_to_set_it(cluster, s3):
 
 
 def test_a_local_storage_on_two_nodes_is_refused_before_any_trial(cluster, results):
-    search = cluster.as_run(readme_command("search/run.py", "--storage"), storage=str(results))
+    search = cluster.as_run(cluster_doc_command("search/run.py", "--storage"), storage=str(results))
     assert f"--storage {results}" in search
     result = sh(cluster, search, timeout=300)
     one_line_exit_2(result, f"node {WORKER_IP}", "NFS", "s3://")
@@ -103,13 +103,13 @@ def test_a_local_storage_on_two_nodes_is_refused_before_any_trial(cluster, resul
 
 @pytest.fixture(scope="module")
 def degradation(cluster, s3) -> dict:
-    """The README's search on the bucket, its driver SIGKILLed once a trial finished, then the README's
+    """The documented search on the bucket, its driver SIGKILLed once a trial finished, then the documented
     --resume: {"experiment": key prefix, "finished": progress.csv of trials finished before the kill}."""
     storage = s3.uri("tunelab")
     experiment, epochs = "tunelab/deg", 2
     folder = ExperimentFolder(s3.location(experiment))
 
-    search = cluster.as_run(readme_command("search/run.py", "--storage"), storage=storage)
+    search = cluster.as_run(cluster_doc_command("search/run.py", "--storage"), storage=storage)
     log = open(cluster.workdir / "driver-killed.log", "wb")
     driver = subprocess.Popen(["sh", "-c", f"exec {search}"], cwd=ROOT, env={**cluster.env, **KILL_TEST_ENV},
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -128,7 +128,7 @@ def degradation(cluster, s3) -> dict:
     assert finished, f"no trial finished before the kill: {driver_log[-3000:]}"
     left = [s for s in folder.trial_statuses().values() if s != "TERMINATED"]
     assert left, "every trial finished before the kill: nothing left to resume"
-    resume = sh(cluster, cluster.as_run(readme_command("search/run.py", "--resume"), storage=storage))
+    resume = sh(cluster, cluster.as_run(cluster_doc_command("search/run.py", "--resume"), storage=storage))
     assert resume.returncode == 0, resume.stdout[-2000:] + resume.stderr[-3000:]
     return {"experiment": experiment, "finished": finished, "after": ended_trials(folder, epochs),
             "storage": storage}
@@ -159,7 +159,7 @@ def test_a_killed_search_resumes_from_the_bucket_with_trials_on_both_nodes(s3, d
 
 def test_the_report_from_the_bucket_equals_a_recomputation_from_its_progress_csv(cluster, s3, degradation,
                                                                                    tmp_path):
-    report = cluster.as_run(readme_command("analysis/report.py"), storage=degradation["storage"])
+    report = cluster.as_run(cluster_doc_command("analysis/report.py"), storage=degradation["storage"])
     result = sh(cluster, report, env={"TUNELAB_REPORT": str(tmp_path)}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(tmp_path / "deg" / "degradation_best.csv").set_index(["num_blocks", "skip"])
@@ -177,8 +177,8 @@ def test_the_report_from_the_bucket_equals_a_recomputation_from_its_progress_csv
 
 
 def cluster_search(cluster, s3, *args: str) -> subprocess.CompletedProcess:
-    """The README's driver command with another space and arguments."""
-    search = cluster.as_run(readme_command("search/run.py", "--storage"), storage=s3.uri("tunelab"))
+    """The documented driver command with another space and arguments."""
+    search = cluster.as_run(cluster_doc_command("search/run.py", "--storage"), storage=s3.uri("tunelab"))
     base = search.split(" --space ", 1)[0]
     return sh(cluster, " ".join([base, *args]))
 
@@ -214,7 +214,7 @@ def test_a_lost_worker_node_costs_no_trial(cluster, s3):
     has one node after it."""
     experiment, epochs = "tunelab/lost-node", 4
     folder = ExperimentFolder(s3.location(experiment))
-    search = cluster.as_run(readme_command("search/run.py", "--storage"), storage=s3.uri("tunelab"))
+    search = cluster.as_run(cluster_doc_command("search/run.py", "--storage"), storage=s3.uri("tunelab"))
     args = (f"--space degradation --profile smoke --scheduler fifo --max-epochs {epochs} --num-samples 2 "
             "--set num_blocks=1 --set skip=true --set train_subset=1024 --set val_subset=128 "
             "--name lost-node")

@@ -6,7 +6,7 @@ The CI form chains the kills: the search is killed at the first moment, its `--r
 runs to the end. Each kill therefore hits a running search, killed runs and resumed ones alike, and the
 whole chain costs one search plus a driver start per kill. `bench/bench_kill_sweep.py` runs the larger
 form, one fresh search per kill. Local storage runs its own local Ray, killed with the driver; S3
-storage (a real moto server) runs on a `ray start` head, as the README's cluster does, so the kill
+storage (a real moto server) runs on a `ray start` head, as docs/clusters.md's cluster does, so the kill
 takes the driver alone and Ray ends the search's workers.
 """
 

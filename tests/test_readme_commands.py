@@ -1,6 +1,7 @@
-"""Every command in the README's code blocks parses: scripts that exist, flags their real parsers know,
-spaces, profiles and --set keys the driver accepts, make targets the Makefile has, tools the venv
-installs. The README can then not drift from the command line."""
+"""Every command in the code blocks of README.md, RESULTS.md, BENCHMARKS.md and every docs/ page parses:
+scripts that exist, flags their real parsers know, spaces, profiles and --set keys the driver accepts,
+make targets the Makefile has, tools the venv installs. The docs can then not drift from the command
+line."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from analysis import evaluate, report
 from cli import UsageError
 from search.options import make_parser, parse_overrides
+from search.tunelab import COMMANDS as TUNELAB_COMMANDS
 from spaces import PROFILES, SPACES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,11 +26,15 @@ PARSERS = {"search/run.py": make_parser, "analysis/report.py": report.make_parse
 SHELL_BUILTINS = {"export", "cd", "source"}
 
 
-def readme_blocks() -> list[list[str]]:
-    """The commands of each of the README's ```bash blocks: continued lines joined, comments dropped."""
+DOC_PAGES = sorted([ROOT / "README.md", ROOT / "RESULTS.md", ROOT / "BENCHMARKS.md",
+                    *(ROOT / "docs").glob("*.md")])
+
+
+def readme_blocks(page: Path) -> list[list[str]]:
+    """The commands of each of a page's ```bash blocks: continued lines joined, comments dropped."""
     blocks: list[list[str]] = []
     in_block = False
-    for line in (ROOT / "README.md").read_text().splitlines():
+    for line in page.read_text().splitlines():
         if line.startswith("```"):
             in_block = line.strip() == "```bash"
             if in_block:
@@ -107,6 +113,10 @@ def check_command(command: str) -> None:
         return
     if program in ("python", ".venv/bin/python"):  # plain python re-executes (trainables/venv.py)
         check_python_script(args[0], args[1:])
+    elif program in ("tunelab", ".venv/bin/tunelab"):  # the installed command: a script's own arguments
+        assert args and args[0] in TUNELAB_COMMANDS, f"tunelab has no command {args[:1]}"
+        module, prefix, _ = TUNELAB_COMMANDS[args[0]]
+        check_python_script(module.replace(".", "/") + ".py", [*prefix, *args[1:]])
     elif program == "make":
         targets = set(re.findall(r"^([\w-]+):", (ROOT / "Makefile").read_text(), re.MULTILINE))
         for target in args:
@@ -120,25 +130,27 @@ def check_command(command: str) -> None:
             check_click(cli, args)
 
 
-BLOCKS = readme_blocks()
-COMMANDS = [command for block in BLOCKS for command in block]
+BLOCKS = {page.relative_to(ROOT).as_posix(): readme_blocks(page) for page in DOC_PAGES}
+COMMANDS = [(page, command) for page, blocks in BLOCKS.items() for block in blocks for command in block]
 
 
 def test_readme_has_commands_to_check():
     assert len(COMMANDS) > 20
-    assert any(c.startswith("python search/run.py --resume") for c in COMMANDS)
+    assert any(c.startswith("python search/run.py --resume") for _, c in COMMANDS)
+    assert {"README.md", "docs/driver.md", "docs/clusters.md"} <= {page for page, _ in COMMANDS}
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_readme_command_parses(command: str):
+@pytest.mark.parametrize(("page", "command"), COMMANDS)
+def test_readme_command_parses(page: str, command: str):
     check_command(command)
 
 
 def test_readme_synopsis_lists_every_driver_option():
-    block = next(b for b in BLOCKS if any(c.startswith("python search/run.py") and "[" in c for c in b))
+    block = next(b for b in BLOCKS["docs/driver.md"]
+                 if any(c.startswith("python search/run.py") and "[" in c for c in b))
     synopsis = " ".join(block)
     missing = sorted(long_options(make_parser()) - {"--help"} - set(re.findall(r"--[a-z][a-z-]*", synopsis)))
-    assert not missing, f"the README's driver synopsis lacks {missing}"
+    assert not missing, f"docs/driver.md's driver synopsis lacks {missing}"
 
 
 def test_readme_command_check_catches_a_wrong_flag_and_a_wrong_key():
@@ -150,3 +162,5 @@ def test_readme_command_check_catches_a_wrong_flag_and_a_wrong_key():
         check_command("ray start --no-such-flag")
     with pytest.raises(AssertionError):
         check_command("make no-such-target")
+    with pytest.raises(pytest.fail.Exception):
+        check_command("tunelab run --space degradation --downloads")
