@@ -155,5 +155,6 @@ def fit_image_model(cfg: ImageConfig, reporter: Reporter, loss_fn: LossFn = cros
 
 
 def train_cnn(config: dict, shipment: Shipment | None = None) -> None:
-    """Ray Tune trainable: one image-classification trial."""
+    """Ray Tune trainable: one image-classification trial. Spaces name it by the string
+    "trainables.cnn:train_cnn" (spaces/images.py); docs/architecture.md follows one trial through it."""
     fit_image_model(build(ImageConfig, config), TuneReporter(), shipment=shipment)
