@@ -1,0 +1,331 @@
+"""Experiments of one space side by side: `python analysis/report.py A B [...]` -> report/compare__A__B/.
+
+Rows are matched by configuration: the searched knobs (the space's grid axes and every axis any of the
+experiments varied; the seed is not a knob). Each row gives every experiment's value at the epoch the
+table names (`best` or `final`, as analysis/tables.py defines them, one epoch for all of a
+configuration's runs), over its runs, with its budget; and for every experiment after the first (A) its
+difference from A with the 95% Welch interval over the runs each side has. One run on a side gives no
+interval, and the row says so instead of inventing one. A row whose sides ran different budgets says so:
+its difference is not like-for-like. Configurations that only one experiment ran are listed as such.
+
+Bad input (fewer than two experiments, one given twice, a missing one, experiments of different spaces)
+is a UsageError or NotAnExperiment raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.results import Experiment, NotAnExperiment, open_experiment
+from analysis.stats import LEVEL
+from analysis.tables import WHICH, Table, bounds, per_config
+from cli import UsageError
+from store import StorageError, locate
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+NOT_KNOBS = ("seed", "seeds")
+SOURCE_FILE = ".experiment"
+"""As in analysis/report.py: the file naming what a report folder reports. A comparison writes
+`compare <address> <address> ...` there, which no experiment's address equals, so neither kind of
+report ever claims the other's folder."""
+MAX_FOLDER_NAME = 120
+
+
+@dataclass(frozen=True)
+class Difference:
+    diff: float
+    """Mean of the other side's runs minus mean of A's."""
+    lo: float
+    hi: float
+    """The 95% Welch interval of `diff`; NaN when a side has one run or neither has any spread."""
+    p: float
+    """Two-sided Welch t-test p-value; NaN where the interval is."""
+
+
+def welch(a: list[float], b: list[float], limits: tuple[float, float] | None = None) -> Difference:
+    """mean(b) − mean(a) with its Welch t-interval (unequal variances, Welch–Satterthwaite degrees of
+    freedom), clipped to `limits` when the difference cannot leave them (two accuracies: [−1, 1])."""
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    if len(x) == 0 or len(y) == 0:
+        return Difference(np.nan, np.nan, np.nan, np.nan)
+    diff = float(y.mean() - x.mean())
+    if len(x) < 2 or len(y) < 2 or (x.std() == 0 and y.std() == 0):
+        return Difference(diff, np.nan, np.nan, np.nan)
+    test = stats.ttest_ind(y, x, equal_var=False)
+    interval = test.confidence_interval(LEVEL)
+    lo, hi = float(interval.low), float(interval.high)
+    if limits is not None:
+        lo, hi = max(lo, limits[0]), min(hi, limits[1])
+    return Difference(diff, lo, hi, float(test.pvalue))
+
+
+def _value_key(value) -> str:
+    """A knob's value as matched across experiments: 1, 1.0 and "1" alike; missing is its own value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    try:
+        return repr(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def knobs(exps: list[Experiment]) -> list[str]:
+    """The space's grid axes and every axis any experiment varied, in that order, seed left out."""
+    from spaces import SPACES
+
+    space = SPACES.get(exps[0].space or "")
+    keys = list(space.grid) if space else []
+    for exp in exps:
+        keys += exp.varied_keys()
+    present = {k for exp in exps for k in exp.trials.columns}
+    return [k for k in dict.fromkeys(keys) if k not in NOT_KNOBS and k in present]
+
+
+def budget(exp: Experiment) -> float | None:
+    """The planned budget in epochs (ASHA's max_t), or the longest any trial ran when there is none."""
+    if exp.max_t is not None:
+        return exp.max_t / exp.reports_per_epoch
+    return float(exp.trials["epochs_run"].max()) / exp.reports_per_epoch
+
+
+def side_rows(exp: Experiment, which: str, keys: list[str]) -> tuple[dict[tuple, pd.Series], int]:
+    """Each configuration's row (analysis/tables.per_config) at its longest budget, by its knob values;
+    and how many shorter-budget rows (runs of a configuration a scheduler stopped earlier than its
+    others) that left out, so they are never averaged with longer ones."""
+    frame = per_config(exp, which, [exp.metric]).sort_values("epochs", kind="stable")
+    rows: dict[tuple, pd.Series] = {}
+    for _, row in frame.iterrows():
+        rows[tuple(_value_key(row.get(k)) for k in keys)] = row  # the longest budget comes last
+    return rows, len(frame) - len(rows)
+
+
+@dataclass
+class Comparison:
+    exps: list[Experiment]
+    knobs: list[str]
+    tables: list[Table]
+    """At the best epoch (the main one), then at the final epoch."""
+    only: dict[str, list[str]]
+    """Letter -> the configurations only that experiment ran."""
+    left_out: dict[str, int]
+    """Letter -> rows at a shorter budget than the same configuration's longest (not compared)."""
+
+    @property
+    def letters(self) -> str:
+        return LETTERS[:len(self.exps)]
+
+
+def label(keys: list[str], row: pd.Series) -> str:
+    return ", ".join(f"{k}={row.get(k)}" for k in keys) or "(one configuration)"
+
+
+def note(first: pd.Series | None, other: pd.Series | None, letter: str, diff: Difference,
+         first_budget: float | None, other_budget: float | None) -> str:
+    """What a row's difference means: which side lacks the configuration, unequal budgets, why there
+    is no interval, or the Welch test's verdict."""
+    if first is None or other is None:
+        return f"only in {'A' if other is None else letter}"
+    if first["epochs"] != other["epochs"] or first_budget != other_budget:
+        return (f"not like-for-like: A ran {first['epochs']:g} of {first_budget:g} epochs, "
+                f"{letter} {other['epochs']:g} of {other_budget:g}")
+    if min(first["runs"], other["runs"]) < 2:
+        return "one run on a side: no interval can be computed"
+    if np.isnan(diff.p):
+        return "no spread on either side: no interval"
+    return "significant (p < 0.05)" if diff.p < 1 - LEVEL else "not significant"
+
+
+def table(exps: list[Experiment], keys: list[str], which: str) -> tuple[Table, dict, dict]:
+    """The comparison at `which` epoch; with the configurations only one experiment ran, and the rows
+    left out for a shorter budget, by letter."""
+    metric = exps[0].metric
+    sides = [side_rows(exp, which, keys) for exp in exps]
+    budgets = [budget(exp) for exp in exps]
+    order = list(dict.fromkeys(k for rows, _ in sides for k in rows))
+    records, only = [], {letter: [] for letter in LETTERS[:len(exps)]}
+    for key in order:
+        found = [rows.get(key) for rows, _ in sides]
+        shown = next(r for r in found if r is not None)
+        record = {k: shown.get(k) for k in keys}
+        for letter, row in zip(LETTERS, found, strict=False):
+            if row is None:
+                record.update({f"{metric} {letter}": np.nan, f"{metric} {letter}_std": np.nan,
+                               f"{metric} {letter}_ci_lo": np.nan, f"{metric} {letter}_ci_hi": np.nan,
+                               f"runs {letter}": 0, f"epoch {letter}": np.nan,
+                               f"epochs {letter}": np.nan})
+                continue
+            record.update({f"{metric} {letter}": row[metric], f"{metric} {letter}_std": row[f"{metric}_std"],
+                           f"{metric} {letter}_ci_lo": row[f"{metric}_ci_lo"],
+                           f"{metric} {letter}_ci_hi": row[f"{metric}_ci_hi"],
+                           f"runs {letter}": int(row["runs"]), f"epoch {letter}": row["epoch"],
+                           f"epochs {letter}": row["epochs"]})
+        present = [letter for letter, row in zip(LETTERS, found, strict=False) if row is not None]
+        if len(present) == 1:
+            only[present[0]].append(label(keys, shown))
+        for letter, row, other_budget in zip(LETTERS[1:], found[1:], budgets[1:], strict=False):
+            first = found[0]
+            diff = (welch(list(first["seed_values"].values()), list(row["seed_values"].values()),
+                          difference_bounds(metric))
+                    if first is not None and row is not None else Difference(np.nan, np.nan, np.nan, np.nan))
+            record.update({f"Δ {letter}−A": diff.diff, f"Δ {letter}−A_ci_lo": diff.lo,
+                           f"Δ {letter}−A_ci_hi": diff.hi, f"p (Welch) {letter}−A": diff.p,
+                           f"{letter}−A": note(first, row, letter, diff, budgets[0], other_budget)})
+        records.append(record)
+    frame = pd.DataFrame(records)
+    letters = LETTERS[:len(exps)]
+    shown_as = tuple(f"{metric} {letter}" for letter in letters) + tuple(f"Δ {x}−A" for x in letters[1:])
+    caption = (f"{exps[0].space or 'search'} compared: each side at the {WHICH[which]}, mean ± std and "
+               f"95% t-interval over its runs; Δ X−A = X's mean − A's, with its 95% Welch interval over "
+               f"both sides' runs (none with one run on a side); rows whose budgets differ say so and are "
+               f"not like-for-like")
+    left_out = {letter: n for letter, (_, n) in zip(letters, sides, strict=True) if n}
+    return Table("compare", which, frame, caption + ".", shown_as), only, left_out
+
+
+def difference_bounds(metric: str) -> tuple[float, float] | None:
+    """Where a difference of two values of `metric` lies: [−1, 1] for accuracies (tables.bounds)."""
+    limits = bounds(metric)
+    return None if limits is None else (limits[0] - limits[1], limits[1] - limits[0])
+
+
+def open_all(paths: list[str]) -> list[Experiment]:
+    """The experiments, checked: two or more, none twice, each readable, all of one space."""
+    if len(paths) < 2:
+        raise UsageError(f"a comparison needs two or more experiments, got {len(paths)}")
+    seen: dict[str, str] = {}
+    for path in paths:
+        try:
+            base = locate(path).base
+        except StorageError as err:
+            raise UsageError(str(err)) from None
+        if base in seen:
+            raise UsageError(f"{path} is given twice (as {seen[base]}): compare different experiments")
+        seen[base] = path
+    exps = [open_experiment(path) for path in paths]
+    spaces = {exp.space for exp in exps}
+    if len(spaces) > 1:
+        named = ", ".join(f"{exp.name} is {exp.space or 'of an unknown space'}" for exp in exps)
+        raise UsageError(f"experiments of different spaces cannot be compared ({named})")
+    return exps
+
+
+def compare(paths: list[str]) -> Comparison:
+    """Everything the comparison shows, built before anything is written."""
+    exps = open_all(paths)
+    keys = knobs(exps)
+    best, only, left_out = table(exps, keys, "best")
+    final, _, _ = table(exps, keys, "final")
+    return Comparison(exps, keys, [best, final], only, left_out)
+
+
+def differences(exps: list[Experiment], keys: list[str]) -> list[str]:
+    """One line per setting (profile, scheduler, seeds, budget, fixed config) that is not the same in
+    every experiment: what the comparison measures, or what confounds it."""
+    def setting(exp: Experiment) -> dict[str, str]:
+        values = {"profile": str(exp.plan.get("profile", "?")),
+                  "scheduler": str(exp.plan.get("scheduler", "?")),
+                  "seeds per configuration": str(exp.seeds), "budget (epochs)": f"{budget(exp):g}"}
+        for key in exp.config_keys:
+            if key in keys or key in NOT_KNOBS or key not in exp.trials:
+                continue
+            distinct = exp.trials[key].astype(str).unique()
+            values[key] = distinct[0] if len(distinct) == 1 else "several"
+        return values
+
+    settings = [setting(exp) for exp in exps]
+    names = list(dict.fromkeys(k for s in settings for k in s))
+    lines = []
+    for name in names:
+        values = [s.get(name, "not set") for s in settings]
+        if len(set(values)) > 1:
+            lines.append(f"{name}: " + ", ".join(f"{letter} {v}" for letter, v in zip(LETTERS, values,
+                                                                                       strict=False)))
+    return lines
+
+
+def comparison_folder(root: Path, exps: list[Experiment]) -> Path:
+    """<root>/compare__<name>__<name>.../ (a hash of the addresses when that is too long), or with the
+    hash appended when the folder belongs to another report; the same experiments, in the same order,
+    always find their folder again."""
+    owner = source_text(exps)
+    digest = hashlib.sha256(owner.encode()).hexdigest()[:8]
+    name = "compare__" + "__".join(exp.name for exp in exps)
+    plain = root / (name if len(name) <= MAX_FOLDER_NAME else f"compare__{digest}")
+    file = plain / SOURCE_FILE
+    if not plain.exists() or (file.is_file() and file.read_text().strip() == owner):
+        return plain
+    return root / f"{plain.name[:MAX_FOLDER_NAME]}__{digest}"
+
+
+def source_text(exps: list[Experiment]) -> str:
+    return "compare " + " ".join(exp.path.base for exp in exps)
+
+
+def readme(comparison: Comparison) -> str:
+    exps, letters = comparison.exps, comparison.letters
+    lines = [f"# Comparison: {' vs '.join(exp.name for exp in exps)}", "",
+             f"Study `{exps[0].space or 'unknown'}`, metric `{exps[0].metric}` ({exps[0].mode}); rows "
+             f"matched by {', '.join(f'`{k}`' for k in comparison.knobs) or 'the one configuration'}.", "",
+             "| side | experiment | address | profile | seeds | budget (epochs) | trials |",
+             "|---|---|---|---|---|---|---|"]
+    for letter, exp in zip(letters, exps, strict=True):
+        lines.append(f"| {letter} | {exp.name} | `{exp.path.base}` | {exp.plan.get('profile', '?')} | "
+                     f"{exp.seeds} | {budget(exp):g} | {len(exp.trials)} |")
+    lines.append("")
+    differ = differences(exps, comparison.knobs)
+    lines += ["## What differs between them", ""]
+    lines += [f"- {line}" for line in differ] or ["- nothing but the runs themselves (same settings)"]
+    budgets = {budget(exp) for exp in exps}
+    if len(budgets) > 1:
+        lines += ["", "**The budgets differ**: no row compares like with like; the differences below are "
+                      "what each side reached within its own budget."]
+    lines.append("")
+    for letter, configs in comparison.only.items():
+        if configs:
+            name = exps[LETTERS.index(letter)].name
+            lines += [f"Only in {letter} ({name}): " + "; ".join(configs) + ".", ""]
+    for letter, n in comparison.left_out.items():
+        lines += [f"{letter}: {n} row(s) of a configuration at a shorter budget than its longest (runs a "
+                  "scheduler stopped earlier) are left out of the comparison.", ""]
+    for table_, heading in zip(comparison.tables, ("At the best epoch (main)", "At the final epoch"),
+                               strict=True):
+        lines += [f"## {heading}", "", table_.markdown(), f"CSV: [{table_.stem}.csv]({table_.stem}.csv)", ""]
+    addresses = " ".join(exp.path.uri for exp in exps)
+    lines += [f"Regenerate: `python analysis/report.py {addresses}`", ""]
+    return "\n".join(lines)
+
+
+def write_comparison(comparison: Comparison, root: Path) -> Path:
+    folder = comparison_folder(root, comparison.exps)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SOURCE_FILE).write_text(source_text(comparison.exps) + "\n")
+    for table_ in comparison.tables:
+        table_.write(folder)
+    (folder / "README.md").write_text(readme(comparison))
+    return folder
+
+
+def run(paths: list[str], root: Path) -> Path:
+    """The command: checks and builds everything, then writes the folder and prints the main table."""
+    try:
+        comparison = compare(paths)
+    except NotAnExperiment as err:
+        raise UsageError(str(err)) from None
+    folder = write_comparison(comparison, root)
+    main = comparison.tables[0]
+    print(main.caption)
+    print(main.frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"report: {folder / 'README.md'}")
+    return folder
+
