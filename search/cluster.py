@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cli import UsageError
+from raycompat import private
 
 DASHBOARD_HOST = "127.0.0.1"  # loopback: the dashboard runs code on the cluster, never expose it
 DASHBOARD_PORT = 8265
@@ -31,9 +32,7 @@ def check_address(address: str) -> None:
     """Fails fast (one line) when nothing answers at a cluster address."""
     target = address
     if address == "auto":
-        from ray._private.services import find_bootstrap_address
-
-        target = find_bootstrap_address(None)
+        target = private("find_bootstrap_address")(None)
         if not target:
             raise UsageError("--address auto: no Ray cluster runs on this machine "
                              "(start one with `ray start --head --dashboard-host 127.0.0.1`)")
@@ -108,9 +107,7 @@ def loopback_only() -> None:
     bind to loopback instead of all interfaces, where the metrics endpoints answer without a token.
     Ray takes the loopback address as the node's when its cluster mode is off (the switch Ray reads
     for Windows and macOS, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER, read once when Ray is imported)."""
-    from ray._private import ray_constants
-
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    private("ray_constants").ENABLE_RAY_CLUSTER = False
 
 
 def _raylet_alive(pid: str) -> bool:

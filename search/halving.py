@@ -6,9 +6,11 @@ benchmark's replay of a rule on stored curves makes exactly the scheduler's choi
 from __future__ import annotations
 
 from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler
-from ray.tune.schedulers.hyperband import _Bracket
 
 from analysis.rungs import check_alpha, decide_rung, is_baseline, rungs
+from raycompat import private
+
+Bracket = private("Bracket")  # Ray's HyperBand bracket (private): raycompat says why
 
 
 class Smoothed:
@@ -48,24 +50,13 @@ class SmoothedASHA(KeepsBaselines, Smoothed, ASHAScheduler):
     """Ray's asynchronous ASHA deciding on the smoothed metric, baselines kept."""
 
 
-class _BaselineBracket(_Bracket):
-    """Ray's HyperBand bracket whose halving moves the baselines from the stopped to the kept."""
-
-    baselines: tuple[dict, ...] = ()
-
-    def successive_halving(self, metric, metric_op):
-        good, bad = super().successive_halving(metric, metric_op)
-        kept = [t for t in bad if is_baseline(t.config, self.baselines)]
-        return good + kept, [t for t in bad if t not in kept]
-
-
 class _OneBracket(HyperBandScheduler):
     """Ray's HyperBandScheduler reduced to one bracket that holds all `trials`: a trial reaching a
     rung pauses (its checkpoint kept) until every live trial has reached it; then the bracket's
     `successive_halving` decides which resume and which stop. No trial goes on because it arrived
     first, so the decision is the pure rule's, which the benchmark replays."""
 
-    bracket_class: type[_Bracket] = _Bracket
+    bracket_class: type[Bracket] = Bracket
 
     def __init__(self, trials: int, grace_period: int, reduction_factor: int, max_t: int):
         super().__init__(time_attr="training_iteration", max_t=max_t, reduction_factor=reduction_factor)
@@ -85,7 +76,7 @@ class _OneBracket(HyperBandScheduler):
         return ""
 
 
-class _BaselineBracket(_Bracket):
+class _BaselineBracket(Bracket):
     """Ray's HyperBand bracket whose halving moves the baselines from the stopped to the kept."""
 
     def successive_halving(self, metric, metric_op):
@@ -102,7 +93,7 @@ class SyncHalving(Smoothed, _OneBracket):
     bracket_class = _BaselineBracket
 
 
-class _SignificanceBracket(_Bracket):
+class _SignificanceBracket(Bracket):
     """Ray's HyperBand bracket whose rung decision is analysis.rungs.decide_rung on the per-seed
     curves the scheduler recorded; Ray's own halving only moves the bracket on (n ← ceil(n / eta),
     the next rung)."""

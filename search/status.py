@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ray.tune import CLIReporter
+from raycompat import require
 
 if TYPE_CHECKING:
     from search.plan import SearchPlan
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 STATUS_EVERY_S = 30  # a status table at most this often, and one when the search ends
 
 
-class StatusTable(CLIReporter):
+class StatusTable(require("CLIReporter")):
     def __init__(self, results: str, **kwargs):
         super().__init__(**kwargs)
         self.results = results

@@ -12,13 +12,13 @@ import os
 from pathlib import Path
 
 import ray
-from ray.air.integrations.wandb import WandbLoggerCallback
-from ray.air.util.node import _force_on_current_node
+
+from raycompat import private, require
 
 WANDB_HOST = "api.wandb.ai"
 
 
-class WandbMirror(WandbLoggerCallback):
+class WandbMirror(require("WandbLoggerCallback")):
     """Ray's W&B callback whose per-trial logging actors are plain actors. Ray's own are restartable and
     take a queue's actor handle as a constructor argument, which Ray's core reports as an error line on
     the console for every search; it also hands the API key to them through the runtime env. A mirror
@@ -26,7 +26,8 @@ class WandbMirror(WandbLoggerCallback):
 
     def setup(self, *args, **kwargs):
         super().setup(*args, **kwargs)
-        self._remote_logger_class = ray.remote(num_cpus=0, **_force_on_current_node())(self._logger_actor_cls)
+        on_this_node = private("force_on_current_node")()
+        self._remote_logger_class = ray.remote(num_cpus=0, **on_this_node)(self._logger_actor_cls)
 
 
 def has_api_key() -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from raycompat import private
 from store.experiment import METRICS_FILE, STATE_FILE, ExperimentFolder, NotAnExperiment, Trial, read_results
 from store.fs import Location
 
@@ -30,8 +31,8 @@ PICKLED = "CLOUDPICKLE_FALLBACK"  # how Ray's TuneFunctionEncoder embeds an obje
 
 def _unpickle(field: Any) -> Any:
     from ray import cloudpickle
-    from ray._common.utils import hex_to_binary
 
+    hex_to_binary = private("hex_to_binary")
     if not (isinstance(field, dict) and field.get("_type") == PICKLED):
         raise ValueError("not a pickled field")
     return cloudpickle.loads(hex_to_binary(field["value"]))
@@ -39,8 +40,8 @@ def _unpickle(field: Any) -> Any:
 
 def _pickle(obj: Any) -> dict:
     from ray import cloudpickle
-    from ray._common.utils import binary_to_hex
 
+    binary_to_hex = private("binary_to_hex")
     return {"_type": PICKLED, "value": binary_to_hex(cloudpickle.dumps(obj))}
 
 
@@ -129,8 +130,8 @@ def _repoint(manager: Any, storage: Any, trial: Trial, found: tuple[str, dict] |
     """Makes Ray's checkpoint manager resume from `found` (or from nothing) and the storage context
     number the next checkpoint after it, as an unkilled run would."""
     from ray.train import Checkpoint
-    from ray.train._internal.checkpoint_manager import _insert_into_sorted_list
-    from ray.train._internal.session import _TrainingResult
+
+    insert_into_sorted_list, training_result = private("insert_into_sorted_list"), private("TrainingResult")
 
     survivors = [r for r in manager._checkpoint_results
                  if (trial.loc / r.checkpoint.path.rstrip("/").rsplit("/", 1)[-1] / STATE_FILE).is_file()]
@@ -142,8 +143,8 @@ def _repoint(manager: Any, storage: Any, trial: Trial, found: tuple[str, dict] |
     latest = next((r for r in survivors if r.checkpoint.path.rstrip("/").endswith(f"/{name}")), None)
     if latest is None:
         checkpoint = Checkpoint(f"{storage.trial_fs_path}/{name}", filesystem=storage.storage_filesystem)
-        latest = _TrainingResult(checkpoint=checkpoint, metrics=row)
-        _insert_into_sorted_list(survivors, latest, key=manager._get_checkpoint_score)
+        latest = training_result(checkpoint=checkpoint, metrics=row)
+        insert_into_sorted_list(survivors, latest, key=manager._get_checkpoint_score)
     manager._checkpoint_results, manager._latest_checkpoint_result = survivors, latest
     storage.current_checkpoint_index = int(name.rsplit("_", 1)[-1])
 

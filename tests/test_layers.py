@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-LAYERS = ("cli", "store", "trainables", "spaces", "analysis", "search", "bench")
+LAYERS = ("cli", "raycompat", "store", "trainables", "spaces", "analysis", "search", "bench")
 """Lowest first: a package may import its own layer and those before it, never one after it."""
 
 

@@ -1,0 +1,99 @@
+"""Every private Ray API tunelab relies on, in one place, each with why (Ray 2.60, pinned in
+constraints.txt).
+
+Ray does not promise these names between versions. Code that needs one asks `private(NAME)` (or
+`require(obj, *attributes)` for a private attribute it reads or overrides), so a Ray upgrade that
+moves one fails here, in one line that names the API, the Ray version and the reason tunelab uses
+it, instead of deep inside a search. `tests/test_raycompat.py` resolves every entry against the
+installed Ray. The package sits at the bottom of the layers (it imports nothing of tunelab) because
+both store/ and search/ use it; Ray itself is imported only on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+PRIVATE: dict[str, tuple[str, str, str]] = {
+    "find_bootstrap_address": (
+        "ray._private.services", "find_bootstrap_address",
+        "--address auto: the address of the cluster `ray start` last started here, checked before "
+        "ray.init so a missing cluster is one line, not Ray's retries (search/cluster.py)"),
+    "ray_constants": (
+        "ray._private", "ray_constants",
+        "a local Ray binds every server to loopback only when its cluster mode is off "
+        "(ENABLE_RAY_CLUSTER, search/cluster.py loopback_only)"),
+    "Bracket": (
+        "ray.tune.schedulers.hyperband", "_Bracket",
+        "the synchronous schedulers subclass HyperBand's bracket to never stop a baseline arm and to "
+        "decide a rung by significance (search/halving.py)"),
+    "insert_into_sorted_list": (
+        "ray.train._internal.checkpoint_manager", "_insert_into_sorted_list",
+        "--resume after a kill re-points a trial's checkpoint manager at the newest checkpoint that "
+        "survived, in Ray's own order (store/recovery.py)"),
+    "TrainingResult": (
+        "ray.train._internal.session", "_TrainingResult",
+        "the record Ray's checkpoint manager keeps per checkpoint, rebuilt for a surviving checkpoint "
+        "the stored state no longer names (store/recovery.py)"),
+    "hex_to_binary": (
+        "ray._common.utils", "hex_to_binary",
+        "reading the pickled fields of Ray's experiment state to repair it (store/recovery.py)"),
+    "binary_to_hex": (
+        "ray._common.utils", "binary_to_hex",
+        "writing the repaired fields back in the form Ray reads (store/recovery.py)"),
+    "force_on_current_node": (
+        "ray.air.util.node", "_force_on_current_node",
+        "the W&B mirror's logging actors run on the driver's node, where the offline runs are written "
+        "(search/wandb_setup.py)"),
+}
+"""name -> (module, attribute, why tunelab needs it)."""
+
+ATTRIBUTES: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    "CLIReporter": (
+        "ray.tune", "CLIReporter", ("_progress_str",),
+        "the status table overrides the method that renders it, to drop Ray's verdicts and name the "
+        "results folder (search/status.py)"),
+    "WandbLoggerCallback": (
+        "ray.air.integrations.wandb", "WandbLoggerCallback", ("_logger_actor_cls",),
+        "the W&B mirror replaces its restartable logging actors by plain ones (search/wandb_setup.py)"),
+}
+"""name -> (module, class, private attributes read or overridden, why)."""
+
+
+class RayAPIChanged(RuntimeError):
+    """The installed Ray lacks a private API tunelab relies on."""
+
+
+def _ray_version() -> str:
+    try:
+        return importlib.import_module("ray").__version__
+    except ImportError:
+        return "(not installed)"
+
+
+def _changed(what: str, why: str) -> RayAPIChanged:
+    return RayAPIChanged(f"Ray {_ray_version()} lacks {what}, which tunelab uses for this: {why}; "
+                         f"tunelab is tested with the Ray of constraints.txt (see raycompat/)")
+
+
+def private(name: str) -> Any:
+    """The private Ray object PRIVATE[name] names, or RayAPIChanged saying which and why."""
+    module, attribute, why = PRIVATE[name]
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError):
+        raise _changed(f"{module}.{attribute}", why) from None
+
+
+def require(name: str) -> Any:
+    """The Ray class ATTRIBUTES[name] names, after checking it still has the private attributes
+    tunelab reads or overrides; RayAPIChanged otherwise."""
+    module, cls_name, attributes, why = ATTRIBUTES[name]
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError):
+        raise _changed(f"{module}.{cls_name}", why) from None
+    for attribute in attributes:
+        if not hasattr(cls, attribute):
+            raise _changed(f"{module}.{cls_name}.{attribute}", why)
+    return cls
