@@ -7,7 +7,9 @@ import os
 import time
 from pathlib import Path
 
+from analysis.rungs import trial_count
 from cli import OneLineParser, UsageError
+from search.mo_halving import check_objectives, parse_objectives
 from search.plan import SearchPlan
 from spaces import PROFILES, SPACES, Space, get_space
 from store import Location, StorageError, locate
@@ -26,11 +28,15 @@ def make_parser() -> argparse.ArgumentParser:
                    "best trial of the latest teachers experiment in --storage)")
     p.add_argument("--seeds", type=int, default=1, help="repeat every configuration with N seeds "
                    "(image spaces: trained in lockstep within one trial)")
-    p.add_argument("--scheduler", choices=("significance", "halving", "asha", "fifo"),
+    p.add_argument("--scheduler", choices=("significance", "halving", "asha", "fifo", "moasha"),
                    help="significance: synchronous halving that stops a configuration only when it is "
                    "significantly behind (ties go on; see --alpha); halving: synchronous successive "
                    "halving (the top 1/reduction_factor at each rung); asha: Ray's asynchronous ASHA; "
-                   "fifo: no early stopping (default: the space's)")
+                   "fifo: no early stopping; moasha: two-objective ASHA, by non-dominated fronts "
+                   "(default: moasha with --objective, else the space's)")
+    p.add_argument("--objective", dest="objectives", metavar="NAME:max|min,NAME:max|min",
+                   help="search a trade-off of two reported metrics, e.g. val_acc:max,trainable_params:min "
+                   "(docs/tradeoffs.md)")
     p.add_argument("--alpha", type=float, metavar="A",
                    help="--scheduler significance: level of the one-sided t-test behind a stop, in "
                    "(0, 0.5); smaller keeps more configurations (default: the space's)")
@@ -174,7 +180,8 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
     smoothing = space.smoothing if args.smoothing is None else args.smoothing
     if not 0.0 <= smoothing < 1.0:
         raise UsageError(f"--smoothing must be in [0, 1), got {smoothing:g}")
-    scheduler = args.scheduler or space.scheduler
+    objectives = parse_objectives(args.objectives, space)
+    scheduler = args.scheduler or ("moasha" if objectives else space.scheduler)
     alpha = space.alpha if args.alpha is None else args.alpha
     if not 0.0 < alpha < 0.5:  # NaN fails this too
         raise UsageError(f"--alpha must be in (0, 0.5), got {alpha:g}")
@@ -193,6 +200,8 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
         raise UsageError("epochs cannot be a grid axis: it is the ASHA budget (use --max-epochs)")
     if args.search == "optuna" and not space.continuous:
         raise UsageError(f"space '{space.name}' declares no continuous search space for optuna")
+    check_objectives(objectives, scheduler, args.smoothing is not None, args.search,
+                     trial_count(grid, space.baselines, args.num_samples))
 
     storage = open_storage(args.storage)
     name = args.name or f"{space.name}__{args.profile}__{time.strftime('%Y%m%d-%H%M%S')}"
@@ -205,4 +214,5 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
             config = space.prepare(config, storage)
     return SearchPlan(space=space, profile=args.profile, config=config, grid=grid, storage=storage,
                       name=name, scheduler=scheduler, smoothing=smoothing, alpha=alpha, search=args.search,
-                      num_samples=args.num_samples, cpus=cpus, gpus=gpus, pinned=sorted(overrides))
+                      num_samples=args.num_samples, cpus=cpus, gpus=gpus, pinned=sorted(overrides),
+                      objectives=objectives)

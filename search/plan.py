@@ -40,6 +40,8 @@ class SearchPlan:
     pinned: list[str] = field(default_factory=list)
     """Keys the user set (--set, --dataset, --max-epochs ...): optuna samples every other key of the
     space's continuous counterpart, profile defaults included."""
+    objectives: list[list[str]] = field(default_factory=list)
+    """--objective: two [metric, "max" | "min"] pairs (search/mo_halving.py); empty: the space's metric."""
 
     @property
     def max_t(self) -> int:

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from cli import UsageError
+from search.mo_halving import format_objectives
 from search.plan import SearchPlan
 from search.tuner import trainable_for
 from spaces import get_space
@@ -24,7 +25,8 @@ from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment
 from store.recovery import check_resumable, repair_missing_checkpoints, resume_summary
 
 # The fields that define *which* search runs; resources, storage and name may differ on resume.
-IDENTITY = ("space", "profile", "config", "grid", "scheduler", "smoothing", "alpha", "search", "num_samples")
+IDENTITY = ("space", "profile", "config", "grid", "scheduler", "smoothing", "alpha", "search", "num_samples",
+            "objectives")
 NOT_STORED = ("callbacks", "storage", "name")
 
 
@@ -109,7 +111,8 @@ def resume_plan(args: argparse.Namespace) -> SearchPlan:
     # What the command line does not name is the stored search's, not the parser's default.
     for dest, value in (("space", stored.space.name), ("profile", stored.profile),
                         ("scheduler", stored.scheduler), ("search", stored.search),
-                        ("num_samples", stored.num_samples)):
+                        ("num_samples", stored.num_samples),
+                        ("objectives", format_objectives(stored.objectives))):
         if dest not in args.given:
             setattr(args, dest, value)
     if "seeds" not in args.given:

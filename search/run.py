@@ -38,8 +38,9 @@ TRIALS_ERRORED = 3  # exit status of a search in which some trial ended in ERROR
 def list_spaces() -> None:
     for space in SPACES.values():
         axes = " × ".join(f"{k} {v}" for k, v in space.grid.items())
-        print(f"{space.name:12} {space.doc}\n{'':12} grid: {axes}; metric {space.metric} ({space.mode}); "
-              f"profiles {', '.join(space.profiles)}")
+        objectives = f"; --objective also {', '.join(space.objectives)}" if space.objectives else ""
+        print(f"{space.name:12} {space.doc}\n{'':12} grid: {axes}; metric {space.metric} ({space.mode})"
+              f"{objectives}; profiles {', '.join(space.profiles)}")
 
 
 def view(plan) -> None:

@@ -9,6 +9,7 @@ import sys
 
 import pandas as pd
 
+from analysis.pareto import experiment_front
 from analysis.results import load_experiment
 from analysis.stats import paired
 from analysis.tables import WHICH, per_config, winner
@@ -96,12 +97,31 @@ def print_summary(plan: SearchPlan, seconds: float) -> bool:
                           formatters={"epochs_run": "{:g}".format, "epoch": "{:g}".format}))
     if plan.scheduler != "fifo":
         print(epochs_saved(trials, plan))
+    if plan.objectives:
+        print(front_summary(plan))
     errored = trials.loc[trials["errored"], "trial_id"].tolist()
     if errored:
         print(f"errored: {len(errored)} trial(s) ended in ERROR ({', '.join(errored)}): marked ERROR, never "
               f"the winner; their error.txt is in {plan.experiment_dir}")
     print(f"results: {plan.experiment_dir}")
     return True
+
+
+def front_summary(plan: SearchPlan) -> str:
+    """The non-dominated configurations of a two-objective search and their hypervolume
+    (analysis.pareto.experiment_front), as the report states them."""
+    exp = load_experiment(plan.experiment_dir, plan.space.metric, plan.space.mode, plan.max_t)
+    exp.reports_per_epoch = plan.space.reports_per_epoch
+    try:
+        found = experiment_front(exp, plan.objectives)
+    except ValueError as err:
+        return f"front: none ({err})"
+    members = found.members.drop(columns=["runs"] if found.members["runs"].max() == 1 else [])
+    for name, _ in found.objectives:  # a parameter count reads as a whole number
+        if (members[name] % 1 == 0).all():
+            members[name] = members[name].astype("Int64")
+    return found.line() + "\n" + members.to_string(index=False, float_format=readable,
+                                                   formatters={"epoch": "{:g}".format})
 
 
 def epochs_saved(trials: pd.DataFrame, plan: SearchPlan) -> str:

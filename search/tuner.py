@@ -10,6 +10,7 @@ from ray import tune
 
 from analysis.rungs import trial_count
 from search.halving import asha, significance, sync_halving
+from search.mo_halving import moasha, optuna_searcher
 from search.plan import SearchPlan
 
 MAX_FAILURES = 2  # a crashing trial is retried from its last checkpoint this many times
@@ -24,6 +25,8 @@ def make_scheduler(plan: SearchPlan) -> tune.schedulers.TrialScheduler:
     trials = (trial_count(plan.grid, space.baselines, plan.num_samples) if plan.search == "grid"
               else plan.num_samples)
     baselines = space.baselines if plan.search == "grid" else ()
+    if plan.scheduler == "moasha":
+        return moasha(plan.objectives, grace, space.reduction_factor, plan.max_t, baselines)
     if plan.scheduler == "halving":
         return sync_halving(trials, grace, space.reduction_factor, plan.max_t, plan.smoothing, baselines)
     if plan.scheduler == "significance":
@@ -46,8 +49,12 @@ def make_searcher(plan: SearchPlan):
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    sampler = optuna.samplers.TPESampler(seed=plan.config.get("seed", 0))
-    return ConcurrencyLimiter(OptunaSearch(sampler=sampler), max_concurrent=max(1, _slots(plan)))
+    if plan.objectives:
+        searcher = optuna_searcher(plan.objectives, plan.config.get("seed", 0), plan.num_samples)
+    else:
+        searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=plan.config.get("seed", 0)))
+    return ConcurrencyLimiter(searcher, max_concurrent=max(1, _slots(plan)))
+
 
 
 def _slots(plan: SearchPlan) -> int:
@@ -101,8 +108,9 @@ def build_tuner(plan: SearchPlan, shipment: Any = None) -> tune.Tuner:
         trainable_for(plan, shipment),
         param_space=plan.param_space(),
         tune_config=tune.TuneConfig(
-            metric=space.metric,
-            mode=space.mode,
+            # Two objectives: the searcher and the scheduler hold their own lists (search/mo_halving.py).
+            metric=None if plan.objectives else space.metric,
+            mode=None if plan.objectives else space.mode,
             scheduler=make_scheduler(plan),
             search_alg=make_searcher(plan),
             num_samples=plan.num_samples * ((1 + len(space.baselines)) if plan.search == "grid" else 1),

@@ -6,10 +6,10 @@ from cli import UsageError
 from spaces.base import PROFILES, Profile, Space
 from spaces.images import DEGRADATION, MNIST, TEACHERS
 from spaces.kd import KD
-from spaces.text import EXTRACT, LORA
+from spaces.text import EXTRACT, LORA, LORA_FRONT
 
 SPACES: dict[str, Space] = {space.name: space for space in (MNIST, DEGRADATION, TEACHERS, KD, EXTRACT,
-                                                                 LORA)}
+                                                                 LORA, LORA_FRONT)}
 
 
 def get_space(name: str) -> Space:

@@ -54,6 +54,9 @@ class Space:
     """Results a trial reports per epoch; ASHA's max_t is epochs × this."""
     progress: tuple[str, ...] = ("epoch", "train_loss", "val_acc")
     """The metric columns of Tune's status table while the search runs (beside the grid's values)."""
+    objectives: tuple[str, ...] = ()
+    """Metrics `--objective` may name beside `metric`: every result of a trial carries them (a parameter
+    count from the first result on, so a multi-objective rung rule weighs it from the first rung)."""
     cpus: int = 1
     gpu: float = 0.25
     """GPU fraction per trial when CUDA is present (small CNNs share a GPU)."""

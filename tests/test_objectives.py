@@ -1,0 +1,111 @@
+"""`--objective`: two-objective searches as users run them (search/mo_halving.py, analysis/pareto.py).
+Bad input is one line and exit 2; an Optuna multi-objective smoke search of lora_front ends with its
+front and hypervolume in the summary and the report, and a resume cannot change the objectives."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from analysis.pareto import experiment_front, front
+from analysis.results import open_experiment
+from search.mo_halving import MultiObjectiveHalving
+from search.options import build_plan, parse_args
+from search.run import main
+from tests.conftest import run_cli
+
+OBJECTIVES = "val_acc:max,trainable_params:min"
+
+BAD = {
+    "three objectives": ["--space", "lora_front", "--objective", f"{OBJECTIVES},val_loss:min"],
+    "one objective": ["--space", "lora_front", "--objective", "val_acc:max"],
+    "not reported": ["--space", "lora_front", "--objective", "val_acc:max,flops:min"],
+    "not reported by degradation": ["--space", "degradation", "--objective", OBJECTIVES],
+    "bad mode": ["--space", "lora_front", "--objective", "val_acc:best,trainable_params:min"],
+    "no mode": ["--space", "lora_front", "--objective", "val_acc,trainable_params"],
+    "empty": ["--space", "lora_front", "--objective", ""],
+    "nan and inf": ["--space", "lora_front", "--objective", "nan:max,inf:min"],
+    "path-like": ["--space", "lora_front", "--objective", "../val_acc:max,trainable_params:min"],
+    "twice the same": ["--space", "lora_front", "--objective", "val_acc:max,val_acc:min"],
+    "single-metric scheduler": ["--space", "lora_front", "--objective", OBJECTIVES, "--scheduler", "asha"],
+    "smoothing": ["--space", "lora_front", "--objective", OBJECTIVES, "--smoothing", "0.5"],
+    "grid of one configuration": ["--space", "lora", "--set", "setting=qv8", "--objective", OBJECTIVES],
+    "moasha without objectives": ["--space", "lora_front", "--scheduler", "moasha"],
+}
+
+
+@pytest.mark.parametrize("args", BAD.values(), ids=BAD.keys())
+def test_bad_objective_returns_2_with_one_line(args, tmp_path, capsys):
+    assert main([*args, "--storage", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_objectives_go_into_the_plan_with_moasha_by_default(tmp_path):
+    args = parse_args(["--space", "degradation", "--objective", "val_acc:max,params:min", "--view",
+                       "--storage", str(tmp_path)])
+    plan = build_plan(args)
+    assert plan.objectives == [["val_acc", "max"], ["params", "min"]] and plan.scheduler == "moasha"
+    grid = build_plan(parse_args(["--space", "lora_front", "--objective", OBJECTIVES, "--scheduler", "fifo",
+                                  "--view", "--storage", str(tmp_path)]))
+    assert grid.search == "grid" and grid.scheduler == "fifo"  # a grid's front, without early stopping
+
+
+def test_moasha_stops_a_dominated_trial_at_the_rung_and_keeps_one_on_the_front():
+    scheduler = MultiObjectiveHalving([("val_acc", "max"), ("trainable_params", "min")], grace_period=1,
+                                      reduction_factor=3, max_t=4)
+    arrivals = [("a", 0.80, 1e5), ("b", 0.70, 1e4), ("c", 0.60, 2e5), ("d", 0.90, 1e6)]
+    decisions = {}
+    for trial_id, acc, params in arrivals:
+        trial = SimpleNamespace(trial_id=trial_id, config={})
+        result = {"training_iteration": 1, "val_acc": acc, "trainable_params": params}
+        decisions[trial_id] = scheduler.on_trial_result(None, trial, result)
+    # c is beaten by a on both objectives; d is slow to train (10x a's parameters) but the most accurate
+    assert decisions == {"a": "CONTINUE", "b": "CONTINUE", "c": "STOP", "d": "CONTINUE"}
+    assert scheduler.stopped == {"c": 1}
+    late = SimpleNamespace(trial_id="a", config={})
+    assert scheduler.on_trial_result(None, late, {"training_iteration": 2, "val_acc": 0.1,
+                                                  "trainable_params": 1e9}) == "CONTINUE"  # no rung at 2
+
+
+@pytest.fixture(scope="module")
+def mo_search(tmp_path_factory):
+    storage = tmp_path_factory.mktemp("mo_results")
+    result = run_cli("--space", "lora_front", "--profile", "smoke", "--search", "optuna",
+                     "--num-samples", "5", "--objective", OBJECTIVES, "--storage", str(storage),
+                     "--name", "front", timeout=400)
+    return storage / "front", result
+
+
+def test_optuna_multi_objective_search_ends_with_its_front_in_summary_and_report(mo_search):
+    experiment, result = mo_search
+    assert result.returncode == 0, result.stderr[-3000:]
+    plan = json.loads((experiment / "tunelab_plan.json").read_text())
+    assert plan["objectives"] == [["val_acc", "max"], ["trainable_params", "min"]]
+    assert plan["scheduler"] == "moasha" and plan["search"] == "optuna"
+    exp = open_experiment(experiment)
+    # A parameter count is known from the first report on: the rung rule can weigh it at once.
+    first = exp.epochs.sort_values("training_iteration").groupby("trial_id").head(1)
+    assert len(first) == 5 and first["trainable_params"].notna().all()
+    found = experiment_front(exp, plan["objectives"])
+    points = {i: (row.val_acc, row.trainable_params) for i, row in found.table.iterrows()}
+    assert set(front(points, ("max", "min"))) == set(found.members.index)
+    assert "non-dominated; hypervolume" in result.stdout
+    report = next(line.split("report: ", 1)[1].split(";")[0] for line in result.stdout.splitlines()
+                  if line.startswith("report: "))
+    text = open(report).read()
+    assert "## Front" in text and f"hypervolume {found.hypervolume:.6g}" in text
+    rows = [line for line in text.split("## Front", 1)[1].splitlines() if line.endswith("| yes |")]
+    assert len(rows) == len(found.members)
+    assert "front.svg" in text
+
+
+def test_resume_refuses_other_objectives(mo_search, capsys):
+    experiment, result = mo_search
+    assert result.returncode == 0
+    assert main(["--resume", str(experiment), "--objective", "val_acc:max,val_loss:min"]) == 2
+    err = capsys.readouterr().err
+    assert "objectives differs" in err and len(err.strip().splitlines()) == 1
