@@ -14,6 +14,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -75,6 +76,30 @@ def _mean_curves(exp: Experiment, keys: list[str], metric: str) -> pd.DataFrame:
     return exp.epochs.groupby(keys + [x], sort=True)[metric].mean().reset_index()
 
 
+def seeds_text(exp: Experiment) -> str:
+    return "one seed" if exp.seeds == 1 else f"{exp.seeds} seeds"
+
+
+STOPPED = {"marker": "x", "markersize": 9, "markeredgewidth": 2}
+"""Where the scheduler stopped a configuration, its mean curve ends in this marker."""
+
+
+def mark_stops(ax, exp: Experiment, keys: list[str], curves: pd.DataFrame, metric: str, colour_of) -> bool:
+    """An × at the end of each mean curve whose configuration the scheduler stopped early (any of its
+    trials); True when there was one."""
+    x, _ = _x(exp)
+    stopped = exp.trials[exp.trials["stopped_early"]]
+    marked = False
+    for values, curve in curves.groupby(keys):
+        config = dict(zip(keys, values, strict=True))
+        if not (stopped[list(config)] == pd.Series(config)).all(axis=1).any():
+            continue
+        end = curve.sort_values(x).iloc[-1]
+        ax.plot(end[x], end[metric], linestyle="none", color=colour_of(config), **STOPPED)
+        marked = True
+    return marked
+
+
 def deg_prob(exp: Experiment) -> Figure:
     """Training loss and val_acc over epochs: one colour per depth, dashed plain, solid skip."""
     x, xlabel = _x(exp)
@@ -82,11 +107,14 @@ def deg_prob(exp: Experiment) -> Figure:
     shades = matplotlib.colormaps["viridis"](np.linspace(0.1, 0.85, len(depths)))
     colours = dict(zip(depths, shades, strict=True))
     fig, axes = subplots(1, 2, figsize=(10, 4))
+    stops = False
     for ax, metric in zip(axes, ("train_loss", exp.metric), strict=True):
         curves = _mean_curves(exp, ["num_blocks", "skip"], metric)
         for (blocks, skip), curve in curves.groupby(["num_blocks", "skip"]):
             ax.plot(curve[x], curve[metric], color=colours[blocks], linestyle="-" if skip else "--",
                     marker="o", markersize=3)
+        stops |= mark_stops(ax, exp, ["num_blocks", "skip"], curves, metric,
+                            lambda config: colours[config["num_blocks"]])
         ax.set(xlabel=xlabel, ylabel=metric, title=f"{metric} by depth")
         whole_ticks(ax, curves[x])
     table = degradation(exp).frame
@@ -94,11 +122,20 @@ def deg_prob(exp: Experiment) -> Figure:
     handles = [Line2D([], [], color=colours[n], label=f"num_blocks={n} ({layers[n]} layers)") for n in depths]
     handles += [Line2D([], [], color="grey", linestyle="--", label="plain"),
                 Line2D([], [], color="grey", linestyle="-", label="skip")]
-    fig.suptitle(f"Degradation: plain against skip ({exp.name}; mean over the {exp.seeds} seed(s) "
-                 f"still running at each epoch)")
-    fig.legend(handles=handles, loc="upper center", ncol=len(handles), bbox_to_anchor=(0.5, 0.93),
-               frameon=False, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    if stops:
+        handles.append(Line2D([], [], color="grey", linestyle="none", label="stopped by the scheduler",
+                              **STOPPED))
+    # Stacked from the plots up, each above what it must clear: the legend, then the title in two short
+    # lines (one long line ran past the figure's edge in a browser's font). bbox_inches="tight" keeps all.
+    fig.tight_layout()
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    height = fig.bbox.height
+    top = max(ax.get_tightbbox(renderer).y1 for ax in axes) / height
+    legend = fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)),
+                        bbox_to_anchor=(0.5, top + 0.01), frameon=False, fontsize=9)
+    fig.suptitle(f"Degradation: plain against skip ({exp.name})\nmean over {seeds_text(exp)}, those still "
+                 "running at each epoch", y=legend.get_window_extent(renderer).y1 / height + 0.01,
+                 va="bottom")
     return fig
 
 
@@ -112,15 +149,19 @@ def model_curves(exp: Experiment) -> Figure:
             ax.set_visible(False)
             continue
         curves = _mean_curves(exp, keys, metric)
+        colours = {}
         for values, curve in curves.groupby(keys):
             config = dict(zip(keys, values, strict=True))
             label = (model_name(config) if keys == ["model"]
                      else ", ".join(f"{k}={v}" for k, v in config.items()))
-            ax.plot(curve[x], curve[metric], marker="o", markersize=3, label=label)
+            line, = ax.plot(curve[x], curve[metric], marker="o", markersize=3, label=label)
+            colours[tuple(values)] = line.get_color()
+        if mark_stops(ax, exp, keys, curves, metric, lambda c, colours=colours: colours[tuple(c.values())]):
+            ax.plot([], [], color="grey", linestyle="none", label="stopped by the scheduler", **STOPPED)
         ax.set(xlabel=xlabel, ylabel=metric, title=f"{metric} by configuration")
         whole_ticks(ax, curves[x])
     axes[-1].legend(fontsize=8)
-    fig.suptitle(f"{exp.space or exp.name}: learning curves (mean over {exp.seeds} seed(s))")
+    fig.suptitle(f"{exp.space or exp.name}: learning curves (mean over {seeds_text(exp)})")
     fig.tight_layout()
     return fig
 
@@ -129,7 +170,7 @@ def asha(exp: Experiment) -> Figure:
     """Every trial's metric per report, its end marked: × stopped by the scheduler ("significant":
     significantly below the weakest trial that went on, by analysis.rungs.stop_reasons; "quota": only
     the quota stopped it), ● ran to the end, ▷ incomplete (still running, killed or failed)."""
-    fig, ax = subplots(figsize=(9, 4.5))
+    fig, ax = subplots(figsize=(9, 5))
     trials = exp.trials.set_index("trial_id")
     ends = {SIGNIFICANT: ("x", 9, "stopped: significant (×)"), QUOTA: ("+", 10, "stopped: quota (+)"),
             "finished": ("o", 5, "ran to the end (●)"), "incomplete": (">", 7, "incomplete (▷)")}
@@ -154,11 +195,12 @@ def asha(exp: Experiment) -> Figure:
     scheduler = exp.plan.get("scheduler", "scheduler")
     ax.set(xlabel="training_iteration (reports)", ylabel=exp.metric,
            title=f"{scheduler}: {len(state)} trials" + ("; dotted: rungs" if exp.rungs else ""))
-    ax.text(0.0, -0.18, "; ".join(counts), transform=ax.transAxes, fontsize=9, va="top")
     whole_ticks(ax, exp.epochs["training_iteration"])
-    # One entry per curve: its configuration (lockstep trials draw the mean over their seeds).
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
-              ncol=1 if len(state) <= 16 else 2)
+    # One entry per curve (its configuration; lockstep trials draw the mean over their seeds), below the
+    # plot at the picture's own text size: beside it, a long legend shrank the picture to fit a page.
+    columns = max(1, min(3, 90 // max(len(label) for label in ax.get_legend_handles_labels()[1])))
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(0.0, -0.14), frameon=False, ncol=columns,
+              title="; ".join(counts), title_fontsize=9, alignment="left")
     fig.tight_layout()
     return fig
 
@@ -257,6 +299,11 @@ def lora(exp: Experiment) -> Figure:
     front = points.iloc[pareto_front(points["log10"].to_numpy(), points["acc"].to_numpy())]
     ax.step(front["log10"], front["acc"], where="post", color="tab:red", linewidth=1.5, marker="o",
             markersize=11, markerfacecolor="none", label="Pareto front", zorder=2)
+    # Headroom for the slanted labels: the top point's label ran into the title.
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + 0.3 * (high - low))
+    left, right = ax.get_xlim()
+    ax.set_xlim(left, right + 0.12 * (right - left))
     ax.set(xlabel="log10 trainable parameters", ylabel=f"{exp.metric} (best epoch)",
            title=f"Fine-tuning: accuracy against trainable parameters ({exp.name})")
     ax.legend()

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 # Regular expression of the worker lines the console drops (Ray's log-deduplication skip list).
 WORKER_CHATTER = r"Checkpoint successfully created at: "
@@ -18,3 +20,14 @@ WORKER_CHATTER = r"Checkpoint successfully created at: "
 def quiet_worker_chatter() -> None:
     """Must run before `import ray`: Ray's driver reads its log filter once, on import."""
     os.environ.setdefault("RAY_DEDUP_LOGS_SKIP_REGEX", WORKER_CHATTER)
+
+
+def venv_command(tool: str) -> str:
+    """A console script of the Python running the driver (the project's .venv), as a printed command
+    must name it to work when pasted into a plain shell, without an activated venv: relative to the
+    current directory when below it (`.venv/bin/tensorboard` from the repo root), else absolute."""
+    path = Path(sys.executable).parent / tool
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -80,7 +80,7 @@ def load_plan(experiment: str | Location) -> SearchPlan:
 
 # Flags that say where and how a search runs, not which search it is.
 NOT_THE_SEARCH = {"resume", "dashboard", "wandb", "ray_temp_dir", "address", "storage", "name",
-                  "cpus_per_trial", "gpus_per_trial", "list", "view"}
+                  "cpus_per_trial", "gpus_per_trial", "list", "view", "report_serve"}
 
 
 def changes_search(args: argparse.Namespace) -> bool:

@@ -17,7 +17,7 @@ if __package__ in (None, ""):  # `python search/run.py` from a checkout without 
 
     use_project_python(__file__, needs=("ray", "torch", "pandas"))  # else the .venv
 
-from search.console import quiet_worker_chatter  # noqa: E402
+from search.console import quiet_worker_chatter, venv_command  # noqa: E402
 
 quiet_worker_chatter()  # before Ray is imported (search.options imports it): Ray reads the filter then
 
@@ -72,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         lease = Lease(plan.experiment_dir)
         if args.resume:
             lease.check()  # a live driver: refused before Ray starts
+        from analysis.page import LIVE_RELOAD_S
+        from analysis.report import report_root
+        from search.live import LivePage, ReportServer, parse_port
+
+        # Bound now, before Ray starts: a taken port is bad input like any other.
+        server = (ReportServer(report_root(), parse_port(args.report_serve))
+                  if args.report_serve is not None else None)
         start_ray(args.address, args.dashboard, args.ray_temp_dir)
         nodes = check_nodes(plan.experiment_dir.parent)  # each node sees the storage and runs our code
         asked = (plan.cpus, plan.gpus)
@@ -93,19 +100,28 @@ def main(argv: list[str] | None = None) -> int:
         took_over = lease.acquire()  # last, after every check that can refuse: nothing written before
         if took_over:
             print(f"resume: {took_over}", flush=True)
+        live = LivePage(plan.experiment_dir, report_root())
+        print(f"live report: {live.folder / 'index.html'}", flush=True)
+        if server is not None:
+            print(f"live report served at {server.start().url(live.folder)} (127.0.0.1 only; from another "
+                  f"machine: ssh -L {server.port}:127.0.0.1:{server.port} <this host>)", flush=True)
         try:
-            if args.resume:
-                grid = restore_tuner(plan, shipment).fit()
-            else:
-                save_plan(plan, provenance(nodes))  # --resume reads and checks the search from here
-                grid = build_tuner(plan, shipment).fit()
+            with live:
+                if args.resume:
+                    grid = restore_tuner(plan, shipment).fit()
+                else:
+                    save_plan(plan, provenance(nodes))  # --resume reads and checks the search from here
+                    grid = build_tuner(plan, shipment).fit()
         finally:
             lease.release()
         if not print_summary(plan, time.time() - started):
             return 1
         report_after_search(plan.experiment_dir)  # every search ends in report/<experiment>/
+        if server is not None:  # an open tab reloads once more and stays on the final page
+            time.sleep(2 * LIVE_RELOAD_S)
+            server.stop()
         if plan.experiment_dir.local:  # Tune's TensorBoard logger wrote event files into every trial folder
-            print(f"tensorboard: .venv/bin/tensorboard --logdir {plan.experiment_dir.path}")
+            print(f"tensorboard: {venv_command('tensorboard')} --logdir {plan.experiment_dir.path}")
         if args.wandb and not args.resume:  # at the end, where it is seen: how to upload offline runs
             print_wandb_help(local_dir, args.wandb)
         return errored_status(grid)

@@ -1,7 +1,8 @@
 """`--wandb [PROJECT]`: mirrors every trial to Weights & Biases; the results folder stays the truth.
 
 Runs are grouped by experiment and written under `<experiment>/wandb`. Without an API key the runs
-are recorded offline and can be uploaded later with `wandb sync`. The key is never passed to Ray or
+are recorded offline and can be uploaded later with `.venv/bin/wandb sync` (the command the driver
+prints works pasted into a plain shell, no activated venv needed). The key is never passed to Ray or
 written anywhere: W&B reads it from the environment or ~/.netrc itself.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import ray
 
 from raycompat import private, require
+from search.console import venv_command
 
 WANDB_HOST = "api.wandb.ai"
 
@@ -63,6 +65,7 @@ def wandb_callback(experiment_dir: Path, group: str, project: str):
 def print_wandb_help(experiment_dir: Path, project: str) -> None:
     folder = wandb_folder(experiment_dir)
     if os.environ.get("WANDB_MODE") == "offline":
-        print(f"W&B: project '{project}' recorded offline; upload with `wandb sync {folder}/offline-run-*`")
+        print(f"W&B: project '{project}' recorded offline; upload with "
+              f"`{venv_command('wandb')} sync {folder}/offline-run-*`")
     else:
         print(f"W&B: project '{project}', runs grouped as '{experiment_dir.name}'")
