@@ -10,6 +10,7 @@ from pathlib import Path
 from analysis.rungs import trial_count
 from cli import OneLineParser, UsageError
 from search.mo_halving import check_objectives, parse_objectives
+from search.pbt import check_pbt
 from search.plan import SearchPlan
 from spaces import PROFILES, SPACES, Space, get_space
 from store import Location, StorageError, locate
@@ -28,11 +29,12 @@ def make_parser() -> argparse.ArgumentParser:
                    "best trial of the latest teachers experiment in --storage)")
     p.add_argument("--seeds", type=int, default=1, help="repeat every configuration with N seeds "
                    "(image spaces: trained in lockstep within one trial)")
-    p.add_argument("--scheduler", choices=("significance", "halving", "asha", "fifo", "moasha"),
+    p.add_argument("--scheduler", choices=("significance", "halving", "asha", "fifo", "moasha", "pbt"),
                    help="significance: synchronous halving that stops a configuration only when it is "
                    "significantly behind (ties go on; see --alpha); halving: synchronous successive "
                    "halving (the top 1/reduction_factor at each rung); asha: Ray's asynchronous ASHA; "
-                   "fifo: no early stopping; moasha: two-objective ASHA, by non-dominated fronts "
+                   "fifo: no early stopping; moasha: two-objective ASHA, by non-dominated fronts; "
+                   "pbt: population-based training of the space's rates (docs/pbt.md) "
                    "(default: moasha with --objective, else the space's)")
     p.add_argument("--objective", dest="objectives", metavar="NAME:max|min,NAME:max|min",
                    help="search a trade-off of two reported metrics, e.g. val_acc:max,trainable_params:min "
@@ -190,6 +192,8 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
         raise UsageError(f"--alpha must be in (0, 0.5), got {alpha:g}")
     if args.alpha is not None and scheduler != "significance":
         raise UsageError(f"--alpha sets --scheduler significance's test; this search uses {scheduler}")
+    if scheduler == "pbt":  # the population replaces the perturbable grid axes (search/pbt.py)
+        args.num_samples = check_pbt(space, args, grid, sorted(overrides))
     if args.num_samples < 1:
         raise UsageError(f"--num-samples must be >= 1, got {args.num_samples}")
     cpus, gpus = resources(space, args)

@@ -151,6 +151,8 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     from search.status import progress_reporter
 
     folder = ExperimentFolder(plan.experiment_dir)
+    if plan.scheduler == "pbt" and (kept := folder.keep_pbt_record()):
+        print(f"resume: the exploits so far stay in {kept} (Ray starts pbt_global.txt afresh)", flush=True)
     for line in repair_missing_checkpoints(folder) + folder.align_results_with_state():
         print(f"resume: {line}", file=sys.stderr, flush=True)
     for line in resume_summary(folder):

@@ -13,6 +13,7 @@ from analysis.pareto import experiment_front
 from analysis.results import load_experiment
 from analysis.stats import paired
 from analysis.tables import WHICH, per_config, winner
+from search.pbt import summary_lines as pbt_summary_lines
 from search.plan import SearchPlan
 
 
@@ -95,7 +96,9 @@ def print_summary(plan: SearchPlan, seconds: float) -> bool:
           f"{'one seed' if seeds == 1 else f'{seeds} seeds'}; * marks the winner; {stopped}")
     print(table.to_string(index=False, float_format=readable, na_rep="–",
                           formatters={"epochs_run": "{:g}".format, "epoch": "{:g}".format}))
-    if plan.scheduler != "fifo":
+    if plan.scheduler == "pbt":  # no early stopping; what matters is each member's schedule
+        print("\n".join(pbt_summary_lines(plan)))
+    elif plan.scheduler != "fifo":
         print(epochs_saved(trials, plan))
     if plan.objectives:
         print(front_summary(plan))

@@ -11,6 +11,7 @@ from ray import tune
 from analysis.rungs import trial_count
 from search.halving import asha, significance, sync_halving
 from search.mo_halving import moasha, optuna_searcher
+from search.pbt import pbt_param_space, pbt_scheduler, pbt_searcher
 from search.plan import SearchPlan
 
 MAX_FAILURES = 2  # a crashing trial is retried from its last checkpoint this many times
@@ -19,6 +20,8 @@ MAX_FAILURES = 2  # a crashing trial is retried from its last checkpoint this ma
 def make_scheduler(plan: SearchPlan) -> tune.schedulers.TrialScheduler:
     if plan.scheduler == "fifo":
         return tune.schedulers.FIFOScheduler()
+    if plan.scheduler == "pbt":
+        return pbt_scheduler(plan)
     space = plan.space
     grace = min(space.profiles[plan.profile].grace_period, plan.max_t)
     # optuna proposes trials one by one: the synchronous cohort is num_samples, without baselines
@@ -36,6 +39,8 @@ def make_scheduler(plan: SearchPlan) -> tune.schedulers.TrialScheduler:
 
 
 def make_searcher(plan: SearchPlan):
+    if plan.scheduler == "pbt":
+        return pbt_searcher(plan)
     if plan.search != "optuna":
         if not plan.space.baselines:
             return None
@@ -106,14 +111,15 @@ def build_tuner(plan: SearchPlan, shipment: Any = None) -> tune.Tuner:
     space = plan.space
     return tune.Tuner(
         trainable_for(plan, shipment),
-        param_space=plan.param_space(),
+        param_space=pbt_param_space(plan) if plan.scheduler == "pbt" else plan.param_space(),
         tune_config=tune.TuneConfig(
             # Two objectives: the searcher and the scheduler hold their own lists (search/mo_halving.py).
             metric=None if plan.objectives else space.metric,
             mode=None if plan.objectives else space.mode,
             scheduler=make_scheduler(plan),
             search_alg=make_searcher(plan),
-            num_samples=plan.num_samples * ((1 + len(space.baselines)) if plan.search == "grid" else 1),
+            num_samples=plan.num_samples * ((1 + len(space.baselines))
+                                            if plan.search == "grid" and plan.scheduler != "pbt" else 1),
             # A fresh actor costs ~3 s (process + torch import); short trials reuse them (3.4× here).
             reuse_actors=True,
         ),
@@ -124,7 +130,7 @@ def build_tuner(plan: SearchPlan, shipment: Any = None) -> tune.Tuner:
             # checkpoint; a restored or unpaused trial's loggers copy result.json back from there, so
             # without it rows written since the last periodic sync are lost (docs/storage.md §4).
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=1,
+                num_to_keep=None if plan.scheduler == "pbt" else 1,  # pbt: a clone's parent state is kept
                 checkpoint_score_attribute=space.metric,
                 checkpoint_score_order=space.mode,
             ),

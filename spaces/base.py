@@ -62,6 +62,12 @@ class Space:
     """GPU fraction per trial when CUDA is present (small CNNs share a GPU)."""
     continuous: dict[str, Callable[[], Any]] = field(default_factory=dict)
     """Optuna's counterpart of the grid: key -> factory of a ray.tune distribution."""
+    perturb: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """`--scheduler pbt`: the keys population-based training changes while a trial trains, each with
+    the range (lo, hi) its values stay in (search/pbt.py: members start log-spread over it, explore
+    multiplies by 0.8 or 1.2 or resamples, then clamps into it). Empty: the space cannot run pbt."""
+    population: int = 4
+    """`--scheduler pbt`: members of the population when --num-samples is not given."""
     prepare: Callable[[dict, Location], dict] | None = None
     """Checks (and may complete) the fixed config before Ray starts, e.g. that the data exist; gets
     the search's storage (a folder or URI, store/fs.py).

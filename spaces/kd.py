@@ -103,6 +103,8 @@ KD = Space(
         "paper": Profile({"epochs": 20}, grace_period=4),
     },
     progress=("epoch", "kd_loss", "ce_loss", "val_acc"),
+    # PBT's ranges: the grid's temperatures and soft weights, and SGD rates around the default 0.01.
+    perturb={"temperature": (1.0, 10.0), "w_st": (0.5, 5.0), "lr": (0.002, 0.1)},
     scheduler="significance",  # the image spaces' rule (BENCHMARKS (c)); the baseline arm is never stopped
     alpha=0.2,
     prepare=prepare_kd,

@@ -174,6 +174,8 @@ LORA = Space(
     progress=("epoch", "val_acc", "trainable_params"),
     objectives=TEXT_OBJECTIVES,
     gpu=0.5,
+    # PBT's ranges: around the demo's rates (adapter 2e-3, head 3e-3), a factor 10 below and 3 above.
+    perturb={"adapter_lr": (2e-4, 1e-2), "head_lr": (2e-4, 1e-2)},
     continuous={
         "adapter_lr": lambda: tune.loguniform(1e-5, 3e-3),
         "head_lr": lambda: tune.loguniform(1e-5, 3e-3),

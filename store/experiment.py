@@ -7,7 +7,8 @@ An experiment folder is what Ray Tune writes under `<storage>/<name>/`, plus the
     <trial>/result.json                    one JSON line per report (metrics, epoch, checkpoint_dir_name)
     <trial>/checkpoint_NNNNNN/state.pt     the kept checkpoints: the best by the space's metric, and the
                                            latest (CheckpointConfig(num_to_keep=1) keeps both until the
-                                           latest is the best)
+                                           latest is the best); every one under --scheduler pbt
+    pbt_global.txt                         --scheduler pbt: Ray's record of every exploit (search/pbt.py)
 
 Resume, the kd teacher lookup, the teacher-logit cache, the report, evaluate and the notebooks all
 read through here, so "the best checkpoint" means the same everywhere: the kept checkpoint whose
@@ -21,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -35,6 +37,8 @@ PLAN_FILE = "tunelab_plan.json"
 """The driver's record of the search (search/resume.py): space, profile, config, grid, searcher."""
 STATE_FILE = "state.pt"
 """A checkpoint's state (trainables/report.py writes it): model, optimizer, RNG state, config."""
+PBT_GLOBAL_FILE = "pbt_global.txt"
+"""Ray's PopulationBasedTraining record of every exploit, one JSON list per line (search/pbt.py)."""
 METRICS_FILE = "metrics.json"
 """Beside it: the metrics the trial reported with it, so a checkpoint whose result row never reached
 the store still says which report it is (store/recovery.py)."""
@@ -83,6 +87,12 @@ class Trial:
 
     def results(self) -> list[dict]:
         return read_results(self.loc / "result.json")
+
+    def schedule(self, keys: list[str]) -> list[tuple[int, dict]]:
+        """(report, {key: value}) per result row, in the order written: the config values the trial
+        trained each report with (Ray stores the config in every row; PBT changes it mid-trial)."""
+        return [(int(row.get("training_iteration", n)), {k: (row.get("config") or {}).get(k) for k in keys})
+                for n, row in enumerate(self.results(), 1)]
 
     def checkpoints(self) -> list[Location]:
         """The kept checkpoint folders that hold a state.pt."""
@@ -168,6 +178,54 @@ class ExperimentFolder:
         except (json.JSONDecodeError, AttributeError, TypeError, OSError):
             return []
         return [(t, m) for t, m in found if isinstance(t, dict) and isinstance(m, dict)]
+
+    def pbt_exploits(self) -> list[dict]:
+        """Ray's PBT record (pbt_global.txt), one dict per exploit in the order they happened: `trial_id`
+        went on from `parent_id`'s checkpoint of report `parent_report`, with `config`; `report` is
+        Ray's count of the target's reports, which does not yet include the one that made it exploit.
+        Ray's line names trials by experiment tag, whose leading number is the index that ends the
+        trial id (<prefix>_<index:05d>). [] for a search without exploits."""
+        earlier = sorted((f for f in self.loc.list_files() if re.fullmatch(r"pbt_global\.\d+\.txt", f.name)),
+                         key=lambda f: int(f.name.split(".")[1]))
+        files = earlier + [f for f in [self.loc / PBT_GLOBAL_FILE] if f.is_file()]
+        if not files:
+            return []
+        ids = {}
+        for trial in self.trials():
+            rows = trial.results()
+            if rows and "trial_id" in rows[0]:
+                ids[int(str(rows[0]["trial_id"]).rsplit("_", 1)[-1])] = str(rows[0]["trial_id"])
+        events = []
+        for file in files:
+            for n, line in enumerate(file.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    # A tag is "<index>_<values>", or "<index>@perturbed[...]" once a search is resumed.
+                    target, parent, report, parent_report, _, config = json.loads(line)
+                    target_index = int(re.match(r"\d+", target).group())
+                    parent_index = int(re.match(r"\d+", parent).group())
+                except (json.JSONDecodeError, ValueError, TypeError, AttributeError):
+                    raise NotAnExperiment(f"{file} line {n} is not a PBT record") from None
+                events.append({"trial_id": ids.get(target_index, target), "report": int(report),
+                               "parent_id": ids.get(parent_index, parent),
+                               "parent_report": int(parent_report), "config": config})
+        return events
+
+    def keep_pbt_record(self) -> str | None:
+        """Before a resume: a resumed driver starts Ray's pbt_global.txt afresh and its upload replaces
+        the stored one, so the killed driver's record moves to pbt_global.<n>.txt (n = 1, 2, ...), which
+        pbt_exploits reads first. Returns the new name, or None when there was no record."""
+        file = self.loc / PBT_GLOBAL_FILE
+        if not file.is_file():
+            return None
+        n = 1
+        while (self.loc / f"pbt_global.{n}.txt").exists():
+            n += 1
+        kept = self.loc / f"pbt_global.{n}.txt"
+        kept.write_text(file.read_text())
+        file.delete()
+        return kept.name
 
     def trial_statuses(self) -> dict[str, str]:
         """trial_id -> Ray's status (TERMINATED, ERROR, PAUSED, RUNNING, PENDING) from the newest

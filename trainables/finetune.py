@@ -21,7 +21,7 @@ from torch import nn
 from trainables.config import build, knob
 from trainables.data.shipped import Shipment, shipped_source, shipped_tokens, token_key
 from trainables.data.text import DATASET, Tokens, eval_batches, load_tokens, train_batches
-from trainables.loop import Runtime, seed_everything, setup_runtime
+from trainables.loop import Runtime, rebase_rates, seed_everything, setup_runtime
 from trainables.models.text import (
     BACKBONES,
     HEAD_MODULES,
@@ -173,9 +173,11 @@ def fit_text_classifier(cfg: TextConfig, reporter: Reporter, shipment: Shipment 
     start = 0
     state = reporter.restore()
     if state is not None:
+        configured = list(scheduler.base_lrs)  # the config's rates: a PBT clone's differ from the state's
         load_trainable_state(model, state["trainable"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        rebase_rates(optimizer, scheduler, configured)
         torch.set_rng_state(state["rng"])
         start = state["half"] + 1
 

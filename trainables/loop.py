@@ -166,13 +166,29 @@ def restore_training(state: dict | None, model: nn.Module, optimizer: torch.opti
     """Loads a saved state; returns the epoch to start from (0 when there is none)."""
     if state is None:
         return 0
+    configured = list(scheduler.base_lrs)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    rebase_rates(optimizer, scheduler, configured)
     torch.set_rng_state(state["rng"]["torch"])
     if "cuda" in state["rng"] and next(model.parameters()).is_cuda:
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     return state["epoch"] + 1
+
+
+def rebase_rates(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                 base_lrs: list[float]) -> None:
+    """Makes `base_lrs` (the trial's configured rates) the restored schedule's base rates, keeping its
+    position: each group's current rate is scaled by new base / saved base. A state restored as saved
+    holds the same rates and nothing changes; a PBT clone restores its parent's optimizer and schedule
+    under a config whose rates explore changed, and trains on with those (search/pbt.py)."""
+    for group, saved, wanted in zip(optimizer.param_groups, scheduler.base_lrs, base_lrs, strict=True):
+        if wanted != saved:
+            group["lr"] *= wanted / saved
+            group["initial_lr"] = wanted
+    scheduler.base_lrs = list(base_lrs)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
 def seed_everything(seed: int) -> None:

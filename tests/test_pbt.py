@@ -1,0 +1,176 @@
+"""--scheduler pbt: a smoke population on the kd space that exploits, is SIGKILLed and resumes; the
+clone's first report after an exploit is what its parent's checkpoint gives under the explored
+config; and the bad inputs around it fail in one line with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from search.pbt import Clamp, initial_population, members
+from search.run import main
+from spaces import get_space
+from store.experiment import ExperimentFolder
+from tests.conftest import run_cli
+from tests.killing import kill_driver, start_driver, stored_rows, unfinished
+from trainables.cnn import ImageConfig, fit_image_model
+from trainables.kd import KDConfig, fit_kd
+from trainables.report import STATE_FILE, MemoryReporter
+
+pytestmark = pytest.mark.slow
+EPOCHS = 3
+KEYS = list(get_space("kd").perturb)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    """A real (tiny) teacher checkpoint: a ResNet8 trained one epoch, saved as the driver saves one."""
+    reporter = MemoryReporter()
+    fit_image_model(ImageConfig(model="resnet8", train_subset=512, val_subset=128, epochs=1), reporter)
+    folder = tmp_path_factory.mktemp("teacher") / "checkpoint_000000"
+    folder.mkdir()
+    torch.save(reporter.state, folder / STATE_FILE)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory, teacher) -> tuple[Path, int, str]:
+    """(experiment, exploits stored at the kill, the resume's output) of a kd smoke population of 4
+    SIGKILLed as soon as the storage holds an exploit and an unfinished trial, then resumed."""
+    storage = tmp_path_factory.mktemp("pbt")
+    log = storage / "driver.log"
+    driver = start_driver("--space", "kd", "--profile", "smoke", "--scheduler", "pbt", "--max-epochs",
+                          str(EPOCHS), "--teacher", str(teacher), "--storage", str(storage), "--name", "pop",
+                          log=log)
+    folder = ExperimentFolder(storage / "pop")
+    deadline, exploits = time.time() + 300, 0
+    try:
+        while not exploits and time.time() < deadline and driver.poll() is None:
+            time.sleep(0.05)
+            if folder.loc.exists() and unfinished(folder):
+                exploits = len(folder.pbt_exploits())
+    finally:
+        left = kill_driver(driver)
+    assert exploits, f"no exploit stored before the driver ended (status {driver.returncode}): " \
+                     f"{log.read_text()[-2000:]}"
+    assert not left, left
+    assert sum(len(rows) for rows in stored_rows(folder).values()) < 4 * EPOCHS, "nothing left to resume"
+    result = run_cli("--resume", str(storage / "pop"), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return storage / "pop", exploits, result.stdout
+
+
+def test_killed_population_resumes_to_the_budget_keeping_its_exploits(resumed):
+    experiment, exploits, out = resumed
+    assert "resume: the exploits so far stay in pbt_global.1.txt" in out
+    folder = ExperimentFolder(experiment)
+    assert len(folder.pbt_exploits()) >= exploits  # the killed driver's record is still read
+    found = members(experiment, KEYS)
+    assert len(found) == 4
+    for member in found.values():
+        assert member.final["epoch"] == EPOCHS, member.trial_id
+    assert "best final schedule: " in out
+    assert set(folder.trial_statuses().values()) == {"TERMINATED"}
+
+
+def _rows(trial_folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (trial_folder / "result.json").read_text().splitlines() if line]
+
+
+def test_a_clone_goes_on_from_its_parents_checkpoint_with_the_explored_values(resumed, tmp_path):
+    """Replays each exploit: the parent's stored checkpoint of the report the clone went on from, trained
+    one epoch under the clone's explored config, gives exactly the clone's first report after it."""
+    experiment, _, _ = resumed
+    folders = {_rows(t)[0]["trial_id"]: t for t in experiment.glob("train_kd_*")
+               if (t / "result.json").exists()}
+    found = members(experiment, KEYS)
+    checked = 0
+    for member in found.values():
+        for segment in member.segments[1:]:
+            first = next(r for r in _rows(folders[member.trial_id])
+                         if r["training_iteration"] == segment.first and
+                         {k: r["config"][k] for k in KEYS} == segment.rows[0][1])
+            parent_rows = [r for r in _rows(folders[segment.parent])
+                           if r["training_iteration"] == segment.first - 1]
+            assert parent_rows, f"{segment.parent} has no report {segment.first - 1}"
+            config = first["config"]
+            assert first["epoch"] == parent_rows[0]["epoch"] + 1  # the step counter goes on from the parent's
+            # The explored rate drives the restored schedule from the parent's position: lr·γ^epoch.
+            gamma = ImageConfig.lr_gamma
+            assert first["lr"] == pytest.approx(config["lr"] * gamma ** first["epoch"], rel=1e-6)
+            replays = []
+            for row in parent_rows:
+                state = torch.load(folders[segment.parent] / row["checkpoint_dir_name"] / STATE_FILE,
+                                   weights_only=True)
+                assert state["epoch"] + 1 == row["epoch"]
+                reporter = MemoryReporter(state=state, stop_after=1)
+                with pytest.raises(MemoryReporter.Stop):
+                    fit_kd(KDConfig(**config), reporter)
+                replays.append(reporter.history[0])
+            assert any(all(replay[k] == pytest.approx(first[k], rel=1e-5, abs=1e-7)
+                           for k in ("train_loss", "val_acc", "val_loss", "kd_loss", "ce_loss", "lr"))
+                       for replay in replays), (first, replays)
+            checked += 1
+    assert checked >= 1, "no exploit whose clone reported after it"
+
+
+def test_population_starts_spread_over_each_range_and_explore_stays_inside():
+    perturb = get_space("kd").perturb
+    start = initial_population(perturb, 4, seed=0)
+    assert start == initial_population(perturb, 4, seed=0)  # reproducible
+    for key, (lo, hi) in perturb.items():
+        values = sorted(member[key] for member in start)
+        assert len(set(values)) == 4 and lo < values[0] and values[-1] < hi
+    clamp = Clamp(perturb)
+    assert clamp({"lr": 1.0, "temperature": 0.1, "w_st": 2.0}) == {"lr": 0.1, "temperature": 1.0, "w_st": 2.0}
+
+
+def test_pbt_on_a_space_without_perturbable_keys_is_one_line(tmp_path):
+    result = run_cli("--space", "mnist", "--profile", "smoke", "--scheduler", "pbt",
+                     "--storage", str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no perturbable keys" in lines[0], lines
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--space", "kd", "--num-samples", "1"], "2 to 64 members"),
+    (["--space", "kd", "--num-samples", "0"], "2 to 64 members"),
+    (["--space", "kd", "--num-samples", "-4"], "2 to 64 members"),
+    (["--space", "kd", "--num-samples", "100000"], "2 to 64 members"),
+    (["--space", "kd", "--num-samples", "nan"], "invalid int value"),
+    (["--space", "kd", "--set", "lr=0.05"], "drop --set lr"),
+    (["--space", "kd", "--set", "temperature=2,5"], "drop --set temperature"),
+    (["--space", "kd", "--search", "optuna"], "not optuna"),
+    (["--space", "kd", "--smoothing", "0.5"], "--smoothing"),
+    (["--space", "lora"], "pin setting with --set setting=VALUE"),
+    (["--space", "lora", "--set", "setting=qv8", "--seeds", "2"], "one search per seed"),
+])
+def test_bad_pbt_input_is_one_line_and_exit_2(tmp_path, capsys, args, said):
+    assert main([*args, "--profile", "smoke", "--scheduler", "pbt", "--storage", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and said in err[0], err
+    assert not any(tmp_path.iterdir())
+
+
+def test_pbt_keeps_the_lines_it_reads_in_order(tmp_path):
+    """pbt_exploits reads the kept records of earlier drivers before the current one, and tells a
+    corrupt line in one exception."""
+    from store.experiment import NotAnExperiment
+
+    folder = ExperimentFolder(tmp_path)
+    (tmp_path / "pbt_global.txt").write_text(json.dumps(["1_a=1", "0_a=2", 2, 3, {}, {"a": 2.4}]) + "\n")
+    assert folder.keep_pbt_record() == "pbt_global.1.txt"
+    (tmp_path / "pbt_global.txt").write_text(json.dumps(["2@perturbed[a=1]", "0", 4, 5, {}, {"a": 3}]) + "\n")
+    events = folder.pbt_exploits()
+    assert [(e["trial_id"], e["parent_id"], e["parent_report"]) for e in events] == [
+        ("1_a=1", "0_a=2", 3), ("2@perturbed[a=1]", "0", 5)]
+    (tmp_path / "pbt_global.txt").write_text("not json\n")
+    with pytest.raises(NotAnExperiment, match="line 1 is not a PBT record"):
+        folder.pbt_exploits()
+
