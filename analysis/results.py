@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.rungs import rungs
-from store import Location, StorageError, locate
+from store import Location, locate
 from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment, read_results
 
 __all__ = ["PLAN_FILE", "Experiment", "NotAnExperiment", "load_experiment", "open_experiment", "read_results"]
@@ -67,22 +67,10 @@ def read_plan(path: str | Path | Location) -> dict:
     return ExperimentFolder(path).plan()
 
 
-def _folder(path: str | Path | Location) -> ExperimentFolder:
-    """The experiment folder at `path`; NotAnExperiment when there is none (or the store fails)."""
-    try:
-        folder = ExperimentFolder(path)
-        folder.loc.check_reachable()
-        if not folder.loc.is_dir():
-            raise NotAnExperiment(f"{folder} is not a folder")
-    except StorageError as err:
-        raise NotAnExperiment(str(err)) from None
-    return folder
-
-
 def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: str = "max",
                     max_t: int | None = None) -> Experiment:
     """`max_t`, when given, tells trials ASHA stopped (done before max_t) from running/killed ones."""
-    folder = _folder(path)
+    folder = ExperimentFolder.open(path)
     trials = folder.trials()
     if not trials:
         kind = "an empty experiment" if folder.has_tune_state() else "not an experiment"
@@ -141,7 +129,7 @@ def open_experiment(path: str | Path | Location) -> Experiment:
     `<space>__<profile>__<time>`, else from the trainable and the searched axes; failing all three,
     the folder is read as a generic val_acc search.
     """
-    path = _folder(path).loc
+    path = ExperimentFolder.open(path).loc
     plan = read_plan(path)
     exp = load_experiment(path)  # bad input fails here, before the registry imports Ray and torch
     from spaces import SPACES

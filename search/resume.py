@@ -52,10 +52,7 @@ def load_plan(experiment: str | Location) -> SearchPlan:
     from ray import tune
 
     try:
-        folder = ExperimentFolder(experiment)
-        folder.loc.check_reachable()
-        if not folder.loc.is_dir():
-            raise UsageError(f"--resume: {folder} is not a folder")
+        folder = ExperimentFolder.open(experiment)
         if not folder.has_plan():
             raise UsageError(f"--resume: {folder} is not a tunelab experiment (no {PLAN_FILE})")
         if not tune.Tuner.can_restore(folder.loc.uri):

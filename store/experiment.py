@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pyarrow import fs as pafs
 
-from store.fs import Location, locate
+from store.fs import Location, StorageError, locate
 
 PLAN_FILE = "tunelab_plan.json"
 """The driver's record of the search (search/resume.py): space, profile, config, grid, searcher."""
@@ -121,6 +121,20 @@ class ExperimentFolder:
 
     def __init__(self, where: str | Path | Location):
         self.loc = locate(where)
+
+    @classmethod
+    def open(cls, where: str | Path | Location) -> ExperimentFolder:
+        """The existing folder at `where`: NotAnExperiment, in one line, when the store does not
+        answer, or nothing is there, or it is a file (the report, evaluate, the notebooks and --resume
+        all open an experiment this way)."""
+        try:
+            folder = cls(where)
+            folder.loc.check_reachable()
+            if not folder.loc.is_dir():
+                raise NotAnExperiment(f"{folder} is not a folder")
+        except StorageError as err:
+            raise NotAnExperiment(str(err)) from None
+        return folder
 
     def __str__(self) -> str:
         return self.loc.uri
