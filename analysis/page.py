@@ -69,7 +69,8 @@ def html_table(table: Table, *, table_id: str = "") -> str:
     hidden = {f"{c}_{part}" for c in table.mean_std for part in ("std", "ci_lo", "ci_hi")}
     shown = [c for c in frame.columns if c not in hidden]
     with_ci = [c for c in table.mean_std if f"{c}_ci_lo" in frame]
-    text_columns = {c for c in shown if frame[c].dtype == object and not c.startswith(("p (", "Δ"))}
+    text_columns = {c for c in shown if not c.startswith(("p (", "Δ")) and (
+        frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c]))}
     head = "".join(f'<th class="{"text" if c in text_columns else "num"}">{escape(str(c))}</th>'
                    for c in shown)
     head += "".join(f"<th>{escape(c)} 95% CI</th>" for c in with_ci)

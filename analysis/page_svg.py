@@ -181,10 +181,11 @@ def curves_svg(exp: Experiment, marks: list[TrialMark]) -> str:
         dots = "".join(f'<circle cx="{x}" cy="{y}" r="3" fill="{mark.colour}" '
                        f'data-tip="{escape(t, quote=True)}"/>' for x, y, t in points)
         end_x, end_y, _ = points[-1]
+        # The points above the end marker: a hover on a point gives its value, around it the reason.
         parts.append(f'<g class="trace" data-trial="{mark.trial_id}" data-tip="{tip}">'
-                     f'<path d="{path}" stroke="{mark.colour}"{dash} class="line"/>{dots}'
+                     f'<path d="{path}" stroke="{mark.colour}"{dash} class="line"/>'
                      f'<g data-tip="{tip}: {escape(ENDS[mark.end], quote=True)}">'
-                     f'{end_marker(mark.end, end_x, end_y, mark.colour)}</g></g>')
+                     f'{end_marker(mark.end, end_x, end_y, mark.colour)}</g>{dots}</g>')
     return (f'<svg class="chart" id="curves" viewBox="0 0 {frame.width} {frame.height}" '
             f'width="{frame.width}" height="{frame.height}" role="img" aria-label="learning curves">'
             + "".join(parts) + "</svg>")

@@ -3,9 +3,10 @@
 `LivePage` is a driver thread, off the training path: it checks the experiment folder's last write
 every second and, when trials have reported since, rewrites `<report folder>/index.html` with
 `live=True` (the page reloads itself). A rewrite reads the stored results like analysis/report.py
-does; it waits at least `min_interval` seconds and at least `1 / share` times as long as the last
+does; it waits at least `min_interval` seconds and at least `1 / share` times the CPU time the last
 rewrite took, so the page never takes more than `share` of one core from the trials whatever the
-experiment's size (bench/bench_live_page.py measures what it costs them). The live page leaves out
+experiment's size (CPU time, not wall time: on a busy machine a rewrite waits for a core, and that
+wait costs nobody anything) (bench/bench_live_page.py measures what it costs them). The live page leaves out
 the matplotlib pictures (the interactive curves show the same runs); the driver's report after the
 search writes the final page, without the reload, with them.
 
@@ -87,7 +88,7 @@ class LivePage:
         self.folder = report_folder(root, experiment)
         self.rewrites = 0
         self.seconds = 0.0
-        """Rewrites made and the wall time they took (the driver's cost of the live page)."""
+        """Rewrites made and the CPU seconds they took (the driver's cost of the live page)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-page", daemon=True)
 
@@ -110,11 +111,11 @@ class LivePage:
                 continue
             if written <= seen:
                 continue
-            started = time.monotonic()
+            started = time.thread_time()
             if self.rewrite():
                 seen = written
             last_end = time.monotonic()
-            last_took = last_end - started
+            last_took = time.thread_time() - started
             self.seconds += last_took
 
     def rewrite(self) -> bool:

@@ -114,3 +114,8 @@ def tally(request):
 def pytest_terminal_summary(terminalreporter, config) -> None:
     for line in config.stash.get(TALLY_KEY, []):
         terminalreporter.write_line(line)
+
+
+# One smoke search watched while it runs: the live page's tests and the page's browser tests share it.
+from live_search import live_search  # noqa: E402, F401
+

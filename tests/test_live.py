@@ -3,7 +3,7 @@
 is the page `analysis/report.py` writes afterwards, byte for byte. A taken or malformed port is bad
 input: one line, exit status 2, before Ray starts.
 
-The search here is the one tests/test_page.py opens in Chromium (the `live_search` fixture)."""
+The search is the one tests/test_page.py opens in Chromium (tests/live_search.py)."""
 
 from __future__ import annotations
 
@@ -11,87 +11,21 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import OFFLINE_ENV, ROOT
+from tests.live_search import NAME, RELOAD, SEARCH
 
 pytestmark = pytest.mark.slow
-NAME = "live"
-# Two depths × plain/skip (two knobs: the page draws parallel coordinates), two seeds in lockstep,
-# two epochs under the space's significance halving (its rung at epoch 1 stops some), so the page has
-# every kind of curve end and reports arrive over some 40 s.
-SEARCH = ("--space", "degradation", "--profile", "smoke", "--seeds", "2", "--set", "num_blocks=1,5")
-RELOAD = b'http-equiv="refresh"'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def fetch(url: str) -> bytes | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.read()
-    except OSError:
-        return None
-
-
-@dataclass
-class LiveSearch:
-    experiment: Path
-    reports: Path
-    """The report root the driver wrote into ($TUNELAB_REPORT)."""
-    page: Path
-    """The report folder's index.html."""
-    live_pages: list[bytes]
-    """Each distinct page served while the search ran, in order."""
-    last_served: bytes
-    output: str
-    returncode: int
-
-
-@pytest.fixture(scope="session")
-def live_search(tmp_path_factory) -> LiveSearch:
-    root = tmp_path_factory.mktemp("live")
-    port = free_port()
-    log = root / "driver.log"
-    env = {**os.environ, **OFFLINE_ENV, "TUNELAB_REPORT": str(root / "report")}
-    with log.open("w") as out:
-        driver = subprocess.Popen([sys.executable, str(ROOT / "search" / "run.py"), *SEARCH, "--storage",
-                                   str(root / "results"), "--name", NAME, "--report-serve", str(port)],
-                                  cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-    url = f"http://127.0.0.1:{port}/{NAME}/index.html"
-    pages: list[bytes] = []
-    last = b""
-    try:
-        deadline = time.time() + 400
-        while driver.poll() is None and time.time() < deadline:
-            page = fetch(url)
-            if page:
-                last = page
-                if RELOAD in page and (not pages or page != pages[-1]):
-                    pages.append(page)
-            time.sleep(0.5)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, 9)
-        driver.wait()
-    return LiveSearch(root / "results" / NAME, root / "report", root / "report" / NAME / "index.html", pages,
-                      last, log.read_text(), driver.returncode)
 
 
 def test_the_page_of_a_running_search_changes_and_reloads_itself(live_search):
     assert live_search.returncode == 0, live_search.output[-3000:]
     assert "live report served at http://127.0.0.1:" in live_search.output
-    assert len(live_search.live_pages) >= 2, "the served page never changed while the search ran"
+    assert len(live_search.live_pages) >= 2, (
+        f"the served page never changed while the search ran (pages at {live_search.changed_at} s; "
+        f"driver: {live_search.output[-1500:]})")
     first, later = live_search.live_pages[0], live_search.live_pages[-1]
     assert first.count(b'class="trace"') <= later.count(b'class="trace"')
     assert b"Live: the search is running" in later

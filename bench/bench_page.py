@@ -1,0 +1,122 @@
+"""The report page in headless Chromium: its size, its load time, and a screenshot.
+
+    .venv/bin/python bench/bench_page.py report/<experiment>/index.html [--screenshot docs/report_page.png]
+
+Loads the page from disk (file://) `--loads` times in Debian's Chromium and prints its size and the
+median time from navigation start to the load event's end. With plotly importable it also writes the
+same learning curves as a plotly page (its JavaScript inlined, as an offline page must carry it) and
+loads that the same way, printing both and the ratio: the measurement behind the choice of inline SVG
+(docs/report.md). tests/test_page.py drives the same browser through `chromium()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+WIDTH = 1000
+"""The width the issue reads the pictures at, in CSS pixels."""
+
+
+def chromium(width: int = WIDTH, height: int = 1000):
+    """Headless Debian Chromium through selenium, with the browser console and the network events
+    (the performance log) recorded."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--hide-scrollbars", f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    browser.set_page_load_timeout(60)
+    return browser
+
+
+def load_ms(browser, page: Path, loads: int) -> float:
+    """Median milliseconds from navigation start to the end of the load event over `loads` loads."""
+    times = []
+    for _ in range(loads):
+        browser.get("about:blank")
+        browser.get(page.resolve().as_uri())
+        times.append(browser.execute_script(
+            "const t = performance.getEntriesByType('navigation')[0]; return t.loadEventEnd - t.startTime;"))
+    return statistics.median(times)
+
+
+def screenshot(browser, page: Path, png: Path) -> Path:
+    """The whole page at WIDTH px, as one PNG (256 colours)."""
+    browser.get(page.resolve().as_uri())
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(WIDTH, height)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(png))
+    from PIL import Image
+
+    # 256 colours hold a page of text and thin lines without a visible loss, at a third of the bytes.
+    Image.open(png).convert("RGB").quantize(256).save(png, optimize=True)
+    return png
+
+
+def plotly_page(page: Path, out: Path) -> Path | None:
+    """The page's learning curves (read back from its SVG's data-tip values) as a plotly page with
+    plotly.js inlined; None when plotly is not installed."""
+    try:
+        import plotly.graph_objects as go
+    except ImportError:
+        return None
+    import re
+    from html import unescape
+
+    text = page.read_text()
+    figure = go.Figure()
+    for trace in re.findall(r'<g class="trace"[^>]*>(.*?)</g></g>', text):
+        tips = [unescape(t) for t in re.findall(r'<circle[^>]*data-tip="([^"]*)"', trace)]
+        points = [re.search(r"epoch ([\d.]+): \S+ ([\d.]+)", t) for t in tips]
+        figure.add_scatter(x=[float(p[1]) for p in points if p], y=[float(p[2]) for p in points if p],
+                           hovertext=tips, mode="lines+markers")
+    figure.write_html(out, include_plotlyjs=True, full_html=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("page", type=Path)
+    parser.add_argument("--screenshot", type=Path)
+    parser.add_argument("--loads", type=int, default=7)
+    args = parser.parse_args(argv)
+    if not args.page.is_file():
+        print(f"error: no page at {args.page}", file=sys.stderr)
+        return 2
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")
+    browser = chromium()
+    try:
+        ours = load_ms(browser, args.page, args.loads)
+        print(f"inline SVG page: {args.page.stat().st_size / 1024:.0f} KiB, load {ours:.0f} ms "
+              f"(median of {args.loads}, headless Chromium, {cpu})")
+        with tempfile.TemporaryDirectory() as folder:
+            other = plotly_page(args.page, Path(folder) / "plotly.html")
+            if other is None:
+                print("plotly page: plotly is not installed, no comparison")
+            else:
+                theirs = load_ms(browser, other, args.loads)
+                print(f"plotly page of the curves alone: {other.stat().st_size / 1024:.0f} KiB, load "
+                      f"{theirs:.0f} ms; ratio plotly/inline SVG: size "
+                      f"{other.stat().st_size / args.page.stat().st_size:.1f}x, load {theirs / ours:.1f}x")
+        if args.screenshot:
+            print(f"screenshot: {screenshot(browser, args.page, args.screenshot)}")
+    finally:
+        browser.quit()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
