@@ -33,6 +33,27 @@ def run_cli(*args: str, timeout: int = 300, env: dict | None = None) -> subproce
         env={**os.environ, **OFFLINE_ENV, **(env or {})},
     )
 
+def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) -> None:
+    """The house rule for bad input: exit status 2, one `error:` line on stderr naming `needles`, no
+    traceback anywhere."""
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr + (result.stdout or "")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def plan_for(tmp_path: Path, space: str, *args: str):
+    """A smoke plan of `space` with its own experiment name under `tmp_path` (building a Tuner creates
+    the experiment's folder, so each plan needs a fresh name)."""
+    from search.options import build_plan, parse_args
+
+    name = f"plan{len(list(tmp_path.iterdir()))}"
+    return build_plan(parse_args(["--space", space, "--profile", "smoke", "--storage", str(tmp_path),
+                                  "--name", name, *args]))
+
+
 # A kill-and-resume test's driver also saves Ray's experiment state every second, not only after each
 # checkpoint and every 10 s or more ("auto"), so the stored state soon records a trial's end.
 KILL_TEST_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}

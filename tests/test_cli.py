@@ -8,15 +8,7 @@ import pytest
 
 from search.run import main
 from spaces import SPACES
-from tests.conftest import run_cli
-
-
-def assert_one_line_usage_error(result) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-
+from tests.conftest import assert_one_line_error, run_cli
 
 BAD_INPUTS = [
     ["--space", "nonexistent"],
@@ -52,7 +44,7 @@ def test_bad_input_returns_2_with_one_line(args, tmp_path, capsys):
 
 @pytest.mark.parametrize("args", [BAD_INPUTS[0], BAD_INPUTS[4], BAD_INPUTS[8]])
 def test_bad_input_from_the_shell_exits_2_without_traceback(args, tmp_path):
-    assert_one_line_usage_error(run_cli(*args, "--storage", str(tmp_path / "results"), timeout=120))
+    assert_one_line_error(run_cli(*args, "--storage", str(tmp_path / "results"), timeout=120))
 
 
 def test_unwritable_storage_returns_2(tmp_path, capsys):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from cli import UsageError
-from search.options import build_plan, parse_args
 from search.resources import concurrent_trials, settle_resources
 from spaces import get_space
+from tests.conftest import plan_for
 from trainables.loop import granted_device, setup_runtime
 
 SMOKE = ["--space", "degradation", "--profile", "smoke"]
@@ -52,36 +52,31 @@ def test_concurrency_counts_gpus_as_well_as_cpus_node_by_node():
     assert concurrent_trials([{"CPU": 3.0, "GPU": 2.0}, {"CPU": 1.0, "GPU": 1.0}], cpus=1, gpus=1) == 3
 
 
-def plan_for(tmp_path: Path, *args: str):
-    name = f"plan{len(list(tmp_path.iterdir()))}"
-    return build_plan(parse_args([*SMOKE, "--storage", str(tmp_path), "--name", name, *args]))
-
-
 def test_gpu_fraction_defaults_from_the_cluster_not_the_drivers_cuda(tmp_path: Path, monkeypatch):
     space = get_space("degradation")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only head of a GPU cluster
-    plan = plan_for(tmp_path)
+    plan = plan_for(tmp_path, "degradation")
     assert plan.gpus is None  # undecided until Ray is up
     settle_resources(plan, [CPU_NODE, GPU_NODE])
     assert (plan.cpus, plan.gpus) == (space.cpus, space.gpu)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU driver of a CPU-only cluster
-    plan = plan_for(tmp_path)
+    plan = plan_for(tmp_path, "degradation")
     settle_resources(plan, [CPU_NODE])
     assert plan.gpus == 0.0
 
 
 def test_request_no_node_can_hold_is_refused_in_one_line(tmp_path: Path):
-    plan = plan_for(tmp_path, "--address", "127.0.0.1:6379", "--gpus-per-trial", "2")
+    plan = plan_for(tmp_path, "degradation", "--address", "127.0.0.1:6379", "--gpus-per-trial", "2")
     with pytest.raises(UsageError, match=r"no node .* 1 CPUs and 2 GPUs \(nodes: 16 CPUs 1 GPUs\)") as err:
         settle_resources(plan, [GPU_NODE])
     assert "\n" not in str(err.value)
-    plan = plan_for(tmp_path, "--address", "127.0.0.1:6379", "--cpus-per-trial", "32")
+    plan = plan_for(tmp_path, "degradation", "--address", "127.0.0.1:6379", "--cpus-per-trial", "32")
     with pytest.raises(UsageError, match="32 CPUs"):
         settle_resources(plan, [GPU_NODE, CPU_NODE])
 
 
 def test_resumed_gpu_plan_on_a_cpu_only_cluster_is_refused_or_moved_to_cpus(tmp_path: Path):
-    plan = plan_for(tmp_path)
+    plan = plan_for(tmp_path, "degradation")
     plan.gpus = 0.5  # as stored by a search that ran on GPUs
     with pytest.raises(UsageError, match="--gpus-per-trial 0"):
         settle_resources(plan, [CPU_NODE])

