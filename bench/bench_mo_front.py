@@ -16,7 +16,8 @@ and at all of them. It prints one line per arm and seed, then the means, and the
 tpe+es first reached the grid's hypervolume of the same seed.
 
     python bench/bench_mo_front.py [--seeds 0,1,2] [--train-subset 1024] [--val-subset 512]
-        [--es-samples 9] [--out bench/mo_front.json]
+        [--es-samples 9] [--out runs.json]
+    python bench/bench_mo_front.py --summarize runs.json more_runs.json   # one table of several runs
 
 Demo size is --train-subset 0 --val-subset 0 (the whole of rotten_tomatoes' train and validation
 splits): about 4 minutes a trial on one core of this machine, so 3 seeds × 21 trials ≈ 2 hours on 2 cores.
@@ -100,6 +101,32 @@ def first_reaching(steps: list, target: float) -> float | None:
     return next((spent for spent, hv in steps if hv >= target - 1e-12), None)
 
 
+def print_table(results: dict[str, dict[int, dict]]) -> None:
+    """One row per arm and seed, then each arm's means: hypervolumes as fractions of BOX; the budgets
+    compared are the grid's trial-epochs and half of them."""
+    grid = results.get("grid", {})
+    budget = sum(r["trial_epochs"] for r in grid.values()) / len(grid) if grid else None
+    print(f"\nhypervolume (val_acc max, trainable_params min) against {REFERENCE}, as a fraction of the "
+          f"box from the reference to (val_acc 1, 0 parameters); the grid's budget: {budget} trial-epochs")
+    print("arm     seed  trials  trial-epochs  stopped  HV final  HV at ½ grid  HV at grid  "
+          "reached the grid's HV at")
+    means: dict[str, list[tuple[float, float, float]]] = {}
+    for arm, seeds in results.items():
+        for seed, r in sorted(seeds.items()):
+            grid_hv = grid[seed]["hypervolume"] if seed in grid else None
+            half = at_budget(r["trace"], budget / 2) if budget else float("nan")
+            whole = at_budget(r["trace"], budget) if budget else float("nan")
+            reached = first_reaching(r["trace"], grid_hv) if grid_hv else None  # a grid HV of 0 is no target
+            means.setdefault(arm, []).append((r["hypervolume"], half, whole))
+            print(f"{arm:7} {seed:4} {r['trials']:7} {r['trial_epochs']:13g} {r['stopped']:8} "
+                  f"{r['hypervolume'] / BOX:9.4f} {half / BOX:13.4f} {whole / BOX:11.4f}  "
+                  f"{'–' if not grid_hv else 'never' if reached is None else f'{reached:g} trial-epochs'}")
+    for arm, rows in means.items():
+        mean = [sum(column) / len(rows) / BOX for column in zip(*rows, strict=True)]
+        print(f"{arm:7} mean over {len(rows)} seed(s): HV final {mean[0]:.4f}, at ½ grid {mean[1]:.4f}, "
+              f"at grid {mean[2]:.4f}")
+
+
 def main() -> None:
     from bench.machine import cpu_line
 
@@ -110,35 +137,26 @@ def main() -> None:
     parser.add_argument("--es-samples", type=int, default=9)
     parser.add_argument("--arms", default="grid,tpe,tpe+es")
     parser.add_argument("--out", type=Path, help="write every arm's trace and front as JSON here")
+    parser.add_argument("--summarize", type=Path, nargs="+", metavar="JSON",
+                        help="print the table of earlier runs' --out files together, running nothing")
     args = parser.parse_args()
+    results: dict[str, dict[int, dict]] = {}
+    if args.summarize:
+        for path in args.summarize:
+            for arm, seeds in json.loads(path.read_text()).items():
+                results.setdefault(arm, {}).update({int(seed): r for seed, r in seeds.items()})
+        print_table(results)
+        return
     print(f"CPU: {cpu_line()}; load {os.getloadavg()[0]:.1f} at the start; reference point {REFERENCE}",
           flush=True)
-    results: dict[str, dict[int, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_mo_front_") as folder:
         for seed in (int(s) for s in args.seeds.split(",")):
             for arm in args.arms.split(","):
                 results.setdefault(arm, {})[seed] = trace(run_arm(arm, seed, args, Path(folder)))
             if args.out:
                 args.out.write_text(json.dumps(results, indent=1))
-    grid_budget = None
-    if "grid" in results:
-        grid_budget = sum(r["trial_epochs"] for r in results["grid"].values()) / len(results["grid"])
-    print(f"\nhypervolume (val_acc max, trainable_params min) against {REFERENCE}, as a fraction of the "
-          f"box from the reference to (val_acc 1, 0 parameters); load {os.getloadavg()[0]:.1f} at the end")
-    print("arm     seed  trials  trial-epochs  stopped  HV final  HV at ½ grid  HV at grid  "
-          "reached grid's HV at")
-    for arm, seeds in results.items():
-        for seed, r in seeds.items():
-            grid_hv = results["grid"][seed]["hypervolume"] if "grid" in results else None
-            half = at_budget(r["trace"], grid_budget / 2) if grid_budget else float("nan")
-            whole = at_budget(r["trace"], grid_budget) if grid_budget else float("nan")
-            reached = first_reaching(r["trace"], grid_hv) if grid_hv else None  # a grid HV of 0 is no target
-            print(f"{arm:7} {seed:4} {r['trials']:7} {r['trial_epochs']:13g} {r['stopped']:8} "
-                  f"{r['hypervolume'] / BOX:9.4f} {half / BOX:13.4f} {whole / BOX:11.4f}  "
-                  f"{'–' if not grid_hv else 'never' if reached is None else f'{reached:g} trial-epochs'}")
-    for arm, seeds in results.items():
-        final = [r["hypervolume"] for r in seeds.values()]
-        print(f"{arm:7} mean HV {sum(final) / len(final) / BOX:.4f} over {len(final)} seed(s)")
+    print(f"load {os.getloadavg()[0]:.1f} at the end")
+    print_table(results)
 
 
 if __name__ == "__main__":
