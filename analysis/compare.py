@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ def knobs(exps: list[Experiment]) -> list[str]:
     return [k for k in dict.fromkeys(keys) if k not in NOT_KNOBS and k in present]
 
 
-def budget(exp: Experiment) -> float | None:
+def budget(exp: Experiment) -> float:
     """The planned budget in epochs (ASHA's max_t), or the longest any trial ran when there is none."""
     if exp.max_t is not None:
         return exp.max_t / exp.reports_per_epoch
@@ -131,19 +132,23 @@ def label(keys: list[str], row: pd.Series) -> str:
 
 
 def note(first: pd.Series | None, other: pd.Series | None, letter: str, diff: Difference,
-         first_budget: float | None, other_budget: float | None) -> str:
-    """What a row's difference means: which side lacks the configuration, unequal budgets, why there
-    is no interval, or the Welch test's verdict."""
+         first_budget: float, other_budget: float) -> str:
+    """What a row's difference means: which side lacks the configuration, unequal budgets (then no
+    verdict: the sides are not like-for-like), why there is no interval, or the Welch test's verdict."""
     if first is None or other is None:
         return f"only in {'A' if other is None else letter}"
-    if first["epochs"] != other["epochs"] or first_budget != other_budget:
-        return (f"not like-for-like: A ran {first['epochs']:g} of {first_budget:g} epochs, "
-                f"{letter} {other['epochs']:g} of {other_budget:g}")
+    parts = []
+    unequal = first["epochs"] != other["epochs"] or first_budget != other_budget
+    if unequal:
+        parts.append(f"not like-for-like: A ran {first['epochs']:g} of {first_budget:g} epochs, "
+                     f"{letter} {other['epochs']:g} of {other_budget:g}")
     if min(first["runs"], other["runs"]) < 2:
-        return "one run on a side: no interval can be computed"
-    if np.isnan(diff.p):
-        return "no spread on either side: no interval"
-    return "significant (p < 0.05)" if diff.p < 1 - LEVEL else "not significant"
+        parts.append("one run on a side: no interval can be computed")
+    elif np.isnan(diff.p):
+        parts.append("no spread on either side: no interval")
+    elif not unequal:
+        parts.append("significant (p < 0.05)" if diff.p < 1 - LEVEL else "not significant")
+    return "; ".join(parts)
 
 
 def table(exps: list[Experiment], keys: list[str], which: str) -> tuple[Table, dict, dict]:
@@ -180,7 +185,8 @@ def table(exps: list[Experiment], keys: list[str], which: str) -> tuple[Table, d
                     if first is not None and row is not None else Difference(np.nan, np.nan, np.nan, np.nan))
             record.update({f"Δ {letter}−A": diff.diff, f"Δ {letter}−A_ci_lo": diff.lo,
                            f"Δ {letter}−A_ci_hi": diff.hi, f"p (Welch) {letter}−A": diff.p,
-                           f"{letter}−A": note(first, row, letter, diff, budgets[0], other_budget)})
+                           f"Welch test {letter}−A": note(first, row, letter, diff, budgets[0],
+                                                           other_budget)})
         records.append(record)
     frame = pd.DataFrame(records)
     letters = LETTERS[:len(exps)]
@@ -272,47 +278,86 @@ def source_text(exps: list[Experiment]) -> str:
     return "compare " + " ".join(exp.path.base for exp in exps)
 
 
-def readme(comparison: Comparison) -> str:
-    exps, letters = comparison.exps, comparison.letters
-    lines = [f"# Comparison: {' vs '.join(exp.name for exp in exps)}", "",
-             f"Study `{exps[0].space or 'unknown'}`, metric `{exps[0].metric}` ({exps[0].mode}); rows "
-             f"matched by {', '.join(f'`{k}`' for k in comparison.knobs) or 'the one configuration'}.", "",
-             "| side | experiment | address | profile | seeds | budget (epochs) | trials |",
-             "|---|---|---|---|---|---|---|"]
-    for letter, exp in zip(letters, exps, strict=True):
-        lines.append(f"| {letter} | {exp.name} | `{exp.path.base}` | {exp.plan.get('profile', '?')} | "
-                     f"{exp.seeds} | {budget(exp):g} | {len(exp.trials)} |")
-    lines.append("")
-    differ = differences(exps, comparison.knobs)
-    lines += ["## What differs between them", ""]
-    lines += [f"- {line}" for line in differ] or ["- nothing but the runs themselves (same settings)"]
-    budgets = {budget(exp) for exp in exps}
-    if len(budgets) > 1:
-        lines += ["", "**The budgets differ**: no row compares like with like; the differences below are "
-                      "what each side reached within its own budget."]
-    lines.append("")
+def sides_table(comparison: Comparison) -> Table:
+    """Which experiment each letter is, with what decides how far its rows can be compared."""
+    frame = pd.DataFrame([{"side": letter, "experiment": exp.name, "address": exp.path.base,
+                           "profile": str(exp.plan.get("profile", "?")), "seeds": exp.seeds,
+                           "budget (epochs)": budget(exp), "trials": len(exp.trials)}
+                          for letter, exp in zip(comparison.letters, comparison.exps, strict=True)])
+    return Table("sides", "", frame, "The experiments compared (A is the one the differences start from)")
+
+
+def notes(comparison: Comparison) -> tuple[list[str], list[str]]:
+    """(what differs between the experiments, one line per setting; the remarks on rows: unequal
+    budgets, configurations only one side ran, rows left out)."""
+    exps = comparison.exps
+    differ = differences(exps, comparison.knobs) or ["nothing but the runs themselves (same settings)"]
+    remarks = []
+    if len({budget(exp) for exp in exps}) > 1:
+        remarks.append("The budgets differ: no row compares like with like; the differences are what each "
+                       "side reached within its own budget.")
     for letter, configs in comparison.only.items():
         if configs:
-            name = exps[LETTERS.index(letter)].name
-            lines += [f"Only in {letter} ({name}): " + "; ".join(configs) + ".", ""]
+            remarks.append(f"Only in {letter} ({exps[LETTERS.index(letter)].name}): {'; '.join(configs)}.")
     for letter, n in comparison.left_out.items():
-        lines += [f"{letter}: {n} row(s) of a configuration at a shorter budget than its longest (runs a "
-                  "scheduler stopped earlier) are left out of the comparison.", ""]
-    for table_, heading in zip(comparison.tables, ("At the best epoch (main)", "At the final epoch"),
-                               strict=True):
+        remarks.append(f"{letter}: {n} row(s) of a configuration at a shorter budget than its longest (runs "
+                       "a scheduler stopped earlier) are left out of the comparison.")
+    return differ, remarks
+
+
+HEADINGS = ("At the best epoch (main)", "At the final epoch")
+
+
+def intro(comparison: Comparison) -> str:
+    exp = comparison.exps[0]
+    return (f"Study {exp.space or 'unknown'}, metric {exp.metric} ({exp.mode}); rows matched by "
+            f"{', '.join(comparison.knobs) or 'the one configuration'}.")
+
+
+def regenerate(comparison: Comparison) -> str:
+    return "python analysis/report.py " + " ".join(exp.path.uri for exp in comparison.exps)
+
+
+def readme(comparison: Comparison) -> str:
+    differ, remarks = notes(comparison)
+    lines = [f"# Comparison: {' vs '.join(exp.name for exp in comparison.exps)}", "", intro(comparison), "",
+             sides_table(comparison).markdown(), "## What differs between them", ""]
+    lines += [f"- {line}" for line in differ] + [""]
+    lines += [line for remark in remarks for line in (remark, "")]
+    for table_, heading in zip(comparison.tables, HEADINGS, strict=True):
         lines += [f"## {heading}", "", table_.markdown(), f"CSV: [{table_.stem}.csv]({table_.stem}.csv)", ""]
-    addresses = " ".join(exp.path.uri for exp in exps)
-    lines += [f"Regenerate: `python analysis/report.py {addresses}`", ""]
+    lines += [f"Regenerate: `{regenerate(comparison)}`", ""]
     return "\n".join(lines)
 
 
+def page(comparison: Comparison) -> str:
+    """The same as index.html, with the report page's head, sortable tables and script
+    (analysis/page.py): self-contained, nothing fetched."""
+    from analysis.page import html_table, page_head, page_script
+
+    differ, remarks = notes(comparison)
+    title = f"Comparison: {' vs '.join(exp.name for exp in comparison.exps)}"
+    body = [f"<h1>{escape(title)}</h1>", f"<p>{escape(intro(comparison))}</p>",
+            html_table(sides_table(comparison), table_id="sides"), "<h2>What differs between them</h2>",
+            "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in differ) + "</ul>"]
+    body += [f"<p>{escape(remark)}</p>" for remark in remarks]
+    for table_, heading in zip(comparison.tables, HEADINGS, strict=True):
+        body += [f"<h2>{heading}</h2>", html_table(table_, table_id=f"table-{table_.which}"),
+                 f'<p class="note">CSV: <a href="{table_.stem}.csv">{table_.stem}.csv</a></p>']
+    body.append(f"<p class='note'>Regenerate: <code>{escape(regenerate(comparison))}</code></p>")
+    return (f"<!DOCTYPE html><html lang='en'>{page_head(title)}<body>{''.join(body)}{page_script()}"
+            "</body></html>\n")
+
+
 def write_comparison(comparison: Comparison, root: Path) -> Path:
+    html = page(comparison)
     folder = comparison_folder(root, comparison.exps)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SOURCE_FILE).write_text(source_text(comparison.exps) + "\n")
     for table_ in comparison.tables:
         table_.write(folder)
     (folder / "README.md").write_text(readme(comparison))
+    (folder / "index.html").write_text(html)
     return folder
 
 
@@ -326,6 +371,6 @@ def run(paths: list[str], root: Path) -> Path:
     main = comparison.tables[0]
     print(main.caption)
     print(main.frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    print(f"report: {folder / 'README.md'}")
+    print(f"report: {folder / 'README.md'}; page: {folder / 'index.html'}")
     return folder
 
