@@ -6,7 +6,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export RAY_USAGE_STATS_REPORT_URL := http://127.0.0.1:9/
 export TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S := 0
 
-.PHONY: install demo test lint bench data notebooks mpnet
+.PHONY: install demo reproduce test lint bench data notebooks mpnet
 
 install: $(STAMP) data
 
@@ -32,6 +32,14 @@ mpnet: install
 demo: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline \
 		$(PY) search/run.py --space degradation --profile demo
+
+# Every study of the seed labs, one after the other (search/study.py; docs/reproduce.md): run it again
+# and it resumes where it stopped. STORAGE, ADDRESS and SEEDS are passed through when given.
+PROFILE ?= demo
+reproduce: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline \
+		$(PY) search/study.py --profile '$(PROFILE)' $(if $(STORAGE),--storage '$(STORAGE)') \
+		$(if $(ADDRESS),--address '$(ADDRESS)') $(if $(SEEDS),--seeds '$(SEEDS)')
 
 test: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline \
