@@ -38,6 +38,11 @@ def reference_tables(text: str) -> list[list[dict[str, str]]]:
     return tables
 
 
+def _epochs(frame: pd.DataFrame) -> str:
+    most = frame["epochs"].max()
+    return f"{most:g} epoch" + ("" if most == 1 else "s")
+
+
 def _table_with(tables: list[list[dict]], column: str) -> list[dict]:
     return next((t for t in tables if t and column in t[0]), [])
 
@@ -63,7 +68,9 @@ def matches(exp: Experiment, table: Table, tables: list[list[dict]]
         rows = frame[mask]
         if rows.empty:
             return "not run"
-        best = rows.sort_values("epochs", kind="stable").iloc[-1]
+        # the best row at the longest budget (a reference row such as "distilled" names several cells)
+        order = rows.sort_values(["epochs", metric], ascending=[True, exp.mode == "max"], kind="stable")
+        best = order.iloc[-1]
         return f"{best[metric]:.4f}" + (f" ± {best[f'{metric}_std']:.4f}" if f"{metric}_std" in best
                                         and not pd.isna(best[f"{metric}_std"]) else "")
 
@@ -84,13 +91,13 @@ def matches(exp: Experiment, table: Table, tables: list[list[dict]]
                 found.append((name, value, ours(frame["w_st"] == 0 if "distilled" not in name
                                                 else frame["w_st"] != 0)))
         dataset = _config_default(exp, "dataset")
-        differs = f"reference: CIFAR-10, 20 epochs; ours: {dataset}, {frame['epochs'].max():g} epochs"
+        differs = f"reference: CIFAR-10, 20 epochs; ours: {dataset}, {_epochs(frame)}"
     elif space == "lora":
         for row in _table_with(tables, "setting"):
             setting = row["setting"].replace("LoRA ", "")
             found.append((row["setting"], row["val_acc"], ours(frame["setting"] == setting)))
         differs = (f"reference: DistilBERT on rotten_tomatoes; ours: {_config_default(exp, 'backbone')} on "
-                   f"{_config_default(exp, 'dataset')}, {frame['epochs'].max():g} epochs")
+                   f"{_config_default(exp, 'dataset')}, {_epochs(frame)}")
     elif space == "extract":
         for row in _table_with(tables, "extractor"):
             mask = frame["extractor"] == EXTRACTORS.get(row["extractor"], row["extractor"])
@@ -100,6 +107,9 @@ def matches(exp: Experiment, table: Table, tables: list[list[dict]]
         differs = f"reference: rotten_tomatoes; ours: {_config_default(exp, 'dataset')}"
     else:
         return [], ""
+    subset = _config_default(exp, "train_subset")
+    if subset and str(subset) != "0":
+        differs += f", a subset of {subset} training examples"
     return [f for f in found if f[2] != "not run"] or found, differs
 
 

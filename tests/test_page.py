@@ -48,6 +48,40 @@ def test_the_table_has_one_row_per_configuration(page):
         assert len(rows) == len(configurations) == 4
 
 
+def test_incomplete_and_errored_trials_are_listed_as_such(live_search, tmp_path):
+    """A copy of the search in which Ray's state says one trial ended in ERROR and has lost another
+    (killed after one report, its second cut short), plus a trial that never reported."""
+    from analysis.page import write_page
+    from analysis.results import open_experiment
+
+    copy = tmp_path / "broken"
+    shutil.copytree(live_search.experiment, copy)
+    state = max(copy.glob("experiment_state-*.json"))
+    record = json.loads(state.read_text())
+    entries = [(json.loads(t) if isinstance(t, str) else t, m) for t, m in record["trial_data"]]
+
+    def reports(trial: dict) -> list[str]:
+        return (copy / trial["relative_logdir"] / "result.json").read_text().splitlines()
+
+    errored, killed = [t for t, _ in entries if len(reports(t)) == 2][:2]
+    errored["status"] = "ERROR"
+    record["trial_data"] = [[json.dumps(t), m] for t, m in entries if t is not killed]
+    state.write_text(json.dumps(record))
+    first, second = reports(killed)
+    (copy / killed["relative_logdir"] / "result.json").write_text(first + "\n" + second[:40])
+    never = copy / "train_cnn_never_reported"
+    never.mkdir()
+    shutil.copy(copy / killed["relative_logdir"] / "params.json", never / "params.json")
+
+    html = write_page(open_experiment(copy), tmp_path / "page").read_text()
+    section = html[html.index("<h2 id='trials'>"):html.index('<h2 id="provenance">')]
+    summary = section[:section.index("</p>")]
+    for listed in (f"{errored['trial_id']} (errored)", f"{killed['trial_id']} (incomplete)",
+                   "train_cnn_never_reported (incomplete)"):
+        assert listed in summary
+    assert section.count('<tr class="errored">') == 1 and section.count('<tr class="incomplete">') == 2
+
+
 def on_top(browser, element) -> bool:
     """Whether the element, scrolled into view, is what the mouse reaches at its centre."""
     return browser.execute_script(
@@ -116,24 +150,43 @@ def test_no_console_error_and_no_request_leaves_the_file(page):
 
 
 def overlaps(browser, selector: str) -> list[str]:
-    """Pairs of non-empty text elements inside each `selector` SVG whose boxes intersect by more than
-    a pixel each way, and texts that stick out of their SVG, as the browser lays them out."""
+    """Pairs of non-empty text elements inside each `selector` SVG that overlap by more than a pixel,
+    and texts that stick out of their SVG, as the browser lays them out. Each text is the quadrilateral
+    its box (getBBox) covers on screen (getScreenCTM: slanted labels stay slanted), and two of them
+    overlap when no edge direction of either separates them."""
     return browser.execute_script("""
+        const quad = (t) => {
+          const b = t.getBBox(), m = t.getScreenCTM();
+          return [[b.x, b.y], [b.x + b.width, b.y], [b.x + b.width, b.y + b.height], [b.x, b.y + b.height]]
+            .map(([x, y]) => new DOMPoint(x, y).matrixTransform(m));
+        };
+        const separated = (p, q) => {
+          for (const poly of [p, q]) for (let i = 0; i < 4; i++) {
+            const a = poly[i], b = poly[(i + 1) % 4];
+            const len = Math.hypot(b.x - a.x, b.y - a.y) || 1;
+            const nx = (a.y - b.y) / len, ny = (b.x - a.x) / len;
+            const span = (poly2) => poly2.map(c => c.x * nx + c.y * ny);
+            const s = span(p), t = span(q);
+            if (Math.min(Math.max(...s), Math.max(...t)) - Math.max(Math.min(...s), Math.min(...t)) <= 1)
+              return true;
+          }
+          return false;
+        };
         const found = [];
         for (const svg of document.querySelectorAll(arguments[0])) {
+          svg.scrollIntoView();
           const frame = svg.getBoundingClientRect();
-          const boxes = [...svg.querySelectorAll('text')].filter(t => t.textContent.trim())
-            .map(t => [t.textContent.trim(), t.getBoundingClientRect()]).filter(([, b]) => b.width > 0);
+          const texts = [...svg.querySelectorAll('text')]
+            .filter(t => t.textContent.trim() && t.getBBox().width > 0)
+            .map(t => [t.textContent.trim(), quad(t)]);
           const name = svg.closest('[id]') ? svg.closest('[id]').id : '?';
-          for (const [text, b] of boxes) {
-            if (b.left < frame.left - 1 || b.right > frame.right + 1 || b.top < frame.top - 1
-                || b.bottom > frame.bottom + 1) found.push(`${name}: '${text}' leaves the picture`);
+          for (const [text, q] of texts) {
+            if (q.some(c => c.x < frame.left - 1 || c.x > frame.right + 1 || c.y < frame.top - 1
+                       || c.y > frame.bottom + 1)) found.push(`${name}: '${text}' leaves the picture`);
           }
-          for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
-            const [s, a] = boxes[i], [t, b] = boxes[j];
-            const x = Math.min(a.right, b.right) - Math.max(a.left, b.left);
-            const y = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
-            if (x > 1 && y > 1) found.push(`${name}: '${s}' overlaps '${t}'`);
+          for (let i = 0; i < texts.length; i++) for (let j = i + 1; j < texts.length; j++) {
+            if (!separated(texts[i][1], texts[j][1]))
+              found.push(`${name}: '${texts[i][0]}' overlaps '${texts[j][0]}'`);
           }
         }
         return found;""", selector)
