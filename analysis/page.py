@@ -246,10 +246,14 @@ def render_page(exp: Experiment, tables: list[Table], figures: dict[str, str], *
 
 def write_page(exp: Experiment, folder: Path, *, live: bool = False, tables: list[Table] | None = None,
                figures: dict[str, str] | None = None) -> Path:
-    """Writes `<folder>/index.html` atomically (a reader never sees half a page) and returns it.
-    `tables` default to the study's best and final tables; `figures` (name -> SVG text) to none."""
+    """Writes `<folder>/index.html` (write_html) and returns it. `tables` default to the study's best
+    and final tables, `figures` (name -> SVG text) to none."""
     tables = tables if tables is not None else [study_table(exp, "best"), study_table(exp, "final")]
-    html = render_page(exp, tables, figures or {}, live=live)
+    return write_html(folder, render_page(exp, tables, figures or {}, live=live))
+
+
+def write_html(folder: Path, html: str) -> Path:
+    """`<folder>/index.html`, replaced in one step: a reader never sees half a page."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / PAGE
     partial = folder / f".{PAGE}.{os.getpid()}.tmp"

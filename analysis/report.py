@@ -177,11 +177,15 @@ def report_folder(root: Path, experiment: Location) -> Path:
 
 def write_report(exp: Experiment, root: Path | None = None) -> Path:
     """Builds everything first, then writes report/<experiment>/; returns the folder."""
-    from analysis.plots import save
+    from analysis.page import render_page, write_html
+    from analysis.plots import svg_text
 
     tables, figures = build(exp)
     folder = report_folder(root or report_root(), exp.path)
     folder.mkdir(parents=True, exist_ok=True)
+    pictures = {name: figure.read_text() if isinstance(figure, Path) else svg_text(figure)
+                for name, figure in figures.items()}
+    page = render_page(exp, tables, pictures)
     (folder / SOURCE_FILE).write_text(exp.path.base + "\n")
     for table in tables:
         table.write(folder)
@@ -189,12 +193,9 @@ def write_report(exp: Experiment, root: Path | None = None) -> Path:
         if isinstance(figure, Path):
             shutil.copyfile(figure, folder / f"{name}.svg")
         else:
-            save(figure, folder / f"{name}.svg")
+            (folder / f"{name}.svg").write_text(pictures[name])
     (folder / "README.md").write_text(readme(exp, tables, figures, folder))
-    from analysis.page import write_page
-
-    write_page(exp, folder, tables=tables,
-               figures={name: (folder / f"{name}.svg").read_text() for name in figures})
+    write_html(folder, page)
     return folder
 
 
