@@ -12,7 +12,7 @@ import ray
 from ray._private import ray_constants
 
 from cli import UsageError
-from search.cluster import DASHBOARD_HOST, start_ray, token_location
+from search.cluster import start_ray, token_location
 from tests.conftest import ROOT
 
 PROJECT_DIRS = ("cli", "store", "search", "spaces", "trainables", "analysis", "bench", "tests")
@@ -41,11 +41,10 @@ def ray_init_calls(monkeypatch) -> list[dict]:
     return calls
 
 
-def test_local_ray_starts_with_usage_stats_off_and_no_dashboard(ray_init_calls):
+def test_local_ray_starts_with_usage_stats_off(ray_init_calls):
+    # what the local Ray listens on is tested for real, on its sockets, in tests/test_exposure.py
     start_ray()
-    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0"
-    assert ray_init_calls == [{"address": "local", "include_dashboard": False, "logging_level": "ERROR"}]
-    assert DASHBOARD_HOST == "127.0.0.1"
+    assert os.environ["RAY_USAGE_STATS_ENABLED"] == "0" and len(ray_init_calls) == 1
 
 
 def test_ray_temp_dir_goes_where_asked_and_long_paths_are_refused(ray_init_calls, tmp_path: Path):
