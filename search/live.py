@@ -30,7 +30,8 @@ from cli import UsageError
 from store import Location
 from store.experiment import ExperimentFolder
 
-DEFAULT_PORT = 8000
+REMOTE_INTERVAL_S = 15.0
+"""The least time between two rewrites for an experiment on a URI (s3://...)."""
 
 
 def parse_port(text: str) -> int:
@@ -84,7 +85,9 @@ class LivePage:
     def __init__(self, experiment: Location, root: Path, *, min_interval: float = 3.0, share: float = 0.1,
                  poll: float = 1.0):
         self.experiment, self.root = experiment, root
-        self.min_interval, self.share, self.poll = min_interval, share, poll
+        # On an object store each look at the folder is a round of requests: look less often there.
+        self.min_interval = min_interval if experiment.local else max(min_interval, REMOTE_INTERVAL_S)
+        self.share, self.poll = share, poll
         self.folder = report_folder(root, experiment)
         self.rewrites = 0
         self.seconds = 0.0
