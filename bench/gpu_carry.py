@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.data.images import DatasetInfo, ImageData, Split, data_root
+from trainables.data.images import DatasetInfo, ImageData, Split
+from trainables.data.root import data_root
 from trainables.data.text import SPLITS, Tokens
 
 CARRY = "gpu_carry"

@@ -9,7 +9,8 @@ from ray import tune
 from cli import UsageError
 from spaces.base import Profile, Space
 from trainables.cnn import ImageConfig, build_model, image_config
-from trainables.data.images import DataMissing, ImageData, Split, check_available, load_images
+from trainables.data.images import ImageData, Split, check_available, load_images
+from trainables.data.root import DataMissing
 from trainables.data.shipped import Shipment, image_key
 from trainables.models import count_layers, count_params
 

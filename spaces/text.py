@@ -8,7 +8,7 @@ from ray import tune
 
 from cli import UsageError
 from spaces.base import Profile, Space
-from trainables.data.images import DataMissing
+from trainables.data.root import DataMissing
 from trainables.data.shipped import Shipment, ShippedFolder, model_key, token_key
 from trainables.data.text import check_text_data, load_tokens
 from trainables.extract import ExtractConfig

@@ -22,7 +22,8 @@ from search.tuner import build_tuner, make_searcher, ship_data, trial_configs
 from tests.conftest import plan_for
 from trainables.cnn import ImageConfig, fit_image_model
 from trainables.config import build
-from trainables.data.images import DEBIAN_FASHION_MNIST, DataMissing, load_images
+from trainables.data.images import DEBIAN_FASHION_MNIST, load_images
+from trainables.data.root import DataMissing
 from trainables.data.text import load_sentences
 from trainables.extract import ExtractConfig, fit_extract
 from trainables.finetune import TextConfig, fit_text_classifier

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from trainables.data import text
-from trainables.data.images import data_root
+from trainables.data.root import data_root
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import torch
 
 from store import Location, locate
 from trainables.config import build, knob
-from trainables.data.images import data_root
+from trainables.data.root import data_root
 from trainables.data.shipped import Shipment, shipped_source, shipped_tokens, token_key
 from trainables.data.text import DATASET, SPLITS, Tokens, eval_batches, load_tokens
 from trainables.loop import Runtime, seed_everything, setup_runtime

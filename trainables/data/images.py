@@ -8,7 +8,6 @@ is asked for (never implicitly: a run without network must fail fast, not hang).
 from __future__ import annotations
 
 import gzip
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -16,13 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainables.data.root import DataMissing, data_root
+
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 VAL_FRACTION = 0.1
 SPLIT_SEED = 0  # the train/val split is a property of the dataset, not of a trial's seed
-
-
-class DataMissing(FileNotFoundError):
-    """A dataset is not where we looked; the message says how to get it."""
 
 
 @dataclass(frozen=True)
@@ -185,8 +182,3 @@ def load_images(name: str, data_dir: str = "", download: bool = False) -> ImageD
         val=Split(xtr[val_idx].contiguous(), ytr[val_idx]),
         test=Split(torch.from_numpy(np.array(xte)), torch.from_numpy(np.array(yte)).long()),
     )
-
-
-def data_root() -> Path:
-    """Where prepared data lives: $TUNELAB_DATA, else ./data beside the repository."""
-    return Path(os.environ.get("TUNELAB_DATA", Path(__file__).resolve().parents[2] / "data"))

@@ -9,8 +9,9 @@ import shutil
 import subprocess
 import sys
 
-from trainables.data.images import DEBIAN_FASHION_MNIST, data_root
+from trainables.data.images import DEBIAN_FASHION_MNIST
 from trainables.data.mpnet import fetch_mpnet
+from trainables.data.root import data_root
 from trainables.data.text import prepare_rotten_tomatoes
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.data.images import DataMissing, data_root
+from trainables.data.root import DataMissing, data_root
 
 DATASET = "rotten_tomatoes"
 HUB_ID = "cornell-movie-review-data/rotten_tomatoes"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from torch import nn
 
-from trainables.data.images import data_root
+from trainables.data.root import data_root
 from trainables.data.text import hub_reachable
 
 
