@@ -59,4 +59,5 @@ def settle_resources(plan: SearchPlan, nodes: list[Node], cpus: int | None = Non
         raise UsageError(f"no node of the Ray cluster can run a trial of {cpus} CPUs and {gpus:g} GPUs "
                          f"(nodes: {_describe(nodes)}){hint}")
     plan.cpus, plan.gpus = cpus, float(gpus)
+    plan.max_concurrent = concurrent_trials(nodes, cpus, float(gpus))
     plan.config["cpus"] = cpus

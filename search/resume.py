@@ -27,7 +27,7 @@ from store.recovery import check_resumable, repair_missing_checkpoints, resume_s
 # The fields that define *which* search runs; resources, storage and name may differ on resume.
 IDENTITY = ("space", "profile", "config", "grid", "scheduler", "smoothing", "alpha", "search", "num_samples",
             "objectives")
-NOT_STORED = ("callbacks", "storage", "name")
+NOT_STORED = ("callbacks", "storage", "name", "max_concurrent")
 
 
 def plan_record(plan: SearchPlan) -> dict[str, Any]:

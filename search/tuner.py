@@ -58,19 +58,7 @@ def make_searcher(plan: SearchPlan):
         searcher = optuna_searcher(plan.objectives, plan.config.get("seed", 0), plan.num_samples)
     else:
         searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=plan.config.get("seed", 0)))
-    return ConcurrencyLimiter(searcher, max_concurrent=max(1, _slots(plan)))
-
-
-
-def _slots(plan: SearchPlan) -> int:
-    """Trials the cluster runs at once, counting CPUs and GPUs node by node (1 before Ray starts)."""
-    import ray
-
-    from search.resources import cluster_nodes, concurrent_trials
-
-    if not ray.is_initialized():
-        return 1
-    return concurrent_trials(cluster_nodes(), plan.cpus, plan.gpus or 0.0)
+    return ConcurrencyLimiter(searcher, max_concurrent=max(1, plan.max_concurrent))
 
 
 def trial_configs(plan: SearchPlan) -> list[dict[str, Any]]:
