@@ -61,6 +61,9 @@ SGD_CONTINUOUS = {
 SMOKE = Profile({"train_subset": 512, "val_subset": 256, "epochs": 2}, grace_period=1)
 PAPER = Profile({"epochs": 20}, grace_period=4)
 
+IMAGE_WIRING = {"prepare": check_image_data, "ship": ship_images, "describe": describe_image_model}
+"""How every image study reaches its data and describes its models (Space's prepare/ship/describe)."""
+
 DEGRADATION = Space(
     name="degradation",
     doc="ResNet degradation problem: depth (num_blocks) × residual connections (skip), 16 filters",
@@ -87,9 +90,7 @@ DEGRADATION = Space(
     scheduler="significance",
     alpha=0.2,
     reduction_factor=2,
-    prepare=check_image_data,
-    ship=ship_images,
-    describe=describe_image_model,
+    **IMAGE_WIRING,
 )
 
 MNIST = Space(
@@ -106,9 +107,7 @@ MNIST = Space(
     continuous=SGD_CONTINUOUS,
     scheduler="significance",
     alpha=0.2,
-    prepare=check_image_data,
-    ship=ship_images,
-    describe=describe_image_model,
+    **IMAGE_WIRING,
 )
 
 TEACHERS = Space(
@@ -126,7 +125,5 @@ TEACHERS = Space(
     continuous=SGD_CONTINUOUS,
     scheduler="significance",
     alpha=0.2,
-    prepare=check_image_data,
-    ship=ship_images,
-    describe=describe_image_model,
+    **IMAGE_WIRING,
 )

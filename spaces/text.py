@@ -150,6 +150,9 @@ EXTRACT = Space(
     describe=describe_extractor,
 )
 
+FINETUNE_WIRING = {"prepare": check_finetune, "ship": ship_finetune, "describe": describe_finetune}
+"""How the fine-tuning spaces (the grid and its continuous twin) reach data and backbone."""
+
 LORA = Space(
     name="lora",
     doc="full fine-tuning vs LoRA: `setting` = full, or <targets><rank> with targets q | qv | qkvo "
@@ -181,9 +184,7 @@ LORA = Space(
         "head_lr": lambda: tune.loguniform(1e-5, 3e-3),
         "lora_alpha": lambda: tune.choice([8, 16, 32, 64]),
     },
-    prepare=check_finetune,
-    ship=ship_finetune,
-    describe=describe_finetune,
+    **FINETUNE_WIRING,
 )
 
 LORA_FRONT = Space(
@@ -212,7 +213,5 @@ LORA_FRONT = Space(
         "adapter_lr": lambda: tune.loguniform(1e-4, 1e-2),
         "head_lr": lambda: tune.loguniform(1e-4, 1e-2),
     },
-    prepare=check_finetune,
-    ship=ship_finetune,
-    describe=describe_finetune,
+    **FINETUNE_WIRING,
 )
