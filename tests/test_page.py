@@ -192,12 +192,19 @@ def overlaps(browser, selector: str) -> list[str]:
         return found;""", selector)
 
 
-def test_no_text_of_any_picture_overlaps_another_or_leaves_it(page):
+def test_no_text_of_any_picture_overlaps_another_or_leaves_it_or_is_tiny(page):
     browser, _ = page
     pictures = browser.find_elements("css selector", ".picture svg")
     assert {p.find_element("xpath", "..").get_attribute("id") for p in pictures} == {
         "picture-deg_prob", "picture-asha"}
     assert overlaps(browser, ".picture svg, svg.chart") == []
+    # Each text's line height on screen in CSS px (about 1.16 times its font size): 10 or more is a font
+    # of over 8.5 px (asha's legend beside a demo's plot was a font of about 7 px).
+    heights = browser.execute_script("""
+        return [...document.querySelectorAll('.picture svg text')].filter(t => t.textContent.trim())
+          .map(t => [t.textContent.trim(),
+                     t.getBBox().height * Math.hypot(t.getScreenCTM().c, t.getScreenCTM().d)]);""")
+    assert min(h for _, h in heights) >= 10, sorted(heights, key=lambda th: th[1])[:3]
 
 
 def test_the_overlap_check_catches_overlapping_text(page):
