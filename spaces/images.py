@@ -61,14 +61,16 @@ SGD_CONTINUOUS = {
 SMOKE = Profile({"train_subset": 512, "val_subset": 256, "epochs": 2}, grace_period=1)
 PAPER = Profile({"epochs": 20}, grace_period=4)
 
-IMAGE_WIRING = {"prepare": check_image_data, "ship": ship_images, "describe": describe_image_model}
-"""How every image study reaches its data and describes its models (Space's prepare/ship/describe)."""
+IMAGE_STUDY = {"trainable": "trainables.cnn:train_cnn", "config_cls": ImageConfig,
+               "prepare": check_image_data, "ship": ship_images, "describe": describe_image_model,
+               "scheduler": "significance", "alpha": 0.2}
+"""What every image study shares: the trainable ("trainables.cnn:train_cnn"), how it reaches its data
+and describes its models, and the early stopping that BENCHMARKS (c) measured (significance halving
+at α 0.2)."""
 
 DEGRADATION = Space(
     name="degradation",
     doc="ResNet degradation problem: depth (num_blocks) × residual connections (skip), 16 filters",
-    trainable="trainables.cnn:train_cnn",
-    config_cls=ImageConfig,
     grid={"num_blocks": [1, 5, 7], "skip": [False, True]},
     fixed={"model": "cnn", "num_filters": 16},
     profiles={
@@ -87,17 +89,13 @@ DEGRADATION = Space(
     # Replayed on the committed FIFO curves (BENCHMARKS (c)): significance halving with reduction
     # factor 2 from epoch 1 at α 0.2 kept FIFO's winner in every repeat at about half FIFO's epochs,
     # where successive halving at that compute lost up to 0.06 val_acc.
-    scheduler="significance",
-    alpha=0.2,
     reduction_factor=2,
-    **IMAGE_WIRING,
+    **IMAGE_STUDY,
 )
 
 MNIST = Space(
     name="mnist",
     doc="warm-up: MLP [512,512,512] vs two small ConvNets (CNN1 0.17M, CNN2 0.68M params)",
-    trainable="trainables.cnn:train_cnn",
-    config_cls=ImageConfig,
     grid={"model": ["mlp", "cnn1", "cnn2"]},
     profiles={
         "smoke": SMOKE,
@@ -105,16 +103,12 @@ MNIST = Space(
         "paper": PAPER,
     },
     continuous=SGD_CONTINUOUS,
-    scheduler="significance",
-    alpha=0.2,
-    **IMAGE_WIRING,
+    **IMAGE_STUDY,
 )
 
 TEACHERS = Space(
     name="teachers",
     doc="distillation teachers: ResNet32 (0.47M) and WideResNet14-2 (0.69M)",
-    trainable="trainables.cnn:train_cnn",
-    config_cls=ImageConfig,
     grid={"model": ["resnet32", "wrn14_2"]},
     profiles={
         "smoke": Profile({"train_subset": 256, "val_subset": 256, "epochs": 1}, grace_period=1),
@@ -123,7 +117,5 @@ TEACHERS = Space(
     },
     gpu=0.5,
     continuous=SGD_CONTINUOUS,
-    scheduler="significance",
-    alpha=0.2,
-    **IMAGE_WIRING,
+    **IMAGE_STUDY,
 )
