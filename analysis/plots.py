@@ -153,16 +153,19 @@ def model_curves(exp: Experiment) -> Figure:
         for values, curve in curves.groupby(keys):
             config = dict(zip(keys, values, strict=True))
             label = (model_name(config) if keys == ["model"]
-                     else ", ".join(f"{k}={v}" for k, v in config.items()))
+                     else ", ".join(f"{k}={_value(v)}" for k, v in config.items()))
             line, = ax.plot(curve[x], curve[metric], marker="o", markersize=3, label=label)
             colours[tuple(values)] = line.get_color()
         if mark_stops(ax, exp, keys, curves, metric, lambda c, colours=colours: colours[tuple(c.values())]):
             ax.plot([], [], color="grey", linestyle="none", label="stopped by the scheduler", **STOPPED)
         ax.set(xlabel=xlabel, ylabel=metric, title=f"{metric} by configuration")
         whole_ticks(ax, curves[x])
-    axes[-1].legend(fontsize=8)
     fig.suptitle(f"{exp.space or exp.name}: learning curves (mean over {seeds_text(exp)})")
     fig.tight_layout()
+    # Below both plots, where long configurations (an optuna search's) cover no axis.
+    handles, labels = axes[-1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=9, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
+               ncol=max(1, min(4, 110 // max(len(label) for label in labels))))
     return fig
 
 
@@ -223,7 +226,8 @@ def stop_reasons_of(exp: Experiment) -> dict:
 
 
 def _value(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
+    """A knob's value in a label: sampled floats to 4 significant digits (lr=0.002773, not 17 digits)."""
+    return f"{v:.4g}" if isinstance(v, float | np.floating) else str(v)
 
 
 def distil(exp: Experiment) -> Figure:
