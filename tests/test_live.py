@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 def test_the_page_of_a_running_search_changes_and_reloads_itself(live_search):
     assert live_search.returncode == 0, live_search.output[-3000:]
     assert "live report served at http://127.0.0.1:" in live_search.output
+    assert "live page not rewritten" not in live_search.output  # no rewrite failed
     assert len(live_search.live_pages) >= 2, (
         f"the served page never changed while the search ran (pages at {live_search.changed_at} s; "
         f"driver: {live_search.output[-1500:]})")
