@@ -25,6 +25,10 @@ from tests.killing import kill_session
 
 pytestmark = pytest.mark.slow
 SMOKE = ["--space", "degradation", "--profile", "smoke", "--scheduler", "fifo", "--max-epochs", "3"]
+# tests/faults/sitecustomize.py crashes a trial where TUNELAB_CRASH_AT_EPOCH says, in every process of
+# the search (Ray's workers inherit the driver's environment); production code carries no such hook.
+CRASH_HOOK = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests" / "faults"),
+                                                           os.environ.get("PYTHONPATH")]))}
 EPOCHS = 3
 
 
@@ -50,7 +54,7 @@ def crashed_experiment(storage: Path) -> Path:
     marker = storage / "crash.marker"
     result = run_cli(*SMOKE, "--set", "num_blocks=1", "--set", "skip=true", "--num-samples", "2",
                      "--storage", str(storage), "--name", "crashed",
-                     env={"TUNELAB_CRASH_AT_EPOCH": "2", "TUNELAB_CRASH_MARKER": str(marker)})
+                     env={**CRASH_HOOK, "TUNELAB_CRASH_AT_EPOCH": "2", "TUNELAB_CRASH_MARKER": str(marker)})
     assert result.returncode == 0, result.stderr[-3000:]
     assert marker.is_file(), "the crash hook never fired"
     return storage / "crashed"
@@ -293,7 +297,7 @@ def test_a_search_with_a_trial_in_error_exits_3_naming_it(storage: Path):
     ERROR after its retries: the search must not look like one that succeeded (item 5)."""
     result = run_cli(*SMOKE, "--max-epochs", "2", "--set", "num_blocks=1", "--set", "skip=true",
                      "--set", "train_subset=256", "--set", "val_subset=128", "--storage", str(storage),
-                     "--name", "errored", env={"TUNELAB_CRASH_AT_EPOCH": "2"})
+                     "--name", "errored", env={**CRASH_HOOK, "TUNELAB_CRASH_AT_EPOCH": "2"})
     assert result.returncode == 3, result.stderr[-3000:]
     named = [line for line in result.stderr.splitlines() if "ended in ERROR" in line]
     assert len(named) == 1 and named[0].startswith("error: 1 trial(s)"), result.stderr[-3000:]

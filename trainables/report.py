@@ -62,7 +62,6 @@ class TuneReporter:
     def report(self, metrics: dict[str, Any], state: dict) -> None:
         from ray import tune
 
-        crash_once_if_asked(metrics.get("epoch"))
         with tempfile.TemporaryDirectory() as folder:
             torch.save(state, os.path.join(folder, STATE_FILE))
             with open(os.path.join(folder, METRICS_FILE), "w") as out:
@@ -88,22 +87,6 @@ class MemoryReporter:
         self.state = state
         if self.stop_after is not None and len(self.history) >= self.stop_after:
             raise MemoryReporter.Stop
-
-
-def crash_once_if_asked(epoch: int | None) -> None:
-    """Test-only fault injection: with TUNELAB_CRASH_AT_EPOCH=N the first trial to finish epoch N
-    raises before reporting it. The marker file TUNELAB_CRASH_MARKER (created atomically) makes it
-    one crash per search, so the retry from the last checkpoint runs through; without a marker every
-    trial raises there every time, so it ends in ERROR once its retries are spent."""
-    at, marker = os.environ.get("TUNELAB_CRASH_AT_EPOCH"), os.environ.get("TUNELAB_CRASH_MARKER")
-    if not at or epoch != int(at):
-        return
-    try:
-        if marker:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return
-    raise RuntimeError(f"TUNELAB_CRASH_AT_EPOCH={at}: crash injected before epoch {epoch} was reported")
 
 
 def trial_cpus(configured: int) -> int:

@@ -1,0 +1,64 @@
+"""Test-only fault injection, so that production code carries no hook. A test puts this folder on
+PYTHONPATH; Python then imports this file at start-up in every process of the search it runs (the
+driver and Ray's workers, which inherit the environment). With TUNELAB_CRASH_AT_EPOCH=N set, the
+first trial to finish epoch N raises before reporting it. The marker file TUNELAB_CRASH_MARKER
+(created atomically) makes it one crash per search, so the retry from the last checkpoint runs
+through; without a marker every trial raises there every time, so it ends in ERROR once its retries
+are spent. It wraps trainables.report.TuneReporter.report when that module is first imported."""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import os
+import sys
+
+TARGET = "trainables.report"
+
+
+def crash_once_if_asked(epoch) -> None:
+    at, marker = os.environ["TUNELAB_CRASH_AT_EPOCH"], os.environ.get("TUNELAB_CRASH_MARKER")
+    if epoch != int(at):
+        return
+    try:
+        if marker:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    raise RuntimeError(f"TUNELAB_CRASH_AT_EPOCH={at}: crash injected before epoch {epoch} was reported")
+
+
+def wrap(module) -> None:
+    reporter = module.TuneReporter
+    report = reporter.report
+
+    def crashing_report(self, metrics, state):
+        crash_once_if_asked(metrics.get("epoch"))
+        return report(self, metrics, state)
+
+    reporter.report = crashing_report
+
+
+class WrapOnImport(importlib.abc.MetaPathFinder):
+    """Finds trainables.report as usual, then wraps its reporter once the module has run."""
+
+    def find_spec(self, name, path, target=None):
+        if name != TARGET:
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
+        run = spec.loader.exec_module
+
+        def exec_and_wrap(module):
+            run(module)
+            wrap(module)
+
+        spec.loader.exec_module = exec_and_wrap
+        return spec
+
+
+if os.environ.get("TUNELAB_CRASH_AT_EPOCH"):
+    sys.meta_path.insert(0, WrapOnImport())
