@@ -171,34 +171,34 @@ def report_page(step: Step, root: Path) -> Path | None:
     return found()
 
 
-def write_index(steps: list[Step], root: Path, profile: str, seconds: float) -> Path:
+def write_index(steps: list[Step], root: Path, profile: str, storage: Location, seconds: float) -> Path:
     """<root>/reproduce__<profile>.html and .md: one row per study, linking its report page."""
     from analysis.page import page_head
 
     rows = []
     for step in steps:
         page = report_page(step, root)
-        did = step.ran or "nothing (finished before)"
-        rows.append((step.space, step.folder.uri, did, f"{step.seconds:.0f} s" if step.ran else "–",
+        rows.append((step.space, step.folder.name, step.ran or "nothing (finished before)",
+                     f"{step.seconds:.0f} s" if step.ran else "–",
                      page.relative_to(root).as_posix() if page else None))
     title = f"Every study, profile {profile}"
-    summary = (f"{len(steps)} studies; this run started {sum(s.ran == 'started' for s in steps)}, resumed "
-               f"{sum(s.ran == 'resumed' for s in steps)}, in {seconds:.0f} s. Regenerate or continue: "
-               f"python search/study.py --profile {profile}")
-    md = [f"# {title}", "", summary, "", "| study | experiment | this run | wall time | report |",
-          "|---|---|---|---|---|"]
-    md += [f"| {space} | `{uri}` | {did} | {wall} | " + (f"[{link}]({link})" if link else "missing") + " |"
-           for space, uri, did, wall, link in rows]
+    started, resumed = (sum(s.ran == kind for s in steps) for kind in ("started", "resumed"))
+    summary = (f"{len(steps)} studies in {storage.uri}; this run started {started} and resumed {resumed}, "
+               f"which ran for {seconds:.0f} s. Continue or check: python search/study.py --profile "
+               f"{profile}")
+    header = ("study", "experiment", "this run", "wall time", "report")
+    md = [f"# {title}", "", summary, "", "| " + " | ".join(header) + " |", "|---|---|---|---|---|"]
+    md += [f"| {space} | `{name}` | {did} | {wall} | " + (f"[{link}]({link})" if link else "missing") + " |"
+           for space, name, did, wall, link in rows]
     cells = "".join(
-        f"<tr><td class='text'>{escape(space)}</td><td class='text'><code>{escape(uri)}</code></td>"
+        f"<tr><td class='text'>{escape(space)}</td><td class='text'><code>{escape(name)}</code></td>"
         f"<td class='text'>{escape(did)}</td><td>{wall}</td><td class='text'>"
-        + (f"<a href='{escape(link, quote=True)}'>{escape(link)}</a>" if link else "missing") + "</td></tr>"
-        for space, uri, did, wall, link in rows)
+        + (f"<a href='{escape(link, quote=True)}'>{escape(space)} report</a>" if link else "missing")
+        + "</td></tr>" for space, name, did, wall, link in rows)
+    head = "".join(f"<th class='{'num' if h == 'wall time' else 'text'}'>{h}</th>" for h in header)
     html = (f"<!DOCTYPE html><html lang='en'>{page_head(title)}<body><h1>{escape(title)}</h1>"
-            f"<p>{escape(summary)}</p><table><thead><tr><th class='text'>study</th>"
-            f"<th class='text'>experiment</th><th class='text'>this run</th><th>wall time</th>"
-            f"<th class='text'>report</th></tr></thead>"
-            f"<tbody>{cells}</tbody></table></body></html>\n")
+            f"<p>{escape(summary)}</p><div class='scroll'><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{cells}</tbody></table></div></body></html>\n")
     root.mkdir(parents=True, exist_ok=True)
     (root / f"reproduce__{profile}.md").write_text("\n".join(md) + "\n")
     index = root / f"reproduce__{profile}.html"
@@ -235,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"(run the same command again to resume it)", file=sys.stderr, flush=True)
             return status
     seconds = time.monotonic() - started
-    index = write_index(list(steps.values()), report_root(), args.profile, seconds)
-    print(f"reproduce {args.profile}: {len(steps)} studies in {seconds:.0f} s; index: {index}")
+    index = write_index(list(steps.values()), report_root(), args.profile, args.storage, seconds)
+    print(f"reproduce {args.profile}: {len(steps)} studies, {sum(bool(s.ran) for s in steps.values())} run "
+          f"now ({seconds:.0f} s); index: {index}")
     return 0
 
 

@@ -85,7 +85,7 @@ def test_a_second_run_starts_nothing(chain):
     assert snapshot(storage) == before
     assert second.stdout.count("finished before") == len(study.CHAIN)
     assert "started (" not in second.stdout and "resumed (" not in second.stdout
-    assert "this run started 0, resumed 0" in (chain[1] / "reproduce__smoke.md").read_text()
+    assert "this run started 0 and resumed 0," in (chain[1] / "reproduce__smoke.md").read_text()
 
 
 def test_experiment_state_is_read_as_new_finished_or_unfinished(chain, tmp_path):
