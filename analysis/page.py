@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.overview import planned_trials, status_line, winner_line
 from analysis.page_reference import reference_section
 from analysis.page_svg import ENDS, curves_svg, parallel_svg, trial_marks
-from analysis.report import planned_trials, status_line, winner_line
 from analysis.results import Experiment
 from analysis.tables import Table, _cell, study_table
 

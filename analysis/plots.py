@@ -264,7 +264,8 @@ def distil(exp: Experiment) -> Figure:
                        color="white" if value < np.nanmean(grid.values) else "black")
     right.set(xlabel="w_st", ylabel="temperature T", title=f"best-epoch {metric} per T × w_st")
     fig.colorbar(image, ax=right, label=metric)
-    fig.suptitle(f"Knowledge distillation ({exp.name}, mean over {exp.seeds} seed(s))")
+    seeds = "one seed" if exp.seeds == 1 else f"mean over {exp.seeds} seeds"
+    fig.suptitle(f"Knowledge distillation ({exp.name}, {seeds})")
     fig.tight_layout()
     return fig
 

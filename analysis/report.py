@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import math
 import os
 import shutil
 import sys
@@ -23,9 +22,10 @@ if __package__ in (None, ""):  # `python analysis/report.py` from a checkout
 
     use_project_python(__file__, needs=("pandas", "matplotlib"))  # else the .venv
 
+from analysis.overview import status_line, winner_line  # noqa: E402
 from analysis.pareto import experiment_front  # noqa: E402
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
-from analysis.tables import Table, study_table, winner  # noqa: E402
+from analysis.tables import Table, study_table  # noqa: E402
 from cli import OneLineParser, UsageError, one_line  # noqa: E402
 from store import Location, StorageError, locate  # noqa: E402
 from store.experiment import experiments  # noqa: E402
@@ -73,50 +73,6 @@ def front_lines(exp: Experiment) -> list[str]:
         return ["## Front", "", f"No front: {err}.", ""]
     frame = found.table.assign(on_front=found.table["on_front"].map({True: "yes", False: ""}))
     return ["## Front", "", Table("front", "best", frame, found.line()).markdown()]
-
-
-def planned_trials(exp: Experiment) -> int | None:
-    """The trials the stored plan asks for (the grid's cells and the space's baseline cells, times
-    num_samples; optuna: num_samples); None for a folder without a plan."""
-    plan = exp.plan
-    if "grid" not in plan:
-        return None
-    samples = int(plan.get("num_samples", 1))
-    if plan.get("search") == "optuna":
-        return samples
-    from spaces import SPACES
-
-    grid = plan["grid"]
-    cells = math.prod(len(values) for values in grid.values())
-    space = SPACES.get(exp.space or "")
-    for baseline in space.baselines if space else ():  # one run per combination of the axes it leaves open
-        cells += math.prod(len(values) for key, values in grid.items() if key not in baseline)
-    return cells * samples
-
-
-def status_line(exp: Experiment) -> str:
-    trials = exp.trials
-    text = (f"{len(trials)} trials, {exp.seeds} seed(s), {int(trials['stopped_early'].sum())} stopped "
-            f"early by the scheduler")
-    if exp.incomplete:
-        text += f", {len(exp.incomplete)} incomplete (running, killed or failed: {', '.join(exp.incomplete)})"
-    planned = planned_trials(exp)
-    if planned is not None and planned > len(trials):  # a killed search: Tune never created their folders
-        text += f", {planned - len(trials)} of the {planned} planned never started"
-    return text
-
-
-def winner_line(exp: Experiment) -> str:
-    """The winner as every reader names it (analysis.tables.winner): its configuration, its value at
-    the best epoch of its mean over seeds, and the budget it ran."""
-    try:
-        best = winner(exp)
-    except ValueError as err:
-        return f"no winner: {err}"
-    config = ", ".join(f"{k}={best[k]}" for k in exp.varied_keys())
-    seeds = f"mean over {best['runs']} seeds" if best["runs"] > 1 else "one seed"
-    return (f"winner: {config or exp.name}, {exp.metric} {best[exp.metric]:.4f} ({seeds}) at epoch "
-            f"{best['epoch']:g} of {best['epochs']:g}")
 
 
 def provenance_lines(record: dict | None) -> list[str]:

@@ -120,7 +120,7 @@ def experiment_name(space: str, args: argparse.Namespace) -> str:
 def state(folder: Location) -> str:
     """new (no folder), finished (Ray's state: every trial ended, as many as the plan asks for) or
     unfinished (anything else: killed, running, errored trials, or stopped before Ray saved a state)."""
-    from analysis.report import planned_trials
+    from analysis.overview import planned_trials
     from analysis.results import open_experiment
 
     if not folder.exists():

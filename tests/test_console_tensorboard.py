@@ -65,7 +65,7 @@ def test_tensorboard_reads_val_acc_of_every_trial_from_the_experiment_folder(sea
 
 
 def test_report_names_planned_trials_that_never_started(search, tmp_path: Path):
-    from analysis.report import status_line
+    from analysis.overview import status_line
     from analysis.results import open_experiment
 
     experiment, _, _ = search

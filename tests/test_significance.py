@@ -115,6 +115,7 @@ def test_the_significance_scheduler_stops_what_its_replay_stops_and_every_reader
     driver's summary, analysis/report.py and analysis/evaluate.py crown the same configuration with the
     same value."""
     from analysis import evaluate, report
+    from analysis.overview import winner_line
     from analysis.results import load_experiment
     from tests.conftest import run_cli
 
@@ -135,7 +136,7 @@ def test_the_significance_scheduler_stops_what_its_replay_stops_and_every_reader
     assert "Current best trial" not in result.stdout and "num_stopped" not in result.stdout
 
     starred = next(line for line in result.stdout.splitlines() if line.lstrip().startswith("*"))
-    reported = report.winner_line(report.open_experiment(tmp_path / "sig"))
+    reported = winner_line(report.open_experiment(tmp_path / "sig"))
     config, value = re.search(r"winner: (.*), val_acc (\d\.\d{4})", reported).groups()
     num_blocks, skip = re.search(r"num_blocks=(\d+), skip=(\w+)", config).groups()
     assert starred.split()[1:4] == [num_blocks, skip, value], (starred, reported)

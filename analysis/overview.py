@@ -1,0 +1,55 @@
+"""One-line statements about an experiment that several readers print: how many trials ran (and
+which are incomplete or never started) and the winner. The report's README (analysis/report.py) and
+its web page (analysis/page.py) say them in the same words."""
+
+from __future__ import annotations
+
+import math
+
+from analysis.results import Experiment
+from analysis.tables import winner
+
+
+def planned_trials(exp: Experiment) -> int | None:
+    """The trials the stored plan asks for (the grid's cells and the space's baseline cells, times
+    num_samples; optuna: num_samples); None for a folder without a plan."""
+    plan = exp.plan
+    if "grid" not in plan:
+        return None
+    samples = int(plan.get("num_samples", 1))
+    if plan.get("search") == "optuna":
+        return samples
+    from spaces import SPACES
+
+    grid = plan["grid"]
+    cells = math.prod(len(values) for values in grid.values())
+    space = SPACES.get(exp.space or "")
+    for baseline in space.baselines if space else ():  # one run per combination of the axes it leaves open
+        cells += math.prod(len(values) for key, values in grid.items() if key not in baseline)
+    return cells * samples
+
+
+def status_line(exp: Experiment) -> str:
+    trials = exp.trials
+    seeds = "one seed" if exp.seeds == 1 else f"{exp.seeds} seeds"
+    stopped = int(trials["stopped_early"].sum())
+    text = f"{len(trials)} trials, {seeds}, {stopped} stopped early by the scheduler"
+    if exp.incomplete:
+        text += f", {len(exp.incomplete)} incomplete (running, killed or failed: {', '.join(exp.incomplete)})"
+    planned = planned_trials(exp)
+    if planned is not None and planned > len(trials):  # a killed search: Tune never created their folders
+        text += f", {planned - len(trials)} of the {planned} planned never started"
+    return text
+
+
+def winner_line(exp: Experiment) -> str:
+    """The winner as every reader names it (analysis.tables.winner): its configuration, its value at
+    the best epoch of its mean over seeds, and the budget it ran."""
+    try:
+        best = winner(exp)
+    except ValueError as err:
+        return f"no winner: {err}"
+    config = ", ".join(f"{k}={best[k]}" for k in exp.varied_keys())
+    seeds = f"mean over {best['runs']} seeds" if best["runs"] > 1 else "one seed"
+    return (f"winner: {config or exp.name}, {exp.metric} {best[exp.metric]:.4f} ({seeds}) at epoch "
+            f"{best['epoch']:g} of {best['epochs']:g}")
