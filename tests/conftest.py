@@ -138,5 +138,5 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
 
 
 # One smoke search watched while it runs: the live page's tests and the page's browser tests share it.
-from live_search import live_search  # noqa: E402, F401
+from tests.live_search import live_search  # noqa: E402, F401
 

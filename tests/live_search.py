@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import OFFLINE_ENV, ROOT
+from tests.conftest import OFFLINE_ENV, ROOT
 
 NAME = "live"
 # Two depths × plain/skip (two knobs: the page draws parallel coordinates), two seeds in lockstep,
