@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.conftest import OFFLINE_ENV, ROOT
 
 NAME = "live"
 # Two depths × plain/skip (two knobs: the page draws parallel coordinates), two seeds in lockstep,
@@ -55,6 +54,8 @@ class LiveSearch:
 
 @pytest.fixture(scope="session")
 def live_search(tmp_path_factory) -> LiveSearch:
+    from tests.conftest import OFFLINE_ENV, ROOT  # here: tests/conftest.py imports this module
+
     root = tmp_path_factory.mktemp("live")
     port = free_port()
     log = root / "driver.log"
