@@ -137,7 +137,8 @@ def note(first: pd.Series | None, other: pd.Series | None, letter: str, diff: Di
     verdict: the sides are not like-for-like), why there is no interval, or the Welch test's verdict."""
     if first is None or other is None:
         return f"only in {'A' if other is None else letter}"
-    parts = []
+    parts = [f"{side} holds an errored trial" for side, row in (("A", first), (letter, other))
+             if row["errored"]]
     unequal = first["epochs"] != other["epochs"] or first_budget != other_budget
     if unequal:
         parts.append(f"not like-for-like: A ran {first['epochs']:g} of {first_budget:g} epochs, "
@@ -207,8 +208,8 @@ def difference_bounds(metric: str) -> tuple[float, float] | None:
 
 def open_all(paths: list[str]) -> list[Experiment]:
     """The experiments, checked: two or more, none twice, each readable, all of one space."""
-    if len(paths) < 2:
-        raise UsageError(f"a comparison needs two or more experiments, got {len(paths)}")
+    if not 2 <= len(paths) <= len(LETTERS):
+        raise UsageError(f"a comparison needs two to {len(LETTERS)} experiments, got {len(paths)}")
     seen: dict[str, str] = {}
     for path in paths:
         try:

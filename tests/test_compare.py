@@ -142,7 +142,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(storage, tmp_path, cap
              "missing": [a, str(tmp_path / "nowhere")]}
     out = tmp_path / "out"
     if case == "one":  # report.py reports a single experiment; the comparison itself refuses one
-        with pytest.raises(UsageError, match="two or more experiments, got 1"):
+        with pytest.raises(UsageError, match="two to 26 experiments, got 1"):
             compare.run([a], out)
     else:
         assert report.main([*given[case], "--out", str(out)]) == 2
@@ -172,3 +172,10 @@ def test_welch_needs_two_runs_a_side_and_some_spread():
     assert none.diff == pytest.approx(0.2) and math.isnan(none.p)
     wide = compare.welch([0.1, 0.9], [0.0, 1.0], (-1.0, 1.0))
     assert (wide.lo, wide.hi) == (-1.0, 1.0)
+
+
+def test_an_errored_trial_is_named_in_the_rows_verdict():
+    clean = pd.Series({"epochs": 1.0, "runs": 2, "errored": False})
+    errored = pd.Series({"epochs": 1.0, "runs": 2, "errored": True})
+    diff = compare.welch([0.5, 0.6], [0.4, 0.45])
+    assert compare.note(clean, errored, "B", diff, 1.0, 1.0) == "B holds an errored trial; not significant"
