@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # `python analysis/report.py` from a checkout
 
     use_project_python(__file__, needs=("pandas", "matplotlib"))  # else the .venv
 
+from analysis.lineage import report_section as pbt_section  # noqa: E402
 from analysis.overview import status_line, winner_line  # noqa: E402
 from analysis.pareto import experiment_front  # noqa: E402
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
@@ -104,6 +105,7 @@ def readme(exp: Experiment, tables: list[Table], figures: dict, folder: Path) ->
     for table, heading in zip(tables, ("Main table (best epoch)", "Final epoch"), strict=True):
         lines += [f"## {heading}", "", table.markdown(), f"CSV: [{table.stem}.csv]({table.stem}.csv)", ""]
     lines += front_lines(exp)
+    lines += pbt_section(exp)
     if figures:
         lines += ["## Pictures", ""]
         lines += [f"### {name}\n\n![{name}]({name}.svg)\n" for name in figures]

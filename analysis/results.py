@@ -58,9 +58,12 @@ class Experiment:
         return distinct * lockstep
 
     def varied_keys(self) -> list[str]:
-        """Config keys whose value differs between trials (the searched axes), seed excluded."""
-        return [k for k in self.config_keys if k != "seed" and k in self.trials
+        """Config keys whose value differs between trials (the searched axes), seed excluded; under
+        --scheduler pbt also `trial_id`: a member's config is a schedule (search/pbt.py), so every
+        member is its own row, never averaged with another that happens to end on the same values."""
+        keys = [k for k in self.config_keys if k != "seed" and k in self.trials
                 and self.trials[k].astype(str).nunique() > 1]
+        return keys + (["trial_id"] if self.plan.get("scheduler") == "pbt" else [])
 
 
 def read_plan(path: str | Path | Location) -> dict:

@@ -151,7 +151,7 @@ def per_config(exp: Experiment, which: str, metrics: list[str]) -> pd.DataFrame:
     for _, group in groups:
         first = group.iloc[0]
         at = report_index(group[exp.metric].tolist(), which, exp.mode)
-        row = {k: first[k] for k in exp.config_keys if k not in ("seed", "seeds") and k in group}
+        row = {k: first[k] for k in [*exp.config_keys, *keys] if k not in ("seed", "seeds") and k in group}
         row["runs"] = len(group)
         row["epochs"] = first["epochs_run"] / exp.reports_per_epoch
         row["epoch"] = (at + 1) / exp.reports_per_epoch

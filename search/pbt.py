@@ -14,14 +14,13 @@ and w_st. Which member is cloned and how values move are Ray's draws, in the ord
 a PBT search is not reproducible run to run, unlike its starting population.
 
 The record: every result row carries the config the member trained that report with (Ray's
-`config` in result.json), and Ray's `pbt_global.txt` lists every exploit; store/experiment.py reads
-both (`ExperimentFolder.pbt_exploits`, `Trial.schedule`), and `schedules` here joins them.
+`config` in result.json), and Ray's `pbt_global.txt` lists every exploit; analysis/lineage.py reads
+both through store/experiment.py and tells each member's schedule.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -29,10 +28,10 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import PopulationBasedTraining
 
+from analysis.lineage import schedule_lines
 from cli import UsageError
 from search.plan import SearchPlan
 from spaces import SPACES, Space
-from store.experiment import ExperimentFolder, NotAnExperiment
 
 PERTURBATION_FACTORS = (1.2, 0.8)
 RESAMPLE_PROBABILITY = 0.25
@@ -108,7 +107,13 @@ class SyncedPBT(PopulationBasedTraining):
     restarted trial copies its result.json back from the storage (docs/storage.md §4), so rows not yet
     synced would be lost."""
 
+    last_report = 0
+    """The budget's last report: a member that makes it ends there, so it neither exploits nor is ranked
+    (an exploit then would give it a config it never trains with, which its params.json would show)."""
+
     def on_trial_result(self, tune_controller, trial, result):
+        if self.last_report and result.get(self._time_attr, 0) >= self.last_report:
+            return self.CONTINUE
         # Private to Ray 2.60's TuneController and _ExperimentCheckpointManager (instance attributes, so
         # raycompat's class check cannot see them): a Ray without them fails here, saying so.
         manager = getattr(tune_controller, "_checkpoint_manager", None)
@@ -120,10 +125,12 @@ class SyncedPBT(PopulationBasedTraining):
         return super().on_trial_result(tune_controller, trial, result)
 
 
-def pbt_scheduler(plan: SearchPlan) -> PopulationBasedTraining:
-    """Exploit and explore after every report (half an epoch for lora, an epoch for kd)."""
+def pbt_scheduler(plan: SearchPlan, resumed_at: int = 0) -> PopulationBasedTraining:
+    """Exploit and explore after every report (half an epoch for lora, an epoch for kd), once the whole
+    population has made it. `resumed_at`: a resume's scheduler, whose members stand at that report at
+    most; its first round is the report after it."""
     perturb = plan.space.perturb
-    return SyncedPBT(
+    scheduler = SyncedPBT(
         time_attr="training_iteration",
         perturbation_interval=1,
         hyperparam_mutations={k: tune.loguniform(lo, hi) for k, (lo, hi) in perturb.items()},
@@ -131,7 +138,22 @@ def pbt_scheduler(plan: SearchPlan) -> PopulationBasedTraining:
         resample_probability=RESAMPLE_PROBABILITY,
         perturbation_factors=PERTURBATION_FACTORS,
         custom_explore_fn=Clamp(dict(perturb)),
+        # Synchronous: every member reaches the report, then the bottom quarter exploits the top one.
+        # Ray's asynchronous PBT ranks each member's latest report against the others' latest, which
+        # may be of other epochs (unequal budgets ranked as equals), and a top member that was not on
+        # top when it last reported has no checkpoint to clone, so exploits depend on arrival order.
+        synch=True,
     )
+    scheduler.last_report = plan.max_t
+    if resumed_at:
+        # Ray's synchronous round is due at _next_perturbation_sync, then at max(next + interval, the
+        # latest member's report): a fresh scheduler (1) over members already at report r would set it
+        # to r after their first round, where no member is behind it, and every member would wait.
+        if not hasattr(scheduler, "_next_perturbation_sync"):
+            raise RuntimeError("--resume of a pbt search: this Ray's PopulationBasedTraining has no "
+                               "_next_perturbation_sync (tunelab is tested with the Ray of constraints.txt)")
+        scheduler._next_perturbation_sync = resumed_at + 1
+    return scheduler
 
 
 def pbt_searcher(plan: SearchPlan):
@@ -149,122 +171,8 @@ def pbt_param_space(plan: SearchPlan) -> dict[str, Any]:
             **{k: tune.loguniform(lo, hi) for k, (lo, hi) in plan.space.perturb.items()}}
 
 
-@dataclass
-class Segment:
-    """Reports a member trained in a row from one start: its own first report, or another's checkpoint."""
-
-    rows: list[tuple[int, dict]]
-    """(report, {key: value}) in the order written."""
-    parent: str | None = None
-    """The trial id whose checkpoint this segment went on from (None: the member's own start)."""
-
-    @property
-    def first(self) -> int:
-        return self.rows[0][0]
-
-
-@dataclass
-class Member:
-    trial_id: str
-    segments: list[Segment]
-    final: dict[str, float]
-    """Its last report's metrics."""
-
-
-def _segments(rows: list[tuple[int, dict]], parents: list[str]) -> list[Segment]:
-    """Cuts a member's rows where an exploit put it on another's checkpoint: where the values change
-    (explore always moves them, unless every key sits clamped at a bound) or the report count jumps.
-    `parents` are its exploits' parents in Ray's order (pbt_global.txt)."""
-    segments: list[Segment] = []
-    waiting = list(parents)
-    for report, values in rows:
-        if segments:
-            last_report, last_values = segments[-1].rows[-1]
-            if values == last_values and report == last_report + 1:
-                segments[-1].rows.append((report, values))
-                continue
-        parent = waiting.pop(0) if segments and waiting else None
-        segments.append(Segment([(report, values)], parent))
-    return segments
-
-
-def members(experiment_dir, keys: list[str]) -> dict[str, Member]:
-    """Every member's segments of `keys` values and its last metrics, read from the stored experiment."""
-    folder = ExperimentFolder(experiment_dir)
-    parents: dict[str, list[str]] = {}
-    for event in folder.pbt_exploits():
-        parents.setdefault(event["trial_id"], []).append(event["parent_id"])
-    found = {}
-    for trial in folder.trials():
-        rows = trial.results()
-        if not rows:
-            continue
-        trial_id = str(rows[0].get("trial_id", trial.name))
-        found[trial_id] = Member(trial_id, _segments(trial.schedule(keys), parents.get(trial_id, [])),
-                                 {k: v for k, v in rows[-1].items() if isinstance(v, int | float)})
-    return found
-
-
-def lineage(found: dict[str, Member], trial_id: str, upto: int | None = None,
-            depth: int = 0) -> list[tuple[int, str, dict]]:
-    """(report, trial id, values) of every report that made `trial_id`'s model as of report `upto`
-    (its last, by default): its latest segment that starts at or before `upto`, preceded by the
-    lineage of that segment's parent up to the report before it starts."""
-    member = found.get(trial_id)
-    if member is None or depth > len(found) * 64:  # a parent without results, or a malformed record
-        return []
-    segments = [s for s in member.segments if upto is None or s.first <= upto]
-    if not segments:
-        return []
-    segment = segments[-1]
-    own = [(report, trial_id, values) for report, values in segment.rows if upto is None or report <= upto]
-    if segment.parent is None:
-        return own
-    return lineage(found, segment.parent, segment.first - 1, depth + 1) + own
-
-
-def describe(steps: list[tuple[int, str, dict]], keys: list[str]) -> str:
-    """`r1-2 [00003] lr=0.01 T=2; r3-4 [00001] ...`: the values by report, and whose run trained it."""
-    spans: list[list] = []
-    for report, trial_id, values in steps:
-        shown = (trial_id[-5:], tuple(_short(values.get(k)) for k in keys))
-        if spans and spans[-1][2] == shown and spans[-1][1] == report - 1:
-            spans[-1][1] = report
-        else:
-            spans.append([report, report, shown])
-    return "; ".join(f"{f'r{a}' if a == b else f'r{a}-{b}'} [{who}] "
-                     + " ".join(f"{k}={v}" for k, v in zip(keys, shown, strict=True))
-                     for a, b, (who, shown) in spans)
-
-
-def _short(value: Any) -> str:
-    return "?" if value is None else f"{float(value):.3g}"
-
-
 def summary_lines(plan: SearchPlan) -> list[str]:
-    """The closing summary's PBT part: each member's final metric and the schedule that made its final
-    model (its lineage through the checkpoints it took), and the best final schedule. PBT stops no
-    member: all end at the budget's last report, so their last reports rank as equals."""
+    """The closing summary's PBT part (analysis/lineage.py)."""
     space = plan.space
-    keys = list(space.perturb)
-    try:
-        found = members(plan.experiment_dir, keys)
-    except NotAnExperiment as err:  # the results are intact; only the lineage cannot be told
-        return [f"pbt: no schedules ({err})"]
-    metric, sign = space.metric, (1 if space.mode == "max" else -1)
-    scored = sorted((m for m in found.values() if isinstance(m.final.get(metric), int | float)
-                     and not math.isnan(m.final[metric])), key=lambda m: -sign * m.final[metric])
-    if not scored:
-        return []
-    exploits = sum(len(s) - 1 for s in (m.segments for m in found.values()))
-    per_report = f"{1 / space.reports_per_epoch:g} epoch"
-    lines = [f"pbt: {len(found)} members, {exploits} exploits; each member's final model by report r "
-             f"(one report = {per_report}), [member] whose run trained it: a change of member is an exploit"]
-    for m in scored:
-        lines.append(f"  {m.trial_id}  {metric} {m.final[metric]:.4f} at epoch {m.final.get('epoch', 0):g}: "
-                     f"{describe(lineage(found, m.trial_id), keys)}")
-    best = scored[0]
-    lines.append(f"best final schedule: {best.trial_id}, {metric} {best.final[metric]:.4f} at epoch "
-                 f"{best.final.get('epoch', 0):g} (its last report, one run): "
-                 f"{describe(lineage(found, best.trial_id), keys)}")
-    return lines
+    return schedule_lines(plan.experiment_dir, list(space.perturb), space.metric, space.mode,
+                          space.reports_per_epoch)

@@ -17,6 +17,7 @@ from typing import Any
 
 from cli import UsageError
 from search.mo_halving import format_objectives
+from search.pbt import pbt_scheduler
 from search.plan import SearchPlan
 from search.tuner import trainable_for
 from spaces import get_space
@@ -167,4 +168,11 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
         print(f"resume: {plan.scheduler}'s rung state is not restored; the unfinished trials run to the "
               "budget", flush=True)
         tuner._local_tuner._tune_config.scheduler = tune.schedulers.FIFOScheduler()
+    if plan.scheduler == "pbt":
+        # The same trap for synchronous PBT (every member PAUSED, waiting for a round that never comes):
+        # a fresh one takes over, which ranks the members at their next reports.
+        print("resume: pbt's population state is not restored; it restarts from the members' next reports",
+              flush=True)
+        reports = [int(r.get("training_iteration", 0)) for t in folder.trials() for r in t.results()]
+        tuner._local_tuner._tune_config.scheduler = pbt_scheduler(plan, max(reports, default=0))
     return tuner

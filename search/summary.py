@@ -26,6 +26,7 @@ def summary_table(plan: SearchPlan) -> pd.DataFrame:
     space = plan.space
     exp = load_experiment(plan.experiment_dir, space.metric, space.mode, plan.max_t)
     exp.reports_per_epoch = space.reports_per_epoch  # the table speaks in epochs
+    exp.plan = {"scheduler": plan.scheduler}  # pbt: one row per member (Experiment.varied_keys)
     metric = space.metric
     # The model's size: image trials report `params`, fine-tuning trials what trains.
     size = next((k for k in ("params", "trainable_params") if k in exp.metric_keys), None)
