@@ -19,6 +19,10 @@ PRIVATE: dict[str, tuple[str, str, str]] = {
         "ray._private.services", "find_bootstrap_address",
         "--address auto: the address of the cluster `ray start` last started here, checked before "
         "ray.init so a missing cluster is one line, not Ray's retries (search/cluster.py)"),
+    "GcsClient": (
+        "ray._raylet", "GcsClient",
+        "a client without token auth is refused by a token cluster at the GCS client's first call, "
+        "while ray.init only says so after about 25 s of retries (search/cluster.py check_token_auth)"),
     "ray_constants": (
         "ray._private", "ray_constants",
         "a local Ray binds every server to loopback only when its cluster mode is off "

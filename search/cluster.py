@@ -45,6 +45,24 @@ def check_address(address: str) -> None:
     except OSError as err:
         reason = err.strerror or f"no answer within {CONNECT_TIMEOUT_S:.0f} s"
         raise UsageError(f"--address {address}: no Ray cluster answers ({reason})") from None
+    # Without token mode a token cluster refuses this client, but ray.init only says so after ~25 s of
+    # retries. (In token mode ray.init checks the token itself and at once; the GCS client would abort
+    # the process on a missing token file instead.) A Ray Client address (ray://) has no GCS to ask.
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token" and not target.startswith("ray://"):
+        check_token_auth(address, target)
+
+
+def check_token_auth(address: str, target: str) -> None:
+    """One line at once when the cluster's token auth refuses this client, which is not in token mode:
+    the GCS client refuses at its first call (docs/clusters.md)."""
+    from ray.exceptions import AuthenticationError
+
+    log: list[str] = []
+    try:
+        with stderr_kept_on_success(log):  # its C++ side logs the refusal too; the one line says it
+            private("GcsClient")(address=target)
+    except AuthenticationError as err:
+        raise UsageError(connect_failure(address, err, "".join(log))) from None
 
 
 def check_temp_dir(temp_dir: str) -> str:

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from importlib.metadata import version
 
@@ -82,6 +83,13 @@ def test_a_client_without_token_auth_mode_is_told_to_set_it(cluster, s3):
     result = subprocess.run(["sh", "-c", search], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env=env)
     assert_one_line_error(result, "RAY_AUTH_MODE=token")
+    # The refusal comes from the address check's GCS probe, before ray.init (which would retry ~25 s):
+    probe = subprocess.run([sys.executable, "-c", "import sys; from cli import UsageError; "
+                            "from search.cluster import check_address\n"
+                            f"try: check_address({cluster.address!r})\n"
+                            "except UsageError as err: sys.exit(f'refused: {err}')"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert probe.returncode == 1 and "refused: " in probe.stderr and "RAY_AUTH_MODE=token" in probe.stderr
 
 
 def test_a_local_storage_on_two_nodes_is_refused_before_any_trial(cluster, results):
