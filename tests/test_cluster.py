@@ -251,3 +251,50 @@ def test_a_lost_worker_node_costs_no_trial(cluster, s3):
 
 def trial_nodes(folder: ExperimentFolder, name: str) -> list[str]:
     return [r.get("node_ip") for t in folder.trials() if t.name == name for r in t.results()]
+
+
+def test_a_lost_head_resumes_from_the_bucket_on_a_fresh_head(tmp_path, s3):
+    """Issue 17, item 3: the head node and the driver are SIGKILLed (their process groups) while a trial
+    is unfinished and the bucket's stored state names it; a fresh head then runs the documented
+    `--resume` from the bucket, and the search ends with every trial TERMINATED, each epoch reported
+    once, and the two identical trials' metrics equal (training is deterministic)."""
+    experiment, epochs = "tunelab/lost-head", 4
+    folder = ExperimentFolder(s3.location(experiment))
+    args = (f"--space degradation --profile smoke --scheduler fifo --max-epochs {epochs} --num-samples 2 "
+            "--set num_blocks=1 --set skip=true --set train_subset=1024 --set val_subset=128 "
+            "--name lost-head")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "fresh").mkdir()
+    with TwoNodeCluster(tmp_path / "old", env={**s3.env, **KILL_TEST_ENV}, head_only=True) as old:
+        search = old.as_run(cluster_doc_command("search/run.py", "--storage"), storage=s3.uri("tunelab"))
+        with open(tmp_path / "driver.log", "wb") as log:
+            driver = subprocess.Popen(["sh", "-c", f"exec {search.split(' --space ', 1)[0]} {args}"],
+                                      cwd=ROOT, env=old.env, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        try:
+            deadline, unfinished = time.time() + SEARCH_TIMEOUT_S, []
+            while not unfinished and time.time() < deadline and driver.poll() is None:
+                time.sleep(0.5)
+                stored = folder.trial_statuses()  # Ray's stored experiment state, as --resume reads it
+                running = [tid for tid, status in stored.items() if status != "TERMINATED"]
+                unfinished = [t.name for t in folder.trials() if 0 < len(t.results()) < epochs
+                              and any(tid in t.name for tid in running)]
+            assert unfinished, f"no unfinished trial in the stored state before the end ({driver.poll()})"
+            os.killpg(old.procs[0].pid, signal.SIGKILL)  # the head: `ray start`, its GCS and raylet
+        finally:
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()
+    with TwoNodeCluster(tmp_path / "fresh", env=s3.env, head_only=True) as fresh:
+        resume = fresh.as_run(cluster_doc_command("search/run.py", "--resume"), storage=s3.uri("tunelab"))
+        resume = resume.replace("/deg?", "/lost-head?")  # the documented name is another experiment's
+        assert "/lost-head?" in resume
+        done = sh(fresh, resume, timeout=SEARCH_TIMEOUT_S)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert set(folder.trial_statuses().values()) == {"TERMINATED"}
+    curves = []
+    for trial in folder.trials():
+        rows = trial.results()
+        assert [r["training_iteration"] for r in rows] == list(range(1, epochs + 1)), trial.name
+        curves.append([(r["epoch"], r["train_loss"], r["val_loss"], r["val_acc"]) for r in rows])
+    assert len(curves) == 2 and curves[0] == curves[1], "a resumed trial's metrics differ from its twin's"
