@@ -139,6 +139,10 @@ class TwoNodeCluster:
         self.wait_nodes(1, timeout)
         if self.head_only:
             return self
+        return self.add_worker(timeout)
+
+    def add_worker(self, timeout: float = 240.0) -> TwoNodeCluster:
+        """Starts the worker node (in its own mount namespace) and waits until it has joined."""
         worker = self.as_run(cluster_doc_command("ray start", "--node-ip-address", DOC_WORKER))
         self.worker_tmp.mkdir(exist_ok=True)
         mounts = "; ".join(f"mount -t tmpfs none {shlex.quote(str(p))}"

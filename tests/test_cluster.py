@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from importlib.metadata import version
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -253,24 +254,25 @@ def trial_nodes(folder: ExperimentFolder, name: str) -> list[str]:
     return [r.get("node_ip") for t in folder.trials() if t.name == name for r in t.results()]
 
 
-def test_a_lost_head_resumes_from_the_bucket_on_a_fresh_head(tmp_path, s3):
-    """Issue 17, item 3: the head node and the driver are SIGKILLed (their process groups) while a trial
-    is unfinished and the bucket's stored state names it; a fresh head then runs the documented
-    `--resume` from the bucket, and the search ends with every trial TERMINATED, each epoch reported
-    once, and the two identical trials' metrics equal (training is deterministic)."""
-    experiment, epochs = "tunelab/lost-head", 4
+def test_a_lost_head_resumes_on_a_fresh_head_and_a_joining_node_takes_pending_trials(tmp_path, s3):
+    """Issue 17, item 3. Four identical trials on a one-CPU head. The head's and the driver's process
+    groups are SIGKILLed while a trial is unfinished and the bucket's stored state names it; a fresh
+    head then runs the documented `--resume` from the bucket, and a worker node joins while trials are
+    still pending: it receives one of them. The search ends with every trial TERMINATED, each epoch
+    reported once, and the four trials' metrics equal (training is deterministic)."""
+    if reason := unshare_permitted():
+        pytest.skip(reason)
+    experiment, epochs, trials = "tunelab/lost-head", 4, 4
     folder = ExperimentFolder(s3.location(experiment))
-    args = (f"--space degradation --profile smoke --scheduler fifo --max-epochs {epochs} --num-samples 2 "
-            "--set num_blocks=1 --set skip=true --set train_subset=1024 --set val_subset=128 "
-            "--name lost-head")
+    args = (f"--space degradation --profile smoke --scheduler fifo --max-epochs {epochs} "
+            f"--num-samples {trials} --set num_blocks=1 --set skip=true --set train_subset=1024 "
+            "--set val_subset=128 --name lost-head")
     (tmp_path / "old").mkdir()
     (tmp_path / "fresh").mkdir()
     with TwoNodeCluster(tmp_path / "old", env={**s3.env, **KILL_TEST_ENV}, head_only=True) as old:
         search = old.as_run(cluster_doc_command("search/run.py", "--storage"), storage=s3.uri("tunelab"))
-        with open(tmp_path / "driver.log", "wb") as log:
-            driver = subprocess.Popen(["sh", "-c", f"exec {search.split(' --space ', 1)[0]} {args}"],
-                                      cwd=ROOT, env=old.env, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        driver = start_search(["sh", "-c", f"exec {search.split(' --space ', 1)[0]} {args}"], old.env,
+                              tmp_path / "driver.log")
         try:
             deadline, unfinished = time.time() + SEARCH_TIMEOUT_S, []
             while not unfinished and time.time() < deadline and driver.poll() is None:
@@ -285,16 +287,36 @@ def test_a_lost_head_resumes_from_the_bucket_on_a_fresh_head(tmp_path, s3):
             if driver.poll() is None:
                 os.killpg(driver.pid, signal.SIGKILL)
             driver.wait()
+    started_before = {t.name for t in folder.trials() if t.results()}
+    assert len(started_before) < trials, "every trial had started: none left pending for a joining node"
     with TwoNodeCluster(tmp_path / "fresh", env=s3.env, head_only=True) as fresh:
         resume = fresh.as_run(cluster_doc_command("search/run.py", "--resume"), storage=s3.uri("tunelab"))
         resume = resume.replace("/deg?", "/lost-head?")  # the documented name is another experiment's
         assert "/lost-head?" in resume
-        done = sh(fresh, resume, timeout=SEARCH_TIMEOUT_S)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert set(folder.trial_statuses().values()) == {"TERMINATED"}
+        driver = start_search(["sh", "-c", f"exec {resume}"], fresh.env, tmp_path / "resume.log")
+        try:
+            fresh.add_worker()  # joins the running search
+            status = driver.wait(timeout=SEARCH_TIMEOUT_S)
+        finally:
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)
+                driver.wait()
+    log = (tmp_path / "resume.log").read_text()
+    assert status == 0, log[-3000:]
+    assert set(folder.trial_statuses().values()) == {"TERMINATED"}, log[-3000:]
     curves = []
     for trial in folder.trials():
         rows = trial.results()
         assert [r["training_iteration"] for r in rows] == list(range(1, epochs + 1)), trial.name
         curves.append([(r["epoch"], r["train_loss"], r["val_loss"], r["val_acc"]) for r in rows])
-    assert len(curves) == 2 and curves[0] == curves[1], "a resumed trial's metrics differ from its twin's"
+    assert len(curves) == trials and all(c == curves[0] for c in curves), "resumed metrics differ"
+    on_worker = [t.name for t in folder.trials() if t.name not in started_before
+                 and any(r.get("node_ip") == WORKER_IP for r in t.results())]
+    assert on_worker, "the node that joined mid-search received no pending trial"
+
+
+def start_search(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    """A driver in a session of its own (so a test can SIGKILL exactly its process group)."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
