@@ -100,12 +100,12 @@ class Clamp:
 
 
 class SyncedPBT(PopulationBasedTraining):
-    """Ray's PBT with the experiment synced to the storage after every trial checkpoint. A pbt search keeps
-    every checkpoint (a clone may take its parent's checkpoint of a report the parent has since left
-    behind, which CheckpointConfig(num_to_keep=1) would delete; search/tuner.py), but Ray forces that
-    sync only every num_to_keep checkpoints, and PBT pauses and restarts trials all the time: a
-    restarted trial copies its result.json back from the storage (docs/storage.md §4), so rows not yet
-    synced would be lost."""
+    """Ray's synchronous PBT that uploads the experiment before it restarts a paused member, and leaves
+    the last report alone. PBT pauses every member at every report; a restarted member's logger copies
+    its result.json back from the storage (docs/storage.md §4), so rows written since the last upload
+    were lost (a fast lora smoke member lost its first row). A pbt search keeps every checkpoint (a
+    clone may take a checkpoint its parent has left behind: search/tuner.py), so Ray's own upload after
+    each checkpoint, which CheckpointConfig(num_to_keep=1) gives the other schedulers, is off."""
 
     last_report = 0
     """The budget's last report: a member that makes it ends there, so it neither exploits nor is ranked
@@ -114,15 +114,13 @@ class SyncedPBT(PopulationBasedTraining):
     def on_trial_result(self, tune_controller, trial, result):
         if self.last_report and result.get(self._time_attr, 0) >= self.last_report:
             return self.CONTINUE
-        # Private to Ray 2.60's TuneController and _ExperimentCheckpointManager (instance attributes, so
-        # raycompat's class check cannot see them): a Ray without them fails here, saying so.
-        manager = getattr(tune_controller, "_checkpoint_manager", None)
-        if not hasattr(manager, "_sync_every_n_trial_checkpoints"):
-            raise RuntimeError("--scheduler pbt: this Ray's TuneController has no "
-                               "_checkpoint_manager._sync_every_n_trial_checkpoints (tunelab is tested "
-                               "with the Ray of constraints.txt)")
-        manager._sync_every_n_trial_checkpoints = 1
         return super().on_trial_result(tune_controller, trial, result)
+
+    def choose_trial_to_run(self, tune_controller):
+        chosen = super().choose_trial_to_run(tune_controller)
+        if chosen is not None and chosen.status == chosen.PAUSED:
+            tune_controller.checkpoint(force=True, wait=True)
+        return chosen
 
 
 def pbt_scheduler(plan: SearchPlan, resumed_at: int = 0) -> PopulationBasedTraining:
