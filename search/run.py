@@ -25,6 +25,7 @@ from cli import UsageError, one_line  # noqa: E402
 from search.cluster import start_ray  # noqa: E402
 from search.nodes import check_nodes  # noqa: E402
 from search.options import build_plan, parse_args  # noqa: E402
+from search.outage import StorageOutage  # noqa: E402
 from search.provenance import provenance  # noqa: E402
 from search.resources import cluster_nodes, settle_resources  # noqa: E402
 from search.resume import restore_tuner, resume_plan, save_plan  # noqa: E402
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.wandb and not plan.experiment_dir.local:
             raise UsageError("--wandb writes its offline runs beside the results: it needs a local --storage")
-        lease = Lease(plan.experiment_dir)
+        outage = StorageOutage()
+        lease = Lease(plan.experiment_dir, on_outage=outage)
         if args.resume:
             lease.check()  # a live driver: refused before Ray starts
         from analysis.page import LIVE_RELOAD_S
@@ -112,11 +114,22 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     save_plan(plan, provenance(nodes))  # --resume reads and checks the search from here
                     grid = build_tuner(plan, shipment).fit()
+        except KeyboardInterrupt:
+            if outage.reason is None:
+                raise
+        except OSError as err:  # Tune reads the experiment back from the storage as it ends
+            outage.reason = outage.reason or str(err).splitlines()[0]
         finally:
             lease.release()
-        if not print_summary(plan, time.time() - started):
-            return 1
-        report_after_search(plan.experiment_dir)  # every search ends in report/<experiment>/
+        if outage.reason is not None:
+            return outage.end(plan.experiment_dir.uri)
+        try:
+            if not print_summary(plan, time.time() - started):
+                return 1
+            report_after_search(plan.experiment_dir)  # every search ends in report/<experiment>/
+        except (OSError, StorageError) as err:  # the storage went away after the last renewal
+            outage.reason = str(err).splitlines()[0]
+            return outage.end(plan.experiment_dir.uri)
         if server is not None:  # an open tab reloads once more and stays on the final page
             time.sleep(2 * LIVE_RELOAD_S)
             server.stop()

@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from store.fs import Location, StorageError
@@ -29,6 +30,8 @@ LEASE_FILE = "tunelab_lease.json"
 RENEW_S = 10.0
 STALE_S = 60.0
 SETTLE_S = 1.0
+OUTAGE_RENEWALS = 2
+"""Consecutive renewals the storage refuses before the driver is told it is gone (one may be a blip)."""
 
 
 class LeaseHeld(StorageError):
@@ -62,6 +65,9 @@ class Lease:
     """The lease this driver holds on `experiment` (a folder Location)."""
 
     experiment: Location
+    on_outage: Callable[[str], None] | None = None
+    """Called once, from the renewal thread, when OUTAGE_RENEWALS renewals in a row fail: the storage
+    is gone, and with it every checkpoint the search would write (search/run.py stops the search)."""
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     record: dict = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -108,6 +114,7 @@ class Lease:
         return taken_over
 
     def _renew(self) -> None:
+        failed = 0
         while not self._stop.wait(RENEW_S):
             with self._lock:
                 if self._stop.is_set():
@@ -115,8 +122,11 @@ class Lease:
                 try:
                     self.record["renewed"] = time.time()
                     self.file.write_text(json.dumps(self.record))
-                except OSError:
-                    pass  # storage down for a moment: the next renewal tries again
+                    failed = 0
+                except (OSError, StorageError) as err:
+                    failed += 1  # storage down for a moment: the next renewal tries again
+                    if failed == OUTAGE_RENEWALS and self.on_outage is not None:
+                        self.on_outage(str(err).splitlines()[0] if str(err) else type(err).__name__)
 
     def release(self) -> None:
         """Stops renewing and deletes the lease, if it is still this driver's."""

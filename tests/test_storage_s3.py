@@ -195,3 +195,40 @@ def test_resume_and_report_on_a_uri_without_an_experiment_are_one_line(s3, capsy
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
     assert s3.keys() == before and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_a_storage_outage_mid_search_ends_the_driver_in_one_line_with_status_4(tmp_path):
+    """Issue 17, item 6: the S3 server stops while trials run (after a checkpoint of each is stored).
+    The driver neither hangs nor ends in a traceback: its lease renewals notice the outage, the search
+    stops as on Ctrl-C, and the last line says what happened and how to resume (exit status 4)."""
+    import signal
+
+    from search.outage import STORAGE_LOST
+    from tests.s3server import S3Server
+
+    with S3Server(log=tmp_path / "moto.log") as s3:
+        command = [sys.executable, str(ROOT / "search" / "run.py"), "--space", "degradation", "--profile",
+                   "smoke", "--scheduler", "fifo", "--max-epochs", "8", "--set", "num_blocks=1", "--set",
+                   "skip=true", "--num-samples", "2", "--storage", s3.uri("tl"), "--name", "outage"]
+        with open(tmp_path / "stderr.log", "wb") as err:
+            driver = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **OFFLINE_ENV, **s3.env},
+                                      stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        try:
+            deadline = time.time() + 300
+            while time.time() < deadline and driver.poll() is None:
+                stored = s3.keys("tl/outage")
+                if sum("/checkpoint_000001/" in key for key in stored) >= 2:  # both trials under way
+                    break
+                time.sleep(0.5)
+            assert driver.poll() is None, "the search ended before the outage"
+            s3.stop()
+            status = driver.wait(timeout=300)  # a hang fails here
+        finally:
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)
+                driver.wait()
+    last = (tmp_path / "stderr.log").read_text().strip().splitlines()[-1]
+    assert status == STORAGE_LOST, last
+    assert last.startswith("error: the storage of s3://") and "stopped answering" in last, last
+    assert "--resume" in last
