@@ -7,6 +7,7 @@ validates `--set` overrides in the driver and the config a trial receives, so th
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from collections.abc import Callable
@@ -68,6 +69,8 @@ def check_value(cls: type, key: str, value: Any) -> None:
         ok_type = True
     if not ok_type:
         raise ConfigError(f"{key}={value!r} is not a {kind.__name__}")
+    if kind is float and not math.isfinite(value):  # NaN passes every range comparison
+        raise ConfigError(f"{key}={value!r} is not a finite number")
     meta = fields[key].metadata
     if meta.get("choices") and value not in meta["choices"]:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(map(str, meta['choices']))}")
