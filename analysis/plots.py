@@ -273,7 +273,9 @@ def distil(exp: Experiment) -> Figure:
 def longest_budget(exp: Experiment, frame: pd.DataFrame) -> pd.DataFrame:
     """Each configuration's row (analysis.tables.per_config) at the longest budget it ran, so a picture
     shows one point per configuration, at the table's best epoch of its mean over seeds."""
-    return frame.sort_values("epochs", kind="stable").groupby(exp.varied_keys(), sort=False).tail(1)
+    ordered = frame.sort_values("epochs", kind="stable")
+    keys = exp.varied_keys()
+    return ordered.groupby(keys, sort=False).tail(1) if keys else ordered.tail(1)  # one configuration
 
 
 def pareto_front(cost: np.ndarray, value: np.ndarray) -> np.ndarray:

@@ -393,3 +393,16 @@ def test_text_notebook_executes_headless_on_the_smoke_lora_search(lora_search, t
     markdown, images = rendered(done)
     assert "| setting | trainable_params | log10 | val_acc |" in markdown
     assert images == 2  # lora and asha
+
+
+def test_a_picture_of_one_configuration_keeps_its_longest_budget_row():
+    """A search of one configuration varies no key; its picture still gets its one point (the lora
+    report of a one-setting search failed with pandas' 'No group keys passed!')."""
+    from analysis.plots import longest_budget
+
+    class OneConfiguration:
+        def varied_keys(self) -> list[str]:
+            return []
+
+    rows = pd.DataFrame({"epochs": [2, 1], "val_acc": [0.6, 0.5]})
+    assert longest_budget(OneConfiguration(), rows).to_dict("records") == [{"epochs": 2, "val_acc": 0.6}]
