@@ -1,4 +1,4 @@
-"""`tunelab run|report|evaluate|list|view …`: the installed command (pyproject's [project.scripts]).
+"""`tunelab run|list|view|report|evaluate|reproduce …`: the installed command (pyproject's [project.scripts]).
 
 Each subcommand hands its arguments to the script the docs name, unchanged, so `tunelab run --space
 lora` and `python search/run.py --space lora` are one code path with one set of checks. A command's
@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, list[str], str]] = {
     "view": ("search.run", ["--view"], "print each model's size for --space NAME, without training"),
     "report": ("analysis.report", [], "write report/<experiment>/ (python analysis/report.py)"),
     "evaluate": ("analysis.evaluate", [], "test the winner's checkpoint (python analysis/evaluate.py)"),
+    "reproduce": ("search.study", [], "every study in one command (python search/study.py)"),
 }
 """subcommand -> (module with main(argv), arguments put before the user's, one-line help)."""
 

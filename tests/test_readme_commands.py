@@ -15,6 +15,7 @@ import pytest
 
 from analysis import evaluate, report
 from cli import UsageError
+from search import study
 from search.options import make_parser, parse_overrides
 from search.tunelab import COMMANDS as TUNELAB_COMMANDS
 from spaces import PROFILES, SPACES
@@ -22,7 +23,7 @@ from spaces import PROFILES, SPACES
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
 PARSERS = {"search/run.py": make_parser, "analysis/report.py": report.make_parser,
-           "analysis/evaluate.py": evaluate.make_parser}
+           "analysis/evaluate.py": evaluate.make_parser, "search/study.py": study.make_parser}
 SHELL_BUILTINS = {"export", "cd", "source"}
 
 

@@ -27,7 +27,7 @@ def test_make_install_puts_the_tunelab_command_in_the_venv():
     assert all(f"  {name} " in done.stdout for name in COMMANDS)
 
 
-@pytest.mark.parametrize("command", ["run", "report", "evaluate"])
+@pytest.mark.parametrize("command", ["run", "report", "evaluate", "reproduce"])
 def test_every_subcommand_answers_help_with_its_scripts_options(command):
     done = tunelab(command, "--help")
     assert done.returncode == 0, done.stderr
