@@ -6,7 +6,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export RAY_USAGE_STATS_REPORT_URL := http://127.0.0.1:9/
 export TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S := 0
 
-.PHONY: install demo reproduce test lint bench data notebooks mpnet
+.PHONY: install demo reproduce test lint bench data browser notebooks mpnet
 
 install: $(STAMP) data browser
 
