@@ -139,11 +139,11 @@ def write_report(exp: Experiment, root: Path | None = None) -> Path:
     from analysis.plots import svg_text
 
     tables, figures = build(exp)
-    folder = report_folder(root or report_root(), exp.path)
-    folder.mkdir(parents=True, exist_ok=True)
     pictures = {name: figure.read_text() if isinstance(figure, Path) else svg_text(figure)
                 for name, figure in figures.items()}
     page = render_page(exp, tables, pictures)
+    folder = report_folder(root or report_root(), exp.path)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / SOURCE_FILE).write_text(exp.path.base + "\n")
     for table in tables:
         table.write(folder)

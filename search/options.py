@@ -65,11 +65,11 @@ def make_parser() -> argparse.ArgumentParser:
                      help="serve Ray's dashboard on http://127.0.0.1:8265 (token auth on)")
     ops.add_argument("--wandb", nargs="?", const="tunelab", metavar="PROJECT",
                      help="mirror every trial to Weights & Biases (offline when no API key)")
-    ops.add_argument("--ray-temp-dir", metavar="DIR",
-                     help="Ray's session folders (logs, sockets) here instead of /tmp/ray")
     ops.add_argument("--report-serve", nargs="?", const="8000", metavar="PORT",
                      help="serve the report folder (its live page) on http://127.0.0.1:PORT while the search "
                      "runs (default port 8000; another machine: an SSH tunnel, see docs/report.md)")
+    ops.add_argument("--ray-temp-dir", metavar="DIR",
+                     help="Ray's session folders (logs, sockets) here instead of /tmp/ray")
     return p
 
 
