@@ -101,3 +101,31 @@ def require(name: str) -> Any:
         if not hasattr(cls, attribute):
             raise _changed(f"{module}.{cls_name}.{attribute}", why)
     return cls
+
+
+def restored_tune_config(tuner: Any) -> Any:
+    """The TuneConfig a restored Tuner runs with (Tuner._local_tuner._tune_config): --resume replaces
+    the scheduler Ray restores without its rung or population state, whose paused trials would wait
+    forever (search/resume.py)."""
+    try:
+        return tuner._local_tuner._tune_config
+    except AttributeError:
+        raise _changed("Tuner._local_tuner._tune_config", "--resume swaps the restored scheduler") from None
+
+
+def restored_run_config(tuner: Any) -> Any:
+    """The RunConfig a restored Tuner runs with (Tuner._local_tuner.get_run_config()): --resume gives
+    it the status table of a fresh run (search/resume.py)."""
+    try:
+        return tuner._local_tuner.get_run_config()
+    except AttributeError:
+        raise _changed("Tuner._local_tuner.get_run_config", "--resume sets the status table") from None
+
+
+def set_next_pbt_round(scheduler: Any, report: int) -> None:
+    """Makes a synchronous PopulationBasedTraining hold its next round at `report`
+    (_next_perturbation_sync): a resumed search's fresh scheduler would otherwise wait for members
+    behind the ones already there, forever (search/pbt.py)."""
+    if not hasattr(scheduler, "_next_perturbation_sync"):
+        raise _changed("PopulationBasedTraining._next_perturbation_sync", "a resumed pbt search's next round")
+    scheduler._next_perturbation_sync = report

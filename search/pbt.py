@@ -30,6 +30,7 @@ from ray.tune.schedulers import PopulationBasedTraining
 
 from analysis.lineage import schedule_lines
 from cli import UsageError
+from raycompat import set_next_pbt_round
 from search.plan import SearchPlan
 from spaces import SPACES, Space
 
@@ -147,10 +148,7 @@ def pbt_scheduler(plan: SearchPlan, resumed_at: int = 0) -> PopulationBasedTrain
         # Ray's synchronous round is due at _next_perturbation_sync, then at max(next + interval, the
         # latest member's report): a fresh scheduler (1) over members already at report r would set it
         # to r after their first round, where no member is behind it, and every member would wait.
-        if not hasattr(scheduler, "_next_perturbation_sync"):
-            raise RuntimeError("--resume of a pbt search: this Ray's PopulationBasedTraining has no "
-                               "_next_perturbation_sync (tunelab is tested with the Ray of constraints.txt)")
-        scheduler._next_perturbation_sync = resumed_at + 1
+        set_next_pbt_round(scheduler, resumed_at + 1)
     return scheduler
 
 

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from cli import UsageError
+from raycompat import restored_run_config, restored_tune_config
 from search.mo_halving import format_objectives
 from search.pbt import pbt_scheduler
 from search.plan import SearchPlan
@@ -160,19 +161,19 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     # The status table of a fresh run (grid columns, no config and result box per trial, no TensorBoard
     # line into Ray's temp folder): Ray restores the RunConfig from tuner.pkl, but the output engine
     # it picks is read from the environment at fit(), which progress_reporter sets.
-    tuner._local_tuner.get_run_config().progress_reporter = progress_reporter(plan)
+    restored_run_config(tuner).progress_reporter = progress_reporter(plan)
     if plan.scheduler in ("halving", "significance"):
         # Ray restores a scheduler as it was pickled at the start, without its bracket: the trials
         # paused at a rung would wait for peers that already ended, forever. The unfinished trials
         # therefore run to the budget: more compute, never a decision made on a partial cohort.
         print(f"resume: {plan.scheduler}'s rung state is not restored; the unfinished trials run to the "
               "budget", flush=True)
-        tuner._local_tuner._tune_config.scheduler = tune.schedulers.FIFOScheduler()
+        restored_tune_config(tuner).scheduler = tune.schedulers.FIFOScheduler()
     if plan.scheduler == "pbt":
         # The same trap for synchronous PBT (every member PAUSED, waiting for a round that never comes):
         # a fresh one takes over, which ranks the members at their next reports.
         print("resume: pbt's population state is not restored; it restarts from the members' next reports",
               flush=True)
         reports = [int(r.get("training_iteration", 0)) for t in folder.trials() for r in t.results()]
-        tuner._local_tuner._tune_config.scheduler = pbt_scheduler(plan, max(reports, default=0))
+        restored_tune_config(tuner).scheduler = pbt_scheduler(plan, max(reports, default=0))
     return tuner

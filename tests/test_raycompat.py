@@ -49,3 +49,22 @@ def test_no_module_outside_raycompat_imports_a_private_ray_module():
                 found += [f"{file.relative_to(ROOT)}:{node.lineno} {name}" for name in names
                           if name.startswith("ray.") and any(p.startswith("_") for p in name.split("."))]
     assert found == []
+
+
+def test_a_restored_tuners_configs_are_reachable(tmp_path):
+    from ray import tune
+
+    tuner = tune.Tuner(lambda config: None, run_config=tune.RunConfig(storage_path=str(tmp_path), name="t"))
+    assert isinstance(raycompat.restored_tune_config(tuner), tune.TuneConfig)
+    assert isinstance(raycompat.restored_run_config(tuner), tune.RunConfig)
+
+
+def test_a_synchronous_pbt_round_can_be_set():
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    scheduler = PopulationBasedTraining(time_attr="training_iteration", metric="m", mode="max",
+                                        hyperparam_mutations={"lr": [0.1, 0.2]}, synch=True)
+    raycompat.set_next_pbt_round(scheduler, 7)
+    assert scheduler._next_perturbation_sync == 7
+    with pytest.raises(raycompat.RayAPIChanged, match="_next_perturbation_sync"):
+        raycompat.set_next_pbt_round(object(), 7)
