@@ -97,7 +97,7 @@ def evaluate_checkpoint(folder: Path | Location, split: str) -> tuple[dict, floa
     from trainables.cnn import build_model, image_config
     from trainables.data.images import DATASETS, load_images
     from trainables.loop import Normalize, predict, setup_runtime
-    from trainables.report import load_state
+    from trainables.reporting import load_state
 
     state = load_state(str(local_checkpoint(folder)))
     config = state.get("config", {})

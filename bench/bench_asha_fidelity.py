@@ -50,7 +50,7 @@ WORKERS = 2  # 2 cores, 1 thread per trial
 def train(config: dict) -> dict:
     """One lockstep trial to the full budget; its reports."""
     from trainables.cnn import ImageConfig, fit_image_model
-    from trainables.report import MemoryReporter
+    from trainables.reporting import MemoryReporter
 
     reporter = MemoryReporter()
     fit_image_model(ImageConfig(**config), reporter)

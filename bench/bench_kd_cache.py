@@ -58,7 +58,7 @@ def epoch_costs(teacher: str, root: Path, train_subset: int, epochs: int, repeat
     from spaces.kd import KD
     from trainables.cnn import ImageConfig, fit_image_model
     from trainables.kd import KDConfig, fit_kd
-    from trainables.report import MemoryReporter
+    from trainables.reporting import MemoryReporter
 
     base = {**KD.base_config("smoke"), "train_subset": train_subset, "epochs": epochs,
             "temperature": 5.0, "w_st": 1.0}

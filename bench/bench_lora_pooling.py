@@ -52,7 +52,7 @@ def run_one(setting: str, head: str, train_subset: int) -> None:
     import trainables.finetune as ft
     import trainables.models.text as mt
     from trainables.config import build
-    from trainables.report import MemoryReporter
+    from trainables.reporting import MemoryReporter
 
     if head == "mean":
         from peft import LoraConfig, get_peft_model

@@ -44,7 +44,7 @@ def train_fixed(space_name: str, config: dict) -> float:
     """One fixed-rate member trained to its budget in this process: its last report's metric."""
     from spaces import get_space
     from trainables.config import build
-    from trainables.report import MemoryReporter
+    from trainables.reporting import MemoryReporter
 
     space = get_space(space_name)
     reporter = MemoryReporter()

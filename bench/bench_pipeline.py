@@ -21,7 +21,7 @@ from torchvision import transforms
 from trainables.cnn import ImageConfig, fit_image_model
 from trainables.data.images import DATASETS, load_images
 from trainables.models import build_image_model
-from trainables.report import MemoryReporter
+from trainables.reporting import MemoryReporter
 
 BATCH = 128
 MODELS = {"MediumCNN (n=5)": 5, "SmallCNN (n=1)": 1}

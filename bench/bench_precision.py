@@ -190,7 +190,7 @@ def print_comparison(runs: dict, other: str) -> None:
 def retrain(trainable: str, params: dict) -> dict:
     """One trial's config trained in this process: (best val_acc, the precision it reported)."""
     from trainables.config import build
-    from trainables.report import MemoryReporter
+    from trainables.reporting import MemoryReporter
 
     reporter = MemoryReporter()
     if trainable.endswith("train_cnn"):

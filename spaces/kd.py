@@ -15,7 +15,7 @@ from store import Location, StorageError, locate
 from store.experiment import checkpoint_folder, experiments
 from trainables.data.shipped import Shipment
 from trainables.kd import KDConfig
-from trainables.report import STATE_FILE
+from trainables.reporting import STATE_FILE
 
 TEACHERS_SPACE = "teachers"
 TRAIN_TEACHER = "python search/run.py --space teachers --profile demo"

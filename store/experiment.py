@@ -36,7 +36,7 @@ from store.fs import Location, StorageError, locate
 PLAN_FILE = "tunelab_plan.json"
 """The driver's record of the search (search/resume.py): space, profile, config, grid, searcher."""
 STATE_FILE = "state.pt"
-"""A checkpoint's state (trainables/report.py writes it): model, optimizer, RNG state, config."""
+"""A checkpoint's state (trainables/reporting.py writes it): model, optimizer, RNG state, config."""
 PBT_GLOBAL_FILE = "pbt_global.txt"
 """Ray's PopulationBasedTraining record of every exploit, one JSON list per line (search/pbt.py)."""
 METRICS_FILE = "metrics.json"

@@ -85,7 +85,7 @@ def ended_trials(experiment, reports: int) -> dict[str, bytes]:
 def train_image(reporter, **config):
     """`fit_image_model` on a MemoryReporter, run until it ends or the reporter's `stop_after`."""
     from trainables.cnn import ImageConfig, fit_image_model
-    from trainables.report import MemoryReporter
+    from trainables.reporting import MemoryReporter
 
     try:
         fit_image_model(ImageConfig(**config), reporter)

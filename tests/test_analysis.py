@@ -50,7 +50,7 @@ def kd_search(tmp_path_factory) -> tuple[Path, Path]:
     import torch
 
     from trainables.cnn import ImageConfig, fit_image_model
-    from trainables.report import STATE_FILE, MemoryReporter
+    from trainables.reporting import STATE_FILE, MemoryReporter
 
     root = tmp_path_factory.mktemp("analysis_kd")
     reporter = MemoryReporter()

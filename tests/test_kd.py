@@ -18,7 +18,7 @@ from trainables.data.augment import train_batches
 from trainables.data.images import load_images
 from trainables.kd import DistillationLoss, KDConfig, TeacherSignal, fit_kd
 from trainables.loop import Normalize, setup_runtime
-from trainables.report import STATE_FILE, MemoryReporter
+from trainables.reporting import STATE_FILE, MemoryReporter
 
 STUDENT = {"model": "cnn", "num_blocks": 1, "num_filters": 32, "skip": True, "train_subset": 256,
            "val_subset": 128, "epochs": 2, "batch_size": 64}

@@ -9,7 +9,7 @@ import torch
 from conftest import train_image
 
 from trainables.lockstep import combine, unpack
-from trainables.report import STATE_FILE, MemoryReporter, load_state
+from trainables.reporting import STATE_FILE, MemoryReporter, load_state
 
 TINY = dict(train_subset=256, val_subset=128, epochs=2, batch_size=64, cpus=1, model="cnn", num_filters=8)
 PER_SEED = ("train_loss", "train_acc", "val_loss", "val_acc")

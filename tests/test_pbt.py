@@ -24,7 +24,7 @@ from tests.conftest import run_cli
 from tests.killing import kill_driver, start_driver, stored_rows, unfinished
 from trainables.cnn import ImageConfig, fit_image_model
 from trainables.kd import KDConfig, fit_kd
-from trainables.report import STATE_FILE, MemoryReporter
+from trainables.reporting import STATE_FILE, MemoryReporter
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3

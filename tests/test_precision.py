@@ -14,7 +14,7 @@ from trainables.config import ConfigError, build, parse_value
 from trainables.finetune import TextConfig
 from trainables.kd import DistillationLoss
 from trainables.loop import setup_runtime
-from trainables.report import STATE_FILE, MemoryReporter, load_state
+from trainables.reporting import STATE_FILE, MemoryReporter, load_state
 from trainables.teacher_cache import LogitCache
 
 TINY = dict(train_subset=256, val_subset=128, epochs=2, batch_size=64, num_blocks=1, cpus=1)

@@ -29,7 +29,7 @@ from trainables.extract import ExtractConfig, fit_extract
 from trainables.finetune import TextConfig, fit_text_classifier
 from trainables.kd import KDConfig, fit_kd
 from trainables.loop import granted_device
-from trainables.report import STATE_FILE, MemoryReporter, granted_gpus
+from trainables.reporting import STATE_FILE, MemoryReporter, granted_gpus
 
 
 @pytest.fixture(scope="module")

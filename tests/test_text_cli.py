@@ -12,7 +12,7 @@ from tests.conftest import run_cli
 from trainables.config import build
 from trainables.extract import ExtractConfig, fit_extract
 from trainables.finetune import TextConfig, fit_text_classifier
-from trainables.report import STATE_FILE, MemoryReporter
+from trainables.reporting import STATE_FILE, MemoryReporter
 
 BAD_TEXT_INPUTS = {
     "unknown backbone": ["--space", "lora", "--set", "backbone=roberta"],

@@ -17,7 +17,7 @@ from trainables.models.text import (
     load_trainable_state,
     parse_setting,
 )
-from trainables.report import MemoryReporter
+from trainables.reporting import MemoryReporter
 
 EXPECTED_LORA_LEAVES = {
     ("tiny_bert", "q"): {"query"},

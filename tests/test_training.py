@@ -10,7 +10,7 @@ from conftest import train_image
 
 from trainables.cnn import ImageConfig
 from trainables.config import ConfigError, build, parse_value
-from trainables.report import STATE_FILE, MemoryReporter, load_state
+from trainables.reporting import STATE_FILE, MemoryReporter, load_state
 
 TINY = dict(train_subset=256, val_subset=128, epochs=3, batch_size=64, cpus=1)
 REPORTED = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "params", "samples_per_s"}

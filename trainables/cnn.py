@@ -32,7 +32,7 @@ from trainables.loop import (
 )
 from trainables.models import build_image_model, check_model_name, count_params
 from trainables.precision import PRECISION_DOC, check_precision
-from trainables.report import Reporter, TuneReporter, granted_gpus, trial_cpus
+from trainables.reporting import Reporter, TuneReporter, granted_gpus, trial_cpus
 
 
 @dataclass

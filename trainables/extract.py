@@ -30,7 +30,7 @@ from trainables.data.text import DATASET, SPLITS, Tokens, eval_batches, load_tok
 from trainables.loop import Runtime, seed_everything, setup_runtime
 from trainables.models.text import BACKBONES, build_encoder, load_tokenizer, resolve_source
 from trainables.precision import PRECISION_DOC, check_precision
-from trainables.report import Reporter, TuneReporter, granted_gpus, trial_cpus
+from trainables.reporting import Reporter, TuneReporter, granted_gpus, trial_cpus
 
 LABEL_NAMES = ("negative", "positive")
 

@@ -37,7 +37,7 @@ from trainables.models.text import (
     trainable_state,
 )
 from trainables.precision import PRECISION_DOC, check_precision
-from trainables.report import Reporter, TuneReporter, granted_gpus, trial_cpus
+from trainables.reporting import Reporter, TuneReporter, granted_gpus, trial_cpus
 
 HALVES = 2  # reports per epoch (Space.reports_per_epoch of the lora space)
 

@@ -27,7 +27,7 @@ from trainables.config import build, knob
 from trainables.data.images import DATASETS, Split
 from trainables.data.shipped import Shipment, shipped_file
 from trainables.loop import Normalize, Runtime
-from trainables.report import STATE_FILE, Reporter, TuneReporter
+from trainables.reporting import STATE_FILE, Reporter, TuneReporter
 from trainables.teacher_cache import LogitCache, epoch_logits, load_teacher
 
 

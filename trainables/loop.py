@@ -64,7 +64,7 @@ def granted_device(gpu_ids: Sequence[int | str] = ()) -> torch.device:
 def setup_runtime(cpus: int, gpu_ids: Sequence[int | str] = (), channels_last: bool = True,
                   precision: str = "auto") -> Runtime:
     """Threads match the trial's CPUs: two trials on two cores must not each spawn two threads.
-    The device is the one Ray granted (`gpu_ids`: trainables.report.granted_gpus), never just any GPU.
+    The device is the one Ray granted (`gpu_ids`: trainables.reporting.granted_gpus), never just any GPU.
     `precision` (auto | bf16 | fp32) is resolved for that device (trainables/precision.py)."""
     torch.set_num_threads(max(1, cpus))
     device = granted_device(gpu_ids)

@@ -43,7 +43,7 @@ from trainables.cnn import build_model, image_config
 from trainables.data.augment import train_batches
 from trainables.data.images import Split
 from trainables.loop import Normalize, Runtime
-from trainables.report import STATE_FILE, load_state
+from trainables.reporting import STATE_FILE, load_state
 
 CACHE_DTYPE = torch.float16
 

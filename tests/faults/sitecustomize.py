@@ -4,7 +4,7 @@ driver and Ray's workers, which inherit the environment). With TUNELAB_CRASH_AT_
 first trial to finish epoch N raises before reporting it. The marker file TUNELAB_CRASH_MARKER
 (created atomically) makes it one crash per search, so the retry from the last checkpoint runs
 through; without a marker every trial raises there every time, so it ends in ERROR once its retries
-are spent. It wraps trainables.report.TuneReporter.report when that module is first imported."""
+are spent. It wraps trainables.reporting.TuneReporter.report when that module is first imported."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import importlib.util
 import os
 import sys
 
-TARGET = "trainables.report"
+TARGET = "trainables.reporting"
 
 
 def crash_once_if_asked(epoch) -> None:
@@ -40,7 +40,7 @@ def wrap(module) -> None:
 
 
 class WrapOnImport(importlib.abc.MetaPathFinder):
-    """Finds trainables.report as usual, then wraps its reporter once the module has run."""
+    """Finds trainables.reporting as usual, then wraps its reporter once the module has run."""
 
     def find_spec(self, name, path, target=None):
         if name != TARGET:
