@@ -20,6 +20,11 @@ NAME = "live"
 # every kind of curve end and reports arrive over some 40 s.
 SEARCH = ("--space", "degradation", "--profile", "smoke", "--seeds", "2", "--set", "num_blocks=1,5")
 RELOAD = b'http-equiv="refresh"'
+# Each trial waits this long after each report (tests/faults/sitecustomize.py), longer than the live
+# page waits between rewrites (search/live.py: 3 s, or ten times a rewrite's CPU time, some 0.4 s): the
+# page follows every epoch's reports before the trials go on or end, on a machine fast enough to run
+# the whole search in 13 s as on a slow one.
+HOLD_AFTER_REPORT_S = 8
 
 
 def free_port() -> int:
@@ -59,7 +64,10 @@ def live_search(tmp_path_factory) -> LiveSearch:
     root = tmp_path_factory.mktemp("live")
     port = free_port()
     log = root / "driver.log"
-    env = {**os.environ, **OFFLINE_ENV, "TUNELAB_REPORT": str(root / "report")}
+    env = {**os.environ, **OFFLINE_ENV, "TUNELAB_REPORT": str(root / "report"),
+           "TUNELAB_HOLD_AFTER_REPORT_S": str(HOLD_AFTER_REPORT_S),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests" / "faults"),
+                                                       os.environ.get("PYTHONPATH")]))}
     with log.open("w") as out:
         driver = subprocess.Popen([sys.executable, str(ROOT / "search" / "run.py"), *SEARCH, "--storage",
                                    str(root / "results"), "--name", NAME, "--report-serve", str(port)],

@@ -4,7 +4,10 @@ driver and Ray's workers, which inherit the environment). With TUNELAB_CRASH_AT_
 first trial to finish epoch N raises before reporting it. The marker file TUNELAB_CRASH_MARKER
 (created atomically) makes it one crash per search, so the retry from the last checkpoint runs
 through; without a marker every trial raises there every time, so it ends in ERROR once its retries
-are spent. It wraps trainables.reporting.TuneReporter.report when that module is first imported."""
+are spent. With TUNELAB_HOLD_AFTER_REPORT_S=S set, every trial waits S seconds after each report, so
+a test that watches a running search (tests/live_search.py) sees each report's effect before the
+trial goes on or ends, on a fast machine as on a slow one. It wraps
+trainables.reporting.TuneReporter.report when that module is first imported."""
 
 from __future__ import annotations
 
@@ -12,11 +15,14 @@ import importlib.abc
 import importlib.util
 import os
 import sys
+import time
 
 TARGET = "trainables.reporting"
 
 
 def crash_once_if_asked(epoch) -> None:
+    if not os.environ.get("TUNELAB_CRASH_AT_EPOCH"):
+        return
     at, marker = os.environ["TUNELAB_CRASH_AT_EPOCH"], os.environ.get("TUNELAB_CRASH_MARKER")
     if epoch != int(at):
         return
@@ -34,7 +40,9 @@ def wrap(module) -> None:
 
     def crashing_report(self, metrics, state):
         crash_once_if_asked(metrics.get("epoch"))
-        return report(self, metrics, state)
+        reported = report(self, metrics, state)
+        time.sleep(float(os.environ.get("TUNELAB_HOLD_AFTER_REPORT_S", 0)))
+        return reported
 
     reporter.report = crashing_report
 
@@ -60,5 +68,5 @@ class WrapOnImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-if os.environ.get("TUNELAB_CRASH_AT_EPOCH"):
+if os.environ.get("TUNELAB_CRASH_AT_EPOCH") or os.environ.get("TUNELAB_HOLD_AFTER_REPORT_S"):
     sys.meta_path.insert(0, WrapOnImport())
