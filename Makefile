@@ -45,9 +45,12 @@ reproduce: install
 		$(PY) search/study.py --profile '$(PROFILE)' $(if $(STORAGE),--storage '$(STORAGE)') \
 		$(if $(ADDRESS),--address '$(ADDRESS)') $(if $(SEEDS),--seeds '$(SEEDS)')
 
+# Two test processes on any machine: the suite's searches fill two cores (tests/conftest.py). TEST_WORKERS=0
+# runs it in one process.
+TEST_WORKERS ?= 2
 test: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline \
-		$(PY) -m pytest -q -p no:cacheprovider
+		$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
 
 # JupyterLab from the project's venv, on loopback: its kernel is the venv's Python, with every package
 # the notebooks import. It prints the URL (with its token) to open. Jupyter refuses root unless told.

@@ -116,25 +116,56 @@ def s3(tmp_path_factory):
 
 
 
-# Tallies a test wants in CI's output (the kill sweep's), printed in pytest's closing summary.
-TALLY_KEY = pytest.StashKey[list]()
+# Tallies a test wants in CI's output (the kill sweep's), printed in pytest's closing summary. They
+# travel as the test report's user_properties: under `-n 2` (pytest-xdist) a test runs in a worker
+# process, and only its reports reach the process that prints the summary.
+TALLIES: list[str] = []
 
 
 @pytest.fixture
 def tally(request):
     """`tally(line)` prints `line` now and again at the end of the run, where CI's log shows it."""
-    lines = request.config.stash.setdefault(TALLY_KEY, [])
 
     def record(line: str) -> None:
         print(line, flush=True)
-        lines.append(line)
+        request.node.user_properties.append(("tally", line))
 
     return record
 
 
+def pytest_runtest_logreport(report) -> None:
+    if report.when == "call":
+        TALLIES.extend(value for name, value in report.user_properties if name == "tally")
+
+
 def pytest_terminal_summary(terminalreporter, config) -> None:
-    for line in config.stash.get(TALLY_KEY, []):
+    for line in TALLIES:
         terminalreporter.write_line(line)
+
+
+# `make test` runs the suite in two processes (pytest-xdist, `--dist loadfile`): a search spends about
+# 40% of its wall time waiting (Ray's start, its polling, the tests' holds), so two at once fill the two
+# cores. Each module goes to one process, so its module and session fixtures (its searches) run once;
+# the live page's and the browser's tests go together, as they share one search. This scheduler does it
+# rather than `--dist loadgroup`: on pytest 9.2 xdist's group marks are silently ignored (pytest-xdist
+# issue 1386), and every module's searches ran in both processes.
+SHARED_MODULES = {"tests/test_live.py": "live_search", "tests/test_page.py": "live_search"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModuleScheduling(LoadFileScheduling):
+        """xdist's `loadfile`, with the modules of SHARED_MODULES as one unit."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_MODULES.get(module, module)
+
+    return ModuleScheduling(config, log)
 
 
 # One smoke search watched while it runs: the live page's tests and the page's browser tests share it.
