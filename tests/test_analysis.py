@@ -23,6 +23,7 @@ from analysis.report import write_report
 from analysis.results import load_experiment, open_experiment
 from analysis.rungs import successive_halving
 from analysis.tables import study_table
+from tests.notebook import execute, rendered
 
 NAME = "deg"
 # FIFO, two seeds (in lockstep: one trial per configuration), three epochs: every trial runs to the
@@ -324,32 +325,6 @@ def test_report_command_on_a_corrupt_result_line_is_exit_2_from_the_shell(search
     assert len(result.stderr.strip().splitlines()) == 1 and not reports.exists()
 
 
-NOTEBOOKS = ROOT / "analysis" / "notebooks"
-
-
-def execute(notebook: str, out: Path, **parameters) -> dict:
-    import papermill
-
-    papermill.execute_notebook(str(NOTEBOOKS / notebook), str(out), parameters=parameters,
-                               cwd=str(ROOT), progress_bar=False, kernel_name="python3")
-    return json.loads(out.read_text())
-
-
-def outputs(notebook: dict) -> list[dict]:
-    return [o for cell in notebook["cells"] if cell["cell_type"] == "code" for o in cell["outputs"]]
-
-
-def rendered(notebook: dict) -> tuple[str, int]:
-    """(all Markdown the notebook displayed, how many PNG pictures); fails on any error output."""
-    shown = outputs(notebook)
-    assert not [o for o in shown if o["output_type"] == "error"]
-    # nothing on stderr either: no "Missing packages: ['ipywidgets']", no TqdmWarning
-    assert not ["".join(o["text"]) for o in shown if o.get("name") == "stderr"]
-    markdown = "".join("".join(o["data"]["text/markdown"]) for o in shown
-                       if "text/markdown" in o.get("data", {}))
-    return markdown, sum("image/png" in o.get("data", {}) for o in shown)
-
-
 def test_cnn_notebook_executes_headless_on_the_smoke_search(search, tmp_path):
     done = execute("cnn.ipynb", tmp_path / "cnn.ipynb", experiment=str(search[0]), evaluate_split="val")
     markdown, images = rendered(done)
@@ -362,37 +337,6 @@ def test_kd_notebook_executes_headless_on_the_smoke_kd_search(kd_search, tmp_pat
     markdown, images = rendered(done)
     assert "| arm | temperature | w_st | w_lab |" in markdown and "baseline (w_st=0)" in markdown
     assert images == 2  # distil and asha
-
-
-@pytest.fixture(scope="session")
-def lora_search(tmp_path_factory) -> Path:
-    """A smoke lora search on the tiny DistilBERT: full fine-tuning against LoRA q8."""
-    root = tmp_path_factory.mktemp("analysis_lora")
-    result = run_cli("--space", "lora", "--profile", "smoke", "--set", "setting=full,q8",
-                     "--storage", str(root / "results"), "--name", "lora",
-                     env={"TUNELAB_REPORT": str(root / "report")})
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (root / "report" / "lora" / "lora.svg").is_file()
-    return root / "results" / "lora"
-
-
-def test_lora_table_has_trainable_params_log10_and_val_acc(lora_search):
-    table = study_table(open_experiment(lora_search), "best").frame.set_index("setting")
-    for folder in (p for p in lora_search.iterdir() if (p / "progress.csv").is_file()):
-        setting = json.loads((folder / "params.json").read_text())["setting"]
-        reports = pd.read_csv(folder / "progress.csv")
-        assert table.loc[setting, "val_acc"] == reports["val_acc"].max()
-        assert table.loc[setting, "trainable_params"] == reports["trainable_params"].iloc[0]
-        assert table.loc[setting, "log10"] == pytest.approx(np.log10(reports["trainable_params"].iloc[0]),
-                                                            abs=5e-4)
-    assert table.loc["full", "trainable_params"] > 100 * table.loc["q8", "trainable_params"]
-
-
-def test_text_notebook_executes_headless_on_the_smoke_lora_search(lora_search, tmp_path):
-    done = execute("text.ipynb", tmp_path / "text.ipynb", experiment=str(lora_search))
-    markdown, images = rendered(done)
-    assert "| setting | trainable_params | log10 | val_acc |" in markdown
-    assert images == 2  # lora and asha
 
 
 def test_a_picture_of_one_configuration_keeps_its_longest_budget_row():

@@ -1,14 +1,21 @@
-"""The text spaces as users run them: smoke searches of extract and lora, and bad input -> exit 2."""
+"""The text spaces as users run them: smoke searches of extract and lora, the lora table and text notebook
+read from that lora search, and bad input -> exit 2."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from analysis.results import open_experiment
+from analysis.tables import study_table
 from search.run import main
 from tests.conftest import run_cli
+from tests.notebook import execute, rendered
 from trainables.config import build
 from trainables.extract import ExtractConfig, fit_extract
 from trainables.finetune import TextConfig, fit_text_classifier
@@ -49,12 +56,20 @@ def retrained(config_cls, fit_trial, trial) -> list[dict]:
     return reporter.history
 
 
-@pytest.mark.slow
-def test_lora_smoke_search_reports_half_epochs_and_saves_only_trainable_weights(storage):
-    result = run_cli("--space", "lora", "--profile", "smoke", "--storage", str(storage), "--name", "lora",
-                     timeout=240)
+@pytest.fixture(scope="module")
+def lora_search(tmp_path_factory) -> Path:
+    """The lora smoke search (its seven settings, on the tiny DistilBERT), with its report."""
+    root = tmp_path_factory.mktemp("lora")
+    result = run_cli("--space", "lora", "--profile", "smoke", "--storage", str(root / "results"),
+                     "--name", "lora", env={"TUNELAB_REPORT": str(root / "report")}, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    trials = trials_of(storage / "lora")
+    assert (root / "report" / "lora" / "lora.svg").is_file()
+    return root / "results" / "lora"
+
+
+@pytest.mark.slow
+def test_lora_smoke_search_reports_half_epochs_and_saves_only_trainable_weights(lora_search):
+    trials = trials_of(lora_search)
     assert len(trials) == 7
     params = {}
     for trial in trials:
@@ -73,6 +88,24 @@ def test_lora_smoke_search_reports_half_epochs_and_saves_only_trainable_weights(
     stored = [row["val_acc"] for row in results(q8)]
     assert [row["val_acc"] for row in retrained(TextConfig, fit_text_classifier, q8)][:len(stored)] == stored
     assert params["qv8"] < params["qkvo8"]
+
+def test_lora_table_has_trainable_params_log10_and_val_acc(lora_search):
+    table = study_table(open_experiment(lora_search), "best").frame.set_index("setting")
+    for folder in (p for p in lora_search.iterdir() if (p / "progress.csv").is_file()):
+        setting = json.loads((folder / "params.json").read_text())["setting"]
+        reports = pd.read_csv(folder / "progress.csv")
+        assert table.loc[setting, "val_acc"] == reports["val_acc"].max()
+        assert table.loc[setting, "trainable_params"] == reports["trainable_params"].iloc[0]
+        assert table.loc[setting, "log10"] == pytest.approx(np.log10(reports["trainable_params"].iloc[0]),
+                                                            abs=5e-4)
+    assert table.loc["full", "trainable_params"] > 100 * table.loc["q8", "trainable_params"]
+
+
+def test_text_notebook_executes_headless_on_the_smoke_lora_search(lora_search, tmp_path):
+    done = execute("text.ipynb", tmp_path / "text.ipynb", experiment=str(lora_search))
+    markdown, images = rendered(done)
+    assert "| setting | trainable_params | log10 | val_acc |" in markdown
+    assert images == 2  # lora and asha
 
 
 @pytest.mark.slow
