@@ -45,6 +45,11 @@ PRIVATE: dict[str, tuple[str, str, str]] = {
     "binary_to_hex": (
         "ray._common.utils", "binary_to_hex",
         "writing the repaired fields back in the form Ray reads (store/recovery.py)"),
+    "WandbQueueItem": (
+        "ray.air.integrations.wandb", "_QueueItem",
+        "the kinds of item Ray's W&B logging actor reads from its queue: a test drives the mirror's "
+        "actor with them in its own process, to check it returns only once the run is written "
+        "(tests/test_ops_optuna_wandb.py)"),
     "force_on_current_node": (
         "ray.air.util.node", "_force_on_current_node",
         "the W&B mirror's logging actors run on the driver's node, where the offline runs are written "

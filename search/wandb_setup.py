@@ -29,7 +29,26 @@ class WandbMirror(require("WandbLoggerCallback")):
     def setup(self, *args, **kwargs):
         super().setup(*args, **kwargs)
         on_this_node = private("force_on_current_node")()
-        self._remote_logger_class = ray.remote(num_cpus=0, **on_this_node)(self._logger_actor_cls)
+        actor = waiting_for_the_service(self._logger_actor_cls)
+        self._remote_logger_class = ray.remote(num_cpus=0, **on_this_node)(actor)
+
+
+def waiting_for_the_service(actor_cls: type) -> type:
+    """Ray's logging actor, whose run returns only once W&B's service has written the run and exited.
+
+    `wandb.finish` only tells the service that the run is done; the service writes the run file after
+    that (an offline run's records reach the file when the service closes it). Ray kills a logging
+    actor, and its child processes with it, as soon as its run returns, so on a busy machine a trial's
+    whole W&B run was lost: a 7-byte .wandb file. `wandb.teardown` waits for the service to exit."""
+
+    class LoggingActor(actor_cls):
+        def run(self):
+            import wandb
+
+            super().run()
+            wandb.teardown()
+
+    return LoggingActor
 
 
 def has_api_key() -> bool:

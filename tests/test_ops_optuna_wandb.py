@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from search.wandb_setup import wandb_callback
+from raycompat import private
+from search.wandb_setup import waiting_for_the_service, wandb_callback
 from tests.conftest import run_cli
 
 # Shaped like a real key (40 characters) so any place that would store a key stores this one.
@@ -27,6 +28,36 @@ def test_without_an_api_key_wandb_goes_offline(tmp_path: Path, monkeypatch):
     callback = wandb_callback(tmp_path / "exp", "exp", "tunelab-test")
     assert os.environ["WANDB_MODE"] == "offline" and callback.kwargs["mode"] == "offline"
     assert callback.group == "exp" and callback.kwargs["dir"] == str(tmp_path / "exp")
+
+
+def test_a_logging_actor_returns_only_once_the_service_has_written_its_run(tmp_path: Path, monkeypatch):
+    """Ray kills a logging actor and its children (W&B's service) as soon as its run returns, so the run
+    must be on disk by then. Driven in this process, without Ray: when run() returns, the service
+    process has exited and the file holds every logged row."""
+    import queue
+
+    import psutil
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    monkeypatch.chdir(tmp_path)  # the actor chdirs into its log folder; this restores ours afterwards
+    monkeypatch.setenv("WANDB_START_METHOD", "thread")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    item = private("WandbQueueItem")
+    results: queue.Queue = queue.Queue()
+    for epoch, acc in enumerate([0.25, 0.5], 1):
+        results.put((item.RESULT, {"val_acc": acc, "training_iteration": epoch}))
+    results.put((item.END, None))
+    actor_cls = waiting_for_the_service(WandbLoggerCallback._logger_actor_cls)
+    actor = actor_cls(str(tmp_path), results, [], [], project="p", group="g", dir=str(tmp_path),
+                      mode="offline", settings={"quiet": True})
+    before = {c.pid for c in psutil.Process().children(recursive=True)}
+    actor.run()
+    services = [c for c in psutil.Process().children(recursive=True)
+                if c.pid not in before and "wandb" in " ".join(c.cmdline())]
+    assert services == [], "W&B's service still runs after the logging actor's run returned"
+    [run] = offline_runs(tmp_path)
+    assert [row["val_acc"] for row in run["history"]] == ["0.25", "0.5"]
 
 
 def wandb_records(run_file: Path) -> list[bytes]:
