@@ -28,6 +28,7 @@ import pandas as pd
 from analysis.overview import planned_trials, status_line, winner_line
 from analysis.page_reference import reference_section
 from analysis.page_svg import ENDS, curves_svg, parallel_svg, trial_marks
+from analysis.questions import answer, questions_table
 from analysis.results import Experiment
 from analysis.tables import Table, _cell, study_table
 
@@ -86,6 +87,8 @@ def html_table(table: Table, *, table_id: str = "") -> str:
                 text = _cell(value, row.get(f"{column}_std") if metric else None, metric,
                              signed=column.startswith("Δ"))
             kind = "text" if column in text_columns else ""
+            if column == "verdict":
+                kind += " sig" if value in ("holds", "contradicted") else " ns"
             if column == "paired test":
                 verdict = str(value)
                 kind += (" ns" if verdict == "not significant"
@@ -226,13 +229,19 @@ def render_page(exp: Experiment, tables: list[Table], figures: dict[str, str], *
     profile = f", profile {exp.plan['profile']}" if exp.plan.get("profile") else ""
     banner = (f'<p class="live">Live: the search is running; this page is rewritten as trials report and '
               f"reloads itself every {LIVE_RELOAD_S} s until the search ends.</p>" if live else "")
-    nav = ('<nav><a href="#tables">tables</a><a href="#curves-section">curves</a>'
+    verdicts = answer(exp)
+    nav = ('<nav>' + ('<a href="#questions">questions</a>' if verdicts else "")
+           + '<a href="#tables">tables</a><a href="#curves-section">curves</a>'
            + ('<a href="#parallel-section">parallel coordinates</a>' if parallel_section(exp, marks) else "")
            + ('<a href="#pictures">pictures</a>' if figures else "")
            + '<a href="#trials">trials</a><a href="#provenance">provenance</a></nav>')
     body = [f"<h1>{escape(exp.name)}</h1>", banner,
             f"<p>Study <b>{escape(exp.space or 'unknown')}</b>{escape(profile)}. {escape(status_line(exp))}. "
-            f"{escape(winner_line(exp))}.</p>", nav, "<h2 id='tables'>Tables</h2>"]
+            f"{escape(winner_line(exp))}.</p>", nav]
+    if verdicts:  # the study's question first: the winner is one question among them
+        body += ["<h2 id='questions'>The study's questions</h2>",
+                 html_table(questions_table(verdicts), table_id="table-questions")]
+    body += ["<h2 id='tables'>Tables</h2>"]
     for table, heading, ident in zip(tables, ("At the best epoch", "At the final epoch"),
                                      ("table-best", "table-final"), strict=False):
         body += [f"<h3>{heading}</h3>", html_table(table, table_id=ident)]

@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # `python analysis/report.py` from a checkout
 from analysis.lineage import report_section as pbt_section  # noqa: E402
 from analysis.overview import status_line, winner_line  # noqa: E402
 from analysis.pareto import experiment_front  # noqa: E402
+from analysis.questions import answer, verdict_lines, verdicts_markdown  # noqa: E402
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
 from analysis.tables import Table, study_table  # noqa: E402
 from cli import OneLineParser, UsageError, one_line  # noqa: E402
@@ -102,6 +103,9 @@ def readme(exp: Experiment, tables: list[Table], figures: dict, folder: Path) ->
     lines = [f"# {exp.name}", "",
              f"Study `{exp.space or 'unknown'}`{profile}; results in `{exp.path}`.", "",
              f"{status_line(exp)}. {winner_line(exp)}.", ""]
+    answered = verdicts_markdown(answer(exp))
+    if answered:  # the study's own questions come first; the winner is one question among them
+        lines += ["## The study's questions", "", answered]
     for table, heading in zip(tables, ("Main table (best epoch)", "Final epoch"), strict=True):
         lines += [f"## {heading}", "", table.markdown(), f"CSV: [{table.stem}.csv]({table.stem}.csv)", ""]
     lines += front_lines(exp)
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, NotAnExperiment) as err:
         return one_line(err)
     print_table(study_table(exp, "best"))
+    print("\n".join(verdict_lines(answer(exp))))
     print(winner_line(exp))
     print(f"report: {folder / 'README.md'}; page: {folder / 'index.html'}")
     return 0

@@ -52,9 +52,10 @@ def top(scores: dict, count: int, mode: str = "max") -> set:
     return set(ranked[-count:]) if count > 0 else set()
 
 
-def is_baseline(config: dict, baselines: Sequence[dict]) -> bool:
-    """Whether a trial's config is one of a space's baseline arms (every key of one of them matches)."""
-    return any(all(config.get(k) == v for k, v in b.items()) for b in baselines)
+def is_kept(config: dict, kept: Sequence[dict]) -> bool:
+    """Whether a trial's config belongs to one of the kept arms (every key of one of them matches): a
+    space's baselines and the arms of its study questions, which no rule stops before the budget."""
+    return any(all(config.get(k) == v for k, v in arm.items()) for arm in kept)
 
 
 def trial_count(grid: dict[str, list], baselines: tuple[dict, ...], num_samples: int) -> int:
@@ -86,18 +87,18 @@ class Halving:
 
 
 def successive_halving(curves: dict, grace_period: int, reduction_factor: int, max_t: int,
-                       smoothing: float = 0.0, mode: str = "max", baselines: frozenset = frozenset()
+                       smoothing: float = 0.0, mode: str = "max", kept: frozenset = frozenset()
                        ) -> Halving:
     """curves: config -> its metric per report (at least max_t values; for lockstep seeds, the mean
     over seeds). Each rung compares the smoothed signal at that report and keeps the top
     n ← ceil(n / reduction_factor) of them (n starts at the number of curves), as Ray's bracket counts;
-    the `baselines` among the curves go on whatever their rank (KeepsBaselines)."""
+    the `kept` among the curves (baselines, arms of study questions) go on whatever their rank."""
     alive, n = list(curves), len(curves)  # a list: ties break by the curves' order, never by hashing
     stopped_at, reasons = {}, {}
     for rung in rungs(grace_period, reduction_factor, max_t):
         n = math.ceil(n / reduction_factor)
         scores = {c: smoothed(curves[c][:rung], smoothing)[-1] for c in alive}
-        keep = top(scores, n, mode) | (set(alive) & baselines)
+        keep = top(scores, n, mode) | (set(alive) & kept)
         stopped_at.update({c: rung for c in alive if c not in keep})
         reasons.update({c: QUOTA for c in alive if c not in keep})
         alive = [c for c in alive if c in keep]
@@ -175,14 +176,14 @@ def significantly_below(worse: tuple[float, int], better: tuple[float, int], noi
 
 
 def decide_rung(curves: SeedCurves, rung: int, quota: int, alpha: float, smoothing: float = 0.0,
-                mode: str = "max", baselines: frozenset = frozenset()) -> tuple[set, dict, Noise]:
+                mode: str = "max", kept: frozenset = frozenset()) -> tuple[set, dict, Noise]:
     """One rung of significance halving over the configurations alive (`curves`, in creation order):
     (the ones that go on, {stopped: reason}, the noise estimate).
 
     A configuration goes on when it is not clearly below the leader (significant at α / (n − 1)) AND it
     is within the quota (the top `quota`, as successive halving keeps) or not significantly below the
     quota's cutoff (the quota's last member, at α). So ties at the cutoff go on beyond the quota, and a
-    clear loser is cut even inside it. Baselines always go on. Without a noise estimate this is
+    clear loser is cut even inside it. The `kept` always go on. Without a noise estimate this is
     successive halving."""
     signal = {c: sum(smoothed(s[:rung], smoothing)[-1] for s in per_seed) / len(per_seed)
               for c, per_seed in curves.items()}
@@ -190,7 +191,7 @@ def decide_rung(curves: SeedCurves, rung: int, quota: int, alpha: float, smoothi
     noise = rung_noise(curves, rung, smoothing)
     within = top(signal, quota, mode)
     if noise.source == "none":
-        keep = within | (set(curves) & baselines)
+        keep = within | (set(curves) & kept)
         return keep, {c: QUOTA for c in curves if c not in keep}, noise
     best = max if mode == "max" else min
     leader = best(signal, key=signal.get)
@@ -203,14 +204,14 @@ def decide_rung(curves: SeedCurves, rung: int, quota: int, alpha: float, smoothi
     # curse), and every configuration is compared with it: its test is Bonferroni-corrected over those
     # n − 1 comparisons. The cutoff is one fixed rank: its test runs at α.
     clear = alpha / max(1, len(curves) - 1)
-    keep = {c for c in curves if c in baselines
+    keep = {c for c in curves if c in kept
             or (not below(c, leader, clear) and (c in within or not below(c, cutoff, alpha)))}
     return keep, {c: SIGNIFICANT for c in curves if c not in keep}, noise
 
 
 def significance_halving(curves: SeedCurves, grace_period: int, reduction_factor: int, max_t: int,
                          alpha: float, smoothing: float = 0.0, mode: str = "max",
-                         baselines: frozenset = frozenset()) -> Halving:
+                         kept: frozenset = frozenset()) -> Halving:
     """Significance halving replayed on full curves (config -> per-seed curves of ≥ max_t reports): at
     each rung of successive halving, `decide_rung` with the quota n ← ceil(n / reduction_factor)
     counted as successive halving counts it, from the number of curves."""
@@ -220,7 +221,7 @@ def significance_halving(curves: SeedCurves, grace_period: int, reduction_factor
     for rung in rungs(grace_period, reduction_factor, max_t):
         n = math.ceil(n / reduction_factor)
         keep, stopped, _ = decide_rung({c: curves[c] for c in alive}, rung, n, alpha, smoothing, mode,
-                                       baselines)
+                                       kept)
         stopped_at.update({c: rung for c in stopped})
         reasons.update(stopped)
         alive = [c for c in alive if c in keep]

@@ -229,6 +229,53 @@ def analyse(storage: Path, epochs: int, seeds: int | None = None) -> list[dict]:
     return rows
 
 
+def question_costs(storage: Path, epochs: int) -> list[dict]:
+    """The degradation questions (spaces/images.py) on the FIFO curves, seed set by seed set: each
+    one's verdict from its arms' full curves (analysis/questions.py, read at the budget), the epochs its
+    arms train under study-aware stopping (every arm of a question kept) and under significance halving
+    alone (the image spaces' rule), and whether that rule cut an arm before the budget, which leaves the
+    question undecided. Only val_acc questions: the curves hold val_acc alone."""
+    from analysis.questions import judge
+    from spaces import get_space
+
+    space = get_space("degradation")
+    rows = []
+    for gamma in GAMMAS:
+        sets = {s: {k[1:]: v for k, v in c.items() if k[0] == gamma} for s, c in seed_curves(storage).items()}
+        for seed_set, cells in sorted((s, c) for s, c in sets.items() if len(c) == 6):
+            curves = {c: [v[:epochs] for v in seeds] for c, seeds in cells.items()}
+            alone = significance_halving(curves, 1, space.reduction_factor, epochs, space.alpha)
+            kept = significance_halving(curves, 1, space.reduction_factor, epochs, space.alpha,
+                                        kept=frozenset(curves))
+            for q in space.questions:
+                if q.metric not in ("", "val_acc"):
+                    continue
+                arms = [(q.a["num_blocks"], q.a["skip"]), (q.b["num_blocks"], q.b["skip"])]
+                first, second = (cells[a] for a in arms)
+                diffs = [x[epochs - 1] - y[epochs - 1] for x, y in zip(first, second, strict=True)]
+                cut = [a for a in arms if alone.stopped_at[a] < epochs]
+                rows.append({"question": q.name, "lr_gamma": gamma, "seed_set": seed_set,
+                             "verdict_fifo": judge(q, diffs)[0],
+                             "verdict_significance": "cut" if cut else judge(q, diffs)[0],
+                             "arm_epochs_fifo": 2 * epochs,
+                             "arm_epochs_study_aware": sum(kept.stopped_at[a] for a in arms),
+                             "arm_epochs_significance": sum(alone.stopped_at[a] for a in arms),
+                             "search_fraction_study_aware": kept.reports / (len(cells) * epochs),
+                             "search_fraction_significance": alone.reports / (len(cells) * epochs)})
+    print("question | lr_gamma | verdicts under FIFO = study-aware (per seed set) | significance alone | "
+          "arm epochs FIFO / study-aware / significance")
+    for name in dict.fromkeys(r["question"] for r in rows):
+        for gamma in GAMMAS:
+            mine = [r for r in rows if r["question"] == name and r["lr_gamma"] == gamma]
+            if mine:
+                print(f"{name} | {gamma} | {', '.join(r['verdict_fifo'] for r in mine)} | "
+                      f"{', '.join(r['verdict_significance'] for r in mine)} | "
+                      f"{sum(r['arm_epochs_fifo'] for r in mine)} / "
+                      f"{sum(r['arm_epochs_study_aware'] for r in mine)} / "
+                      f"{sum(r['arm_epochs_significance'] for r in mine)}")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=2048)
@@ -242,6 +289,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the replay table here")
     parser.add_argument("--use-seeds", type=int, metavar="K",
                         help="--analyse: replay on each trial's first K seeds only")
+    parser.add_argument("--questions", action="store_true",
+                        help="--analyse: the degradation questions' verdicts and what each stopping rule "
+                        "costs them, instead of the rule table")
     parser.add_argument("--export", type=Path, metavar="FILE",
                         help="write the FIFO curves of --storage as one JSON file "
                         "(bench/asha_fidelity_curves.json)")
@@ -249,7 +299,9 @@ def main() -> None:
     if args.export:
         export(args.storage, args.export)
         return
-    if args.analyse:
+    if args.analyse and args.questions:
+        rows = question_costs(args.analyse, args.epochs)
+    elif args.analyse:
         rows = analyse(args.analyse, args.epochs, args.use_seeds)
     else:
         storage = args.storage or Path(tempfile.mkdtemp(prefix="asha_fidelity_"))

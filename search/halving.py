@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler
 
-from analysis.rungs import check_alpha, decide_rung, is_baseline, rungs
+from analysis.rungs import check_alpha, decide_rung, is_kept, rungs
 from raycompat import private
 
 Bracket = private("Bracket")  # Ray's HyperBand bracket (private): raycompat says why
@@ -30,24 +30,25 @@ class Smoothed:
         return super().on_trial_result(tune_controller, trial, result)
 
 
-class KeepsBaselines:
-    """Mixin for a Ray scheduler: a baseline arm's trials (a Space's `baselines`) are never stopped
-    early. A table's Δ compares a row with the baseline at the same budget, so a baseline cut at a
-    rung would leave every full-budget row with nothing to compare against (the kd demo with
-    --seeds 3 lost its baseline at epoch 2 that way). Its results still count at the rungs."""
+class KeepsArms:
+    """Mixin for a Ray scheduler: the trials of a kept arm (a Space's baselines and every arm of a
+    study question: SearchPlan.kept) are never stopped early. A question compares two arms at the
+    budget, so an arm cut at a rung leaves the question without its evidence (the degradation demo
+    once cut every plain net at epoch 1, and the kd demo its baseline at epoch 2). Their results
+    still count at the rungs."""
 
-    baselines: tuple[dict, ...] = ()
+    kept: tuple[dict, ...] = ()
 
     def on_trial_result(self, tune_controller, trial, result):
         decision = super().on_trial_result(tune_controller, trial, result)
-        if (decision == self.STOP and is_baseline(trial.config, self.baselines)
+        if (decision == self.STOP and is_kept(trial.config, self.kept)
                 and result.get(self._time_attr, 0) < self._max_t):
             return self.CONTINUE  # ASHA's rung said stop; the trainable still ends at max_t itself
         return decision
 
 
-class SmoothedASHA(KeepsBaselines, Smoothed, ASHAScheduler):
-    """Ray's asynchronous ASHA deciding on the smoothed metric, baselines kept."""
+class SmoothedASHA(KeepsArms, Smoothed, ASHAScheduler):
+    """Ray's asynchronous ASHA deciding on the smoothed metric, the kept arms kept."""
 
 
 class _OneBracket(HyperBandScheduler):
@@ -76,21 +77,21 @@ class _OneBracket(HyperBandScheduler):
         return ""
 
 
-class _BaselineBracket(Bracket):
-    """Ray's HyperBand bracket whose halving moves the baselines from the stopped to the kept."""
+class _KeptBracket(Bracket):
+    """Ray's HyperBand bracket whose halving moves the kept arms from the stopped to the kept."""
 
     def successive_halving(self, metric, metric_op):
         good, bad = super().successive_halving(metric, metric_op)
-        kept = [t for t in bad if is_baseline(t.config, self.scheduler.baselines)]
+        kept = [t for t in bad if is_kept(t.config, self.scheduler.kept)]
         return good + kept, [t for t in bad if t not in kept]
 
 
 class SyncHalving(Smoothed, _OneBracket):
     """Synchronous successive halving: at each rung the top ceil(n / reduction_factor) by the smoothed
-    metric resume, with any baseline arm (analysis.rungs.successive_halving)."""
+    metric resume, with every kept arm (analysis.rungs.successive_halving)."""
 
-    baselines: tuple[dict, ...] = ()
-    bracket_class = _BaselineBracket
+    kept: tuple[dict, ...] = ()
+    bracket_class = _KeptBracket
 
 
 class _SignificanceBracket(Bracket):
@@ -117,9 +118,9 @@ class SignificanceHalving(_OneBracket):
     bracket_class = _SignificanceBracket
 
     def __init__(self, trials: int, grace_period: int, reduction_factor: int, max_t: int, alpha: float,
-                 smoothing: float = 0.0, baselines: tuple[dict, ...] = ()):
+                 smoothing: float = 0.0, kept: tuple[dict, ...] = ()):
         super().__init__(trials, grace_period, reduction_factor, max_t)
-        self.alpha, self.smoothing, self.baselines = check_alpha(alpha), smoothing, baselines
+        self.alpha, self.smoothing, self.kept = check_alpha(alpha), smoothing, kept
         self.curves: dict[str, dict[int, list[float]]] = {}
         """trial id -> report -> the metric of each seed at that report."""
 
@@ -136,9 +137,9 @@ class SignificanceHalving(_OneBracket):
             return [list(column) for column in zip(*rows, strict=True)]
 
         curves = {t: per_seed(t) for t in trials}
-        baselines = frozenset(t for t in trials if is_baseline(t.config, self.baselines))
+        kept = frozenset(t for t in trials if is_kept(t.config, self.kept))
         keep, _, _ = decide_rung(curves, rung, quota, self.alpha, self.smoothing,
-                                 "max" if self._metric_op > 0 else "min", baselines)
+                                 "max" if self._metric_op > 0 else "min", kept)
         return keep
 
 
@@ -150,20 +151,20 @@ def seed_values(result: dict, metric: str) -> list[float]:
 
 
 def asha(grace_period: int, reduction_factor: int, max_t: int, smoothing: float = 0.0,
-         baselines: tuple[dict, ...] = ()) -> SmoothedASHA:
+         kept: tuple[dict, ...] = ()) -> SmoothedASHA:
     scheduler = SmoothedASHA(time_attr="training_iteration", max_t=max_t, grace_period=grace_period,
                              reduction_factor=reduction_factor)
-    scheduler.smoothing, scheduler.baselines = smoothing, baselines
+    scheduler.smoothing, scheduler.kept = smoothing, kept
     return scheduler
 
 
 def sync_halving(trials: int, grace_period: int, reduction_factor: int, max_t: int,
-                 smoothing: float = 0.0, baselines: tuple[dict, ...] = ()) -> SyncHalving:
+                 smoothing: float = 0.0, kept: tuple[dict, ...] = ()) -> SyncHalving:
     scheduler = SyncHalving(trials, grace_period, reduction_factor, max_t)
-    scheduler.smoothing, scheduler.baselines = smoothing, baselines
+    scheduler.smoothing, scheduler.kept = smoothing, kept
     return scheduler
 
 
 def significance(trials: int, grace_period: int, reduction_factor: int, max_t: int, alpha: float,
-                 smoothing: float = 0.0, baselines: tuple[dict, ...] = ()) -> SignificanceHalving:
-    return SignificanceHalving(trials, grace_period, reduction_factor, max_t, alpha, smoothing, baselines)
+                 smoothing: float = 0.0, kept: tuple[dict, ...] = ()) -> SignificanceHalving:
+    return SignificanceHalving(trials, grace_period, reduction_factor, max_t, alpha, smoothing, kept)

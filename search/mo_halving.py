@@ -14,19 +14,19 @@ from __future__ import annotations
 from ray.tune.schedulers import FIFOScheduler
 
 from analysis.pareto import Objective, mo_rung_decision
-from analysis.rungs import is_baseline, rungs
+from analysis.rungs import is_kept, rungs
 from cli import UsageError
 from spaces.base import Space
 
 
 class MultiObjectiveHalving(FIFOScheduler):
-    """MOASHA on `objectives` at the rungs of grace_period × reduction_factor^k; baselines go on."""
+    """MOASHA on `objectives` at the rungs of grace_period × reduction_factor^k; kept go on."""
 
     def __init__(self, objectives: list[Objective], grace_period: int, reduction_factor: int, max_t: int,
-                 baselines: tuple[dict, ...] = ()):
+                 kept: tuple[dict, ...] = ()):
         super().__init__()
         self.objectives = [tuple(o) for o in objectives]
-        self.reduction_factor, self.max_t, self.baselines = reduction_factor, max_t, baselines
+        self.reduction_factor, self.max_t, self.kept = reduction_factor, max_t, kept
         self.rungs = rungs(grace_period, reduction_factor, max_t)
         self.recorded: dict[int, dict[str, tuple[float, ...]]] = {r: {} for r in self.rungs}
         """rung -> trial id -> its objectives there, in the order the trials arrived."""
@@ -42,7 +42,7 @@ class MultiObjectiveHalving(FIFOScheduler):
             return self.CONTINUE
         points = self.recorded[at]
         points[trial.trial_id] = tuple(float(result[name]) for name, _ in self.objectives)
-        if at >= self.max_t or is_baseline(trial.config, self.baselines):
+        if at >= self.max_t or is_kept(trial.config, self.kept):
             return self.CONTINUE
         keep, _ = mo_rung_decision(points, [mode for _, mode in self.objectives], self.reduction_factor)
         if trial.trial_id in keep:
@@ -55,8 +55,8 @@ class MultiObjectiveHalving(FIFOScheduler):
 
 
 def moasha(objectives: list[Objective], grace_period: int, reduction_factor: int, max_t: int,
-           baselines: tuple[dict, ...] = ()) -> MultiObjectiveHalving:
-    return MultiObjectiveHalving(objectives, grace_period, reduction_factor, max_t, baselines)
+           kept: tuple[dict, ...] = ()) -> MultiObjectiveHalving:
+    return MultiObjectiveHalving(objectives, grace_period, reduction_factor, max_t, kept)
 
 
 def parse_objectives(text: str | None, space: Space) -> list[list[str]]:

@@ -39,6 +39,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", dest="objectives", metavar="NAME:max|min,NAME:max|min",
                    help="search a trade-off of two reported metrics, e.g. val_acc:max,trainable_params:min "
                    "(docs/tradeoffs.md)")
+    p.add_argument("--question", dest="questions", action="append", default=[], metavar="QUESTION",
+                   help="add a question the search answers, e.g. 'deep: num_blocks=7,skip=false < "
+                   "num_blocks=5,skip=false; metric=train_loss' (relations <, >, ~ with margin=X; "
+                   "docs/questions.md); its arms run to the budget")
+    p.add_argument("--no-questions", dest="space_questions", action="store_false",
+                   help="ask none of the space's own questions: the scheduler may stop any configuration "
+                   "on the winner rule alone (fastest; the study's questions then go unanswered)")
     p.add_argument("--alpha", type=float, metavar="A",
                    help="--scheduler significance: level of the one-sided t-test behind a stop, in "
                    "(0, 0.5); smaller keeps more configurations (default: the space's)")
@@ -210,16 +217,22 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
     check_objectives(objectives, scheduler, args.smoothing is not None, args.search,
                      trial_count(grid, space.baselines, args.num_samples))
 
+    if args.questions and (args.search != "grid" or scheduler == "pbt"):
+        raise UsageError("--question compares grid configurations: it needs --search grid and a scheduler "
+                         "other than pbt")
     storage = open_storage(args.storage)
     name = args.name or f"{space.name}__{args.profile}__{time.strftime('%Y%m%d-%H%M%S')}"
     if os.sep in name or name in ("", ".", ".."):
         raise UsageError(f"--name must be a plain folder name, got '{name}'")
+    plan = SearchPlan(space=space, profile=args.profile, config=config, grid=grid, storage=storage,
+                      name=name, scheduler=scheduler, smoothing=smoothing, alpha=alpha, search=args.search,
+                      num_samples=args.num_samples, cpus=cpus, gpus=gpus, pinned=sorted(overrides),
+                      objectives=objectives, questions=list(args.questions),
+                      space_questions=args.space_questions)
+    plan.study_questions()  # a bad --question is refused here, before any data or storage is touched
     if not args.view:
         if not args.resume:  # a resume continues its own folder (search/resume.py)
             check_storage(storage, name)
         if space.prepare is not None:
-            config = space.prepare(config, storage)
-    return SearchPlan(space=space, profile=args.profile, config=config, grid=grid, storage=storage,
-                      name=name, scheduler=scheduler, smoothing=smoothing, alpha=alpha, search=args.search,
-                      num_samples=args.num_samples, cpus=cpus, gpus=gpus, pinned=sorted(overrides),
-                      objectives=objectives)
+            plan.config = space.prepare(config, storage)
+    return plan

@@ -10,6 +10,7 @@ from typing import Any
 from ray import tune
 
 from spaces.base import Space
+from spaces.questions import Question, grid_cells, kept_arms, parse_question, study_questions
 from store import Location, locate
 
 
@@ -45,6 +46,10 @@ class SearchPlan:
     space's continuous counterpart, profile defaults included."""
     objectives: list[list[str]] = field(default_factory=list)
     """--objective: two [metric, "max" | "min"] pairs (search/mo_halving.py); empty: the space's metric."""
+    questions: list[str] = field(default_factory=list)
+    """--question: the user's own questions, as typed (spaces/questions.py), beside the space's."""
+    space_questions: bool = True
+    """False with --no-questions: the space's own questions are not asked (nor their arms kept)."""
 
     @property
     def max_t(self) -> int:
@@ -53,6 +58,24 @@ class SearchPlan:
     @property
     def experiment_dir(self) -> Location:
         return locate(self.storage) / self.name
+
+    def study_questions(self) -> list[Question]:
+        """The questions this search answers: the space's that its grid holds, then the user's; each
+        checked against the grid (UsageError). An Optuna or PBT search samples or changes the other
+        knobs, so its arms would not be like-for-like: it answers none."""
+        if self.search != "grid" or self.scheduler == "pbt":
+            return []
+        cells = grid_cells(self.grid, self.space.baselines, self.config)
+        added = [parse_question(text, self.space.config_cls) for text in self.questions]
+        declared = self.space.questions if self.space_questions else ()
+        return study_questions(declared, added, cells, self.space.metrics, self.config["epochs"])
+
+    def kept(self) -> tuple[dict, ...]:
+        """Configurations no scheduler stops before the budget: the space's baselines and every arm of
+        a question (early stopping never cuts the evidence a question needs)."""
+        cells = grid_cells(self.grid, self.space.baselines, self.config)
+        arms = kept_arms(self.study_questions(), cells)
+        return (*self.space.baselines, *(a for a in arms if a not in self.space.baselines))
 
     def param_space(self) -> dict[str, Any]:
         if self.search == "optuna":

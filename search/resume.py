@@ -28,7 +28,7 @@ from store.recovery import check_resumable, repair_missing_checkpoints, resume_s
 
 # The fields that define *which* search runs; resources, storage and name may differ on resume.
 IDENTITY = ("space", "profile", "config", "grid", "scheduler", "smoothing", "alpha", "search", "num_samples",
-            "objectives")
+            "objectives", "questions", "space_questions")
 NOT_STORED = ("callbacks", "storage", "name", "max_concurrent")
 
 
@@ -111,7 +111,8 @@ def resume_plan(args: argparse.Namespace) -> SearchPlan:
     for dest, value in (("space", stored.space.name), ("profile", stored.profile),
                         ("scheduler", stored.scheduler), ("search", stored.search),
                         ("num_samples", stored.num_samples),
-                        ("objectives", format_objectives(stored.objectives))):
+                        ("objectives", format_objectives(stored.objectives)),
+                        ("questions", stored.questions), ("space_questions", stored.space_questions)):
         if dest not in args.given:
             setattr(args, dest, value)
     if "seeds" not in args.given:

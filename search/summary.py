@@ -10,6 +10,7 @@ import sys
 import pandas as pd
 
 from analysis.pareto import experiment_front
+from analysis.questions import answer, verdict_lines
 from analysis.results import load_experiment
 from analysis.stats import paired
 from analysis.tables import WHICH, per_config, winner
@@ -103,6 +104,10 @@ def print_summary(plan: SearchPlan, seconds: float) -> bool:
         print(epochs_saved(trials, plan))
     if plan.objectives:
         print(front_summary(plan))
+    exp = load_experiment(plan.experiment_dir, plan.space.metric, plan.space.mode, plan.max_t)
+    exp.space, exp.reports_per_epoch = plan.space.name, plan.space.reports_per_epoch
+    for line in verdict_lines(answer(exp, plan.study_questions())):
+        print(line)
     errored = trials.loc[trials["errored"], "trial_id"].tolist()
     if errored:
         print(f"errored: {len(errored)} trial(s) ended in ERROR ({', '.join(errored)}): marked ERROR, never "
@@ -134,5 +139,6 @@ def epochs_saved(trials: pd.DataFrame, plan: SearchPlan) -> str:
     per_epoch = plan.space.reports_per_epoch
     trained = int(trials["epochs_run"].sum()) / per_epoch
     fifo = len(trials) * plan.max_t / per_epoch
+    kept = f"; {len(plan.kept())} arms kept to the budget for the study's questions" if plan.kept() else ""
     return (f"early stopping ({plan.scheduler}): {trained:g} of FIFO's {fifo:g} trial-epochs trained, "
-            f"{fifo - trained:g} saved ({(fifo - trained) / fifo:.0%})")
+            f"{fifo - trained:g} saved ({(fifo - trained) / fifo:.0%}){kept}")

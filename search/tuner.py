@@ -8,11 +8,12 @@ from typing import Any
 
 from ray import tune
 
-from analysis.rungs import trial_count
+from analysis.rungs import is_kept, trial_count
 from search.halving import asha, significance, sync_halving
 from search.mo_halving import moasha, optuna_searcher
 from search.pbt import pbt_param_space, pbt_scheduler, pbt_searcher
 from search.plan import SearchPlan
+from spaces.questions import grid_cells
 
 MAX_FAILURES = 2  # a crashing trial is retried from its last checkpoint this many times
 
@@ -27,15 +28,20 @@ def make_scheduler(plan: SearchPlan) -> tune.schedulers.TrialScheduler:
     # optuna proposes trials one by one: the synchronous cohort is num_samples, without baselines
     trials = (trial_count(plan.grid, space.baselines, plan.num_samples) if plan.search == "grid"
               else plan.num_samples)
-    baselines = space.baselines if plan.search == "grid" else ()
+    # Never stopped early: the baselines and every arm of a study question (Space.questions, --question)
+    kept = plan.kept() if plan.search == "grid" else ()
+    if kept and all(is_kept(cell, kept) for cell in grid_cells(plan.grid, space.baselines, plan.config)):
+        # Every configuration is an arm of a question: no rung could stop one, and a synchronous rung
+        # would only pause trials until their peers caught up.
+        return tune.schedulers.FIFOScheduler()
     if plan.scheduler == "moasha":
-        return moasha(plan.objectives, grace, space.reduction_factor, plan.max_t, baselines)
+        return moasha(plan.objectives, grace, space.reduction_factor, plan.max_t, kept)
     if plan.scheduler == "halving":
-        return sync_halving(trials, grace, space.reduction_factor, plan.max_t, plan.smoothing, baselines)
+        return sync_halving(trials, grace, space.reduction_factor, plan.max_t, plan.smoothing, kept)
     if plan.scheduler == "significance":
         return significance(trials, grace, space.reduction_factor, plan.max_t, plan.alpha, plan.smoothing,
-                            baselines)
-    return asha(grace, space.reduction_factor, plan.max_t, plan.smoothing, space.baselines)
+                            kept)
+    return asha(grace, space.reduction_factor, plan.max_t, plan.smoothing, plan.kept())
 
 
 def make_searcher(plan: SearchPlan):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cli import UsageError
+from spaces.questions import Question
 from store import Location
 from trainables.config import ConfigError, check_value
 
@@ -78,6 +79,15 @@ class Space:
     no data of their own."""
     describe: Callable[[dict], dict[str, Any]] | None = None
     """For `--view`: the model a config builds, as {"params": ..., "layers": ...}, without training."""
+    questions: tuple[Question, ...] = ()
+    """The study's own questions (spaces/questions.py): comparisons between arms of the grid, each
+    answered with its evidence by every view, and whose arms no scheduler stops before the budget."""
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Metrics a question may name: the space's metric, its objectives and progress columns."""
+        named = (self.metric, *self.objectives, *self.progress)
+        return tuple(dict.fromkeys(m for m in named if m != "epoch"))
 
     def base_config(self, profile: str) -> dict[str, Any]:
         if profile not in self.profiles:

@@ -8,6 +8,7 @@ from ray import tune
 
 from cli import UsageError
 from spaces.base import Profile, Space
+from spaces.questions import LESS, MORE, Question
 from trainables.cnn import ImageConfig, build_model, image_config
 from trainables.data.images import ImageData, Split, check_available, load_images
 from trainables.data.root import DataMissing
@@ -68,6 +69,33 @@ IMAGE_STUDY = {"trainable": "trainables.cnn:train_cnn", "config_cls": ImageConfi
 and describes its models, and the early stopping that BENCHMARKS (c) measured (significance halving
 at α 0.2)."""
 
+LAB = "the lab's CIFAR-10 run, docs/reference.md §1"
+
+
+def _net(blocks: int, skip: bool) -> dict:
+    return {"num_blocks": blocks, "skip": skip}
+
+
+DEGRADATION_QUESTIONS = (
+    # The degradation problem (He et al. 2016, Fig. 1): a deeper plain net trains worse, on training
+    # loss (the paper's definition) and on held-out accuracy.
+    Question("deeper plain 30 < 22 layers", _net(7, False), LESS, _net(5, False),
+             reference=f"holds: 0.692 against 0.742 ({LAB})"),
+    Question("deeper plain 22 < 6 layers", _net(5, False), LESS, _net(1, False),
+             reference=f"contradicted: 0.742 against 0.709 ({LAB})"),
+    Question("deeper plain 30 > 22 layers, train loss", _net(7, False), MORE, _net(5, False),
+             metric="train_loss", reference="holds: He et al. 2016, Fig. 1 (training error, CIFAR-10)"),
+    Question("deeper plain 22 > 6 layers, train loss", _net(5, False), MORE, _net(1, False),
+             metric="train_loss", reference="holds: He et al. 2016, Fig. 1 (training error, CIFAR-10)"),
+    # Residual connections fix it: skip above plain at each depth (at the shallowest, the lab found none).
+    Question("skip fixes 30 layers", _net(7, True), MORE, _net(7, False),
+             reference=f"holds: 0.803 against 0.692 ({LAB})"),
+    Question("skip fixes 22 layers", _net(5, True), MORE, _net(5, False),
+             reference=f"holds: 0.798 against 0.742 ({LAB})"),
+    Question("skip at 6 layers", _net(1, True), MORE, _net(1, False),
+             reference=f"contradicted: 0.689 against 0.709 ({LAB})"),
+)
+
 DEGRADATION = Space(
     name="degradation",
     doc="ResNet degradation problem: depth (num_blocks) × residual connections (skip), 16 filters",
@@ -86,6 +114,7 @@ DEGRADATION = Space(
     },
     continuous={**SGD_CONTINUOUS, "num_blocks": lambda: tune.randint(1, 8)},
     objectives=("params", "train_acc", "val_loss"),
+    questions=DEGRADATION_QUESTIONS,
     # Replayed on the committed FIFO curves (BENCHMARKS (c)): significance halving with reduction
     # factor 2 from epoch 1 at α 0.2 kept FIFO's winner in every repeat at about half FIFO's epochs,
     # where successive halving at that compute lost up to 0.06 val_acc.
@@ -103,6 +132,11 @@ MNIST = Space(
         "paper": PAPER,
     },
     continuous=SGD_CONTINUOUS,
+    questions=tuple(
+        Question(f"{cnn} > mlp", {"model": cnn}, MORE, {"model": "mlp"},
+                 reference="holds: convolutions beat the MLP on images with fewer parameters (the lab, "
+                           "docs/reference.md §1: MLP 0.93M, CNN1 0.17M, CNN2 0.68M)")
+        for cnn in ("cnn1", "cnn2")),
     **IMAGE_STUDY,
 )
 
@@ -117,5 +151,7 @@ TEACHERS = Space(
     },
     gpu=0.5,
     continuous=SGD_CONTINUOUS,
+    questions=(Question("wrn14_2 > resnet32", {"model": "wrn14_2"}, MORE, {"model": "resnet32"},
+                        reference=f"holds: 0.850 against 0.842 ({LAB})"),),
     **IMAGE_STUDY,
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from cli import UsageError
 from spaces.base import Profile, Space
 from spaces.images import TEACHERS, check_image_data, describe_image_model, ship_images
+from spaces.questions import BEST, MORE, Question
 from store import Location, StorageError, locate
 from store.experiment import checkpoint_folder, experiments
 from trainables.data.shipped import Shipment
@@ -85,17 +86,21 @@ def ship_kd(configs: list[dict]) -> Shipment:
     return shipment
 
 
+KD_GRID = {"temperature": [1.0, 2.0, 5.0, 10.0], "w_st": [0.5, 1.0, 5.0]}
+KD_BASELINE = {"w_st": 0.0, "temperature": 1.0, "w_lab": 1.0}
+HINTON = "holds: BaseCNN 0.769, distilled from WRN14-2 0.801 (the lab, docs/reference.md §1)"
+
 KD = Space(
     name="kd",
     doc="knowledge distillation into BaseCNN (0.08M): temperature × w_st, w_lab 0.5; baseline CE alone",
     trainable="trainables.kd:train_kd",
     config_cls=KDConfig,
-    grid={"temperature": [1.0, 2.0, 5.0, 10.0], "w_st": [0.5, 1.0, 5.0]},
+    grid=KD_GRID,
     # The fair baseline: the student on cross-entropy alone (w_st 0, w_lab 1), i.e. the plain BaseCNN
     # at the same learning rate, budget and seeds as every KD cell, so Δ measures distillation and not
     # a step size (0.5·CE would be SGD at half the rate). Its temperature only sets the T of the
     # kd_loss it reports; it does not train on it.
-    baselines=({"w_st": 0.0, "temperature": 1.0, "w_lab": 1.0},),
+    baselines=(KD_BASELINE,),
     fixed={"model": "cnn", "num_blocks": 1, "num_filters": 32, "skip": True, "w_lab": 0.5},
     profiles={
         "smoke": Profile({"train_subset": 512, "val_subset": 256, "epochs": 2}, grace_period=1),
@@ -110,4 +115,12 @@ KD = Space(
     prepare=prepare_kd,
     ship=ship_kd,
     describe=describe_image_model,
+    # Does distillation beat the same student trained alone? Each cell, and the best one (chosen on the
+    # same seeds it is tested on, so its interval is optimistic; the page says so).
+    questions=(
+        *(Question(f"T={t:g}, w_st={w:g} > baseline", {"temperature": t, "w_st": w}, MORE, KD_BASELINE,
+                   reference=HINTON)
+          for t in KD_GRID["temperature"] for w in KD_GRID["w_st"]),
+        Question("best cell > baseline", BEST, MORE, KD_BASELINE, reference=HINTON),
+    ),
 )

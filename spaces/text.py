@@ -8,6 +8,7 @@ from ray import tune
 
 from cli import UsageError
 from spaces.base import Profile, Space
+from spaces.questions import MORE, SAME, Question
 from trainables.data.root import DataMissing
 from trainables.data.shipped import Shipment, ShippedFolder, model_key, token_key
 from trainables.data.text import check_text_data, load_tokens
@@ -130,6 +131,10 @@ def describe_finetune(config: dict) -> dict:
     return {"params": count_trainable(model), "layers": _encoder_layers(model)}
 
 
+HU = "holds: LoRA matches full fine-tuning (Hu et al. 2021; the lab's DistilBERT: full 0.860, q8 0.853)"
+LORA_MARGIN = 0.02
+"""val_acc within which an adapter counts as matching full fine-tuning (two one-sided tests)."""
+
 EXTRACT = Space(
     name="extract",
     doc="frozen BERT-family features + LinearSVC: extractor × pooling; extractors missing offline "
@@ -145,6 +150,16 @@ EXTRACT = Space(
         "paper": Profile({"svm_c": "0.001,0.01,0.1,1,10"}, grace_period=1),
     },
     progress=("train_acc", "val_acc", "test_acc", "dim"),
+    # Backbones against each other, each pooled both ways (a question whose backbone is not installed
+    # is not asked).
+    questions=(
+        Question("mpnet > minilm", {"extractor": "mpnet"}, MORE, {"extractor": "minilm"},
+                 reference="holds: 0.855 against 0.767 (the lab, docs/reference.md §1)"),
+        Question("distilbert > minilm", {"extractor": "distilbert"}, MORE, {"extractor": "minilm"},
+                 reference="holds: 0.822 against 0.767 (the lab, docs/reference.md §1)"),
+        Question("mpnet > distilbert", {"extractor": "mpnet"}, MORE, {"extractor": "distilbert"},
+                 reference="holds: 0.855 against 0.822 (the lab, docs/reference.md §1)"),
+    ),
     prepare=check_extract,
     ship=ship_extract,
     describe=describe_extractor,
@@ -179,6 +194,9 @@ LORA = Space(
     gpu=0.5,
     # PBT's ranges: around the demo's rates (adapter 2e-3, head 3e-3), a factor 10 below and 3 above.
     perturb={"adapter_lr": (2e-4, 1e-2), "head_lr": (2e-4, 1e-2)},
+    questions=tuple(Question(f"{setting} ~ full", {"setting": setting}, SAME, {"setting": "full"},
+                             margin=LORA_MARGIN, reference=HU)
+                    for setting in LORA_SETTINGS if setting != "full"),
     continuous={
         "adapter_lr": lambda: tune.loguniform(1e-5, 3e-3),
         "head_lr": lambda: tune.loguniform(1e-5, 3e-3),
@@ -196,6 +214,12 @@ LORA_FRONT = Space(
     trainable="trainables.finetune:train_finetune",
     config_cls=TextConfig,
     grid={"lora_targets": ["q", "qv", "qkvo"], "lora_rank": [8, 16]},
+    # The grid holds no full fine-tuning: does doubling the rank change anything at each target set?
+    questions=tuple(Question(f"{t} rank 16 ~ 8", {"lora_targets": t, "lora_rank": 16}, SAME,
+                             {"lora_targets": t, "lora_rank": 8}, margin=LORA_MARGIN,
+                             reference="holds: rank barely matters (Hu et al. 2021, Table 6; the lab: "
+                                       "q 0.853/0.853, qv 0.839/0.845, qkvo 0.848/0.850)")
+                    for t in ("q", "qv", "qkvo")),
     fixed={"setting": "qv8"},  # a LoRA setting whose targets and rank the two keys above replace
     profiles={
         # As the lora space's, but a rung at every half epoch from the first: stopping early is the point.

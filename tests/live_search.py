@@ -16,8 +16,9 @@ import pytest
 
 NAME = "live"
 # Two depths × plain/skip (two knobs: the page draws parallel coordinates), two seeds in lockstep,
-# two epochs under the space's significance halving (its rung at epoch 1 stops some), so the page has
-# every kind of curve end and reports arrive over some 40 s.
+# two epochs under the space's significance halving, whose rung keeps every arm of the degradation
+# questions this grid holds (all four configurations), so reports arrive over some 40 s and the page
+# answers the questions.
 SEARCH = ("--space", "degradation", "--profile", "smoke", "--seeds", "2", "--set", "num_blocks=1,5")
 RELOAD = b'http-equiv="refresh"'
 # Each trial waits this long after each report (tests/faults/sitecustomize.py), longer than the live

@@ -46,8 +46,9 @@ def search(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def kd_search(tmp_path_factory) -> tuple[Path, Path]:
     """A smoke kd search with synchronous halving (rung at epoch 1: the top ceil(5/3) = 2 of the five
-    trials go on): four cells plus the baseline arm, two seeds in lockstep,
-    distilling a ResNet8 teacher trained here for one epoch."""
+    trials go on, and the kept arms): four cells plus the baseline arm, two seeds in lockstep,
+    distilling a ResNet8 teacher trained here for one epoch. Instead of the space's questions (whose
+    arms are every cell) it asks one of its own, so the rung stops what no question needs."""
     import torch
 
     from trainables.cnn import ImageConfig, fit_image_model
@@ -61,7 +62,8 @@ def kd_search(tmp_path_factory) -> tuple[Path, Path]:
     torch.save(reporter.state, teacher / STATE_FILE)
     reports = root / "report"
     result = run_cli("--space", "kd", "--profile", "smoke", "--teacher", str(teacher), "--seeds", "2",
-                     "--scheduler", "halving",
+                     "--scheduler", "halving", "--no-questions",
+                     "--question", "hot: temperature=10 > temperature=2",
                      "--set", "temperature=1,2,5,10", "--set", "w_st=1", "--storage", str(root / "results"),
                      "--name", "kd", env={"TUNELAB_REPORT": str(reports)})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -165,14 +167,17 @@ def test_asha_stops_are_told_from_finished_trials(search, kd_search):
     trials = exp.trials
     assert exp.max_t == 2 and exp.rungs == [1] and exp.incomplete == []
     assert (trials["stopped_early"] == (trials["epochs_run"] < 2)).all()
-    # Halving: the top ceil(5/3) = 2 go on at the rung, and the baseline arm whatever its rank.
-    # In the order Ray created the trials: its bracket breaks ties in favour of the later one.
+    # Halving: the top ceil(5/3) = 2 go on at the rung, and the baseline arm and the question's two arms
+    # whatever their rank. In the order Ray created the trials: its bracket breaks ties in favour of the
+    # later one.
     curves = {t: exp.epochs[exp.epochs["trial_id"] == t].sort_values("training_iteration")["val_acc"].tolist()
               for t in sorted(trials["trial_id"])}
     baseline = frozenset(trials.loc[trials["w_st"] == 0, "trial_id"])
-    replay = successive_halving(curves, grace_period=1, reduction_factor=3, max_t=2, baselines=baseline)
-    assert len(baseline) == 1 and dict(zip(trials["trial_id"], trials["epochs_run"], strict=True)) == \
-        replay.stopped_at
+    arms = frozenset(trials.loc[(trials["w_st"] == 1) & trials["temperature"].isin([2.0, 10.0]), "trial_id"])
+    replay = successive_halving(curves, grace_period=1, reduction_factor=3, max_t=2, kept=baseline | arms)
+    assert len(baseline) == 1 and len(arms) == 2 and dict(zip(trials["trial_id"], trials["epochs_run"],
+                                                              strict=True)) == replay.stopped_at
+    assert (trials.set_index("trial_id").loc[sorted(arms), "epochs_run"] == 2).all()
     assert replay.stopped_at[next(iter(baseline))] == 2 and sorted(trials["epochs_run"])[:2] == [1, 1]
     svg = (kd_search[1] / "kd" / "asha.svg").read_text()
     marked = sum(int(n) for n in re.findall(r"(\d+) stopped: (?:significant|quota)", svg))

@@ -67,7 +67,7 @@ def test_a_baseline_arm_is_never_stopped_early_and_still_counts_at_the_rung():
     """ASHA (grace 1, reduction factor 2) would stop a trial that reaches the rung below the first
     one's value; a baseline arm goes on, so kd's Δ always has its baseline at the full budget."""
     def first_rung_decisions(baselines: tuple) -> list[str]:
-        scheduler = asha(grace_period=1, reduction_factor=2, max_t=4, baselines=baselines)
+        scheduler = asha(grace_period=1, reduction_factor=2, max_t=4, kept=baselines)
         scheduler.set_search_properties("val_acc", "max")
         cell = SimpleNamespace(trial_id="cell", config={"w_st": 5.0, "temperature": 2.0, "w_lab": 0.5})
         base = SimpleNamespace(trial_id="base", config={**BASELINE, "seed": 0})
@@ -87,7 +87,7 @@ def test_the_replayed_halving_keeps_the_baseline_beside_the_top_of_the_cohort():
     curves = {"a": [0.9, 0.9], "b": [0.8, 0.8], "c": [0.7, 0.7], "d": [0.6, 0.6], "base": [0.1, 0.1]}
     rung = {"grace_period": 1, "reduction_factor": 3, "max_t": 2}
     assert sorted(successive_halving(curves, **rung).finished) == ["a", "b"]  # ceil(5/3) = 2
-    kept = successive_halving(curves, **rung, baselines=frozenset({"base"}))
+    kept = successive_halving(curves, **rung, kept=frozenset({"base"}))
     assert sorted(kept.finished) == ["a", "b", "base"] and kept.stopped_at["c"] == 1
 
 def test_the_confidence_interval_agrees_with_scipy():
@@ -152,11 +152,12 @@ def test_a_single_seed_table_has_no_spread_columns(tmp_path):
 def test_a_halving_search_stops_exactly_what_the_replay_of_its_curves_stops(tmp_path):
     """The real scheduler (Ray's HyperBand reduced to one synchronous bracket, EMA 0.5) against
     `successive_halving` replayed on the curves the search recorded: the same trials go on at each
-    rung, whatever order they arrived in; the stopped ones are told from the finished ones."""
+    rung, whatever order they arrived in; the stopped ones are told from the finished ones. It asks
+    none of the space's questions (whose arms are the whole grid and would all run to the budget)."""
     from conftest import run_cli
 
     result = run_cli("--space", "degradation", "--profile", "smoke", "--scheduler", "halving",
-                     "--smoothing", "0.5", "--max-epochs", "4", "--seeds", "2",
+                     "--no-questions", "--smoothing", "0.5", "--max-epochs", "4", "--seeds", "2",
                      "--set", "train_subset=256", "--set", "val_subset=128", "--storage", str(tmp_path),
                      "--name", "halving", env={"TUNELAB_REPORT": str(tmp_path / "report")}, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

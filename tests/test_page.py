@@ -40,6 +40,21 @@ def page(live_search):
     browser.quit()
 
 
+def test_the_page_opens_with_the_study_questions_answered_and_every_arm_ran_to_the_budget(page):
+    browser, search = page
+    headings = [h.text for h in browser.find_elements("css selector", "h2")]
+    assert headings[0] == "The study's questions", headings
+    rows = browser.find_elements("css selector", "#table-questions tbody tr")
+    # num_blocks 1 and 5, plain and skip: "deeper plain 22 < 6" (val_acc and train loss), "skip fixes
+    # 22 layers" and "skip at 6 layers"
+    assert len(rows) == 4
+    for row in rows:
+        assert row.find_elements("css selector", "td")[2].text in ("holds", "contradicted", "undecided")
+    ran = [len((p.parent / "result.json").read_text().splitlines())
+           for p in search.experiment.glob("*/params.json")]
+    assert ran == [2] * 4  # no arm of a question is stopped early
+
+
 def test_the_table_has_one_row_per_configuration(page):
     browser, search = page
     configurations = {(p["num_blocks"], p["skip"]) for p in trial_params(search.experiment).values()}

@@ -69,7 +69,7 @@ def test_one_seed_takes_the_curve_noise_path():
 
 def test_a_baseline_arm_is_never_stopped():
     curves = cohort({"a": 0.80, "b": 0.79, "base": 0.30})
-    run = significance_halving(curves, 1, 3, 4, alpha=0.1, baselines=frozenset({"base"}))
+    run = significance_halving(curves, 1, 3, 4, alpha=0.1, kept=frozenset({"base"}))
     assert run.stopped_at["base"] == 4 and "base" not in run.reasons
     assert significance_halving(curves, 1, 3, 4, alpha=0.1).stopped_at["base"] == 1
 
@@ -110,10 +110,11 @@ def stored_curves(exp) -> dict[str, list[list[float]]]:
 
 @pytest.mark.slow
 def test_the_significance_scheduler_stops_what_its_replay_stops_and_every_reader_names_one_winner(tmp_path):
-    """A real smoke search with 2 lockstep seeds under --scheduler significance: the trials Ray stopped,
-    and where, equal the replay of analysis.rungs.significance_halving on the stored curves. Then the
-    driver's summary, analysis/report.py and analysis/evaluate.py crown the same configuration with the
-    same value."""
+    """A real smoke search with 2 lockstep seeds under --scheduler significance, asking one question of
+    its own instead of the space's: the trials Ray stopped, and where, equal the replay of
+    analysis.rungs.significance_halving on the stored curves with the question's arms kept, and those
+    arms ran to the budget. Then the driver's summary, analysis/report.py and analysis/evaluate.py crown
+    the same configuration with the same value, and the summary answers the question."""
     from analysis import evaluate, report
     from analysis.overview import winner_line
     from analysis.results import load_experiment
@@ -121,14 +122,22 @@ def test_the_significance_scheduler_stops_what_its_replay_stops_and_every_reader
 
     result = run_cli("--space", "degradation", "--profile", "smoke", "--scheduler", "significance",
                      "--alpha", "0.2", "--max-epochs", "4", "--seeds", "2", "--set", "train_subset=256",
+                     "--no-questions",
+                     "--question", "deep: num_blocks=7,skip=false < num_blocks=1,skip=false",
                      "--set", "val_subset=128", "--storage", str(tmp_path), "--name", "sig",
                      env={"TUNELAB_REPORT": str(tmp_path / "report")}, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     exp = load_experiment(tmp_path / "sig", max_t=4)
     rf = get_space("degradation").reduction_factor  # the search ran with the space's
-    replay = significance_halving(stored_curves(exp), grace_period=1, reduction_factor=rf, max_t=4, alpha=0.2)
+    plain = exp.trials[~exp.trials["skip"].astype(bool) & exp.trials["num_blocks"].isin([1, 7])]
+    arms = frozenset(plain["trial_id"])
+    replay = significance_halving(stored_curves(exp), grace_period=1, reduction_factor=rf, max_t=4,
+                                  alpha=0.2, kept=arms)
     ran = dict(zip(exp.trials["trial_id"], exp.trials["epochs_run"], strict=True))
     assert ran == replay.stopped_at
+    assert len(arms) == 2 and all(ran[t] == 4 for t in arms)
+    assert re.search(r"^  deep +(HOLDS|CONTRADICTED|UNDECIDED) +Δ [+-]\d\.\d{4}", result.stdout, re.M), \
+        result.stdout[-3000:]
     assert "early stopping (significance):" in result.stdout
     stopped = [t for t, at in ran.items() if at < 4]
     svg = next((tmp_path / "report").glob("sig*/asha.svg")).read_text()
@@ -185,7 +194,7 @@ def test_the_image_spaces_default_to_significance_halving_and_optuna_gets_a_coho
         return build_plan(parse_args(["--space", "degradation", "--profile", "smoke", "--storage",
                                       str(tmp_path), "--name", name, *args]))
 
-    grid = make_scheduler(plan())
+    grid = make_scheduler(plan("--no-questions"))
     assert isinstance(grid, SignificanceHalving) and (grid._trials, grid.alpha) == (6, 0.2)
     optuna = make_scheduler(plan("--search", "optuna", "--num-samples", "4", "--alpha", "0.05"))
     assert isinstance(optuna, SignificanceHalving) and (optuna._trials, optuna.alpha) == (4, 0.05)
