@@ -30,7 +30,7 @@ from analysis.page_reference import reference_section
 from analysis.page_svg import ENDS, curves_svg, parallel_svg, trial_marks
 from analysis.questions import answer, questions_table
 from analysis.results import Experiment
-from analysis.tables import Table, _cell, study_table
+from analysis.tables import Table, _cell, interval_text, study_table
 
 ASSETS = Path(__file__).resolve().parent / "page_assets"
 PAGE = "index.html"
@@ -96,8 +96,8 @@ def html_table(table: Table, *, table_id: str = "") -> str:
             cells.append(f'<td class="{kind.strip()}" data-sort="{_sort_key(value)}">{escape(text)}</td>')
         for column in with_ci:
             lo, hi = row[f"{column}_ci_lo"], row[f"{column}_ci_hi"]
-            interval = "–" if pd.isna(lo) else f"[{lo:.4f}, {hi:.4f}]"
-            cells.append(f'<td data-sort="{_sort_key(lo)}">{interval}</td>')
+            interval = interval_text(lo, hi, row.get(f"{column}_std"))
+            cells.append(f'<td data-sort="{_sort_key(lo)}">{escape(interval)}</td>')
         flags = " ".join(f for f in ("errored",) if f in row and bool(row[f]))
         rows.append(f'<tr class="{flags}">' + "".join(cells) + "</tr>")
     ident = f' id="{table_id}"' if table_id else ""

@@ -59,8 +59,8 @@ class Table:
                 cells.append(_cell(row[column], row.get(f"{column}_std") if metric else None, metric,
                                    signed=column.startswith("Δ")))
             for column in with_ci:
-                lo, hi = row[f"{column}_ci_lo"], row[f"{column}_ci_hi"]
-                cells.append("–" if pd.isna(lo) else f"[{lo:.4f}, {hi:.4f}]")
+                cells.append(interval_text(row[f"{column}_ci_lo"], row[f"{column}_ci_hi"],
+                                           row.get(f"{column}_std")))
             rows.append(cells)
         lines = [f"**{self.caption}**", "", "| " + " | ".join(header) + " |",
                  "|" + "|".join("---" for _ in header) + "|"]
@@ -90,6 +90,16 @@ def _cell(value, std: float | None = None, metric: bool = False, signed: bool = 
             text += f" ± {std:.4f}"
         return text
     return str(value)
+
+
+def interval_text(lo: float, hi: float, std: float | None = None) -> str:
+    """A 95% interval as shown: "–" without one; "too few seeds (sd …)" when the t-interval reached
+    past both ends of an accuracy's [0, 1], where clipping leaves [0, 1], which says nothing."""
+    if pd.isna(lo):
+        return "–"
+    if lo <= 0.0 and hi >= 1.0:
+        return "too few seeds" + (f" (sd {std:.4f})" if std is not None and not pd.isna(std) else "")
+    return f"[{lo:.4f}, {hi:.4f}]"
 
 
 def seeds_of(curve: pd.DataFrame, metric: str) -> list[int]:

@@ -13,7 +13,7 @@ from analysis.pareto import experiment_front
 from analysis.questions import answer, verdict_lines
 from analysis.results import load_experiment
 from analysis.stats import paired
-from analysis.tables import WHICH, per_config, winner
+from analysis.tables import WHICH, interval_text, per_config, winner
 from search.pbt import summary_lines as pbt_summary_lines
 from search.plan import SearchPlan
 
@@ -38,8 +38,9 @@ def summary_table(plan: SearchPlan) -> pd.DataFrame:
     several = frame["runs"].max() > 1
     if several:
         table["± std"] = frame[f"{metric}_std"]
-        table["95% CI"] = [f"[{lo:.4f}, {hi:.4f}]" if pd.notna(lo) else "–"
-                           for lo, hi in zip(frame[f"{metric}_ci_lo"], frame[f"{metric}_ci_hi"], strict=True)]
+        table["95% CI"] = [interval_text(lo, hi, sd) for lo, hi, sd in
+                           zip(frame[f"{metric}_ci_lo"], frame[f"{metric}_ci_hi"], frame[f"{metric}_std"],
+                               strict=True)]
         table["seeds"] = frame["runs"]
     if size:
         table[size] = frame[size].round().astype("Int64")
