@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.questions import side_by_side
 from analysis.results import Experiment, NotAnExperiment, open_experiment
 from analysis.stats import LEVEL
 from analysis.tables import WHICH, Table, bounds, per_config
@@ -322,7 +323,11 @@ def regenerate(comparison: Comparison) -> str:
 def readme(comparison: Comparison) -> str:
     differ, remarks = notes(comparison)
     lines = [f"# Comparison: {' vs '.join(exp.name for exp in comparison.exps)}", "", intro(comparison), "",
-             sides_table(comparison).markdown(), "## What differs between them", ""]
+             sides_table(comparison).markdown()]
+    answered = side_by_side(comparison.exps, comparison.letters)
+    if answered is not None:
+        lines += ["## The study's questions", "", answered.markdown()]
+    lines += ["## What differs between them", ""]
     lines += [f"- {line}" for line in differ] + [""]
     lines += [line for remark in remarks for line in (remark, "")]
     for table_, heading in zip(comparison.tables, HEADINGS, strict=True):
@@ -339,7 +344,11 @@ def page(comparison: Comparison) -> str:
     differ, remarks = notes(comparison)
     title = f"Comparison: {' vs '.join(exp.name for exp in comparison.exps)}"
     body = [f"<h1>{escape(title)}</h1>", f"<p>{escape(intro(comparison))}</p>",
-            html_table(sides_table(comparison), table_id="sides"), "<h2>What differs between them</h2>",
+            html_table(sides_table(comparison), table_id="sides")]
+    answered = side_by_side(comparison.exps, comparison.letters)
+    if answered is not None:
+        body += ["<h2>The study's questions</h2>", html_table(answered, table_id="table-questions")]
+    body += ["<h2>What differs between them</h2>",
             "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in differ) + "</ul>"]
     body += [f"<p>{escape(remark)}</p>" for remark in remarks]
     for table_, heading in zip(comparison.tables, HEADINGS, strict=True):
@@ -370,6 +379,10 @@ def run(paths: list[str], root: Path) -> Path:
         raise UsageError(str(err)) from None
     folder = write_comparison(comparison, root)
     main = comparison.tables[0]
+    answered = side_by_side(comparison.exps, comparison.letters)
+    if answered is not None:
+        print(answered.caption)
+        print(answered.frame.to_string(index=False))
     print(main.caption)
     print(main.frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"report: {folder / 'README.md'}; page: {folder / 'index.html'}")

@@ -285,3 +285,23 @@ def questions_table(verdicts: list[Verdict]) -> Table:
     """The verdicts as a Table (the report's and the page's): one row per question."""
     return Table("questions", "budget", pd.DataFrame(verdict_rows(verdicts)),
                  f"The study's questions: {CAPTION}")
+
+
+def side_by_side(exps: list[Experiment], letters: str) -> Table | None:
+    """`report.py A B`: each question any side asks, with every side's verdict and evidence in one
+    row (None when no side asks one)."""
+    answered = [{v.question.name: row for v, row in zip(found, verdict_rows(found), strict=True)}
+                for found in (answer(exp) for exp in exps)]
+    names = list(dict.fromkeys(name for side in answered for name in side))
+    if not names:
+        return None
+    rows = []
+    for name in names:
+        row = {"question": name}
+        for letter, side in zip(letters, answered, strict=False):
+            found = side.get(name)
+            row[letter] = ("not asked" if found is None else
+                           f"{found['verdict']}: Δ {found['Δ (a − b)']}, {found['interval']}, "
+                           f"{found['seeds']} seeds, epoch {found['epoch']}")
+        rows.append(row)
+    return Table("questions", "budget", pd.DataFrame(rows), f"The study's questions, side by side: {CAPTION}")

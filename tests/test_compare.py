@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -21,11 +22,13 @@ from analysis import compare, report
 from cli import UsageError
 
 # One epoch, FIFO, skip nets only. A: num_blocks 1, two seeds in lockstep; B: num_blocks 1 and 2,
-# three seeds; C: num_blocks 1, one seed, two epochs (another budget). Four trials in all.
+# three seeds, asking a question of its own; C: num_blocks 1, one seed, two epochs (another budget).
+# Four trials in all.
 BASE = ("--space", "degradation", "--profile", "smoke", "--scheduler", "fifo", "--set", "skip=true")
 SEARCHES = {
     "a": ("--max-epochs", "1", "--seeds", "2", "--set", "num_blocks=1"),
-    "b": ("--max-epochs", "1", "--seeds", "3", "--set", "num_blocks=1,2"),
+    "b": ("--max-epochs", "1", "--seeds", "3", "--set", "num_blocks=1,2",
+          "--question", "deeper: num_blocks=2 > num_blocks=1"),
     "c": ("--max-epochs", "2", "--set", "num_blocks=1"),
 }
 
@@ -70,6 +73,17 @@ def at_best_epoch(curves: list[list[float]]) -> tuple[list[float], int]:
     """Each seed's value at the epoch where the mean over seeds is best, and that epoch (1-based)."""
     best = int(np.argmax(np.mean(curves, axis=0)))
     return [curve[best] for curve in curves], best + 1
+
+
+def test_each_question_is_answered_side_by_side_and_named_where_not_asked(compared):
+    readme = (compared / "README.md").read_text()
+    section = readme.split("## The study's questions", 1)[1].split("##", 1)[0]
+    row = next(line for line in section.splitlines() if line.startswith("| deeper |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == "not asked" and cells[3] == "not asked"
+    assert re.match(r"(holds|contradicted|undecided): Δ [+-]\d\.\d{4}, 95% \[", cells[2])
+    assert "3 seeds" in cells[2]
+    assert 'id="table-questions"' in (compared / "index.html").read_text()
 
 
 def test_rows_are_matched_by_configuration_and_one_sided_ones_are_named(compared):
