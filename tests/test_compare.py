@@ -135,7 +135,8 @@ def test_page_is_self_contained_with_both_tables(compared):
     page = (compared / "index.html").read_text()
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
     assert 'id="table-best"' in page and 'id="table-final"' in page
-    assert page.count("<tr class=") == 3 + 2 + 2  # the sides, then each table's two configurations
+    # the sides, B's one question, then each table's two configurations
+    assert page.count("<tr class=") == 3 + 1 + 2 + 2
     assert '<a href="compare_best.csv">' in page
 
 
