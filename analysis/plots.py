@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 
 from analysis.results import Experiment
 from analysis.rungs import QUOTA, SIGNIFICANT, stop_reasons
-from analysis.tables import degradation, lora_setting, model_name, per_config, seeds_of
+from analysis.tables import degradation, is_baseline, lora_setting, model_name, per_config, seeds_of
 
 # Figures are built without pyplot: no backend or global state, so the same functions serve headless
 # reports and notebooks (which display a returned Figure inline).
@@ -239,7 +239,7 @@ def distil(exp: Experiment) -> Figure:
     cells = longest_budget(exp, per_config(exp, "best", [metric])).set_index(["temperature", "w_st"])[metric]
     distilled = cells[cells.index.get_level_values("w_st") != 0]
     curves = exp.epochs
-    baseline = curves[curves["w_st"] == 0].groupby(x)[metric].agg(["mean", "std"])
+    baseline = curves[is_baseline(exp.space or "kd", curves)].groupby(x)[metric].agg(["mean", "std"])
     left.plot(baseline.index, baseline["mean"], "k--o", markersize=3, label="student alone (w_st=0)")
     if len(distilled):
         t, w = distilled.idxmax() if exp.mode == "max" else distilled.idxmin()

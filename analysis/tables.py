@@ -184,6 +184,20 @@ def bounds(metric: str) -> tuple[float, float] | None:
     return (0.0, 1.0) if metric.endswith("acc") else None
 
 
+def is_baseline(space_name: str | None, frame: pd.DataFrame) -> pd.Series:
+    """Which rows (per_config's, or curves') are the space's baseline: its first `Space.baselines`
+    cell, every value of which the row has. The one rule the summary, the tables and the pictures
+    share (the schedulers keep every baseline cell, analysis.rungs.is_kept)."""
+    from spaces import SPACES
+    from spaces.questions import matches
+
+    space = SPACES.get(space_name or "")
+    if space is None or not space.baselines:
+        return pd.Series(False, index=frame.index)
+    return pd.Series([matches(row, space.baselines[0]) for row in frame.to_dict("records")],
+                     index=frame.index, dtype=bool)
+
+
 def winner(exp: Experiment) -> pd.Series:
     """The configuration every reader crowns (the driver's summary, the report, evaluate.py): the best
     row at its best epoch (`report_index`) among the rows that ran the longest budget, so runs of
@@ -279,7 +293,7 @@ def kd(exp: Experiment, which: str = "best") -> Table:
     """temperature, w_st, w_lab, val_acc mean ± std and 95% CI, and Δ against the baseline arm
     (w_st = 0, full budget) with a paired t-test over the seeds both ran."""
     frame = per_config(exp, which, [exp.metric])
-    baseline = frame["w_st"] == 0  # its longest run, should a scheduler have stopped the arm
+    baseline = is_baseline(exp.space or "kd", frame)  # its longest run, should a scheduler have stopped it
     base = frame[baseline].sort_values("epochs", kind="stable").iloc[-1] if baseline.any() else None
     deltas, p_values, verdicts = [], [], []
     for _, row in frame.iterrows():
@@ -300,7 +314,7 @@ def kd(exp: Experiment, which: str = "best") -> Table:
     frame["Δ vs baseline"] = deltas
     frame["p (paired t)"] = p_values
     frame["paired test"] = verdicts
-    frame.insert(0, "arm", np.where(frame["w_st"] == 0, "baseline (w_st=0)", "distilled"))
+    frame.insert(0, "arm", np.where(baseline, "baseline (w_st=0)", "distilled"))
     frame = frame.sort_values(["arm", "temperature", "w_st"], kind="stable")
     return _finish(exp, "kd", which, frame, ["arm", "temperature", "w_st", "w_lab"],
                    [exp.metric, "Δ vs baseline"], "Knowledge distillation: temperature × loss weights")

@@ -13,7 +13,7 @@ from analysis.pareto import experiment_front
 from analysis.questions import answer, verdict_lines
 from analysis.results import load_experiment
 from analysis.stats import paired
-from analysis.tables import WHICH, interval_text, per_config, winner
+from analysis.tables import WHICH, interval_text, is_baseline, per_config, winner
 from search.pbt import summary_lines as pbt_summary_lines
 from search.plan import SearchPlan
 
@@ -59,11 +59,7 @@ def summary_table(plan: SearchPlan) -> pd.DataFrame:
         crowned = pd.Series(False, index=frame.index)
     label = ["*" if c else "" for c in crowned]
     if space.baselines:
-        is_base = pd.Series(True, index=table.index)
-        for key, value in space.baselines[0].items():
-            if key in table:
-                is_base &= table[key] == value
-        is_base &= table["epochs_run"] == table["epochs_run"].max()
+        is_base = is_baseline(space.name, frame) & (table["epochs_run"] == table["epochs_run"].max())
         if is_base.any():
             base = is_base[is_base].index[0]
             same = table["epochs_run"] == table.at[base, "epochs_run"]  # else not comparable: "–"

@@ -150,6 +150,8 @@ def test_summary_gives_mean_and_std_over_seeds_and_delta_to_the_baseline(tmp_pat
             trial = tmp_path / "kd__demo" / f"train_kd_{n}_{seed}"
             trial.mkdir(parents=True)
             params = {**space.base_config("smoke"), "temperature": temperature, "w_st": w_st, "seed": seed}
+            if w_st == 0.0:  # the baseline cell, as the search stores it (Space.baselines)
+                params.update(space.baselines[0])
             (trial / "params.json").write_text(json.dumps(params))
             rows = [{"epoch": 1, "val_acc": acc - 0.1, "params": 80000},
                     {"epoch": 2, "val_acc": acc, "params": 80000}]
