@@ -19,6 +19,7 @@ from pathlib import Path
 
 from cli import UsageError
 from raycompat import private
+from search.console import venv_command
 
 DASHBOARD_HOST = "127.0.0.1"  # loopback: the dashboard runs code on the cluster, never expose it
 DASHBOARD_PORT = 8265
@@ -200,4 +201,4 @@ def start_ray(address: str | None = None, dashboard: bool = False, temp_dir: str
     context = ray.init(address="local", include_dashboard=True, dashboard_host=DASHBOARD_HOST,
                        dashboard_port=DASHBOARD_PORT, logging_level="ERROR", **temp)
     print(f"dashboard: http://{context.dashboard_url} (token auth: the token is in {token_location()}; "
-          "`ray get-auth-token` prints it; the browser asks for it once)", flush=True)
+          f"`{venv_command('ray')} get-auth-token` prints it; the browser asks for it once)", flush=True)
