@@ -144,7 +144,7 @@ def fit_image_model(cfg: ImageConfig, reporter: Reporter, loss_fn: LossFn = cros
                 "params": params,
                 "precision": rt.precision,
                 "samples_per_s": stats.pop("samples_per_s"),
-                "lr": run.scheduler.get_last_lr()[0],
+                "current_lr": run.scheduler.get_last_lr()[0],  # not `lr`: that is the config key
                 **{k: v for k, v in stats.items() if k not in ("samples", "seconds")},
                 **(extra_metrics or {}),
             })

@@ -199,7 +199,7 @@ def fit_text_classifier(cfg: TextConfig, reporter: Reporter, shipment: Shipment 
             "tokens_per_s": stats["tokens_per_s"],
             "sentences_per_s": stats["sentences_per_s"],
             "precision": rt.precision,
-            "lr": scheduler.get_last_lr()[0],
+            "current_lr": scheduler.get_last_lr()[0],
         }
         reporter.report(metrics, {
             "half": half,
