@@ -95,8 +95,9 @@ def evaluate_checkpoint(folder: Path | Location, split: str) -> tuple[dict, floa
     import torch
     import torch.nn.functional as F
 
-    from trainables.cnn import build_model, image_config
+    from trainables.cnn import build_model
     from trainables.data.images import DATASETS, load_images
+    from trainables.knobs import image_config
     from trainables.loop import Normalize, predict, setup_runtime
     from trainables.reporting import load_state
 

@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # `python search/run.py` from a checkout without 
 
 from search.console import quiet_worker_chatter, venv_command  # noqa: E402
 
-quiet_worker_chatter()  # before Ray is imported (search.options imports it): Ray reads the filter then
+quiet_worker_chatter()  # before Ray is imported (once the command line is checked): Ray reads the filter then
 
 from cli import UsageError, one_line  # noqa: E402
 from cli.exits import NO_METRIC, SUCCESS, TRIALS_ERRORED  # noqa: E402
