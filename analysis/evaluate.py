@@ -31,6 +31,7 @@ from analysis.report import report_folder, report_root, write_report  # noqa: E4
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
 from analysis.tables import winner  # noqa: E402
 from cli import OneLineParser, UsageError, one_line  # noqa: E402
+from cli.exits import SUCCESS  # noqa: E402
 from store import Location  # noqa: E402
 from store.experiment import ExperimentFolder, local_checkpoint  # noqa: E402
 
@@ -94,8 +95,9 @@ def evaluate_checkpoint(folder: Path | Location, split: str) -> tuple[dict, floa
     import torch
     import torch.nn.functional as F
 
-    from trainables.cnn import build_model, image_config
+    from trainables.cnn import build_model
     from trainables.data.images import DATASETS, load_images
+    from trainables.knobs import image_config
     from trainables.loop import Normalize, predict, setup_runtime
     from trainables.reporting import load_state
 
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = write_evaluation(exp, evaluation, args.out)
     print(evaluation.markdown())
     print(f"report: {folder / 'README.md'}")
-    return 0
+    return SUCCESS
 
 
 if __name__ == "__main__":

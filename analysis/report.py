@@ -29,6 +29,7 @@ from analysis.questions import answer, verdict_lines, verdicts_markdown  # noqa:
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
 from analysis.tables import Table, study_table  # noqa: E402
 from cli import OneLineParser, UsageError, one_line  # noqa: E402
+from cli.exits import SUCCESS  # noqa: E402
 from store import Location, StorageError, locate  # noqa: E402
 from store.experiment import experiments  # noqa: E402
 
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             from analysis.compare import run
 
             run(args.experiment, args.out or report_root())
-            return 0
+            return SUCCESS
         path = args.experiment[0] if args.experiment else latest_experiment(args.storage, args.space)
         exp = open_experiment(path)
         folder = write_report(exp, args.out)
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(verdict_lines(answer(exp))))
     print(winner_line(exp))
     print(f"report: {folder / 'README.md'}; page: {folder / 'index.html'}")
-    return 0
+    return SUCCESS
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ from trainables.finetune import (  # noqa: E402
 from trainables.finetune import build_model as build_text  # noqa: E402
 from trainables.loop import Normalize, Runtime, predict, seed_everything, train_epoch  # noqa: E402
 from trainables.models.text import load_tokenizer, resolve_source  # noqa: E402
-from trainables.precision import AMP_DTYPES, cpu_has_native_bf16  # noqa: E402
+from trainables.precision import amp_dtype, cpu_has_native_bf16  # noqa: E402
 
 # A demo trial trains at most this many images (degradation demo: 8192 images × 6 epochs) and sentences
 # (lora demo: 6000 sentences × 1 epoch): the budget compile time is paid from.
@@ -81,7 +81,7 @@ DEMO_IMAGES, DEMO_SENTENCES = 8192 * 6, 6000
 
 
 def runtime(precision: str) -> Runtime:
-    return Runtime(torch.device("cpu"), AMP_DTYPES[precision], channels_last=True)
+    return Runtime(torch.device("cpu"), amp_dtype(precision), channels_last=True)
 
 
 PEAK_SIZE, PEAK_PRODUCTS = 2048, 3

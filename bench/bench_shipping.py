@@ -33,10 +33,10 @@ import ray  # noqa: E402
 
 from spaces.images import ship_images  # noqa: E402
 from spaces.text import ship_finetune  # noqa: E402
-from trainables.cnn import ImageConfig, image_config  # noqa: E402
 from trainables.data.images import load_images  # noqa: E402
 from trainables.data.shipped import shipped_images, shipped_tokens, token_key  # noqa: E402
 from trainables.data.text import load_tokens  # noqa: E402
+from trainables.knobs import ImageConfig, image_config  # noqa: E402
 from trainables.models.text import load_tokenizer, resolve_source  # noqa: E402
 
 CASES = {

@@ -1,5 +1,6 @@
 """The house rules of every tunelab command line, at the bottom of the layers (it imports nothing of
-tunelab): bad input is one line on stderr and exit status 2, never a traceback.
+tunelab): bad input is one line on stderr and exit status 2, never a traceback. Every exit status of
+the commands is named in cli/exits.py.
 
 `UsageError` is raised by any layer that meets bad input (a space's prepare, the driver, the report);
 the command that called it prints the message once via `one_line`. `OneLineParser` makes argparse
@@ -11,8 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-USAGE_EXIT = 2
-"""Exit status for bad input (argparse's own convention)."""
+from cli.exits import BAD_INPUT
 
 
 class UsageError(Exception):
@@ -29,4 +29,4 @@ class OneLineParser(argparse.ArgumentParser):
 def one_line(err: BaseException) -> int:
     """Print `err` as the one `error:` line on stderr; return the exit status for bad input."""
     print(f"error: {err}", file=sys.stderr)
-    return USAGE_EXIT
+    return BAD_INPUT

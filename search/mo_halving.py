@@ -15,8 +15,6 @@ from ray.tune.schedulers import FIFOScheduler
 
 from analysis.pareto import Objective, mo_rung_decision
 from analysis.rungs import is_kept, rungs
-from cli import UsageError
-from spaces.base import Space
 
 
 class MultiObjectiveHalving(FIFOScheduler):
@@ -57,54 +55,6 @@ class MultiObjectiveHalving(FIFOScheduler):
 def moasha(objectives: list[Objective], grace_period: int, reduction_factor: int, max_t: int,
            kept: tuple[dict, ...] = ()) -> MultiObjectiveHalving:
     return MultiObjectiveHalving(objectives, grace_period, reduction_factor, max_t, kept)
-
-
-def parse_objectives(text: str | None, space: Space) -> list[list[str]]:
-    """`--objective val_acc:max,trainable_params:min` -> [[name, mode], ...] (lists: the plan's JSON
-    keeps them equal on resume); [] when not given. Each name must be a metric the space reports."""
-    if text is None:
-        return []
-    usage = "--objective expects NAME:max|min,NAME:max|min"
-    items = [item.strip() for item in text.split(",")]
-    if len(items) != 2:
-        raise UsageError(f"--objective names {len(items)} objective(s); the rule takes two ({usage})")
-    known = (space.metric, *space.objectives)
-    objectives = []
-    for item in items:
-        name, sep, mode = item.partition(":")
-        if not sep or not name or mode not in ("max", "min"):
-            raise UsageError(f"{usage}, got '{item}'")
-        if name not in known:
-            raise UsageError(f"--objective {name}: space '{space.name}' does not report it (it reports "
-                             f"{', '.join(known)})")
-        objectives.append([name, mode])
-    if objectives[0][0] == objectives[1][0]:
-        raise UsageError(f"--objective names {objectives[0][0]} twice; a trade-off takes two metrics")
-    return objectives
-
-
-def format_objectives(objectives: list[list[str]]) -> str | None:
-    """The plan's objectives as `--objective` spells them (None for none)."""
-    return ",".join(f"{name}:{mode}" for name, mode in objectives) or None
-
-
-def check_objectives(objectives: list[list[str]], scheduler: str, smoothing_given: bool, search: str,
-                     trials: int) -> None:
-    """What --objective combines with (docs/tradeoffs.md): the scheduler moasha (the two-objective rung
-    rule) or fifo; a grid only when it has two configurations to trade off; raw values, no smoothing."""
-    if not objectives:
-        if scheduler == "moasha":
-            raise UsageError("--scheduler moasha ranks by two objectives: give --objective NAME:max|min,"
-                             "NAME:max|min")
-        return
-    if scheduler not in ("moasha", "fifo"):
-        raise UsageError(f"--scheduler {scheduler} stops on one metric; with --objective use moasha "
-                         "(the default) or fifo")
-    if smoothing_given:
-        raise UsageError("--smoothing smooths one metric; --objective's rule decides on the raw values")
-    if search == "grid" and trials < 2:
-        raise UsageError(f"--objective with --search grid needs at least two configurations to trade "
-                         f"off; this grid has {trials}")
 
 
 def optuna_searcher(objectives: list[list[str]], seed: int, num_samples: int):

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from analysis.rungs import trial_count
 from cli import OneLineParser, UsageError
-from search.mo_halving import check_objectives, parse_objectives
-from search.pbt import check_pbt
+from search.checks import check_objectives, check_pbt, parse_objectives
 from search.plan import SearchPlan
 from spaces import PROFILES, SPACES, Space, get_space
 from store import Location, StorageError, locate
@@ -136,8 +135,6 @@ def check_storage(storage: Location, name: str) -> None:
 def resources(space: Space, args: argparse.Namespace) -> tuple[int, float | None]:
     """(CPUs, GPU fraction) per trial as far as they can be checked before Ray starts; the GPU fraction
     is None when not asked for: the cluster decides it (search/resources.py)."""
-    import torch
-
     cpus = args.cpus_per_trial if args.cpus_per_trial is not None else space.cpus
     if cpus < 1:
         raise UsageError(f"--cpus-per-trial must be >= 1, got {cpus}")
@@ -149,6 +146,8 @@ def resources(space: Space, args: argparse.Namespace) -> tuple[int, float | None
     if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
         raise UsageError(f"--gpus-per-trial must be a fraction of one GPU or a whole number, got {gpus}")
     if gpus > 0 and not args.address:
+        import torch  # only here: asking CUDA is the one check of the command line that needs it
+
         if not torch.cuda.is_available():
             raise UsageError("--gpus-per-trial > 0 but this machine has no CUDA GPU")
         if gpus > torch.cuda.device_count():

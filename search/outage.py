@@ -10,9 +10,7 @@ import _thread
 import signal
 import sys
 
-STORAGE_LOST = 4
-"""Exit status of a search stopped because its storage stopped answering (2: bad input, 3: a trial
-ended in ERROR)."""
+from cli.exits import STORAGE_LOST
 
 
 class StorageOutage:

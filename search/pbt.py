@@ -20,7 +20,6 @@ both through store/experiment.py and tells each member's schedule.
 
 from __future__ import annotations
 
-import argparse
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -29,48 +28,12 @@ from ray import tune
 from ray.tune.schedulers import PopulationBasedTraining
 
 from analysis.lineage import schedule_lines
-from cli import UsageError
 from raycompat import set_next_pbt_round
 from search.plan import SearchPlan
-from spaces import SPACES, Space
 
 PERTURBATION_FACTORS = (1.2, 0.8)
 RESAMPLE_PROBABILITY = 0.25
 QUANTILE = 0.25  # bottom and top quarter (at least one member each in a population of 2 or more)
-MAX_POPULATION = 64
-
-
-def check_pbt(space: Space, args: argparse.Namespace, grid: dict[str, list], pinned: list[str]) -> int:
-    """The population size of a pbt search, after checking it can run; removes the perturbable keys from
-    `grid` (the population replaces those axes). UsageError, one line, when it cannot."""
-    if not space.perturb:
-        able = ", ".join(s.name for s in SPACES.values() if s.perturb)
-        raise UsageError(f"--scheduler pbt: space '{space.name}' declares no perturbable keys "
-                         f"(spaces that do: {able})")
-    if args.search != "grid":
-        raise UsageError(f"--scheduler pbt chooses the values itself: it takes --search grid, "
-                         f"not {args.search}")
-    if args.smoothing is not None:
-        raise UsageError("--smoothing is for the halving schedulers; pbt compares members' latest reports")
-    ranges = ", ".join(f"{k} in [{lo:g}, {hi:g}]" for k, (lo, hi) in space.perturb.items())
-    fixed = [k for k in pinned if k in space.perturb]
-    if fixed:
-        raise UsageError(f"--scheduler pbt tunes {', '.join(fixed)} itself ({ranges}); drop --set {fixed[0]}")
-    for key in space.perturb:
-        grid.pop(key, None)
-    if len(grid.get("seed", [0])) > 1:
-        raise UsageError("--scheduler pbt runs one population per search: start one search per seed "
-                         "(--set seed=N)")
-    for key, values in grid.items():
-        if len(values) > 1:
-            raise UsageError(f"--scheduler pbt trains one configuration: pin {key} with --set {key}=VALUE "
-                             f"(one of {', '.join(map(str, values))})")
-    if "num_samples" not in args.given:
-        return space.population
-    if not 2 <= args.num_samples <= MAX_POPULATION:
-        raise UsageError(f"--num-samples is the pbt population: 2 to {MAX_POPULATION} members, "
-                         f"got {args.num_samples}")
-    return args.num_samples
 
 
 def initial_population(perturb: dict[str, tuple[float, float]], members: int, seed: int) -> list[dict]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ray import tune
-
 from spaces.base import Space
 from spaces.questions import Question, grid_cells, kept_arms, parse_question, study_questions
 from store import Location, locate
@@ -45,7 +43,8 @@ class SearchPlan:
     """Keys the user set (--set, --dataset, --max-epochs ...): optuna samples every other key of the
     space's continuous counterpart, profile defaults included."""
     objectives: list[list[str]] = field(default_factory=list)
-    """--objective: two [metric, "max" | "min"] pairs (search/mo_halving.py); empty: the space's metric."""
+    """--objective: two [metric, "max" | "min"] pairs (search/checks.py reads them, search/mo_halving.py
+    ranks by them); empty: the space's metric."""
     questions: list[str] = field(default_factory=list)
     """--question: the user's own questions, as typed (spaces/questions.py), beside the space's."""
     space_questions: bool = True
@@ -78,6 +77,8 @@ class SearchPlan:
         return (*self.space.baselines, *(a for a in arms if a not in self.space.baselines))
 
     def param_space(self) -> dict[str, Any]:
+        from ray import tune  # here: the driver builds and checks a plan without Ray
+
         if self.search == "optuna":
             # TPE samples the continuous counterpart of every key the user did not set; grid axes it
             # does not cover become categorical.

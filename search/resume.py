@@ -17,10 +17,8 @@ from typing import Any
 
 from cli import UsageError
 from raycompat import restored_run_config, restored_tune_config
-from search.mo_halving import format_objectives
-from search.pbt import pbt_scheduler
+from search.checks import format_objectives
 from search.plan import SearchPlan
-from search.tuner import trainable_for
 from spaces import get_space
 from store import Location, StorageError, locate
 from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment
@@ -51,12 +49,12 @@ def save_plan(plan: SearchPlan, provenance: dict[str, Any] | None = None) -> Loc
 
 def load_plan(experiment: str | Location) -> SearchPlan:
     """The stored plan of an experiment folder; UsageError when the folder is not a tunelab experiment."""
-    from ray import tune
-
     try:
         folder = ExperimentFolder.open(experiment)
         if not folder.has_plan():
             raise UsageError(f"--resume: {folder} is not a tunelab experiment (no {PLAN_FILE})")
+        from ray import tune  # here: a folder that is no experiment is refused without Ray
+
         if not tune.Tuner.can_restore(folder.loc.uri):
             raise UsageError(f"--resume: {folder} holds no Ray Tune state (stopped before it started); "
                              "start a new experiment")
@@ -148,7 +146,9 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     upload leaves them a report apart; docs/storage.md §4)."""
     from ray import tune
 
+    from search.pbt import pbt_scheduler
     from search.status import progress_reporter
+    from search.tuner import trainable_for
 
     folder = ExperimentFolder(plan.experiment_dir)
     if plan.scheduler == "pbt" and (kept := folder.keep_pbt_record()):

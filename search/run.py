@@ -19,9 +19,10 @@ if __package__ in (None, ""):  # `python search/run.py` from a checkout without 
 
 from search.console import quiet_worker_chatter, venv_command  # noqa: E402
 
-quiet_worker_chatter()  # before Ray is imported (search.options imports it): Ray reads the filter then
+quiet_worker_chatter()  # before Ray is imported (once the command line is checked): Ray reads the filter then
 
 from cli import UsageError, one_line  # noqa: E402
+from cli.exits import NO_METRIC, SUCCESS, TRIALS_ERRORED  # noqa: E402
 from search.cluster import start_ray  # noqa: E402
 from search.nodes import check_nodes  # noqa: E402
 from search.options import build_plan, parse_args  # noqa: E402
@@ -32,8 +33,6 @@ from search.resume import restore_tuner, resume_plan, save_plan  # noqa: E402
 from spaces import SPACES  # noqa: E402
 from store import StorageError  # noqa: E402
 from store.lease import Lease  # noqa: E402
-
-TRIALS_ERRORED = 3  # exit status of a search in which some trial ended in ERROR (2: bad input)
 
 
 def list_spaces() -> None:
@@ -63,11 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_args(argv)
         if args.list:
             list_spaces()
-            return 0
+            return SUCCESS
         plan = resume_plan(args) if args.resume else build_plan(args)
         if args.view:
             view(plan)
-            return 0
+            return SUCCESS
         if args.wandb and not plan.experiment_dir.local:
             raise UsageError("--wandb writes its offline runs beside the results: it needs a local --storage")
         outage = StorageOutage()
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             return outage.end(plan.experiment_dir.uri)
         try:
             if not print_summary(plan, time.time() - started):
-                return 1
+                return NO_METRIC
             report_after_search(plan.experiment_dir)  # every search ends in report/<experiment>/
         except (OSError, StorageError) as err:  # the storage went away after the last renewal
             outage.reason = str(err).splitlines()[0]
@@ -143,11 +142,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def errored_status(grid) -> int:
-    """0, or TRIALS_ERRORED with one line naming every trial that ended in ERROR: a search that lost a
+    """SUCCESS, or TRIALS_ERRORED with one line naming every trial that ended in ERROR: a search that lost a
     trial must not look like one that succeeded."""
     errored = sorted(Path(result.path).name for result in grid if result.error is not None)
     if not errored:
-        return 0
+        return SUCCESS
     print(f"error: {len(errored)} trial(s) ended in ERROR (their error.txt says why; `--resume` retries them "
           f"from their last checkpoint): {', '.join(errored)}", file=sys.stderr, flush=True)
     return TRIALS_ERRORED

@@ -31,6 +31,7 @@ if __package__ in (None, ""):  # `python search/study.py` from a checkout withou
     use_project_python(__file__, needs=("ray", "torch", "pandas"))  # else the .venv
 
 from cli import OneLineParser, UsageError, one_line  # noqa: E402
+from cli.exits import SUCCESS  # noqa: E402
 from store import Location, StorageError, locate  # noqa: E402
 from store.experiment import ExperimentFolder, NotAnExperiment  # noqa: E402
 
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         begun = time.monotonic()
         status = subprocess.run(line, cwd=ROOT).returncode
         step.seconds = time.monotonic() - begun
-        if status != 0:
+        if status != SUCCESS:
             print(f"error: study {space} ({folder}) exited with status {status}; the chain stopped there "
                   f"(run the same command again to resume it)", file=sys.stderr, flush=True)
             return status
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     index = write_index(list(steps.values()), report_root(), args.profile, args.storage, seconds)
     print(f"reproduce {args.profile}: {len(steps)} studies, {sum(bool(s.ran) for s in steps.values())} run "
           f"now ({seconds:.0f} s); index: {index}")
-    return 0
+    return SUCCESS
 
 
 if __name__ == "__main__":

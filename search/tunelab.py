@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from cli import UsageError, one_line
+from cli.exits import SUCCESS
 
 COMMANDS: dict[str, tuple[str, list[str], str]] = {
     "run": ("search.run", [], "run a study's search (python search/run.py)"),
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["-h"], ["--help"]):
         print(usage())
-        return 0
+        return SUCCESS
     if not argv or argv[0] not in COMMANDS:
         given = f"unknown command '{argv[0]}'" if argv else "no command"
         return one_line(UsageError(f"{given} (commands: {', '.join(COMMANDS)})"))

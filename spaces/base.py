@@ -15,6 +15,18 @@ from trainables.config import ConfigError, check_value
 PROFILES = ("smoke", "demo", "paper")
 
 
+def distribution(kind: str, *args: Any) -> Callable[[], Any]:
+    """A `Space.continuous` entry: makes `ray.tune.<kind>(*args)` (loguniform, choice, ...) when a search
+    asks for it; Ray is not imported when the spaces are read (a command line is checked without it)."""
+
+    def make() -> Any:
+        from ray import tune
+
+        return getattr(tune, kind)(*args)
+
+    return make
+
+
 @dataclass(frozen=True)
 class Profile:
     """One budget of a study: `config` overrides the trainable's defaults (data subset, epochs)."""

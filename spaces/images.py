@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-from ray import tune
+from typing import TYPE_CHECKING
 
 from cli import UsageError
-from spaces.base import Profile, Space
+from spaces.base import Profile, Space, distribution
 from spaces.questions import LESS, MORE, Question
-from trainables.cnn import ImageConfig, build_model, image_config
-from trainables.data.images import ImageData, Split, check_available, load_images
 from trainables.data.root import DataMissing
 from trainables.data.shipped import Shipment, image_key
-from trainables.models import count_layers, count_params
+from trainables.knobs import ImageConfig, image_config
+
+if TYPE_CHECKING:  # torch: imported by the functions that load data or build a model, not by --list
+    from trainables.data.images import Split
 
 
 def check_image_data(config: dict, storage: Path) -> dict:
+    from trainables.data.images import check_available
+
     cfg = image_config(config)
     try:
         check_available(cfg.dataset, cfg.data_dir, cfg.download)
@@ -27,6 +29,8 @@ def check_image_data(config: dict, storage: Path) -> dict:
 
 def _cut(split: Split, n: int) -> Split:
     """The first n images as tensors of their own: a pickled slice would carry the whole split."""
+    from trainables.data.images import Split
+
     part = split.head(n)
     return Split(part.x.clone(), part.y.clone())
 
@@ -34,6 +38,8 @@ def _cut(split: Split, n: int) -> Split:
 def ship_images(configs: list[dict]) -> Shipment:
     """The train and validation images each config's trial reads, cut to its subsets, loaded here once
     (the test split stays with the driver: analysis/evaluate.py reads it)."""
+    from trainables.data.images import ImageData, Split, load_images
+
     shipment = Shipment()
     for values in configs:
         cfg = image_config(values)
@@ -48,14 +54,17 @@ def ship_images(configs: list[dict]) -> Shipment:
 
 def describe_image_model(config: dict) -> dict:
     """Params and layers of the image model a config builds (also a KD config: its student)."""
+    from trainables.cnn import build_model
+    from trainables.models import count_layers, count_params
+
     model = build_model(image_config(config))
     return {"params": count_params(model), "layers": count_layers(model)}
 
 
 # Continuous counterpart of the SGD settings, shared by the image studies (for --search optuna).
 SGD_CONTINUOUS = {
-    "lr": lambda: tune.loguniform(1e-3, 0.3),
-    "weight_decay": lambda: tune.loguniform(1e-5, 1e-2),
+    "lr": distribution("loguniform", 1e-3, 0.3),
+    "weight_decay": distribution("loguniform", 1e-5, 1e-2),
 }
 
 # Budgets sized on 2 CPU cores (docs/reference.md §2): smoke < 60 s a space, demo < 10 min, paper = reference.
@@ -113,7 +122,7 @@ DEGRADATION = Space(
                          "lr": 0.02, "lr_gamma": 0.7, "seeds": 4}, grace_period=1),
         "paper": PAPER,
     },
-    continuous={**SGD_CONTINUOUS, "num_blocks": lambda: tune.randint(1, 8)},
+    continuous={**SGD_CONTINUOUS, "num_blocks": distribution("randint", 1, 8)},
     objectives=("params", "train_acc", "val_loss"),
     questions=DEGRADATION_QUESTIONS,
     # Replayed on the committed FIFO curves (BENCHMARKS (c)): significance halving with reduction

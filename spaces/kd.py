@@ -13,10 +13,9 @@ from spaces.base import Profile, Space
 from spaces.images import TEACHERS, check_image_data, describe_image_model, ship_images
 from spaces.questions import BEST, MORE, Question
 from store import Location, StorageError, locate
-from store.experiment import checkpoint_folder, experiments
+from store.experiment import STATE_FILE, checkpoint_folder, experiments
 from trainables.data.shipped import Shipment
-from trainables.kd import KDConfig
-from trainables.reporting import STATE_FILE
+from trainables.knobs import KDConfig
 
 TEACHERS_SPACE = "teachers"
 TRAIN_TEACHER = "python search/run.py --space teachers --profile demo"

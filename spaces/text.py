@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ray import tune
-
 from cli import UsageError
-from spaces.base import Profile, Space
+from spaces.base import Profile, Space, distribution
 from spaces.questions import MORE, SAME, Question
 from trainables.data.root import DataMissing
 from trainables.data.shipped import Shipment, ShippedFolder, model_key, token_key
-from trainables.data.text import check_text_data, load_tokens
-from trainables.extract import ExtractConfig
-from trainables.finetune import HALVES, TextConfig
+from trainables.knobs import HALVES, ExtractConfig, TextConfig
 from trainables.models.text import (
     BACKBONES,
     ModelMissing,
@@ -32,6 +28,8 @@ EMBEDDINGS_FOLDER = "embeddings"  # the extract space's cache, beside the experi
 
 
 def _check_data(config: dict) -> None:
+    from trainables.data.text import check_text_data
+
     try:
         check_text_data(config.get("dataset", "rotten_tomatoes"))
     except DataMissing as err:
@@ -81,6 +79,8 @@ def _ship_tokens(wanted: list[tuple[str, str, str, int]]) -> Shipment:
     """Every split tokenised for each (dataset, backbone, model_path, max_length), and the backbone's
     files where only this machine has them, here once; trials get them through Ray's object store
     (trainables/data/shipped.py)."""
+    from trainables.data.text import load_tokens
+
     shipment = Shipment()
     for dataset, backbone, model_path, max_length in wanted:
         key = token_key(dataset, backbone, model_path, max_length)
@@ -198,9 +198,9 @@ LORA = Space(
                              margin=LORA_MARGIN, reference=HU)
                     for setting in LORA_SETTINGS if setting != "full"),
     continuous={
-        "adapter_lr": lambda: tune.loguniform(1e-5, 3e-3),
-        "head_lr": lambda: tune.loguniform(1e-5, 3e-3),
-        "lora_alpha": lambda: tune.choice([8, 16, 32, 64]),
+        "adapter_lr": distribution("loguniform", 1e-5, 3e-3),
+        "head_lr": distribution("loguniform", 1e-5, 3e-3),
+        "lora_alpha": distribution("choice", [8, 16, 32, 64]),
     },
     **FINETUNE_WIRING,
 )
@@ -231,11 +231,11 @@ LORA_FRONT = Space(
     objectives=TEXT_OBJECTIVES,
     gpu=0.5,
     continuous={
-        "lora_targets": lambda: tune.choice(["q", "qv", "qkvo"]),
-        "lora_rank": lambda: tune.lograndint(1, 65),  # 1..64: Ray's upper bound is exclusive
-        "lora_alpha": lambda: tune.choice([8, 16, 32, 64]),
-        "adapter_lr": lambda: tune.loguniform(1e-4, 1e-2),
-        "head_lr": lambda: tune.loguniform(1e-4, 1e-2),
+        "lora_targets": distribution("choice", ["q", "qv", "qkvo"]),
+        "lora_rank": distribution("lograndint", 1, 65),  # 1..64: Ray's upper bound is exclusive
+        "lora_alpha": distribution("choice", [8, 16, 32, 64]),
+        "adapter_lr": distribution("loguniform", 1e-4, 1e-2),
+        "head_lr": distribution("loguniform", 1e-4, 1e-2),
     },
     **FINETUNE_WIRING,
 )

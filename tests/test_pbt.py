@@ -125,7 +125,7 @@ def test_a_clone_goes_on_from_its_parents_checkpoint_with_the_explored_values(re
             assert first["epoch"] == parent_rows[0]["epoch"] + 1  # the step counter goes on from the parent's
             # The explored rate drives the restored schedule from the parent's position: lr·γ^epoch.
             gamma = ImageConfig.lr_gamma
-            assert first["lr"] == pytest.approx(config["lr"] * gamma ** first["epoch"], rel=1e-6)
+            assert first["current_lr"] == pytest.approx(config["lr"] * gamma ** first["epoch"], rel=1e-6)
             replays = []
             for row in parent_rows:
                 state = torch.load(folders[segment.parent] / row["checkpoint_dir_name"] / STATE_FILE,
@@ -136,7 +136,7 @@ def test_a_clone_goes_on_from_its_parents_checkpoint_with_the_explored_values(re
                     fit_kd(KDConfig(**config), reporter)
                 replays.append(reporter.history[0])
             assert any(all(replay[k] == pytest.approx(first[k], rel=1e-5, abs=1e-7)
-                           for k in ("train_loss", "val_acc", "val_loss", "kd_loss", "ce_loss", "lr"))
+                           for k in ("train_loss", "val_acc", "val_loss", "kd_loss", "ce_loss", "current_lr"))
                        for replay in replays), (first, replays)
             checked += 1
     assert checked >= 1, "no exploit whose clone reported after it"

@@ -51,7 +51,7 @@ def test_plain_python_scripts_reexecute_and_answer_bad_input_in_one_line(script,
 
 
 def copy_checkout(dest: Path) -> Path:
-    for package in ("search", "analysis", "spaces", "trainables"):
+    for package in ("cli", "search", "analysis", "spaces", "trainables"):
         shutil.copytree(ROOT / package, dest / package, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainables.config import build, knob
+from trainables.config import build
 from trainables.data.augment import train_batches
 from trainables.data.images import DATASETS, Split, load_images
 from trainables.data.shipped import Shipment, shipped_images
+from trainables.knobs import ImageConfig
 from trainables.lockstep import combine, pack, seed_list, unpack
 from trainables.loop import (
     LossFn,
@@ -30,41 +31,8 @@ from trainables.loop import (
     train_epoch,
     training_state,
 )
-from trainables.models import build_image_model, check_model_name, count_params
-from trainables.precision import PRECISION_DOC, check_precision
+from trainables.models import build_image_model, count_params
 from trainables.reporting import Reporter, TuneReporter, granted_gpus, trial_cpus
-
-
-@dataclass
-class ImageConfig:
-    dataset: str = knob("fashion_mnist", "image dataset", choices=tuple(DATASETS))
-    data_dir: str = knob("", "folder with the dataset files (torchvision layout); empty: defaults")
-    download: bool = knob(False, "let torchvision download a missing dataset (needs network)")
-    model: str = knob("cnn", "mlp, cnn1, cnn2, cnn, resnet<depth>, wrn<depth>_<k>", check=check_model_name)
-    num_blocks: int = knob(1, "BasicBlocks per stage of the cnn model", lo=1, hi=64)
-    num_filters: int = knob(16, "width of the cnn model's first stage", lo=1, hi=1024)
-    skip: bool = knob(False, "residual connections in the cnn model")
-    epochs: int = knob(20, "training epochs (ASHA may stop earlier)", lo=1, hi=10_000)
-    batch_size: int = knob(128, "images per SGD step", lo=2, hi=65_536)
-    lr: float = knob(0.01, "SGD learning rate", lo=0.0, hi=10.0, lo_open=True)
-    momentum: float = knob(0.9, "SGD momentum", lo=0.0, hi=0.999)
-    weight_decay: float = knob(5e-4, "L2 weight decay", lo=0.0, hi=1.0)
-    lr_gamma: float = knob(0.95, "exponential LR decay per epoch", lo=0.0, hi=1.0, lo_open=True)
-    augment: bool = knob(True, "random crop (pad 4) and, where it keeps the label, horizontal flip")
-    train_subset: int = knob(0, "use the first N training images (0: all 54k/45k)", lo=0)
-    val_subset: int = knob(0, "use the first N validation images (0: all 6k/5k)", lo=0)
-    seed: int = knob(0, "seed of weights, batch order and augmentation", lo=0)
-    seeds: int = knob(1, "seeds trained in lockstep in this trial (seed, seed+1, ...; one epoch of each "
-                         "per report, mean and spread reported)", lo=1, hi=64)
-    cpus: int = knob(1, "torch threads; the driver sets it to the trial's CPUs", lo=1, hi=256)
-    channels_last: bool = knob(True, "NHWC memory format (faster for convs on CPU and GPU)")
-    precision: str = knob("auto", PRECISION_DOC, check=check_precision)
-
-
-def image_config(values: dict) -> ImageConfig:
-    """The ImageConfig part of a config dict (a KD config, or a checkpoint's saved config, has more)."""
-    fields = {f.name for f in dataclasses.fields(ImageConfig)}
-    return ImageConfig(**{k: v for k, v in values.items() if k in fields})
 
 
 def build_model(cfg: ImageConfig) -> nn.Module:
@@ -144,7 +112,7 @@ def fit_image_model(cfg: ImageConfig, reporter: Reporter, loss_fn: LossFn = cros
                 "params": params,
                 "precision": rt.precision,
                 "samples_per_s": stats.pop("samples_per_s"),
-                "lr": run.scheduler.get_last_lr()[0],
+                "current_lr": run.scheduler.get_last_lr()[0],  # not `lr`: that is the config key
                 **{k: v for k, v in stats.items() if k not in ("samples", "seconds")},
                 **(extra_metrics or {}),
             })

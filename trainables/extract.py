@@ -16,47 +16,22 @@ from __future__ import annotations
 import dataclasses
 import io
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from store import Location, locate
-from trainables.config import build, knob
+from trainables.config import build
 from trainables.data.root import data_root
 from trainables.data.shipped import Shipment, shipped_source, shipped_tokens, token_key
-from trainables.data.text import DATASET, SPLITS, Tokens, eval_batches, load_tokens
+from trainables.data.text import SPLITS, Tokens, eval_batches, load_tokens
+from trainables.knobs import ExtractConfig
 from trainables.loop import Runtime, seed_everything, setup_runtime
-from trainables.models.text import BACKBONES, build_encoder, load_tokenizer, resolve_source
-from trainables.precision import PRECISION_DOC, check_precision
+from trainables.models.text import build_encoder, load_tokenizer, resolve_source
 from trainables.reporting import Reporter, TuneReporter, granted_gpus, trial_cpus
 
 LABEL_NAMES = ("negative", "positive")
-
-
-@dataclass
-class ExtractConfig:
-    dataset: str = knob(DATASET, "sentence-polarity dataset", choices=(DATASET,))
-    extractor: str = knob("minilm", "pretrained encoder whose features the SVM reads",
-                          choices=tuple(BACKBONES))
-    pooling: str = knob("mean", "cls: first token's hidden state; mean: average over real tokens",
-                        choices=("cls", "mean"))
-    max_length: int = knob(128, "tokens kept per sentence (truncation)", lo=8, hi=512)
-    batch_size: int = knob(64, "sentences per forward pass", lo=1, hi=4096)
-    svm_c: str = knob("0.01,0.1,1", "LinearSVC C values tried; the best on validation wins",
-                      pattern=r"\d*\.?\d+(e-?\d+)?(,\d*\.?\d+(e-?\d+)?)*")
-    train_subset: int = knob(0, "use the first N training sentences (0: all)", lo=0)
-    val_subset: int = knob(0, "use the first N validation sentences (0: all)", lo=0)
-    test_subset: int = knob(0, "use the first N test sentences (0: all)", lo=0)
-    umap: bool = knob(False, "write a UMAP SVG of the validation embeddings beside the cache")
-    epochs: int = knob(1, "one pass: extraction has no epochs (kept for the driver's ASHA budget)",
-                      lo=1, hi=1)
-    seed: int = knob(0, "seed of the SVM's coordinate descent and of UMAP", lo=0)
-    cpus: int = knob(1, "torch threads; the driver sets it to the trial's CPUs", lo=1, hi=256)
-    precision: str = knob("auto", PRECISION_DOC, check=check_precision)
-    cache_dir: str = knob("", "folder or URI of the embedding cache (the extract space sets "
-                              "<storage>/embeddings); empty: data_root()/cache/embeddings")
 
 
 @torch.no_grad()

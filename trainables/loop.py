@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.data.images import Split
-from trainables.precision import AMP_DTYPES, resolve_precision
+from trainables.precision import amp_dtype, resolve_precision
 
 # loss_fn(logits, images, labels, dataset_indices) -> (loss, {name: detached per-batch mean})
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
@@ -70,7 +70,7 @@ def setup_runtime(cpus: int, gpu_ids: Sequence[int | str] = (), channels_last: b
     device = granted_device(gpu_ids)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    return Runtime(device, AMP_DTYPES[resolve_precision(precision, device)], channels_last)
+    return Runtime(device, amp_dtype(resolve_precision(precision, device)), channels_last)
 
 
 class Normalize:

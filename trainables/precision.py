@@ -16,12 +16,14 @@ its gradients underflow, and bf16 needs none.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported by the trial that resolves the precision, not by the config
+    import torch
 
 PRECISIONS = ("auto", "bf16", "fp32")
 PRECISION_DOC = ("auto: bf16 autocast on CUDA and on CPUs with native bf16 (avx512_bf16, AMX), else fp32; "
                  "bf16 or fp32 force one (the trial reports which it used)")
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp32": None}
 # cpuinfo names (torch.cpu.get_capabilities) of the instructions that compute bf16 natively.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
 
@@ -34,7 +36,16 @@ def check_precision(value: str) -> None:
         raise ValueError(f"not one of {', '.join(PRECISIONS)}")
 
 
+def amp_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a resolved precision: bfloat16 for bf16, None (no autocast) for fp32."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp32": None}[precision]
+
+
 def cpu_has_native_bf16() -> bool:
+    import torch
+
     caps = torch.cpu.get_capabilities()
     return any(bool(caps.get(flag, False)) for flag in NATIVE_BF16_FLAGS)
 

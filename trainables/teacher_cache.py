@@ -39,9 +39,10 @@ from torch import nn
 
 from store import Location, locate
 from store.experiment import local_checkpoint
-from trainables.cnn import build_model, image_config
+from trainables.cnn import build_model
 from trainables.data.augment import train_batches
 from trainables.data.images import Split
+from trainables.knobs import image_config
 from trainables.loop import Normalize, Runtime
 from trainables.reporting import STATE_FILE, load_state
 

@@ -3,9 +3,10 @@
 A new user types `python ...`, which is rarely the interpreter `make install` filled. Before importing
 anything heavy, a script asks whether this Python has the packages it needs; if not, it re-executes
 itself with `<checkout>/.venv/bin/python`, or, without one, prints a single line saying to run
-`make install`. Standard library only: this runs in whatever Python the user has. It sits in
-`trainables/`, the lowest package whose `__init__` imports nothing (store/'s imports pyarrow), so the
-entry points of search/ and analysis/ both reach it without importing upward.
+`make install`. Standard library only (and cli/, which imports nothing else): this runs in whatever
+Python the user has. It sits in `trainables/`, the lowest package whose `__init__` imports nothing
+(store/'s imports pyarrow), so the entry points of search/ and analysis/ both reach it without
+importing upward.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import importlib.util
 import os
 import sys
 from pathlib import Path
+
+from cli.exits import BAD_INPUT
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 # Set in the re-executed process: a venv that still lacks the packages must not re-execute forever.
@@ -26,7 +29,7 @@ def missing(modules: tuple[str, ...]) -> list[str]:
 
 def use_project_python(script: str, needs: tuple[str, ...]) -> None:
     """Returns when this Python can run `script`; else re-executes it with the checkout's venv or exits
-    with status 2 and one line on stderr. `needs` are the top-level modules the script imports."""
+    with status BAD_INPUT and one line on stderr. `needs` are the top-level modules the script imports."""
     lacking = missing(needs)
     if not lacking:
         os.environ.pop(GUARD, None)  # the scripts' own subprocesses start clean
@@ -43,4 +46,4 @@ def use_project_python(script: str, needs: tuple[str, ...]) -> None:
             lacking.append(f"{python} does not start: {err.strerror}")
     print(f"error: {sys.executable} lacks tunelab's packages ({', '.join(lacking)}); run `make install` "
           f"in {CHECKOUT}, then use .venv/bin/python", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(BAD_INPUT)

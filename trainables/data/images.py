@@ -11,41 +11,19 @@ import gzip
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
+from trainables.data.catalog import DATASETS, DatasetInfo
 from trainables.data.root import DataMissing, data_root
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 VAL_FRACTION = 0.1
 SPLIT_SEED = 0  # the train/val split is a property of the dataset, not of a trial's seed
 
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    shape: tuple[int, int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    flip: bool  # horizontal flips change a digit's meaning, not a shirt's or a truck's
-    classes: tuple[str, ...]
-
-
-DATASETS = {
-    "fashion_mnist": DatasetInfo(
-        "fashion_mnist", (1, 28, 28), (0.2860,), (0.3530,), True,
-        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-    ),
-    "mnist": DatasetInfo(
-        "mnist", (1, 28, 28), (0.1307,), (0.3081,), False, tuple(str(d) for d in range(10)),
-    ),
-    "cifar10": DatasetInfo(
-        "cifar10", (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), True,
-        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-    ),
-}
+if TYPE_CHECKING:  # torch is imported by load_images: a space checks its data files without it
+    import torch
 
 
 @dataclass
@@ -167,6 +145,8 @@ def load_images(name: str, data_dir: str = "", download: bool = False) -> ImageD
 
     Cached per process: with actor reuse, trials of one experiment read the files once.
     """
+    import torch
+
     info = DATASETS[name]
     if name == "cifar10":
         xtr, ytr, xte, yte = _load_cifar10(data_dir, download)

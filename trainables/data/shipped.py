@@ -24,10 +24,11 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from trainables.data.images import ImageData
-from trainables.data.text import Tokens
+if TYPE_CHECKING:  # the spaces name a Shipment before anything is loaded: no torch for that
+    from trainables.data.images import ImageData
+    from trainables.data.text import Tokens
 
 
 @dataclass

@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tarfile
@@ -25,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.data.root import DataMissing, data_root
+from trainables.data.catalog import DATASET
+from trainables.data.root import DataMissing, data_root, hub_reachable
 
-DATASET = "rotten_tomatoes"
 HUB_ID = "cornell-movie-review-data/rotten_tomatoes"
 SDIST_PIN = "vaderSentiment==3.3.2"
 SDIST_NAME = "vaderSentiment-3.3.2.tar.gz"
@@ -97,15 +96,6 @@ def fetch_sdist(folder: Path) -> Path:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary",
                         ":all:", SDIST_PIN, "-d", str(folder)], check=True)
     return target
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick TCP check: without network, HF's own clients retry for ~25 s before failing."""
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def _from_hub():

@@ -1,12 +1,16 @@
-"""Builds an image model from its name; counts its parameters and weight layers."""
+"""Builds an image model from its name; counts its parameters and weight layers.
+
+Torch is imported by the functions that build or walk a model, so `check_model_name` (a config knob's
+rule, trainables/knobs.py) costs nothing when the driver checks a command line.
+"""
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from trainables.models.vision import MLP, ConvNet, StagedCNN, WideResNet
+if TYPE_CHECKING:
+    from torch import nn
 
 # mlp | cnn1 | cnn2 | cnn (num_blocks, num_filters, skip) | resnet<depth> | wrn<depth>_<k>.
 # Depth counts main-path weight layers, 6n+2 for both families, as the reference lab does: its
@@ -42,6 +46,8 @@ def build_image_model(
     num_filters: int = 16,
     skip: bool = False,
 ) -> nn.Module:
+    from trainables.models.vision import MLP, ConvNet, StagedCNN, WideResNet
+
     check_model_name(name)
     channels, height, width = shape
     if name == "mlp":
@@ -63,6 +69,8 @@ def count_params(model: nn.Module) -> int:
 def count_layers(model: nn.Module) -> int:
     """Weight layers on the main path (convs and linears), as papers count depth; 1×1 shortcut
     projections are not layers of the network's depth."""
+    from torch import nn
+
     return sum(
         isinstance(m, nn.Conv2d | nn.Linear) and "shortcut" not in name
         for name, m in model.named_modules()

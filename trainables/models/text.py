@@ -13,11 +13,12 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
+from trainables.data.root import data_root, hub_reachable
 
-from trainables.data.root import data_root
-from trainables.data.text import hub_reachable
+if TYPE_CHECKING:  # the backbones' names and sources are read before anything trains: no torch for them
+    from torch import nn
 
 
 class ModelMissing(FileNotFoundError):
