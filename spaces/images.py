@@ -93,11 +93,12 @@ DEGRADATION_QUESTIONS = (
     Question("deeper plain 22 < 6 layers", _net(5, False), LESS, _net(1, False),
              reference=f"contradicted: 0.742 against 0.709 ({LAB})"),
     Question("deeper plain 30 > 22 layers, train loss", _net(7, False), MORE, _net(5, False),
-             metric="train_loss", reference="holds: He et al. 2016, Fig. 1 (56 layers train worse than 20, "
-                                            "CIFAR-10)"),
+             metric="train_loss",
+             reference="holds: He et al. 2016, Fig. 1 (56 layers train worse than 20, CIFAR-10)"),
     Question("deeper plain 22 > 6 layers, train loss", _net(5, False), MORE, _net(1, False),
-             metric="train_loss", reference="not measured: He et al. 2016 compare 20 and 56 layers, not 6 "
-                                            f"(the lab's val_acc: 22 layers 0.742 above 6 layers 0.709, {LAB})"),
+             metric="train_loss",
+             reference="not measured: He et al. 2016 compare 20 and 56 layers, not 6 (the lab's val_acc: "
+                       f"22 layers 0.742 above 6 layers 0.709, {LAB})"),
     # Residual connections fix it: skip above plain at each depth (at the shallowest, the lab found none).
     Question("skip fixes 30 layers", _net(7, True), MORE, _net(7, False),
              reference=f"holds: 0.803 against 0.692 ({LAB})"),
