@@ -1,9 +1,10 @@
 """The study as one web page: `<report folder>/index.html`, self-contained and offline.
 
 The page holds the study's tables at the best and the final epoch (analysis/tables.py, sortable), the
-reference study's numbers beside ours (analysis/page_reference.py), every trial's learning curve and
-parallel coordinates (analysis/page_svg.py, inline SVG), the study's pictures (analysis/plots.py,
-inlined), every trial's state (incomplete and errored ones named) and the provenance.
+reference study's numbers beside ours (analysis/page_reference.py), every trial's learning curves
+(analysis/page_curves.py: the data, drawn as inline SVG by page.js for the metric, x axis, smoothing and
+seeds picked), parallel coordinates (analysis/page_svg.py, inline SVG), the study's pictures
+(analysis/plots.py, inlined), every trial's state (incomplete and errored ones named) and the provenance.
 
 Plain inline SVG with a little vanilla JavaScript (page_assets/): no charting library, nothing
 fetched. A strict Content-Security-Policy forbids any request, so a page that tried one would fail
@@ -26,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.overview import planned_trials, status_line, winner_line
+from analysis.page_curves import curves_section
 from analysis.page_reference import reference_section
-from analysis.page_svg import ENDS, curves_svg, parallel_svg, trial_marks
+from analysis.page_svg import ENDS, parallel_svg, trial_marks
 from analysis.questions import answer, questions_table
 from analysis.results import Experiment
 from analysis.tables import Table, _cell, interval_text, study_table
@@ -50,7 +52,7 @@ def page_head(title: str, *, live: bool = False) -> str:
 
 
 def page_script() -> str:
-    """The tooltip element and the inline script (hover, legend toggles, sorting); last in `<body>`."""
+    """The tooltip element and the inline script (curves, hover, legend, sorting); last in `<body>`."""
     return f'<div id="tip" role="tooltip"></div><script>{(ASSETS / "page.js").read_text()}</script>'
 
 
@@ -187,20 +189,6 @@ def provenance_section(exp: Experiment) -> str:
              ("wall time", wall), ("compute", hours)]
     rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in items)
     return f'<h2 id="provenance">Provenance</h2><dl class="provenance">{rows}</dl>'
-
-
-def curves_section(exp: Experiment, marks) -> str:
-    legend = "".join(f'<li><button type="button" data-trial="{m.trial_id}" aria-pressed="true">'
-                     f'<span class="swatch" style="background:{m.colour}"></span>{escape(m.label)}'
-                     "</button></li>" for m in marks)
-    legend += ('<li><button type="button" data-all="show">show all</button></li>'
-               '<li><button type="button" data-all="hide">hide all</button></li>')
-    return ("<h2 id='curves-section'>Learning curves</h2>"
-            f"<p class='note'>One trace per trial ({escape(exp.metric)} per report; a lockstep trial "
-            "draws the mean over its seeds). Hover a point for its configuration, seed and value; click "
-            "a legend entry to hide or show its trial. Dotted lines: the scheduler's rungs. Curve ends: "
-            "× stopped as significantly behind, + stopped by the quota, ● ran to the end, ▷ incomplete, "
-            "□ errored.</p>" + curves_svg(exp, marks) + f'<ul class="legend">{legend}</ul>')
 
 
 def parallel_section(exp: Experiment, marks) -> str:

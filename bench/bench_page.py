@@ -66,22 +66,21 @@ def screenshot(browser, page: Path, png: Path) -> Path:
 
 
 def plotly_page(page: Path, out: Path) -> Path | None:
-    """The page's learning curves (read back from its SVG's data-tip values) as a plotly page with
+    """The page's learning curves (its #curve-data, analysis/page_curves.py) as a plotly page with
     plotly.js inlined; None when plotly is not installed."""
     try:
         import plotly.graph_objects as go
     except ImportError:
         return None
+    import json
     import re
-    from html import unescape
 
-    text = page.read_text()
+    data = json.loads(re.search(r'<script type="application/json" id="curve-data">(.*?)</script>',
+                                page.read_text(), re.S)[1])
     figure = go.Figure()
-    for trace in re.findall(r'<g class="trace"[^>]*>(.*?)</g></g>', text):
-        tips = [unescape(t) for t in re.findall(r'<circle[^>]*data-tip="([^"]*)"', trace)]
-        points = [re.search(r"epoch ([\d.]+): \S+ ([\d.]+)", t) for t in tips]
-        figure.add_scatter(x=[float(p[1]) for p in points if p], y=[float(p[2]) for p in points if p],
-                           hovertext=tips, mode="lines+markers")
+    for trial in data["trials"]:
+        figure.add_scatter(x=trial["x"], y=trial["v"][data["metric"]]["m"], name=trial["label"],
+                           mode="lines+markers")
     figure.write_html(out, include_plotlyjs=True, full_html=True)
     return out
 
