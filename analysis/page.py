@@ -29,6 +29,7 @@ import pandas as pd
 from analysis.overview import planned_trials, status_line, winner_line
 from analysis.page_curves import curves_section
 from analysis.page_reference import reference_section
+from analysis.page_search import mattered_section
 from analysis.page_svg import ENDS, parallel_svg, trial_marks
 from analysis.questions import answer, questions_table
 from analysis.results import Experiment
@@ -221,6 +222,7 @@ def render_page(exp: Experiment, tables: list[Table], figures: dict[str, str], *
     nav = ('<nav>' + ('<a href="#questions">questions</a>' if verdicts else "")
            + '<a href="#tables">tables</a><a href="#curves-section">curves</a>'
            + ('<a href="#parallel-section">parallel coordinates</a>' if parallel_section(exp, marks) else "")
+           + ('<a href="#mattered">what mattered</a>' if exp.plan.get("search") == "optuna" else "")
            + ('<a href="#pictures">pictures</a>' if figures else "")
            + '<a href="#trials">trials</a><a href="#provenance">provenance</a></nav>')
     body = [f"<h1>{escape(exp.name)}</h1>", banner,
@@ -234,7 +236,8 @@ def render_page(exp: Experiment, tables: list[Table], figures: dict[str, str], *
                                      ("table-best", "table-final"), strict=False):
         body += [f"<h3>{heading}</h3>", html_table(table, table_id=ident)]
     body += [reference_section(exp, tables[0]), curves_section(exp, marks), parallel_section(exp, marks),
-             pictures_section(figures), trials_section(exp, marks), provenance_section(exp),
+             mattered_section(exp, marks), pictures_section(figures), trials_section(exp, marks),
+             provenance_section(exp),
              f"<p class='note'>Regenerate: <code>python analysis/report.py {escape(exp.path.uri)}</code></p>"]
     return (f"<!DOCTYPE html><html lang='en'>{page_head(f'{exp.name}: tunelab report', live=live)}"
             f'<body data-experiment="{escape(exp.path.uri, quote=True)}">{"".join(body)}{page_script()}'

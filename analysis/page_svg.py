@@ -113,7 +113,10 @@ class Frame:
         return round(self.height - self.bottom - (v - self.y0) / span * inner, 2)
 
 
-def _axes(frame: Frame, xticks: list[float], yticks: list[float], xlabel: str, ylabel: str) -> list[str]:
+def _axes(frame: Frame, xticks: list[float], yticks: list[float], xlabel: str, ylabel: str,
+          xtext: list[str] | None = None) -> list[str]:
+    """The plot area, grid, tick labels (`xtext` names the x ticks, by default their values) and axis
+    labels."""
     bottom, left = frame.height - frame.bottom, frame.left
     parts = [f'<rect x="{left}" y="{frame.top}" width="{frame.width - left - frame.right}" '
              f'height="{bottom - frame.top}" class="area"/>']
@@ -121,9 +124,8 @@ def _axes(frame: Frame, xticks: list[float], yticks: list[float], xlabel: str, y
         y = frame.y(t)
         parts.append(f'<line x1="{left}" x2="{frame.width - frame.right}" y1="{y}" y2="{y}" class="grid"/>'
                      f'<text x="{left - 6}" y="{y + 4}" text-anchor="end">{t:g}</text>')
-    for t in xticks:
-        x = frame.x(t)
-        parts.append(f'<text x="{x}" y="{bottom + 16}" text-anchor="middle">{t:g}</text>')
+    for t, text in zip(xticks, xtext or [f"{t:g}" for t in xticks], strict=True):
+        parts.append(f'<text x="{frame.x(t)}" y="{bottom + 16}" text-anchor="middle">{escape(text)}</text>')
     parts.append(f'<text x="{(left + frame.width - frame.right) / 2}" y="{frame.height - 6}" '
                  f'text-anchor="middle" class="label">{escape(xlabel)}</text>')
     parts.append(f'<text x="14" y="{(frame.top + bottom) / 2}" text-anchor="middle" class="label" '
@@ -175,7 +177,7 @@ def parallel_svg(exp: Experiment, marks: list[TrialMark]) -> str:
     width, height, top, bottom, side = 900, 340, 34, 30, 70
     step = (width - 2 * side) / max(1, len(columns) - 1)
     axes = {}
-    parts = []
+    parts, labels = [], []
     for i, (name, values) in enumerate(columns.items()):
         x = round(side + i * step, 2)
         positions, ticks, scale = _axis_positions(values.reset_index(drop=True))
@@ -185,8 +187,8 @@ def parallel_svg(exp: Experiment, marks: list[TrialMark]) -> str:
                      f'{" (log)" if scale == "log" else ""}</text>')
         for where, text in ticks:
             y = round(height - bottom - where * (height - top - bottom), 2)
-            parts.append(f'<text x="{x - 5}" y="{y + 4}" text-anchor="end" class="small">'
-                         f"{escape(text)}</text>")
+            labels.append(f'<text x="{x - 6}" y="{y + 4}" text-anchor="end" class="small tick">'
+                          f"{escape(text)}</text>")
     budget = int(trials["epochs_run"].max())
     by_id = {m.trial_id: m for m in marks}
     for n, row in enumerate(trials.to_dict("records")):
@@ -200,4 +202,5 @@ def parallel_svg(exp: Experiment, marks: list[TrialMark]) -> str:
         parts.append(f'<path d="M{"L".join(f"{x} {y}" for x, y in points)}" stroke="{mark.colour}"{dash} '
                      f'class="pc" data-trial="{mark.trial_id}" data-tip="{tip}"/>')
     return (f'<svg class="chart" id="parallel" viewBox="0 0 {width} {height}" width="{width}" '
-            f'height="{height}" role="img" aria-label="parallel coordinates">' + "".join(parts) + "</svg>")
+            f'height="{height}" role="img" aria-label="parallel coordinates">' + "".join(parts + labels)
+            + "</svg>")
