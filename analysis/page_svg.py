@@ -165,8 +165,9 @@ def _axis_positions(values: pd.Series) -> tuple[list[float], list[tuple[float, s
 def parallel_svg(exp: Experiment, marks: list[TrialMark]) -> str:
     """One vertical axis per searched knob, then the epochs a trial ran (when they differ) and the
     trial's metric at its best report; one polyline per trial, dashed for a trial that ran fewer
-    epochs than the budget (its value is not comparable with the others')."""
-    keys = exp.varied_keys()
+    epochs than the budget (its value is not comparable with the others'). A PBT member's trial id is
+    no knob: its label and the legend name it."""
+    keys = [k for k in exp.varied_keys() if k != "trial_id"]
     trials = exp.trials[exp.trials["epochs_run"] > 0]
     columns = {k: trials[k] for k in keys}
     per = exp.reports_per_epoch
