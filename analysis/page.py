@@ -1,9 +1,10 @@
 """The study as one web page: `<report folder>/index.html`, self-contained and offline.
 
 The page holds the study's tables at the best and the final epoch (analysis/tables.py, sortable), the
-reference study's numbers beside ours (analysis/page_reference.py), every trial's learning curve and
-parallel coordinates (analysis/page_svg.py, inline SVG), the study's pictures (analysis/plots.py,
-inlined), every trial's state (incomplete and errored ones named) and the provenance.
+reference study's numbers beside ours (analysis/page_reference.py), every trial's learning curves
+(analysis/page_curves.py: the data, drawn as inline SVG by page.js for the metric, x axis, smoothing and
+seeds picked), parallel coordinates (analysis/page_svg.py, inline SVG), the study's pictures
+(analysis/plots.py, inlined), every trial's state (incomplete and errored ones named) and the provenance.
 
 Plain inline SVG with a little vanilla JavaScript (page_assets/): no charting library, nothing
 fetched. A strict Content-Security-Policy forbids any request, so a page that tried one would fail
@@ -17,6 +18,7 @@ page can reuse `html_table`, `page_head` and `ASSETS`.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from html import escape
@@ -26,8 +28,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.overview import planned_trials, status_line, winner_line
+from analysis.page_curves import curves_section
 from analysis.page_reference import reference_section
-from analysis.page_svg import ENDS, curves_svg, parallel_svg, trial_marks
+from analysis.page_search import knobs, mattered_section
+from analysis.page_svg import ENDS, parallel_svg, trial_marks
 from analysis.questions import answer, questions_table
 from analysis.results import Experiment
 from analysis.tables import Table, _cell, interval_text, study_table
@@ -50,7 +54,7 @@ def page_head(title: str, *, live: bool = False) -> str:
 
 
 def page_script() -> str:
-    """The tooltip element and the inline script (hover, legend toggles, sorting); last in `<body>`."""
+    """The tooltip element and the inline script (curves, hover, legend, sorting); last in `<body>`."""
     return f'<div id="tip" role="tooltip"></div><script>{(ASSETS / "page.js").read_text()}</script>'
 
 
@@ -115,7 +119,7 @@ def inline_svg(text: str) -> str:
 def trials_section(exp: Experiment, marks) -> str:
     """Every trial with its configuration, budget and why it ended; incomplete and errored ones are
     named as such, and planned trials that never started are counted."""
-    keys = exp.varied_keys()
+    keys = knobs(exp)
     state = {m.trial_id: m.end for m in marks}
     head = "".join(f'<th class="text">{escape(k)}</th>' for k in ["trial", *keys, "seeds"])
     head += "<th>epochs run</th><th class='text'>state</th>"
@@ -189,28 +193,41 @@ def provenance_section(exp: Experiment) -> str:
     return f'<h2 id="provenance">Provenance</h2><dl class="provenance">{rows}</dl>'
 
 
-def curves_section(exp: Experiment, marks) -> str:
-    legend = "".join(f'<li><button type="button" data-trial="{m.trial_id}" aria-pressed="true">'
-                     f'<span class="swatch" style="background:{m.colour}"></span>{escape(m.label)}'
-                     "</button></li>" for m in marks)
-    legend += ('<li><button type="button" data-all="show">show all</button></li>'
-               '<li><button type="button" data-all="hide">hide all</button></li>')
-    return ("<h2 id='curves-section'>Learning curves</h2>"
-            f"<p class='note'>One trace per trial ({escape(exp.metric)} per report; a lockstep trial "
-            "draws the mean over its seeds). Hover a point for its configuration, seed and value; click "
-            "a legend entry to hide or show its trial. Dotted lines: the scheduler's rungs. Curve ends: "
-            "× stopped as significantly behind, + stopped by the quota, ● ran to the end, ▷ incomplete, "
-            "□ errored.</p>" + curves_svg(exp, marks) + f'<ul class="legend">{legend}</ul>')
-
-
 def parallel_section(exp: Experiment, marks) -> str:
     """Parallel coordinates for a search over two knobs or more, or an Optuna search."""
-    if len(exp.varied_keys()) < 2 and exp.plan.get("search") != "optuna":
+    if len(knobs(exp)) < 2 and exp.plan.get("search") != "optuna":
         return ""
     return ("<h2 id='parallel-section'>Parallel coordinates</h2><p class='note'>One line per trial: its "
             f"knobs, then its {escape(exp.metric)} at its best report; dashed: a trial that ran fewer "
             "epochs than the budget, not comparable with the others. The legend above toggles these "
             "lines too.</p>" + parallel_svg(exp, marks))
+
+
+def read_evaluations(folder: Path) -> list[dict]:
+    """analysis/evaluate.py's results in a report folder (evaluation_<split>.json), by split."""
+    return [json.loads(f.read_text()) for f in sorted(folder.glob("evaluation_*.json"))]
+
+
+def evaluation_section(evaluations: list[dict]) -> str:
+    """The winner's checkpoint evaluated on a held-out split (analysis/evaluate.py), with its confusion
+    matrix; "" when it was never evaluated."""
+    parts = []
+    for e in evaluations:
+        stored = (f" Stored val_acc of that epoch: {e['stored_val_acc']:.6f}."
+                  if e.get("stored_val_acc") is not None else "")
+        names = e["classes"]
+        head = "".join(f"<th>{escape(str(n))}</th>" for n in names)
+        rows = "".join(f'<tr><td class="text">{escape(str(name))}</td>'
+                       + "".join(f"<td>{v}</td>" for v in row) + "</tr>"
+                       for name, row in zip(names, e["confusion"], strict=True))
+        parts.append(f"<h3>On the {escape(e['split'])} split</h3><p>Trial {escape(str(e['trial_id']))}, "
+                     f"<code>{escape(str(e['checkpoint']))}</code> (epoch {e['epoch']}): accuracy "
+                     f"<b>{e['accuracy']:.4f}</b>, loss {e['loss']:.4f} on {e['images']} images.{stored}</p>"
+                     "<p class='caption'>Confusion matrix (rows: true class, columns: predicted).</p>"
+                     "<div class='scroll'><table class='sortable evaluation'><thead><tr>"
+                     f"<th class='text'>true \\ predicted</th>{head}</tr></thead><tbody>{rows}</tbody>"
+                     "</table></div>")
+    return ("<h2 id='evaluation'>The winner on held-out data</h2>" + "".join(parts)) if parts else ""
 
 
 def pictures_section(figures: dict[str, str]) -> str:
@@ -221,8 +238,10 @@ def pictures_section(figures: dict[str, str]) -> str:
         for name, svg in figures.items())
 
 
-def render_page(exp: Experiment, tables: list[Table], figures: dict[str, str], *, live: bool = False) -> str:
-    """The page's HTML: `tables` are the best- and final-epoch study tables, `figures` name -> SVG text."""
+def render_page(exp: Experiment, tables: list[Table], figures: dict[str, str], *, live: bool = False,
+                evaluations: list[dict] | None = None) -> str:
+    """The page's HTML: `tables` are the best- and final-epoch study tables, `figures` name -> SVG text,
+    `evaluations` analysis/evaluate.py's records (read_evaluations)."""
     from analysis.plots import stop_reasons_of
 
     marks = trial_marks(exp, stop_reasons_of(exp))
@@ -231,8 +250,10 @@ def render_page(exp: Experiment, tables: list[Table], figures: dict[str, str], *
               f"reloads itself every {LIVE_RELOAD_S} s until the search ends.</p>" if live else "")
     verdicts = answer(exp)
     nav = ('<nav>' + ('<a href="#questions">questions</a>' if verdicts else "")
-           + '<a href="#tables">tables</a><a href="#curves-section">curves</a>'
+           + '<a href="#tables">tables</a>' + ('<a href="#evaluation">held-out</a>' if evaluations else "")
+           + '<a href="#curves-section">curves</a>'
            + ('<a href="#parallel-section">parallel coordinates</a>' if parallel_section(exp, marks) else "")
+           + ('<a href="#mattered">what mattered</a>' if exp.plan.get("search") == "optuna" else "")
            + ('<a href="#pictures">pictures</a>' if figures else "")
            + '<a href="#trials">trials</a><a href="#provenance">provenance</a></nav>')
     body = [f"<h1>{escape(exp.name)}</h1>", banner,
@@ -245,8 +266,10 @@ def render_page(exp: Experiment, tables: list[Table], figures: dict[str, str], *
     for table, heading, ident in zip(tables, ("At the best epoch", "At the final epoch"),
                                      ("table-best", "table-final"), strict=False):
         body += [f"<h3>{heading}</h3>", html_table(table, table_id=ident)]
-    body += [reference_section(exp, tables[0]), curves_section(exp, marks), parallel_section(exp, marks),
-             pictures_section(figures), trials_section(exp, marks), provenance_section(exp),
+    body += [evaluation_section(evaluations or []), reference_section(exp, tables[0]),
+             curves_section(exp, marks), parallel_section(exp, marks),
+             mattered_section(exp, marks), pictures_section(figures), trials_section(exp, marks),
+             provenance_section(exp),
              f"<p class='note'>Regenerate: <code>python analysis/report.py {escape(exp.path.uri)}</code></p>"]
     return (f"<!DOCTYPE html><html lang='en'>{page_head(f'{exp.name}: tunelab report', live=live)}"
             f'<body data-experiment="{escape(exp.path.uri, quote=True)}">{"".join(body)}{page_script()}'
@@ -258,7 +281,8 @@ def write_page(exp: Experiment, folder: Path, *, live: bool = False, tables: lis
     """Writes `<folder>/index.html` (write_html) and returns it. `tables` default to the study's best
     and final tables, `figures` (name -> SVG text) to none."""
     tables = tables if tables is not None else [study_table(exp, "best"), study_table(exp, "final")]
-    return write_html(folder, render_page(exp, tables, figures or {}, live=live))
+    return write_html(folder, render_page(exp, tables, figures or {}, live=live,
+                                          evaluations=read_evaluations(folder)))
 
 
 def write_html(folder: Path, html: str) -> Path:

@@ -1,10 +1,10 @@
-"""The page's interactive pictures as inline SVG strings (analysis/page.py puts them in index.html):
-every trial's learning curve, and parallel coordinates of the searched knobs against the metric.
+"""The page's static pictures as inline SVG strings (analysis/page.py puts them in index.html):
+parallel coordinates of the searched knobs against the metric, and each trial's mark (label, colour,
+why it ended) that every picture and the learning curves (analysis/page_curves.py) share.
 
 Each trial's marks carry `data-trial` (the page's legend toggles them, curves and coordinates alike)
-and `data-tip` (the text the page shows on hover). Everything is drawn here, in Python, from the
-stored results, so the page is the same bytes for the same experiment and shows its data without
-JavaScript; page.js only adds hover, toggling and sorting.
+and `data-tip` (the text the page shows on hover). Everything here is drawn in Python from the stored
+results, so the page is the same bytes for the same experiment.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from analysis.tables import seeds_of
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
-DASHES = ("", "6 3", "2 2", "8 3 2 3")  # after ten trials the colours repeat with another dash
 ENDS = {
     SIGNIFICANT: "stopped by the scheduler: significantly below a configuration that went on",
     QUOTA: "stopped by the scheduler: outside the rung's quota (not significantly behind)",
@@ -35,18 +34,25 @@ ENDS = {
 
 @dataclass(frozen=True)
 class TrialMark:
-    """What the page draws for one trial: its id, label (configuration and seeds), colour, dash and
-    why its curve ends."""
+    """What the page draws for one trial: its id, label (configuration and seeds), colour and why its
+    curve ends."""
 
     trial_id: str
     label: str
     colour: str
-    dash: str
     end: str
 
 
 def _value(v) -> str:
     return f"{v:g}" if isinstance(v, float | np.floating) else str(v)
+
+
+def colour(n: int, count: int) -> str:
+    """The n-th of `count` colours: PALETTE's while they suffice, else hues a golden angle apart at
+    three lightnesses, so no two trials near each other in the stored order look alike however many."""
+    if count <= len(PALETTE):
+        return PALETTE[n]
+    return f"hsl({(n * 137.508) % 360:.0f}, 68%, {(42, 56, 30)[n % 3]}%)"
 
 
 def trial_marks(exp: Experiment, reasons: dict) -> list[TrialMark]:
@@ -65,8 +71,7 @@ def trial_marks(exp: Experiment, reasons: dict) -> list[TrialMark]:
             end = reasons.get(row["trial_id"], QUOTA)
         else:
             end = "finished" if row.get("complete") else "incomplete"
-        marks.append(TrialMark(str(row["trial_id"]), f"{config}; {seeds}", PALETTE[n % len(PALETTE)],
-                               DASHES[n // len(PALETTE) % len(DASHES)], end))
+        marks.append(TrialMark(str(row["trial_id"]), f"{config}; {seeds}", colour(n, len(exp.trials)), end))
     return marks
 
 
@@ -108,7 +113,10 @@ class Frame:
         return round(self.height - self.bottom - (v - self.y0) / span * inner, 2)
 
 
-def _axes(frame: Frame, xticks: list[float], yticks: list[float], xlabel: str, ylabel: str) -> list[str]:
+def _axes(frame: Frame, xticks: list[float], yticks: list[float], xlabel: str, ylabel: str,
+          xtext: list[str] | None = None) -> list[str]:
+    """The plot area, grid, tick labels (`xtext` names the x ticks, by default their values) and axis
+    labels."""
     bottom, left = frame.height - frame.bottom, frame.left
     parts = [f'<rect x="{left}" y="{frame.top}" width="{frame.width - left - frame.right}" '
              f'height="{bottom - frame.top}" class="area"/>']
@@ -116,79 +124,13 @@ def _axes(frame: Frame, xticks: list[float], yticks: list[float], xlabel: str, y
         y = frame.y(t)
         parts.append(f'<line x1="{left}" x2="{frame.width - frame.right}" y1="{y}" y2="{y}" class="grid"/>'
                      f'<text x="{left - 6}" y="{y + 4}" text-anchor="end">{t:g}</text>')
-    for t in xticks:
-        x = frame.x(t)
-        parts.append(f'<text x="{x}" y="{bottom + 16}" text-anchor="middle">{t:g}</text>')
+    for t, text in zip(xticks, xtext or [f"{t:g}" for t in xticks], strict=True):
+        parts.append(f'<text x="{frame.x(t)}" y="{bottom + 16}" text-anchor="middle">{escape(text)}</text>')
     parts.append(f'<text x="{(left + frame.width - frame.right) / 2}" y="{frame.height - 6}" '
                  f'text-anchor="middle" class="label">{escape(xlabel)}</text>')
     parts.append(f'<text x="14" y="{(frame.top + bottom) / 2}" text-anchor="middle" class="label" '
                  f'transform="rotate(-90 14 {(frame.top + bottom) / 2})">{escape(ylabel)}</text>')
     return parts
-
-
-def end_marker(end: str, x: float, y: float, colour: str) -> str:
-    """× significant stop, + quota stop, ● ran to the end, ▷ incomplete, ! errored."""
-    if end == SIGNIFICANT:
-        return (f'<path d="M{x - 6} {y - 6}L{x + 6} {y + 6}M{x - 6} {y + 6}L{x + 6} {y - 6}" '
-                f'stroke="{colour}" class="end"/>')
-    if end == QUOTA:
-        return f'<path d="M{x - 7} {y}H{x + 7}M{x} {y - 7}V{y + 7}" stroke="{colour}" class="end"/>'
-    if end == "finished":
-        return f'<circle cx="{x}" cy="{y}" r="4.5" fill="{colour}" class="end"/>'
-    if end == "incomplete":
-        return (f'<path d="M{x - 4} {y - 6}L{x + 6} {y}L{x - 4} {y + 6}Z" fill="none" stroke="{colour}" '
-                'class="end"/>')
-    return (f'<rect x="{x - 5}" y="{y - 5}" width="10" height="10" fill="white" stroke="{colour}" '
-            f'class="end"/>')
-
-
-def curves_svg(exp: Experiment, marks: list[TrialMark]) -> str:
-    """Every trial's metric per epoch (lockstep trials: the mean over their seeds), one `<g
-    class="trace">` per trial, its end marked with why it ended; dotted lines at the rungs."""
-    per = exp.reports_per_epoch
-    epochs = exp.epochs.sort_values("training_iteration", kind="stable")
-    values = epochs[exp.metric].astype(float)
-    lo, hi = float(values.min()), float(values.max())
-    pad = (hi - lo) * 0.08 or 0.01
-    last = float(epochs["training_iteration"].max()) / per
-    first = 1 / per  # the first report
-    margin = 0.05 * max(last - first, 1)
-    frame = Frame(first - margin, last + margin, lo - pad, hi + pad)
-    xticks = [t for t in nice_ticks(first, last, 8) if t >= first - 1e-9
-              and (per > 1 or t == int(t))] or [first, last]  # whole epochs when a report is one
-    yticks = nice_ticks(lo - pad / 2, hi + pad / 2)
-    parts = _axes(frame, xticks, yticks, "epoch", f"{exp.metric} (each trial)")
-    for rung in exp.rungs:
-        x = frame.x(rung / per)
-        parts.append(f'<line x1="{x}" x2="{x}" y1="{frame.top}" y2="{frame.height - frame.bottom}" '
-                     f'class="rung"/><text x="{x + 3}" y="{frame.top - 8}" class="small">rung '
-                     f'{rung / per:g}</text>')
-    for mark in marks:
-        curve = epochs[epochs["trial_id"] == mark.trial_id]
-        if curve.empty:
-            continue
-        seeds = seeds_of(curve, exp.metric)
-        points = []
-        for row in curve.to_dict("records"):
-            x, y = row["training_iteration"] / per, float(row[exp.metric])
-            by_seed = "".join(f"; seed {s}: {row[f'{exp.metric}_seed{s}']:.4f}" for s in seeds
-                              if not pd.isna(row.get(f"{exp.metric}_seed{s}")))
-            tip = f"{mark.label}; epoch {x:g}: {exp.metric} {y:.4f}{by_seed}"
-            points.append((frame.x(x), frame.y(y), tip))
-        path = "M" + "L".join(f"{x} {y}" for x, y, _ in points)
-        dash = f' stroke-dasharray="{mark.dash}"' if mark.dash else ""
-        tip = escape(mark.label, quote=True)
-        dots = "".join(f'<circle cx="{x}" cy="{y}" r="3" fill="{mark.colour}" '
-                       f'data-tip="{escape(t, quote=True)}"/>' for x, y, t in points)
-        end_x, end_y, _ = points[-1]
-        # The points above the end marker: a hover on a point gives its value, around it the reason.
-        parts.append(f'<g class="trace" data-trial="{mark.trial_id}" data-tip="{tip}">'
-                     f'<path d="{path}" stroke="{mark.colour}"{dash} class="line"/>'
-                     f'<g data-tip="{tip}: {escape(ENDS[mark.end], quote=True)}">'
-                     f'{end_marker(mark.end, end_x, end_y, mark.colour)}</g>{dots}</g>')
-    return (f'<svg class="chart" id="curves" viewBox="0 0 {frame.width} {frame.height}" '
-            f'width="{frame.width}" height="{frame.height}" role="img" aria-label="learning curves">'
-            + "".join(parts) + "</svg>")
 
 
 def _axis_positions(values: pd.Series) -> tuple[list[float], list[tuple[float, str]], str]:
@@ -223,8 +165,9 @@ def _axis_positions(values: pd.Series) -> tuple[list[float], list[tuple[float, s
 def parallel_svg(exp: Experiment, marks: list[TrialMark]) -> str:
     """One vertical axis per searched knob, then the epochs a trial ran (when they differ) and the
     trial's metric at its best report; one polyline per trial, dashed for a trial that ran fewer
-    epochs than the budget (its value is not comparable with the others')."""
-    keys = exp.varied_keys()
+    epochs than the budget (its value is not comparable with the others'). A PBT member's trial id is
+    no knob: its label and the legend name it."""
+    keys = [k for k in exp.varied_keys() if k != "trial_id"]
     trials = exp.trials[exp.trials["epochs_run"] > 0]
     columns = {k: trials[k] for k in keys}
     per = exp.reports_per_epoch
@@ -235,7 +178,7 @@ def parallel_svg(exp: Experiment, marks: list[TrialMark]) -> str:
     width, height, top, bottom, side = 900, 340, 34, 30, 70
     step = (width - 2 * side) / max(1, len(columns) - 1)
     axes = {}
-    parts = []
+    parts, labels = [], []
     for i, (name, values) in enumerate(columns.items()):
         x = round(side + i * step, 2)
         positions, ticks, scale = _axis_positions(values.reset_index(drop=True))
@@ -245,8 +188,8 @@ def parallel_svg(exp: Experiment, marks: list[TrialMark]) -> str:
                      f'{" (log)" if scale == "log" else ""}</text>')
         for where, text in ticks:
             y = round(height - bottom - where * (height - top - bottom), 2)
-            parts.append(f'<text x="{x - 5}" y="{y + 4}" text-anchor="end" class="small">'
-                         f"{escape(text)}</text>")
+            labels.append(f'<text x="{x - 6}" y="{y + 4}" text-anchor="end" class="small tick">'
+                          f"{escape(text)}</text>")
     budget = int(trials["epochs_run"].max())
     by_id = {m.trial_id: m for m in marks}
     for n, row in enumerate(trials.to_dict("records")):
@@ -260,4 +203,5 @@ def parallel_svg(exp: Experiment, marks: list[TrialMark]) -> str:
         parts.append(f'<path d="M{"L".join(f"{x} {y}" for x, y in points)}" stroke="{mark.colour}"{dash} '
                      f'class="pc" data-trial="{mark.trial_id}" data-tip="{tip}"/>')
     return (f'<svg class="chart" id="parallel" viewBox="0 0 {width} {height}" width="{width}" '
-            f'height="{height}" role="img" aria-label="parallel coordinates">' + "".join(parts) + "</svg>")
+            f'height="{height}" role="img" aria-label="parallel coordinates">' + "".join(parts + labels)
+            + "</svg>")

@@ -60,15 +60,20 @@ def build(exp: Experiment) -> tuple[list[Table], dict]:
     tables = [study_table(exp, "best"), study_table(exp, "final")]
     figures = {name: make(exp) for name, make in plots.study_plots(exp).items()}
     figures.update(plots.umap_pictures(exp))  # drawn by the extract trials themselves: copied as is
-    if exp.plan.get("objectives") and not exp.epochs.empty:
+    if two_objectives(exp) and not exp.epochs.empty:
         figures["front"] = plots.objective_front(exp, exp.plan["objectives"])
     return tables, figures
+
+
+def two_objectives(exp: Experiment) -> bool:
+    """Whether the search traded two objectives off: a front means something only then."""
+    return len(exp.plan.get("objectives") or []) == 2
 
 
 def front_lines(exp: Experiment) -> list[str]:
     """A two-objective search's front (analysis.pareto.experiment_front): every full-budget
     configuration, the non-dominated ones first, and the front's hypervolume with its reference point."""
-    if not exp.plan.get("objectives"):
+    if not two_objectives(exp):
         return []
     try:
         found = experiment_front(exp, exp.plan["objectives"])
@@ -140,14 +145,14 @@ def report_folder(root: Path, experiment: Location) -> Path:
 
 def write_report(exp: Experiment, root: Path | None = None) -> Path:
     """Builds everything first, then writes report/<experiment>/; returns the folder."""
-    from analysis.page import render_page, write_html
+    from analysis.page import read_evaluations, render_page, write_html
     from analysis.plots import svg_text
 
     tables, figures = build(exp)
     pictures = {name: figure.read_text() if isinstance(figure, Path) else svg_text(figure)
                 for name, figure in figures.items()}
-    page = render_page(exp, tables, pictures)
     folder = report_folder(root or report_root(), exp.path)
+    page = render_page(exp, tables, pictures, evaluations=read_evaluations(folder))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SOURCE_FILE).write_text(exp.path.base + "\n")
     for table in tables:

@@ -149,7 +149,8 @@ def open_experiment(path: str | Path | Location) -> Experiment:
     if epochs is not None:
         mark_budget(exp, int(epochs) * space.reports_per_epoch)
         profile = space.profiles.get(plan.get("profile") or (path.name.split("__") + [""])[1])
-        if plan.get("scheduler", "asha") != "fifo" and profile is not None:
+        # FIFO stops nothing, and PBT exploits members between perturbation intervals, never at rungs.
+        if plan.get("scheduler", "asha") not in ("fifo", "pbt") and profile is not None:
             exp.rungs = rungs(min(profile.grace_period, exp.max_t), space.reduction_factor, exp.max_t)
     return exp
 

@@ -1,11 +1,14 @@
 """The report page in headless Chromium: its size, its load time, and a screenshot.
 
     .venv/bin/python bench/bench_page.py report/<experiment>/index.html [--screenshot docs/report_page.png]
+    .venv/bin/python bench/bench_page.py --optuna 64
 
-Loads the page from disk (file://) `--loads` times in Debian's Chromium and prints its size and the
-median time from navigation start to the load event's end. With plotly importable it also writes the
-same learning curves as a plotly page (its JavaScript inlined, as an offline page must carry it) and
-loads that the same way, printing both and the ratio: the measurement behind the choice of inline SVG
+The second form first writes the page of a constructed 64-trial Optuna search
+(bench/page_experiments.py: three continuous knobs, ASHA stops, six epochs) and measures that one. Loads
+the page from disk (file://) `--loads` times in Debian's Chromium and prints its size and the median
+time from navigation start to the load event's end. With plotly importable it also writes the same
+learning curves as a plotly page (its JavaScript inlined, as an offline page must carry it) and loads
+that the same way, printing both and the ratio: the measurement behind the choice of inline SVG
 (docs/report.md). tests/test_page.py drives the same browser through `chromium()`.
 """
 
@@ -17,6 +20,9 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the project's packages (analysis, bench) importable
 
 WIDTH = 1000
 """The width the issue reads the pictures at, in CSS pixels."""
@@ -66,33 +72,50 @@ def screenshot(browser, page: Path, png: Path) -> Path:
 
 
 def plotly_page(page: Path, out: Path) -> Path | None:
-    """The page's learning curves (read back from its SVG's data-tip values) as a plotly page with
+    """The page's learning curves (its #curve-data, analysis/page_curves.py) as a plotly page with
     plotly.js inlined; None when plotly is not installed."""
     try:
         import plotly.graph_objects as go
     except ImportError:
         return None
+    import json
     import re
-    from html import unescape
 
-    text = page.read_text()
+    data = json.loads(re.search(r'<script type="application/json" id="curve-data">(.*?)</script>',
+                                page.read_text(), re.S)[1])
     figure = go.Figure()
-    for trace in re.findall(r'<g class="trace"[^>]*>(.*?)</g></g>', text):
-        tips = [unescape(t) for t in re.findall(r'<circle[^>]*data-tip="([^"]*)"', trace)]
-        points = [re.search(r"epoch ([\d.]+): \S+ ([\d.]+)", t) for t in tips]
-        figure.add_scatter(x=[float(p[1]) for p in points if p], y=[float(p[2]) for p in points if p],
-                           hovertext=tips, mode="lines+markers")
+    for trial in data["trials"]:
+        figure.add_scatter(x=trial["x"], y=trial["v"][data["metric"]]["m"], name=trial["label"],
+                           mode="lines+markers")
     figure.write_html(out, include_plotlyjs=True, full_html=True)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("page", type=Path)
+    parser.add_argument("page", type=Path, nargs="?")
+    parser.add_argument("--optuna", type=int, metavar="TRIALS",
+                        help="measure the page of a constructed Optuna search of TRIALS trials instead")
     parser.add_argument("--screenshot", type=Path)
     parser.add_argument("--loads", type=int, default=7)
     args = parser.parse_args(argv)
-    if not args.page.is_file():
+    with tempfile.TemporaryDirectory() as folder:
+        if args.optuna:
+            args.page = optuna_page(Path(folder), args.optuna)
+        return measure(args)
+
+
+def optuna_page(folder: Path, trials: int) -> Path:
+    """The page of a constructed Optuna search of `trials` trials, written under `folder`."""
+    from analysis.page import write_page
+    from analysis.results import open_experiment
+    from bench.page_experiments import optuna_search
+
+    return write_page(open_experiment(optuna_search(folder / "optuna", trials=trials)), folder / "report")
+
+
+def measure(args: argparse.Namespace) -> int:
+    if args.page is None or not args.page.is_file():
         print(f"error: no page at {args.page}", file=sys.stderr)
         return 2
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()

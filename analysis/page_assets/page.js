@@ -1,4 +1,5 @@
-// tunelab report page: hover tips, legend toggles and sortable tables. No request leaves the page.
+// tunelab report page: learning curves drawn from the page's data, hover tips, legend toggles and
+// sortable tables. No request leaves the page.
 "use strict";
 (function () {
   const tip = document.getElementById("tip");
@@ -46,7 +47,124 @@
       store(new Set(button.dataset.all === "hide" ? all : []));
     });
   });
-  apply(hidden());
+
+  // Learning curves: drawn from the #curve-data JSON (analysis/page_curves.py) for the metric, x axis,
+  // EMA factor and seed lines picked; each trial's marks in one <g class="trace" data-trial>.
+  const dataNode = document.getElementById("curve-data");
+  const svg = document.getElementById("curves");
+  const NS = "http://www.w3.org/2000/svg";
+  const W = 900, H = 380, L = 64, R = 20, T = 28, B = 46;
+  const control = (id) => document.getElementById(id) || {};
+  function ticks(lo, hi, count) {
+    if (!(hi > lo)) return [lo];
+    const raw = (hi - lo) / Math.max(1, count - 1), power = 10 ** Math.floor(Math.log10(raw));
+    const step = [1, 2, 5, 10].map((s) => s * power).find((s) => s >= raw);
+    const out = [];
+    for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+    return out;
+  }
+  const num = (v) => String(+v.toPrecision(6));
+  function el(parent, name, attrs, text) {
+    const node = document.createElementNS(NS, name);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    parent.appendChild(node);
+    return node;
+  }
+  function smooth(values, factor) {
+    let last = null;
+    return values.map((v) => (v === null ? null : (last = last === null ? v : factor * last + (1 - factor) * v)));
+  }
+  function marker(g, end, x, y, colour) {
+    const p = (d, fill) => el(g, "path", {d, stroke: colour, fill: fill || "none", class: "end"});
+    if (end === "significant") p(`M${x - 6} ${y - 6}L${x + 6} ${y + 6}M${x - 6} ${y + 6}L${x + 6} ${y - 6}`);
+    else if (end === "quota") p(`M${x - 7} ${y}H${x + 7}M${x} ${y - 7}V${y + 7}`);
+    else if (end === "finished") el(g, "circle", {cx: x, cy: y, r: 4.5, fill: colour, class: "end"});
+    else if (end === "incomplete") p(`M${x - 4} ${y - 6}L${x + 6} ${y}L${x - 4} ${y + 6}Z`);
+    else el(g, "rect", {x: x - 5, y: y - 5, width: 10, height: 10, fill: "white", stroke: colour, class: "end"});
+  }
+  function draw() {
+    const data = JSON.parse(dataNode.textContent);
+    const metric = control("curve-metric").value || data.metric, xkey = control("curve-x").value || "epoch";
+    const factor = +(control("curve-ema").value || 0), seeds = !!control("curve-seeds").checked;
+    const scale = xkey === "time" ? Math.max(...data.trials.flatMap((t) => t.t)) : 0;
+    const [unit, per] = scale > 7200 ? ["h", 3600] : scale > 300 ? ["min", 60] : ["s", 1];
+    const lines = data.trials.filter((t) => t.v[metric]).map((t) => {
+      const v = t.v[metric], xs = xkey === "time" ? t.t.map((s) => s / per) : t.x;
+      return {t, xs, raw: v.m, m: smooth(v.m, factor), s: v.s.map((a) => smooth(a, factor)), seeds: v.seeds};
+    });
+    const ys = lines.flatMap((l) => [...l.m, ...l.s.flat()]).filter((v) => v !== null);
+    const xs = lines.flatMap((l) => l.xs);
+    const lo = Math.min(...ys), hi = Math.max(...ys), pad = (hi - lo) * 0.08 || 0.01;
+    const first = Math.min(...xs), last = Math.max(...xs), margin = 0.05 * Math.max(last - first, 1);
+    const x0 = first - margin, x1 = last + margin, y0 = lo - pad, y1 = hi + pad;
+    const X = (v) => +(L + (v - x0) / (x1 - x0 || 1) * (W - L - R)).toFixed(2);
+    const Y = (v) => +(H - B - (v - y0) / (y1 - y0 || 1) * (H - T - B)).toFixed(2);
+    svg.replaceChildren();
+    el(svg, "rect", {x: L, y: T, width: W - L - R, height: H - T - B, class: "area"});
+    for (const t of ticks(lo - pad / 2, hi + pad / 2, 6)) {
+      el(svg, "line", {x1: L, x2: W - R, y1: Y(t), y2: Y(t), class: "grid"});
+      el(svg, "text", {x: L - 6, y: Y(t) + 4, "text-anchor": "end"}, num(t));
+    }
+    const whole = xkey === "epoch" && data.trials.every((t) => t.x.every(Number.isInteger));
+    for (const t of ticks(first, last, 8).filter((t) => t >= first - 1e-9 && (!whole || Number.isInteger(t))))
+      el(svg, "text", {x: X(t), y: H - B + 16, "text-anchor": "middle"}, num(t));
+    el(svg, "text", {x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", class: "label"},
+       xkey === "time" ? `wall time (${unit}, the trial's own)` : "epoch");
+    const anySeeds = lines.some((l) => l.seeds.length);
+    el(svg, "text", {x: 14, y: (T + H - B) / 2, "text-anchor": "middle", class: "label",
+                     transform: `rotate(-90 14 ${(T + H - B) / 2})`}, metric + (anySeeds ? " (mean over seeds)" : ""));
+    if (xkey === "epoch") for (const r of data.rungs) {
+      el(svg, "line", {x1: X(r), x2: X(r), y1: T, y2: H - B, class: "rung"});
+      el(svg, "text", {x: X(r) + 3, y: T - 8, class: "small"}, `rung ${num(r)}`);
+    }
+    const path = (xs, ys) => "M" + xs.map((x, i) => (ys[i] === null ? null : `${X(x)} ${Y(ys[i])}`)).filter(Boolean).join("L");
+    for (const l of lines) {
+      const c = l.t.colour, g = el(svg, "g", {class: "trace", "data-trial": l.t.id, "data-tip": l.t.label});
+      if (l.s.length > 1) {
+        const top = l.xs.map((_, i) => Math.max(...l.s.map((s) => s[i])));
+        const bottom = l.xs.map((_, i) => Math.min(...l.s.map((s) => s[i])));
+        el(g, "path", {d: path(l.xs, top) + "L" + path([...l.xs].reverse(), [...bottom].reverse()).slice(1) + "Z",
+                       fill: c, class: "band"});
+      }
+      l.s.forEach((s, k) => el(g, "path", {d: path(l.xs, s), stroke: c, class: "seed" + (seeds ? "" : " hidden"),
+                                           "data-tip": `${l.t.label}: seed ${l.seeds[k]}'s own line`}));
+      el(g, "path", {d: path(l.xs, l.m), stroke: c, class: "line"});
+      const n = l.m.length - 1;
+      marker(el(g, "g", {"data-tip": `${l.t.label}: ${l.t.why}`}), l.t.end, X(l.xs[n]), Y(l.m[n]), c);
+      l.xs.forEach((x, i) => {
+        if (l.raw[i] === null) return;
+        const where = xkey === "time" ? `${num(x)} ${unit} (epoch ${l.t.x[i]})` : `epoch ${x}`;
+        const bySeed = l.seeds.map((s, k) => `; seed ${s}: ${l.t.v[metric].s[k][i]}`).join("");
+        el(g, "circle", {cx: X(x), cy: Y(l.m[i]), r: 3, fill: c,
+                         "data-tip": `${l.t.label}; ${where}: ${metric} ${l.raw[i]}${bySeed}`});
+      });
+    }
+    control("curve-ema-value").textContent = factor ? factor.toFixed(2) : "off";
+    control("curve-caption").textContent = `${metric} per ${xkey === "time" ? "wall time" : "epoch"}, one trace per ` +
+      "configuration" + (anySeeds ? "; line: the mean over its lockstep seeds, band: their min–max" : "") +
+      (seeds && anySeeds ? ", thin lines: each seed" : "") +
+      (factor ? `; smoothed by an EMA of factor ${factor.toFixed(2)} (hover shows the raw values)` : "; not smoothed") + ".";
+    apply(hidden());
+  }
+  const VIEW = KEY + ":curves";
+  const controls = ["curve-metric", "curve-x", "curve-ema", "curve-seeds"].map((id) => document.getElementById(id)).filter(Boolean);
+  if (dataNode && svg) {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(VIEW) || "{}");
+      controls.forEach((c) => {
+        if (!(c.id in saved)) return;
+        if (c.type === "checkbox") c.checked = saved[c.id]; else if (c.tagName !== "SELECT" || c.querySelector(`option[value="${CSS.escape(saved[c.id])}"]`)) c.value = saved[c.id];
+      });
+    } catch (e) { /* storage off: the defaults */ }
+    controls.forEach((c) => c.addEventListener("input", () => {
+      try { sessionStorage.setItem(VIEW, JSON.stringify(Object.fromEntries(controls.map((k) => [k.id, k.type === "checkbox" ? k.checked : k.value])))); } catch (e) { /* no memory */ }
+      draw();
+    }));
+    draw();
+  } else {
+    apply(hidden());
+  }
 
   // Tables: a click on a header sorts by that column (numbers by value, text as text).
   document.querySelectorAll("table.sortable").forEach((table) => {

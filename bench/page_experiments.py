@@ -1,0 +1,111 @@
+"""Small experiment folders of each kind the report page draws, made without training anything: the
+files a search writes (tunelab_plan.json, each trial's params.json and result.json) with made-up but
+plausible curves. tests/test_page_kinds.py builds pages from them; bench/bench_page.py --optuna times
+the page of a 64-trial Optuna search made here.
+
+Every curve is a deterministic function of the trial's number and config, so a folder is the same
+bytes each time it is made.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+SEED_NOISE = (0.0, 0.012, -0.009, 0.006, -0.004)
+
+
+def write_plan(folder: Path, space: str, scheduler: str, search: str, epochs: int, **extra) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    plan = {"space": space, "profile": "smoke", "config": {"epochs": epochs}, "scheduler": scheduler,
+            "search": search, "alpha": 0.2, "smoothing": 0.0, "objectives": [], **extra}
+    (folder / "tunelab_plan.json").write_text(json.dumps(plan))
+
+
+def write_trial(folder: Path, n: int, params: dict, curve: list[float], *, seeds: int = 1,
+                done: bool = True, configs: list[dict] | None = None) -> None:
+    """Trial `n` with val_acc `curve` (one value per epoch), val_loss and train_loss beside it, its
+    lockstep seeds' own values when `seeds` > 1, wall time, and Ray's `config` per report (`configs`,
+    as a PBT member's schedule changes) or its params."""
+    trial_id = f"abcde_{n:05d}"
+    trial = folder / f"train_cnn_{trial_id}_{n}"
+    trial.mkdir(parents=True)
+    (trial / "params.json").write_text(json.dumps(params))
+    rows = []
+    for i, acc in enumerate(curve):
+        row = {"epoch": i + 1, "val_acc": acc, "val_loss": round(2.3 * (1 - acc) + 0.1, 6),
+               "train_loss": round(2.2 * (1 - acc) ** 1.2, 6), "lr": params.get("lr", 0.02)}
+        if seeds > 1:
+            row["seeds"] = seeds
+            for metric in ("val_acc", "val_loss", "train_loss"):
+                for s in range(seeds):
+                    sign = 1 if metric == "val_acc" else -1
+                    row[f"{metric}_seed{s}"] = round(row[metric] + sign * SEED_NOISE[s % 5] * (1 + i % 2), 6)
+        row.update({"training_iteration": i + 1, "trial_id": trial_id, "time_this_iter_s": 4.0 + n % 3,
+                    "time_total_s": (i + 1) * (4.0 + n % 3), "timestamp": 1_800_000_000 + (i + 1) * 5,
+                    "done": done and i == len(curve) - 1,
+                    "config": (configs[i] if configs else params)})
+        rows.append(row)
+    (trial / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def rising(top: float, epochs: int, rate: float = 0.6) -> list[float]:
+    """A learning curve rising to about `top`."""
+    return [round(0.1 + (top - 0.1) * (1 - math.exp(-rate * (e + 1))), 6) for e in range(epochs)]
+
+
+def degradation(folder: Path, seeds: int = 3, epochs: int = 4) -> Path:
+    """The degradation grid (depth × skip), lockstep seeds, FIFO."""
+    write_plan(folder, "degradation", "fifo", "grid", epochs)
+    for n, (blocks, skip) in enumerate((b, s) for s in (False, True) for b in (1, 5, 7)):
+        top = 0.62 - (0.0 if skip else 0.03 * blocks) + 0.01 * blocks * skip
+        params = {"model": "cnn", "num_blocks": blocks, "num_filters": 16, "skip": skip, "seeds": seeds,
+                  "epochs": epochs}
+        write_trial(folder, n, params, rising(top, epochs), seeds=seeds)
+    return folder
+
+
+def kd(folder: Path, seeds: int = 3, epochs: int = 3) -> Path:
+    """Two KD cells and the baseline (w_st 0, w_lab 1), lockstep seeds."""
+    write_plan(folder, "kd", "fifo", "grid", epochs)
+    cells = [{"temperature": 1.0, "w_st": 0.0, "w_lab": 1.0}, {"temperature": 2.0, "w_st": 1.0, "w_lab": 0.5},
+             {"temperature": 5.0, "w_st": 1.0, "w_lab": 0.5}]
+    for n, cell in enumerate(cells):
+        write_trial(folder, n, {**cell, "seeds": seeds, "epochs": epochs}, rising(0.55 + 0.02 * n, epochs),
+                    seeds=seeds)
+    return folder
+
+
+def optuna_search(folder: Path, trials: int = 12, epochs: int = 6) -> Path:
+    """An Optuna search over lr and weight_decay (log-distributed) and num_blocks (integers) under
+    ASHA: one seed a trial; the trials below the running median at epoch 2 stop there."""
+    write_plan(folder, "degradation", "asha", "optuna", epochs, num_samples=trials)
+    finals = []
+    for n in range(trials):
+        # a low-discrepancy walk through the box, the same each time
+        u, v, w = (n * 0.618034) % 1, (n * 0.754878) % 1, (n * 0.569840) % 1
+        lr, decay, blocks = 10 ** (-3 + 2.5 * u), 10 ** (-5 + 3 * v), 1 + int(7 * w)
+        top = 0.7 - 0.25 * (math.log10(lr) + 1.5) ** 2 - 0.02 * blocks + 0.01 * (math.log10(decay) + 5)
+        curve = rising(max(top, 0.15), epochs)
+        stop = n >= 4 and curve[1] < sorted(finals)[len(finals) // 2]
+        finals.append(curve[1])
+        params = {"lr": round(lr, 8), "weight_decay": round(decay, 9), "num_blocks": blocks,
+                  "num_filters": 16, "skip": False, "model": "cnn", "epochs": epochs}
+        write_trial(folder, n, params, curve[:2] if stop else curve)
+    return folder
+
+
+def pbt(folder: Path, members: int = 4, epochs: int = 4) -> Path:
+    """A PBT population of kd members whose lr and temperature change as they train."""
+    write_plan(folder, "kd", "pbt", "grid", epochs, num_samples=members)
+    for n in range(members):
+        lr, temperature = 0.01 * (n + 1), 1.0 + 2 * n
+        configs = []
+        for e in range(epochs):
+            if e and e % 2 == 0:
+                lr, temperature = lr * 1.2, temperature * 0.8
+            configs.append({"lr": round(lr, 6), "temperature": round(temperature, 4), "w_st": 1.0,
+                            "w_lab": 0.5, "epochs": epochs})
+        write_trial(folder, n, configs[0], rising(0.5 + 0.03 * n, epochs), configs=configs)
+    return folder

@@ -1,0 +1,221 @@
+"""The report page of each kind of experiment in headless Chromium at 1,280 px, built from small
+constructed experiment folders (bench/page_experiments.py), no search run: a degradation grid with
+lockstep seeds, kd with its baseline, an Optuna search over continuous knobs, a PBT population and a
+comparison of two experiments (analysis/compare.py). Each page loads without a console error or a
+request leaving the file, and nothing on it is wider than the window; the curves' controls redraw
+what they say, and hover names the configuration."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench import page_experiments as made
+from bench.bench_page import chromium
+
+pytestmark = pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                                reason="Chromium and chromedriver are not installed")
+WIDTH = 1280
+KINDS = ("degradation", "kd", "optuna", "pbt", "comparison")
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory) -> dict[str, Path]:
+    from analysis.compare import run
+    from analysis.page import write_page
+    from analysis.results import open_experiment
+
+    root = tmp_path_factory.mktemp("kinds")
+    folders = {"degradation": made.degradation(root / "degradation"), "kd": made.kd(root / "kd"),
+               "optuna": made.optuna_search(root / "optuna", trials=16),
+               "pbt": made.pbt(root / "pbt")}
+    other = made.degradation(root / "degradation_again", seeds=2)
+    found = {kind: write_page(open_experiment(folder), root / "report" / kind)
+             for kind, folder in folders.items()}
+    found["comparison"] = run([str(folders["degradation"]), str(other)], root / "report") / "index.html"
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser():
+    browser = chromium(WIDTH, 900)
+    yield browser
+    browser.quit()
+
+
+def opened(browser, page: Path):
+    browser.get(page.resolve().as_uri())
+    return browser
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_page_loads_clean_and_fits_the_window(pages, browser, kind):
+    page = pages[kind]
+    opened(browser, page)
+    errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+    assert errors == []
+    events = [json.loads(e["message"])["message"] for e in browser.get_log("performance")]
+    requests = {e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"}
+    assert requests == {page.resolve().as_uri()}
+    # Nothing wider than the window: a table may be, but only inside its own scrolling box.
+    wide = browser.execute_script("""
+        const width = document.documentElement.clientWidth;
+        return [document.documentElement.scrollWidth - width,
+                [...document.querySelectorAll('body *')].filter(e => !e.closest('.scroll > *'))
+                  .filter(e => e.getBoundingClientRect().right > width + 0.5)
+                  .map(e => e.tagName + '#' + e.id)];""")
+    assert wide == [0, []]
+    assert browser.execute_script("return document.documentElement.clientWidth") == WIDTH
+
+
+def drawn_metric(browser) -> set[str]:
+    """The metric named in each point's hover text."""
+    points = browser.find_elements("css selector", "#curves circle[data-tip]")
+    tips = [c.get_attribute("data-tip") for c in points]
+    return {tip.split(": ")[1].split(" ")[0] for tip in tips}
+
+
+def pick(browser, ident: str, value) -> None:
+    """Sets a control as a reader would and lets the page hear of it."""
+    browser.execute_script("const c = document.getElementById(arguments[0]);"
+                           "if (c.type === 'checkbox') c.checked = arguments[1]; else c.value = arguments[1];"
+                           "c.dispatchEvent(new Event('input'));", ident, value)
+
+
+def test_the_metric_selector_switches_the_drawn_metric(pages, browser):
+    opened(browser, pages["degradation"])
+    options = [o.get_attribute("value")
+               for o in browser.find_elements("css selector", "#curve-metric option")]
+    assert options[0] == "val_acc" and {"val_loss", "train_loss"} <= set(options)
+    assert drawn_metric(browser) == {"val_acc"}
+    pick(browser, "curve-metric", "val_loss")
+    assert drawn_metric(browser) == {"val_loss"}
+    labels = [t.text for t in browser.find_elements("css selector", "#curves text.label")]
+    assert "val_loss (mean over seeds)" in labels
+    assert browser.find_element("id", "curve-caption").text.startswith("val_loss per epoch")
+    pick(browser, "curve-metric", "val_acc")
+
+
+def test_the_seed_toggle_shows_each_seeds_line_and_the_band_is_the_seeds_range(pages, browser):
+    opened(browser, pages["degradation"])
+    seeds = browser.find_elements("css selector", "#curves g.trace path.seed")
+    assert len(seeds) == 6 * 3 and not any(s.is_displayed() for s in seeds)
+    assert len(browser.find_elements("css selector", "#curves g.trace path.band")) == 6
+    assert "band: their min–max" in browser.find_element("id", "curve-caption").text
+    pick(browser, "curve-seeds", True)
+    assert all(s.is_displayed() for s in browser.find_elements("css selector", "#curves g.trace path.seed"))
+    pick(browser, "curve-seeds", False)
+
+
+def test_wall_time_and_smoothing_redraw_with_their_names(pages, browser):
+    opened(browser, pages["kd"])
+    before = browser.find_element("css selector", "#curves g.trace path.line").get_attribute("d")
+    pick(browser, "curve-ema", "0.6")
+    assert browser.find_element("id", "curve-ema-value").text == "0.60"
+    assert "EMA of factor 0.60" in browser.find_element("id", "curve-caption").text
+    assert browser.find_element("css selector", "#curves g.trace path.line").get_attribute("d") != before
+    pick(browser, "curve-x", "time")
+    labels = [t.text for t in browser.find_elements("css selector", "#curves text.label")]
+    assert "wall time (s, the trial's own)" in labels
+    pick(browser, "curve-ema", "0")
+    pick(browser, "curve-x", "epoch")
+
+
+def on_top(browser, element) -> bool:
+    """Whether the element, scrolled into view, is what the mouse reaches around its centre (the
+    pointer lands on a whole pixel, and points of two trials may nearly coincide)."""
+    return browser.execute_script(
+        "arguments[0].scrollIntoView({block: 'center'}); const b = arguments[0].getBoundingClientRect();"
+        "const x = b.x + b.width / 2, y = b.y + b.height / 2;"
+        "return [[Math.floor(x), Math.floor(y)], [Math.ceil(x), Math.ceil(y)], [Math.floor(x), Math.ceil(y)],"
+        "        [Math.ceil(x), Math.floor(y)]]"
+        "  .every(([u, v]) => document.elementFromPoint(u, v) === arguments[0]);", element)
+
+
+@pytest.mark.parametrize("kind", ["degradation", "optuna"])
+def test_hover_names_the_configuration(pages, browser, kind):
+    from selenium.webdriver import ActionChains
+
+    opened(browser, pages[kind])
+    tip = browser.find_element("id", "tip")
+    labels = {b.get_attribute("data-trial"): b.text
+              for b in browser.find_elements("css selector", ".legend button[data-trial]")}
+    hovered = 0
+    for trace in browser.find_elements("css selector", "#curves g.trace"):
+        points = trace.find_elements("css selector", "circle[data-tip]")
+        point = next((c for c in points if on_top(browser, c)), None)
+        if point is None:  # every point of this trial lies under another trial's
+            continue
+        ActionChains(browser).move_to_element(point).perform()
+        assert tip.is_displayed() and tip.text.startswith(labels[trace.get_attribute("data-trial")])
+        hovered += 1
+    assert hovered >= 4
+
+
+def test_more_than_ten_trials_get_distinct_colours(pages, browser):
+    opened(browser, pages["optuna"])
+    colours = [b.find_element("css selector", ".swatch").value_of_css_property("background-color")
+               for b in browser.find_elements("css selector", ".legend button[data-trial]")]
+    assert len(colours) == 16 == len(set(colours))
+
+
+def test_an_optuna_search_shows_importance_slices_and_history(pages, browser):
+    opened(browser, pages["optuna"])
+    section = browser.find_element("id", "mattered").find_element("xpath", "..").text
+    assert "fANOVA (optuna.importance.FanovaImportanceEvaluator" in section
+    bars = browser.find_elements("css selector", "#importance rect.bar")
+    shares = [float(b.get_attribute("data-tip").split("importance ")[1]) for b in bars]
+    assert len(shares) == 3 and sum(shares) == pytest.approx(1, abs=0.01)
+    assert {s.get_attribute("id") for s in browser.find_elements("css selector", ".slices svg")} == {
+        "slice-lr", "slice-weight_decay", "slice-num_blocks"}
+    x_labels = [t.text for t in browser.find_elements("css selector", "#slice-lr text.label")]
+    assert "lr (log)" in x_labels
+    assert browser.find_elements("css selector", "#history path.best")
+    assert browser.find_elements("css selector", "#curves line.rung")
+
+
+def test_a_pbt_page_has_no_rungs_and_no_trial_id_axis(pages, browser):
+    opened(browser, pages["pbt"])
+    assert browser.find_elements("css selector", "#curves g.trace")
+    assert not browser.find_elements("css selector", "#curves line.rung")
+    axes = [t.text for t in browser.find_elements("css selector", "#parallel text.label")]
+    assert axes and "trial_id" not in axes
+    assert not browser.find_elements("id", "mattered")
+
+
+def test_parallel_tick_labels_sit_above_the_lines(pages, browser):
+    opened(browser, pages["optuna"])
+    order = browser.execute_script("""
+        const kids = [...document.querySelectorAll('#parallel > *')];
+        return [Math.max(...kids.map((e, i) => e.classList.contains('pc') ? i : -1)),
+                Math.min(...kids.map((e, i) => e.classList.contains('tick') ? i : Infinity))];""")
+    assert order[0] < order[1]
+
+
+def test_the_held_out_evaluation_appears_when_it_exists(tmp_path):
+    from analysis.page import write_page
+    from analysis.results import open_experiment
+
+    exp = open_experiment(made.degradation(tmp_path / "exp", seeds=2, epochs=2))
+    folder = tmp_path / "report"
+    assert "id='evaluation'" not in write_page(exp, folder).read_text()
+    (folder / "evaluation_test.json").write_text(json.dumps({
+        "trial_id": "abcde_00005", "checkpoint": "checkpoint_000001", "epoch": 2, "split": "test",
+        "images": 100, "accuracy": 0.61, "loss": 1.2, "confusion": [[30, 20], [19, 31]],
+        "classes": ["a", "b"], "stored_val_acc": 0.6}))
+    html = write_page(exp, folder).read_text()
+    assert "id='evaluation'" in html and "accuracy <b>0.6100</b>" in html and "On the test split" in html
+
+
+def test_a_front_only_for_two_objectives():
+    from analysis.report import two_objectives
+    from analysis.results import Experiment
+
+    def exp(objectives) -> Experiment:
+        return Experiment(None, None, None, [], [], plan={"objectives": objectives})
+
+    assert two_objectives(exp([["val_acc", "max"], ["params", "min"]]))
+    assert not two_objectives(exp([["val_acc", "max"]])) and not two_objectives(exp([]))
