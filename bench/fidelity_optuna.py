@@ -15,12 +15,16 @@ p_threshold at or below 0.125 prunes from the second epoch on at the earliest.
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 from bench.fidelity_curves import Cells, full_budget, mean_curve
 from bench.fidelity_rules import Outcome
 
+if TYPE_CHECKING:
+    from optuna.pruners import BasePruner
 
-def pruner(rule: str, settings: dict, epochs: int):
+
+def pruner(rule: str, settings: dict, epochs: int) -> BasePruner:
     """The Optuna pruner of a rule name (optuna-sh, optuna-hyperband, optuna-median, optuna-wilcoxon)."""
     import optuna
 
