@@ -12,16 +12,27 @@ driver runs 2 one-CPU trials on 2 cores) through the same trainable the driver r
 those a FIFO search gives (tests/test_lockstep.py: per-seed results equal runs alone), without Ray's
 start-up, which on a loaded machine can time out.
 
-The synchronous rules (analysis/rungs.py: successive halving, significance halving) decide on the
-curves alone, so what `--scheduler halving` and `--scheduler significance` do is replayed exactly on
-the FIFO curves, for every setting at once. For each rule, setting and `lr_gamma` arm it reports:
+--analyse replays every early-stopping rule on the FIFO curves, seed set by seed set, for every
+setting at once (bench/fidelity_truth.py holds the grid): FIFO; the i-epoch baseline; successive
+halving and significance halving (analysis/rungs.py, exactly what `--scheduler halving` and
+`--scheduler significance` decide, as they are synchronous); Hyperband as a union of halving
+brackets; Ray's own ASHAScheduler fed in a fixed arrival order; PASHA (bench/fidelity_rules.py);
+Optuna's SuccessiveHalving, Hyperband, Median and Wilcoxon pruners fed as Optuna feeds them
+(bench/fidelity_optuna.py). For each rule, setting and `lr_gamma` arm it reports:
 
-- epochs_fraction: the share of FIFO's epochs it trains;
-- regret: the full-budget accuracy of FIFO's winner minus that of the configuration the rule keeps to
-  the end and crowns, each as every tunelab table defines "best" (the best epoch of the mean over
-  seeds, from the FIFO curves);
-- same_winner: in how many repeats both crown the same configuration, and tied_with_fifo_winner: in
-  how many the crowned one is statistically tied with FIFO's (Welch, p ≥ 0.05; context, not a target).
+- epochs_fraction: the share of FIFO's trial-epochs it trains;
+- true_regret (mean, max over the seed sets): the pick is scored on the seed sets its decision did
+  not see (the best configuration's held-out value minus the pick's, "best" as every tunelab table
+  defines it: the best epoch of the mean over seeds); FIFO's own pick is scored the same way
+  (fifo_true_regret);
+- regret: against FIFO's pick on the same seed set, same_winner: in how many seed sets both crown
+  the same configuration, tied_with_fifo_winner: in how many the crowned one is statistically tied
+  with FIFO's (Welch, p ≥ 0.05; context, not a target);
+
+then the rank-change risk of the curves, and the default rule and setting chosen by
+leave-one-seed-set-out cross-validation (bench/fidelity_truth.py), with its held-out figures. A
+curves file of another layout, a configuration missing from a seed set or a NaN is one `error:` line
+and exit status 2.
 """
 
 from __future__ import annotations
@@ -35,13 +46,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analysis.rungs import significance_halving, successive_halving  # noqa: E402
+from analysis.rungs import significance_halving  # noqa: E402
+from bench import fidelity_report  # noqa: E402
+from bench.fidelity_curves import arms, seed_curves  # noqa: E402
+from bench.fidelity_truth import RULES, SPACE, Replays, choose, cross_validate, records  # noqa: E402
+from cli import OneLineParser, UsageError, one_line  # noqa: E402
 
 GAMMAS = (0.95, 0.7)
 WORKERS = 2  # 2 cores, 1 thread per trial
@@ -98,27 +110,6 @@ def trial_file(storage: Path, c: dict) -> Path:
     return storage / f"g{c['lr_gamma']}_seed{c['seed']}_n{c['num_blocks']}_skip{c['skip']}.json"
 
 
-def seed_curves(storage: Path, metric: str = "val_acc") -> dict:
-    """seed set -> (lr_gamma, num_blocks, skip) -> [each seed's metric per epoch], from the lockstep
-    trials in a folder of this script's runs, or from a curves file it exported (--export)."""
-    if storage.is_file():
-        record = json.loads(storage.read_text())
-        curves: dict = {}
-        for c in record["curves"]:
-            key = (float(c["lr_gamma"]), int(c["num_blocks"]), bool(c["skip"]))
-            curves.setdefault(c["seed_set"], {})[key] = c[metric]
-        return curves
-    curves = {}
-    for path in sorted(storage.glob("g*_seed*_n*_skip*.json")):
-        trial = json.loads(path.read_text())
-        c = trial["config"]
-        key = (float(c["lr_gamma"]), int(c["num_blocks"]), bool(c["skip"]))
-        seeds = range(c["seed"], c["seed"] + c["seeds"])
-        columns = [f"{metric}_seed{s}" if c["seeds"] > 1 else metric for s in seeds]
-        curves.setdefault(c["seed"], {})[key] = [[h[col] for h in trial["history"]] for col in columns]
-    return curves
-
-
 def export(storage: Path, out: Path) -> None:
     """The FIFO curves of a run folder as one small JSON file (val_acc per seed and epoch, 4 decimals
     more than an accuracy on 1,024 images resolves), with the settings that made them."""
@@ -140,93 +131,27 @@ def export(storage: Path, out: Path) -> None:
     print(f"curves of {len(record['curves'])} lockstep trials -> {out} ({out.stat().st_size:,} bytes)")
 
 
-def full_budget(per_seed: list[list[float]], epochs: int) -> float:
-    """A configuration's full-budget accuracy as every tunelab table defines "best": the best epoch of
-    its mean over seeds (one epoch for all seeds, a value the mean curve reached)."""
-    return float(np.max(np.mean([c[:epochs] for c in per_seed], axis=0)))
-
-
-def tied(a: list[list[float]], b: list[list[float]], epochs: int) -> bool:
-    """Whether two configurations' full-budget accuracies are statistically tied: a two-sided Welch
-    t-test over the seeds' values at each one's best epoch of the mean, p ≥ 0.05."""
-    def at_best(per_seed):
-        mean = np.mean([c[:epochs] for c in per_seed], axis=0)
-        return [c[int(np.argmax(mean))] for c in per_seed]
-
-    x, y = at_best(a), at_best(b)
-    if x == y:
-        return True
-    return bool(stats.ttest_ind(x, y, equal_var=False).pvalue >= 0.05)
-
-
-def replay(cells: dict, epochs: int, rule: str, grace: int, rf: int, smoothing: float,
-           alpha: float | None) -> dict:
-    """One rule on one repeat's curves (config -> per-seed curves): its share of FIFO's epochs, its
-    regret against FIFO's winner, and whether its pick is FIFO's or statistically tied with it."""
-    full = {c: full_budget(seeds, epochs) for c, seeds in cells.items()}
-    if rule == "halving":
-        mean_curve = {c: np.mean([v[:epochs] for v in seeds], axis=0).tolist() for c, seeds in cells.items()}
-        halving = successive_halving(mean_curve, grace, rf, epochs, smoothing)
-    else:
-        halving = significance_halving({c: [v[:epochs] for v in seeds] for c, seeds in cells.items()},
-                                       grace, rf, epochs, alpha, smoothing)
-    fifo_best = max(full, key=full.get)
-    pick = max(halving.finished, key=full.get)
-    return {"fraction": halving.reports / (len(cells) * epochs), "regret": full[fifo_best] - full[pick],
-            "agree": pick == fifo_best, "tied": tied(cells[pick], cells[fifo_best], epochs), "pick": pick}
-
-
-RULES = [("halving", rf, grace, smoothing, None) for rf in (2, 3, 6) for grace in (1, 2, 3)
-         for smoothing in (0.0, 0.3, 0.5, 0.7)]
-RULES += [("significance", rf, grace, smoothing, alpha) for rf in (2, 3, 6) for grace in (1, 2, 3)
-          for smoothing in (0.0, 0.5) for alpha in (0.01, 0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)]
-
-
-def analyse(storage: Path, epochs: int, seeds: int | None = None) -> list[dict]:
-    """Every rule replayed on the curves in `storage`; `seeds` keeps only each trial's first seeds
+def analyse(storage: Path, epochs: int, seeds: int | None = None) -> dict:
+    """Every rule and setting replayed on the curves in `storage` and scored on held-out seed sets, the
+    default chosen on all seed sets and cross-validated; `seeds` keeps only each trial's first seeds
     (what a search with fewer lockstep seeds would have seen)."""
-    by_seeds = {s: {k: v[:seeds] for k, v in cells.items()} for s, cells in seed_curves(storage).items()}
-    grid = 6  # configurations of the degradation grid
-    print(f"FIFO curves in {storage}: " + ", ".join(
-        f"lr_gamma {g}: seed sets {[s for s, c in by_seeds.items() if sum(k[0] == g for k in c) == grid]}"
-        for g in GAMMAS))
-    for gamma in GAMMAS:
-        for seed, c in by_seeds.items():
-            full = {k[1:]: full_budget(s, epochs) for k, s in c.items() if k[0] == gamma}
-            if len(full) == grid:
-                ranked = ", ".join(f"{k} {v:.4f}" for k, v in sorted(full.items(), key=lambda kv: -kv[1]))
-                print(f"  lr_gamma {gamma}, seeds from {seed}: {ranked}")
-    for gamma in GAMMAS:  # why early rungs mislead: how well each report's ranking predicts the final one
-        sets = [{k[1:]: v for k, v in c.items() if k[0] == gamma} for c in by_seeds.values()
-                if sum(k[0] == gamma for k in c) == grid]
-        if sets:
-            rho = [np.mean([stats.spearmanr([np.mean(v, axis=0)[r] for v in cells.values()],
-                                            [full_budget(v, epochs) for v in cells.values()]).statistic
-                            for cells in sets]) for r in range(epochs)]
-            print(f"  lr_gamma {gamma}: Spearman ρ of the mean at report 1..{epochs} with the full-budget "
-                  f"accuracy: {', '.join(f'{x:.2f}' for x in rho)}")
-    rows = []
-    for gamma in GAMMAS:
-        complete = [{k[1:]: v for k, v in c.items() if k[0] == gamma} for c in by_seeds.values()
-                    if sum(k[0] == gamma for k in c) == grid]
-        for rule, rf, grace, smoothing, alpha in RULES if complete else ():
-            results = [replay(c, epochs, rule, grace, rf, smoothing, alpha) for c in complete]
-            rows.append({"rule": rule, "reduction_factor": rf, "grace": grace, "smoothing": smoothing,
-                         "alpha": alpha, "lr_gamma": gamma, "seeds": len(next(iter(complete[0].values()))),
-                         "epochs_fraction": float(np.mean([r["fraction"] for r in results])),
-                         "regret_mean": float(np.mean([r["regret"] for r in results])),
-                         "regret_max": float(np.max([r["regret"] for r in results])),
-                         "same_winner": sum(r["agree"] for r in results),
-                         "tied_with_fifo_winner": sum(r["tied"] for r in results),
-                         "repeats": len(results), "picks": [str(r["pick"]) for r in results]})
-    print("rule | lr_gamma | rf | grace | smoothing | alpha | epochs (of FIFO) | regret mean | regret max | "
-          "same winner | tied with FIFO's winner")
-    for r in rows:
-        print(f"{r['rule']} | {r['lr_gamma']} | {r['reduction_factor']} | {r['grace']} | {r['smoothing']} | "
-              f"{r['alpha'] if r['alpha'] is not None else '–'} | {r['epochs_fraction']:.2f} | "
-              f"{r['regret_mean']:.4f} | {r['regret_max']:.4f} | {r['same_winner']}/{r['repeats']} | "
-              f"{r['tied_with_fifo_winner']}/{r['repeats']} {' '.join(r['picks'])}")
-    return rows
+    raw = {s: {k: v[:seeds] for k, v in cells.items()} for s, cells in seed_curves(storage).items()}
+    by_arm = arms(raw, epochs, partial=storage.is_dir())
+    print(f"FIFO curves in {storage}")
+    risk = fidelity_report.describe(by_arm)
+    replays = Replays(by_arm, epochs)
+    everything = list(range(len(RULES)))
+    default = choose(replays, everything, replays.sets())
+    rows = records(replays, default)
+    fidelity_report.table(rows)
+    cv = cross_validate(replays, everything) if len(replays.sets()) >= 3 else None
+    per_rule = {} if cv is None else {
+        rule: cross_validate(replays, [n for n, (r, _) in enumerate(RULES) if r == rule])
+        for rule in dict.fromkeys(r for r, _ in RULES)}
+    chosen = {"rule": RULES[default][0], "settings": RULES[default][1]}
+    fidelity_report.choice(chosen, cv, per_rule)
+    return {"space": SPACE, "epochs": epochs, "records": rows, "rank_change_risk": risk, "default": chosen,
+            "cross_validation": cv, "cross_validation_per_rule": per_rule}
 
 
 def question_costs(storage: Path, epochs: int) -> list[dict]:
@@ -240,32 +165,30 @@ def question_costs(storage: Path, epochs: int) -> list[dict]:
 
     space = get_space("degradation")
     rows = []
-    for gamma in GAMMAS:
-        sets = {s: {k[1:]: v for k, v in c.items() if k[0] == gamma} for s, c in seed_curves(storage).items()}
-        for seed_set, cells in sorted((s, c) for s, c in sets.items() if len(c) == 6):
-            curves = {c: [v[:epochs] for v in seeds] for c, seeds in cells.items()}
+    for gamma, arm in arms(seed_curves(storage), epochs, partial=storage.is_dir()).items():
+        for seed_set, curves in arm.items():
             alone = significance_halving(curves, 1, space.reduction_factor, epochs, space.alpha)
             kept = significance_halving(curves, 1, space.reduction_factor, epochs, space.alpha,
                                         kept=frozenset(curves))
             for q in space.questions:
                 if q.metric not in ("", "val_acc"):
                     continue
-                arms = [(q.a["num_blocks"], q.a["skip"]), (q.b["num_blocks"], q.b["skip"])]
-                first, second = (cells[a] for a in arms)
+                pair = [(q.a["num_blocks"], q.a["skip"]), (q.b["num_blocks"], q.b["skip"])]
+                first, second = (curves[a] for a in pair)
                 diffs = [x[epochs - 1] - y[epochs - 1] for x, y in zip(first, second, strict=True)]
-                cut = [a for a in arms if alone.stopped_at[a] < epochs]
+                cut = [a for a in pair if alone.stopped_at[a] < epochs]
                 rows.append({"question": q.name, "lr_gamma": gamma, "seed_set": seed_set,
                              "verdict_fifo": judge(q, diffs)[0],
                              "verdict_significance": "cut" if cut else judge(q, diffs)[0],
                              "arm_epochs_fifo": 2 * epochs,
-                             "arm_epochs_study_aware": sum(kept.stopped_at[a] for a in arms),
-                             "arm_epochs_significance": sum(alone.stopped_at[a] for a in arms),
-                             "search_fraction_study_aware": kept.reports / (len(cells) * epochs),
-                             "search_fraction_significance": alone.reports / (len(cells) * epochs)})
+                             "arm_epochs_study_aware": sum(kept.stopped_at[a] for a in pair),
+                             "arm_epochs_significance": sum(alone.stopped_at[a] for a in pair),
+                             "search_fraction_study_aware": kept.reports / (len(curves) * epochs),
+                             "search_fraction_significance": alone.reports / (len(curves) * epochs)})
     print("question | lr_gamma | verdicts under FIFO = study-aware (per seed set) | significance alone | "
           "arm epochs FIFO / study-aware / significance")
     for name in dict.fromkeys(r["question"] for r in rows):
-        for gamma in GAMMAS:
+        for gamma in dict.fromkeys(r["lr_gamma"] for r in rows):
             mine = [r for r in rows if r["question"] == name and r["lr_gamma"] == gamma]
             if mine:
                 print(f"{name} | {gamma} | {', '.join(r['verdict_fifo'] for r in mine)} | "
@@ -276,8 +199,8 @@ def question_costs(storage: Path, epochs: int) -> list[dict]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main() -> int:
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--val", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=6)
@@ -295,10 +218,16 @@ def main() -> None:
     parser.add_argument("--export", type=Path, metavar="FILE",
                         help="write the FIFO curves of --storage as one JSON file "
                         "(bench/asha_fidelity_curves.json)")
-    args = parser.parse_args()
+    try:
+        return run(parser.parse_args())
+    except UsageError as err:
+        return one_line(err)
+
+
+def run(args: argparse.Namespace) -> int:
     if args.export:
         export(args.storage, args.export)
-        return
+        return 0
     if args.analyse and args.questions:
         rows = question_costs(args.analyse, args.epochs)
     elif args.analyse:
@@ -311,7 +240,8 @@ def main() -> None:
         print(f"curves kept in {storage}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -157,8 +157,9 @@ def test_the_significance_scheduler_stops_what_its_replay_stops_and_every_reader
 
 def test_the_fidelity_replay_of_the_committed_curves_has_one_record_per_rule_setting_and_arm(tmp_path):
     """bench/bench_asha_fidelity.py --analyse on bench/asha_fidelity_curves.json: every rule, setting and
-    lr_gamma arm once, with the fields BENCHMARKS (c) is written from, and the image spaces' default
-    (significance, reduction factor 2, grace 1, α 0.2) as recorded there."""
+    lr_gamma arm once, with the fields BENCHMARKS (c) is written from (the held-out ones too), one
+    default chosen in both arms, and the image spaces' default (significance, reduction factor 2,
+    grace 1, α 0.2) as recorded there."""
     import json
     import subprocess
     import sys
@@ -169,15 +170,29 @@ def test_the_fidelity_replay_of_the_committed_curves_has_one_record_per_rule_set
     subprocess.run([sys.executable, str(ROOT / "bench" / "bench_asha_fidelity.py"), "--analyse",
                     str(ROOT / "bench" / "asha_fidelity_curves.json"), "--json", str(out)],
                    check=True, capture_output=True, timeout=300)
-    rows = json.loads(out.read_text())
-    setting = ("rule", "reduction_factor", "grace", "smoothing", "alpha")
-    keys = [tuple(r[k] for k in setting) + (r["lr_gamma"],) for r in rows]
+    report = json.loads(out.read_text())
+    rows = report["records"]
+    keys = [(r["rule"], json.dumps(r["settings"], sort_keys=True), r["lr_gamma"]) for r in rows]
     assert len(keys) == len(set(keys)) and {r["lr_gamma"] for r in rows} == {0.95, 0.7}
-    assert {r["rule"] for r in rows} == {"halving", "significance"}
+    assert {r["arm"] for r in rows} == {"lr_gamma=0.95", "lr_gamma=0.7"}
+    assert {r["rule"] for r in rows} == {"fifo", "i-epoch", "halving", "hyperband", "ray-asha", "pasha",
+                                         "optuna-sh", "optuna-hyperband", "optuna-median", "optuna-wilcoxon",
+                                         "significance"}
+    setting = ("rule", "reduction_factor", "grace", "smoothing", "alpha")
+    old = [tuple(r[k] for k in setting) + (r["lr_gamma"],) for r in rows if r["rule"] in ("halving",
+                                                                                          "significance")]
+    assert len(old) == len(set(old)) == 2 * (36 + 144)
     for r in rows:
-        fields = {"epochs_fraction", "regret_mean", "regret_max", "same_winner", "tied_with_fifo_winner"}
+        fields = {"epochs_fraction", "regret_mean", "regret_max", "same_winner", "tied_with_fifo_winner",
+                  "true_regret_mean", "true_regret_max", "fifo_true_regret_mean", "fifo_true_regret_max",
+                  "space", "arm", "settings", "default"}
         assert fields <= r.keys()
-        assert 0 < r["epochs_fraction"] <= 1 and 0 <= r["regret_mean"] <= r["regret_max"]
+        assert 0 < r["epochs_fraction"] and 0 <= r["regret_mean"] <= r["regret_max"]
+        assert r["epochs_fraction"] <= 1 or r["rule"] == "hyperband"  # its brackets each train from scratch
+        assert 0 <= r["true_regret_mean"] <= r["true_regret_max"]
+    assert {r["lr_gamma"] for r in rows if r["default"]} == {0.95, 0.7}
+    assert len({(r["rule"], json.dumps(r["settings"])) for r in rows if r["default"]}) == 1
+    assert len(report["cross_validation"]["folds"]) == 3
     chosen = ("significance", 2, 1, 0.0, 0.2)
     default = {r["lr_gamma"]: r for r in rows if tuple(r[k] for k in setting) == chosen}
     assert default[0.95]["same_winner"] == 3 and default[0.95]["regret_max"] == 0.0

@@ -1,0 +1,100 @@
+"""bench/bench_asha_fidelity.py --analyse on small constructed curve files: every decision is scored
+on the seed sets it did not see (checked against a hand computation), the records carry what
+BENCHMARKS (c) is written from, and bad curve files are one `error:` line with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import OFFLINE_ENV, ROOT, assert_one_line_error
+
+A, B, C = (1, False), (5, True), (7, True)
+# Three configurations, 3 seed sets of 2 lockstep seeds, 3 epochs, one lr_gamma arm. B is the best
+# everywhere but on seed set 0, where A's seeds got lucky: FIFO on set 0 crowns A.
+CURVES = {
+    0: {A: [[0.5, 0.6, 0.7], [0.5, 0.6, 0.7]], B: [[0.4, 0.5, 0.6], [0.4, 0.5, 0.6]],
+        C: [[0.3, 0.4, 0.5], [0.3, 0.4, 0.5]]},
+    3: {A: [[0.5, 0.55, 0.6], [0.5, 0.55, 0.6]], B: [[0.5, 0.6, 0.8], [0.5, 0.6, 0.7]],
+        C: [[0.3, 0.4, 0.45], [0.3, 0.4, 0.45]]},
+    6: {A: [[0.5, 0.6, 0.62], [0.5, 0.6, 0.62]], B: [[0.5, 0.7, 0.75], [0.5, 0.7, 0.75]],
+        C: [[0.3, 0.4, 0.44], [0.3, 0.4, 0.46]]},
+}
+
+
+def curves_file(path: Path, curves: dict = CURVES, **entry) -> Path:
+    path.write_text(json.dumps({"curves": [
+        {"lr_gamma": 0.7, "seed_set": s, "num_blocks": c[0], "skip": c[1], "val_acc": v, **entry}
+        for s, cells in curves.items() for c, v in cells.items()]}))
+    return path
+
+
+def bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "bench" / "bench_asha_fidelity.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **OFFLINE_ENV})
+
+
+def test_every_pick_is_scored_on_the_seed_sets_its_decision_did_not_see(tmp_path):
+    out = tmp_path / "out.json"
+    path = curves_file(tmp_path / "curves.json")
+    result = bench("--analyse", str(path), "--epochs", "3", "--json", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rows = {(r["rule"], json.dumps(r["settings"], sort_keys=True)): r for r in report["records"]}
+    assert len(rows) == len(report["records"])  # one record per rule and setting in the one arm
+
+    # By hand: a decision on set 0 is scored on sets 3 and 6 (4 seeds): the best epoch of the mean is
+    # the last for each, A (0.6 + 0.6 + 0.62 + 0.62) / 4 = 0.61, B (0.8 + 0.7 + 0.75 + 0.75) / 4 = 0.75.
+    # FIFO crowns A on set 0 (0.7 > 0.6) and B on sets 3 and 6, the true best there too.
+    fifo = rows["fifo", "{}"]
+    assert fifo["picks"] == [str(A), str(B), str(B)]
+    assert fifo["true_regrets"] == pytest.approx([0.75 - 0.61, 0.0, 0.0], abs=1e-12)
+    assert fifo["fifo_true_regret_mean"] == pytest.approx(0.14 / 3, abs=1e-12)
+    assert fifo["fifo_true_regret_max"] == pytest.approx(0.14, abs=1e-12)
+    assert fifo["epochs_fraction"] == 1.0 and fifo["regret_max"] == 0.0
+
+    # The 1-epoch baseline: 3 configurations × 1 epoch, then the best after it trained 2 epochs more:
+    # 5 of FIFO's 9 trial-epochs. It crowns A everywhere: 0.5 > 0.4 on set 0, and on sets 3 and 6 A and
+    # B tie at 0.5, where the first in grid order goes on.
+    one = rows["i-epoch", '{"i": 1}']
+    assert one["epochs_fraction"] == pytest.approx(5 / 9)
+    assert one["picks"] == [str(A), str(A), str(A)]
+    # Seen from set 3 (scored on sets 0 and 6): A (0.7 + 0.7 + 0.62 + 0.62) / 4 = 0.66, B (0.6 + 0.6 +
+    # 0.75 + 0.75) / 4 = 0.675; from set 6 (sets 0 and 3): A (0.7 + 0.7 + 0.6 + 0.6) / 4 = 0.65, B (0.6 +
+    # 0.6 + 0.8 + 0.7) / 4 = 0.675.
+    assert one["true_regrets"] == pytest.approx([0.14, 0.675 - 0.66, 0.675 - 0.65], abs=1e-12)
+    assert one["fifo_true_regrets"] == fifo["true_regrets"]
+
+    fields = {"space", "arm", "rule", "settings", "default", "epochs_fraction", "true_regret_mean",
+              "true_regret_max", "fifo_true_regret_mean", "fifo_true_regret_max", "regret_mean",
+              "regret_max", "same_winner", "tied_with_fifo_winner"}
+    for r in report["records"]:
+        assert fields <= r.keys() and r["arm"] == "lr_gamma=0.7" and r["space"] == "degradation"
+        assert 0 <= r["true_regret_mean"] <= r["true_regret_max"]
+    rules = {r["rule"] for r in report["records"]}
+    assert {"fifo", "i-epoch", "halving", "hyperband", "ray-asha", "pasha", "optuna-sh", "optuna-hyperband",
+            "optuna-median", "optuna-wilcoxon", "significance"} <= rules
+    default = [r for r in report["records"] if r["default"]]
+    assert len(default) == 1 and (default[0]["rule"], default[0]["settings"]) == (
+        report["default"]["rule"], report["default"]["settings"])
+    folds = report["cross_validation"]["folds"]
+    assert [f["held_out"] for f in folds] == [0, 3, 6]
+    assert "choice on all seed sets (the default)" in result.stdout
+
+
+@pytest.mark.parametrize("case, needle", [("layout", "not a curves file"),
+                                          ("missing", "no curves for seed set 6"), ("nan", "NaN")])
+def test_a_bad_curves_file_is_one_error_line_and_exit_2(tmp_path, case, needle):
+    path = tmp_path / "bad.json"
+    if case == "layout":
+        path.write_text(json.dumps({"trials": [{"config": {}, "history": []}]}))
+    elif case == "missing":
+        curves_file(path, {**CURVES, 6: {A: CURVES[6][A], B: CURVES[6][B]}})
+    else:
+        curves_file(path, {**CURVES, 3: {**CURVES[3], C: [[0.3, float("nan"), 0.4], [0.3, 0.4, 0.4]]}})
+    assert_one_line_error(bench("--analyse", str(path), "--epochs", "3"), needle)
