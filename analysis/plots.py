@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 from analysis.results import Experiment
 from analysis.rungs import QUOTA, SIGNIFICANT, stop_reasons
 from analysis.tables import degradation, is_baseline, lora_setting, model_name, per_config, seeds_of
+from spaces.base import ALPHA
 
 # Figures are built without pyplot: no backend or global state, so the same functions serve headless
 # reports and notebooks (which display a returned Figure inline).
@@ -221,7 +222,7 @@ def stop_reasons_of(exp: Experiment) -> dict:
         stopped_at[trial_id] = int(done.at[trial_id, "epochs_run"])
     if not curves:
         return {}
-    return stop_reasons(curves, stopped_at, float(exp.plan.get("alpha", 0.1)),
+    return stop_reasons(curves, stopped_at, float(exp.plan.get("alpha", ALPHA)),
                         float(exp.plan.get("smoothing", 0.0)), exp.mode)
 
 

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from analysis.rungs import trial_count
+from analysis.rungs import check_alpha, trial_count
 from cli import OneLineParser, UsageError
 from search.checks import check_objectives, check_pbt, parse_objectives
 from search.plan import SearchPlan
@@ -194,8 +194,10 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
     objectives = parse_objectives(args.objectives, space)
     scheduler = args.scheduler or ("moasha" if objectives else space.scheduler)
     alpha = space.alpha if args.alpha is None else args.alpha
-    if not 0.0 < alpha < 0.5:  # NaN fails this too
-        raise UsageError(f"--alpha must be in (0, 0.5), got {alpha:g}")
+    try:
+        check_alpha(alpha)  # NaN fails it too
+    except ValueError as err:
+        raise UsageError(f"--{err}") from None
     if args.alpha is not None and scheduler != "significance":
         raise UsageError(f"--alpha sets --scheduler significance's test; this search uses {scheduler}")
     if scheduler == "pbt":  # the population replaces the perturbable grid axes (search/pbt.py)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from spaces.base import Space
+from spaces.base import ALPHA, Space
 from spaces.questions import Question, grid_cells, kept_arms, parse_question, study_questions
 from store import Location, locate
 
@@ -28,7 +28,7 @@ class SearchPlan:
     scheduler: str = "asha"
     smoothing: float = 0.0
     """The scheduler decides on an exponential moving average of the metric (0: the raw value)."""
-    alpha: float = 0.1
+    alpha: float = ALPHA
     """--scheduler significance: the one-sided test's level (analysis/rungs.py)."""
     search: str = "grid"
     num_samples: int = 1

@@ -13,6 +13,8 @@ from store import Location
 from trainables.config import ConfigError, check_value
 
 PROFILES = ("smoke", "demo", "paper")
+ALPHA = 0.2
+"""--scheduler significance's level, the one default every layer reads (BENCHMARKS (c) measured it)."""
 
 
 def distribution(kind: str, *args: Any) -> Callable[[], Any]:
@@ -61,7 +63,7 @@ class Space:
     the past (0: the raw value; bench/bench_asha_fidelity.py measures the choice)."""
     scheduler: str = "asha"
     """The default --scheduler (search/halving.py; bench/bench_asha_fidelity.py measures the choice)."""
-    alpha: float = 0.1
+    alpha: float = ALPHA
     """The default --alpha of --scheduler significance: a stop needs its one-sided t-test's p < alpha."""
     reports_per_epoch: int = 1
     """Results a trial reports per epoch; ASHA's max_t is epochs × this."""

@@ -73,7 +73,7 @@ PAPER = Profile({"epochs": 20}, grace_period=4)
 
 IMAGE_STUDY = {"trainable": "trainables.cnn:train_cnn", "config_cls": ImageConfig,
                "prepare": check_image_data, "ship": ship_images, "describe": describe_image_model,
-               "scheduler": "significance", "alpha": 0.2}
+               "scheduler": "significance"}
 """What every image study shares: the trainable ("trainables.cnn:train_cnn"), how it reaches its data
 and describes its models, and the early stopping that BENCHMARKS (c) measured (significance halving
 at α 0.2)."""
