@@ -11,11 +11,23 @@ import pandas as pd
 
 from analysis.pareto import experiment_front
 from analysis.questions import answer, verdict_lines
-from analysis.results import load_experiment
+from analysis.results import Experiment, load_experiment
 from analysis.stats import paired
 from analysis.tables import WHICH, interval_text, is_baseline, per_config, winner
 from search.pbt import summary_lines as pbt_summary_lines
 from search.plan import SearchPlan
+
+
+def experiment_of(plan: SearchPlan) -> Experiment:
+    """The stored experiment read as this search defines it: its space's metric, mode, budget and
+    reports per epoch (the tables speak in epochs), and its plan (a pbt search has one row per member:
+    Experiment.varied_keys)."""
+    from search.resume import plan_record
+
+    exp = load_experiment(plan.experiment_dir, plan.space.metric, plan.space.mode, plan.max_t)
+    exp.space, exp.reports_per_epoch = plan.space.name, plan.space.reports_per_epoch
+    exp.plan = plan_record(plan)
+    return exp
 
 
 def summary_table(plan: SearchPlan) -> pd.DataFrame:
@@ -25,9 +37,7 @@ def summary_table(plan: SearchPlan) -> pd.DataFrame:
     its Δ to it, with a paired t-test p over the seeds both ran when there are several; rows of
     another budget get none."""
     space = plan.space
-    exp = load_experiment(plan.experiment_dir, space.metric, space.mode, plan.max_t)
-    exp.reports_per_epoch = space.reports_per_epoch  # the table speaks in epochs
-    exp.plan = {"scheduler": plan.scheduler}  # pbt: one row per member (Experiment.varied_keys)
+    exp = experiment_of(plan)
     metric = space.metric
     # The model's size: image trials report `params`, fine-tuning trials what trains.
     size = next((k for k in ("params", "trainable_params") if k in exp.metric_keys), None)
@@ -80,7 +90,8 @@ def readable(value: float) -> str:
 
 def print_summary(plan: SearchPlan, seconds: float) -> bool:
     """Prints the table; False when no trial reported anything (every one failed: see Ray's errors)."""
-    trials = load_experiment(plan.experiment_dir, plan.space.metric, plan.space.mode, plan.max_t).trials
+    exp = experiment_of(plan)
+    trials = exp.trials
     if f"best_{plan.space.metric}" not in trials:
         print(f"error: no trial reported {plan.space.metric}; Ray's errors are above and in "
               f"{plan.experiment_dir}", file=sys.stderr)
@@ -101,8 +112,6 @@ def print_summary(plan: SearchPlan, seconds: float) -> bool:
         print(epochs_saved(trials, plan))
     if plan.objectives:
         print(front_summary(plan))
-    exp = load_experiment(plan.experiment_dir, plan.space.metric, plan.space.mode, plan.max_t)
-    exp.space, exp.reports_per_epoch = plan.space.name, plan.space.reports_per_epoch
     for line in verdict_lines(answer(exp, plan.study_questions())):
         print(line)
     errored = trials.loc[trials["errored"], "trial_id"].tolist()
@@ -116,8 +125,7 @@ def print_summary(plan: SearchPlan, seconds: float) -> bool:
 def front_summary(plan: SearchPlan) -> str:
     """The non-dominated configurations of a two-objective search and their hypervolume
     (analysis.pareto.experiment_front), as the report states them."""
-    exp = load_experiment(plan.experiment_dir, plan.space.metric, plan.space.mode, plan.max_t)
-    exp.reports_per_epoch = plan.space.reports_per_epoch
+    exp = experiment_of(plan)
     try:
         found = experiment_front(exp, plan.objectives)
     except ValueError as err:
