@@ -34,10 +34,10 @@ class SearchPlan:
     num_samples: int = 1
     cpus: int = 1
     gpus: float | None = None
+    """GPU fraction per trial; None until the cluster decides it (search/resources.py)."""
     max_concurrent: int = 1
     """Trials the cluster runs at once, counting CPUs and GPUs node by node: set with cpus and gpus by
     search/resources.py settle_resources once Ray is up (Optuna proposes no more at a time)."""
-    """GPU fraction per trial; None until the cluster decides it (search/resources.py)."""
     callbacks: list = field(default_factory=list)
     pinned: list[str] = field(default_factory=list)
     """Keys the user set (--set, --dataset, --max-epochs ...): optuna samples every other key of the
