@@ -65,12 +65,13 @@ def full_budget(exp: Experiment) -> pd.DataFrame:
 
 def importances(exp: Experiment) -> dict[str, float]:
     """Each knob's share of the variance of the best metric over the full-budget trials (fANOVA,
-    summing to 1); {} when fewer than three trials or no knob vary."""
+    summing to 1); {} when fewer than three trials, no knob varies or every trial scored the same
+    (there is no variance to share: fANOVA refuses it)."""
     import optuna
 
     frame = full_budget(exp)
     keys = [k for k in knobs(exp) if frame[k].astype(str).nunique() > 1] if len(frame) >= 3 else []
-    if not keys:
+    if not keys or frame[f"best_{exp.metric}"].nunique() < 2:
         return {}
     found = distributions(frame, keys)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -82,7 +83,12 @@ def importances(exp: Experiment) -> dict[str, float]:
         study.add_trial(optuna.trial.create_trial(params=params, distributions=found,
                                                   value=float(row[f"best_{exp.metric}"])))
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-    return optuna.importance.get_param_importances(study, evaluator=evaluator)
+    try:
+        return optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except RuntimeError as err:  # its forest's trees can still see no variance (ties within its splits)
+        if "zero total variance" in str(err):
+            return {}
+        raise
 
 
 def importance_svg(found: dict[str, float]) -> str:
@@ -172,7 +178,7 @@ def mattered_section(exp: Experiment, marks: list[TrialMark]) -> str:
                   f"{n} trials that ran the whole budget, by {escape(EVALUATOR)}; shares sum to 1.</p>"
                   + importance_svg(found)) if found else (
         f"<p class='note'>No importance: {n} trials ran the whole budget (fANOVA needs three or more "
-        "with a knob that varies).</p>")
+        "with a knob that varies and scores that differ).</p>")
     trials = exp.trials[exp.trials["epochs_run"] > 0]
     tmarks = [by_id[str(t)] for t in trials["trial_id"]]
     stopped = (~trials["trial_id"].isin(full_budget(exp)["trial_id"])).tolist()

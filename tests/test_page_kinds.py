@@ -219,3 +219,23 @@ def test_a_front_only_for_two_objectives():
 
     assert two_objectives(exp([["val_acc", "max"], ["params", "min"]]))
     assert not two_objectives(exp([["val_acc", "max"]])) and not two_objectives(exp([]))
+
+
+def test_an_optuna_search_whose_trials_all_score_the_same_gets_no_importance_and_still_a_page(tmp_path):
+    """fANOVA refuses a study without variance ("zero total variance in all trees"): the page says why
+    there is no importance instead of the report failing (a smoke optuna search at chance accuracy
+    scores every trial alike)."""
+    from analysis.page import write_page
+    from analysis.page_search import importances
+    from analysis.results import open_experiment
+
+    folder = tmp_path / "flat"
+    made.write_plan(folder, "degradation", "fifo", "optuna", 2, num_samples=4)
+    for n in range(4):
+        params = {"lr": 0.001 * (n + 1), "weight_decay": 1e-4, "num_blocks": 1 + n, "num_filters": 16,
+                  "skip": False, "model": "cnn", "epochs": 2}
+        made.write_trial(folder, n, params, [0.1, 0.1])
+    exp = open_experiment(folder)
+    assert importances(exp) == {}
+    page = write_page(exp, tmp_path / "report").read_text()
+    assert "No importance" in page and "scores that differ" in page
