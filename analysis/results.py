@@ -80,9 +80,10 @@ def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: 
         raise NotAnExperiment(f"{folder} is {kind}: no trial folder with params.json")
     trial_rows, epoch_rows, config_keys, metric_keys = [], [], [], []
     statuses = folder.trial_statuses()
-    # A synchronous scheduler stops losers while they wait, paused, at a rung: Ray's state keeps them
-    # PAUSED, with no final result. Once nothing runs or waits to run, the search is over and a
-    # paused trial is one the scheduler stopped (a killed search leaves trials RUNNING or PENDING).
+    # A synchronous scheduler stops losers while they wait, paused, at a rung. Experiments stored before
+    # it stored them as TERMINATED (raycompat.StoresStoppedPausedTrials) keep them PAUSED, with no final
+    # result: once nothing runs or waits to run, the search is over and a paused trial is one the
+    # scheduler stopped (a killed search leaves trials RUNNING or PENDING).
     search_over = bool(statuses) and not {"RUNNING", "PENDING"} & set(statuses.values())
     for trial in trials:
         params = trial.params()
