@@ -29,7 +29,7 @@ from search.options import build_plan, parse_args  # noqa: E402
 from search.outage import StorageOutage  # noqa: E402
 from search.provenance import provenance  # noqa: E402
 from search.resources import cluster_nodes, settle_resources  # noqa: E402
-from search.resume import restore_tuner, resume_plan, save_plan  # noqa: E402
+from search.resume import restore_tuner, resume_plan, start_search  # noqa: E402
 from spaces import SPACES  # noqa: E402
 from store import StorageError  # noqa: E402
 from store.lease import Lease  # noqa: E402
@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             plan.callbacks.append(wandb_callback(local_dir, plan.name, args.wandb))
         started = time.time()
         shipment = ship_data(plan)  # loaded once here; trials get it through Ray's object store
-        took_over = lease.acquire()  # last, after every check that can refuse: nothing written before
+        # Last, after every check that can refuse: nothing written before. A new search's plan first:
+        # --resume reads and checks the search from there, and runs it after a kill at any moment.
+        took_over = lease.acquire() if args.resume else start_search(plan, provenance(nodes), lease)
         if took_over:
             print(f"resume: {took_over}", flush=True)
         live = LivePage(plan.experiment_dir, report_root())
@@ -111,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
                 if args.resume:
                     grid = restore_tuner(plan, shipment).fit()
                 else:
-                    save_plan(plan, provenance(nodes))  # --resume reads and checks the search from here
                     grid = build_tuner(plan, shipment).fit()
         except KeyboardInterrupt:
             if outage.reason is None:

@@ -21,7 +21,7 @@ from search.resume import resume_plan
 from search.run import main
 from store.experiment import PLAN_FILE, ExperimentFolder
 from tests.conftest import KILL_TEST_ENV, OFFLINE_ENV, ROOT, assert_one_line_error, ended_trials, run_cli
-from tests.killing import kill_session
+from tests.killing import kill_driver, kill_session, start_driver
 
 pytestmark = pytest.mark.slow
 SMOKE = ["--space", "degradation", "--profile", "smoke", "--scheduler", "fifo", "--max-epochs", "3"]
@@ -154,6 +154,28 @@ def test_resume_refuses_a_folder_that_is_not_an_experiment(tmp_path: Path, capsy
     result = run_main(capsys, "--resume", str(tmp_path))
     assert_one_line_error(result, "not a tunelab experiment")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_search_killed_as_its_folder_appears_resumes_from_the_beginning(tmp_path: Path):
+    """SIGKILLed the moment its folder appears, before Ray stores anything, a search leaves its whole
+    plan (the folder's first file), and `--resume` runs it from the beginning to the end."""
+    experiment = tmp_path / "early"
+    driver = start_driver(*SMOKE, "--max-epochs", "2", "--set", "num_blocks=1", "--set", "skip=true",
+                          "--set", "train_subset=256", "--set", "val_subset=128", "--storage", str(tmp_path),
+                          "--name", "early")
+    deadline = time.time() + 300
+    try:
+        while not experiment.exists() and time.time() < deadline and driver.poll() is None:
+            time.sleep(0.01)
+    finally:
+        kill_driver(driver)
+    assert json.loads((experiment / PLAN_FILE).read_text())["space"] == "degradation"
+    assert not ExperimentFolder(experiment).has_tune_state(), "killed too late: Ray had stored its state"
+    result = run_cli("--resume", str(experiment))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resume: the search was stopped before Ray stored its state" in result.stdout
+    resumed = trials(experiment)
+    assert len(resumed) == 1 and [int(r["epoch"]) for r in progress(resumed[0])] == [1, 2]
 
 
 def test_address_without_a_cluster_fails_fast_in_one_line(tmp_path: Path):
