@@ -16,6 +16,7 @@ import pandas as pd
 from analysis.rungs import rungs
 from store import Location, locate
 from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment, read_results
+from store.lifecycle import interruption
 
 __all__ = ["PLAN_FILE", "Experiment", "NotAnExperiment", "load_experiment", "open_experiment", "read_results"]
 
@@ -40,6 +41,9 @@ class Experiment:
     reports_per_epoch: int = 1
     rungs: list[int] = field(default_factory=list)
     """ASHA's milestones (reports) at which it may stop a trial; empty for FIFO or unknown."""
+    interrupted: dict | None = None
+    """The mark a Ctrl-C left ({"interrupted": when, "resume": command}; store/lifecycle.py): partial
+    results, no winner yet. None when the folder holds none."""
 
     @property
     def name(self) -> str:
@@ -112,7 +116,7 @@ def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: 
         raise NotAnExperiment(f"{folder} is an empty experiment: none of its {len(trials)} trials "
                               "has reported")
     exp = Experiment(folder.loc, pd.DataFrame(trial_rows), pd.DataFrame(epoch_rows), config_keys, metric_keys,
-                     metric=metric, mode=mode)
+                     metric=metric, mode=mode, interrupted=interruption(folder))
     mark_budget(exp, max_t)
     return exp
 

@@ -15,6 +15,7 @@ import json
 import sys
 from typing import Any
 
+from analysis.rungs import trial_count
 from cli import UsageError
 from raycompat import restored_run_config, restored_tune_config
 from search.checks import format_objectives
@@ -23,7 +24,7 @@ from spaces import get_space
 from store import Location, StorageError, locate
 from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment
 from store.lease import Lease
-from store.lifecycle import clear_for_restart, create
+from store.lifecycle import clear_for_restart, clear_interrupted, create, mark_interrupted
 from store.recovery import check_resumable, repair_missing_checkpoints, resume_summary
 
 # The fields that define *which* search runs; resources, storage and name may differ on resume.
@@ -148,6 +149,22 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def unfinished_search(plan: SearchPlan) -> str | None:
+    """After `fit()` returned: the `--resume` command that continues the search when it did not finish
+    (a Ctrl-C stopped it: the stored experiment state holds a trial neither TERMINATED nor ERROR, or
+    fewer trials than the plan asks for), once recorded in its folder (store/lifecycle.py) for the
+    summary and the report; None when every trial finished."""
+    folder = ExperimentFolder(plan.experiment_dir)
+    statuses = folder.trial_statuses()
+    planned = (plan.num_samples if plan.search == "optuna" or plan.scheduler == "pbt"
+               else trial_count(plan.grid, plan.space.baselines, plan.num_samples))
+    if len(statuses) >= planned and set(statuses.values()) <= {"TERMINATED", "ERROR"}:
+        return None
+    command = f"python search/run.py --resume {plan.experiment_dir.uri}"
+    mark_interrupted(folder, command)
+    return command
+
+
 def restore_tuner(plan: SearchPlan, shipment: Any = None):
     """`Tuner.restore` of the plan's experiment: keeps finished trials, resumes the rest. Every trial
     requests the plan's resources, which `--cpus-per-trial`/`--gpus-per-trial` may have changed
@@ -164,6 +181,7 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     from search.tuner import build_tuner, trainable_for
 
     folder = ExperimentFolder(plan.experiment_dir)
+    clear_interrupted(folder)  # from here on it is running again
     if not folder.has_tune_state():  # killed before Ray stored a state: there is nothing to restore
         removed = clear_for_restart(folder)
         print("resume: the search was stopped before Ray stored its state; it starts from the beginning"

@@ -1,13 +1,16 @@
-"""An experiment's life outside Ray's own files: created whole with its plan, cleared for a fresh
-start when its driver was killed before Ray stored any state.
+"""An experiment's life outside Ray's own files: created whole with its plan, marked when a Ctrl-C
+stopped it, cleared for a fresh start when its driver was killed before Ray stored any state.
 
-Both leave the folder, at any moment a kill may stop them, in a state the next driver handles: no
-folder, or a folder with its whole plan (a clear cut short is cleared again by the next `--resume`).
+Each leaves the folder, at any moment a kill may stop it, in a state the next driver handles: no
+folder, or a folder with its whole plan (a clear cut short is cleared again by the next `--resume`);
+the mark is one whole file.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import uuid
 
 from pyarrow import fs as pafs
@@ -15,6 +18,10 @@ from pyarrow import fs as pafs
 from store.experiment import PLAN_FILE, ExperimentFolder
 from store.fs import Location, StorageError
 from store.lease import LEASE_FILE
+
+INTERRUPTED_FILE = "tunelab_interrupted.json"
+"""Written when a Ctrl-C stopped the search: when, and the `--resume` command that continues it. The
+resume removes it as it starts, so a folder holding it is an interrupted search, never a finished one."""
 
 
 def create(folder: ExperimentFolder, record: dict) -> Location:
@@ -53,3 +60,29 @@ def clear_for_restart(folder: ExperimentFolder) -> list[str]:
         removed.append(info.base_name)
     return sorted(removed)
 
+
+def mark_interrupted(folder: ExperimentFolder, command: str) -> None:
+    """Records that a Ctrl-C stopped the search, and the command that continues it."""
+    (folder.loc / INTERRUPTED_FILE).write_text(json.dumps(
+        {"interrupted": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "resume": command}) + "\n")
+
+
+def interruption(folder: ExperimentFolder) -> dict | None:
+    """The mark of a search a Ctrl-C stopped ({"interrupted": when, "resume": command}; {} when it is
+    unreadable); None when there is none (a finished search, one still running, or one killed without the
+    chance to say so)."""
+    file = folder.loc / INTERRUPTED_FILE
+    if not file.is_file():
+        return None
+    try:
+        found = json.loads(file.read_text())
+    except json.JSONDecodeError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def clear_interrupted(folder: ExperimentFolder) -> None:
+    """Removes the mark: the resume that continues the search starts."""
+    file = folder.loc / INTERRUPTED_FILE
+    if file.is_file():
+        file.delete()
