@@ -205,7 +205,7 @@ def test_a_ctrl_c_stops_the_search_as_interrupted_and_resume_finishes_it(crashed
         f"checkpoints and results kept; continue it with `{command}`"
     heading = next(line for line in out.splitlines() if line.startswith("degradation / smoke: "))
     assert "INTERRUPTED" in heading and "no winner" in heading and "scheduler stopped" not in heading
-    assert "\n*" not in out and "early stopping" not in out
+    assert "\n*" not in out and "early stopping" not in out and "questions: " not in out  # no verdicts
     readme = (reports / "ctrlc" / "README.md").read_text()
     assert "Interrupted (Ctrl-C" in readme and command in readme and "no winner" in readme
     resumed = run_cli("--resume", str(experiment), env={"TUNELAB_REPORT": str(reports)})
