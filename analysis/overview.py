@@ -34,6 +34,11 @@ def status_line(exp: Experiment) -> str:
     seeds = "one seed" if exp.seeds == 1 else f"{exp.seeds} seeds"
     stopped = int(trials["stopped_early"].sum())
     text = f"{len(trials)} trials, {seeds}, {stopped} stopped early by the scheduler"
+    if exp.interrupted is not None:  # a Ctrl-C stopped it: what follows is partial
+        mark = exp.interrupted
+        command = mark.get("resume") or f"python search/run.py --resume {exp.path.uri}"
+        text = (f"Interrupted (Ctrl-C at {mark.get('interrupted', 'a time not recorded')}): partial results; "
+                f"continue it with `{command}`. {text}")
     if exp.incomplete:
         text += f", {len(exp.incomplete)} incomplete (running, killed or failed: {', '.join(exp.incomplete)})"
     planned = planned_trials(exp)
@@ -44,7 +49,9 @@ def status_line(exp: Experiment) -> str:
 
 def winner_line(exp: Experiment) -> str:
     """The winner as every reader names it (analysis.tables.winner): its configuration, its value at
-    the best epoch of its mean over seeds, and the budget it ran."""
+    the best epoch of its mean over seeds, and the budget it ran; none for a search a Ctrl-C interrupted."""
+    if exp.interrupted is not None:
+        return "no winner: the search was interrupted before it finished"
     try:
         best = winner(exp)
     except ValueError as err:

@@ -16,6 +16,7 @@ import pandas as pd
 from analysis.rungs import rungs
 from store import Location, locate
 from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment, read_results
+from store.lifecycle import interruption
 
 __all__ = ["PLAN_FILE", "Experiment", "NotAnExperiment", "load_experiment", "open_experiment", "read_results"]
 
@@ -40,6 +41,9 @@ class Experiment:
     reports_per_epoch: int = 1
     rungs: list[int] = field(default_factory=list)
     """ASHA's milestones (reports) at which it may stop a trial; empty for FIFO or unknown."""
+    interrupted: dict | None = None
+    """The mark a Ctrl-C left ({"interrupted": when, "resume": command}; store/lifecycle.py): partial
+    results, no winner yet. None when the folder holds none."""
 
     @property
     def name(self) -> str:
@@ -80,9 +84,10 @@ def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: 
         raise NotAnExperiment(f"{folder} is {kind}: no trial folder with params.json")
     trial_rows, epoch_rows, config_keys, metric_keys = [], [], [], []
     statuses = folder.trial_statuses()
-    # A synchronous scheduler stops losers while they wait, paused, at a rung: Ray's state keeps them
-    # PAUSED, with no final result. Once nothing runs or waits to run, the search is over and a
-    # paused trial is one the scheduler stopped (a killed search leaves trials RUNNING or PENDING).
+    # A synchronous scheduler stops losers while they wait, paused, at a rung. Experiments stored before
+    # it stored them as TERMINATED (raycompat.StoresStoppedPausedTrials) keep them PAUSED, with no final
+    # result: once nothing runs or waits to run, the search is over and a paused trial is one the
+    # scheduler stopped (a killed search leaves trials RUNNING or PENDING).
     search_over = bool(statuses) and not {"RUNNING", "PENDING"} & set(statuses.values())
     for trial in trials:
         params = trial.params()
@@ -111,7 +116,7 @@ def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: 
         raise NotAnExperiment(f"{folder} is an empty experiment: none of its {len(trials)} trials "
                               "has reported")
     exp = Experiment(folder.loc, pd.DataFrame(trial_rows), pd.DataFrame(epoch_rows), config_keys, metric_keys,
-                     metric=metric, mode=mode)
+                     metric=metric, mode=mode, interrupted=interruption(folder))
     mark_budget(exp, max_t)
     return exp
 

@@ -134,3 +134,22 @@ def set_next_pbt_round(scheduler: Any, report: int) -> None:
     if not hasattr(scheduler, "_next_perturbation_sync"):
         raise _changed("PopulationBasedTraining._next_perturbation_sync", "a resumed pbt search's next round")
     scheduler._next_perturbation_sync = report
+
+
+class StoresStoppedPausedTrials:
+    """Mixin for a Ray scheduler that pauses trials (HyperBand's brackets, synchronous PBT): a paused
+    trial it stops ends TERMINATED in the stored experiment state too. Ray 2.60's
+    `TuneController._schedule_trial_stop` marks a trial for the next state save only when the trial
+    has an actor, and a paused one has none, so the state kept saying PAUSED for every trial stopped at
+    a rung or at the budget while paused, and `tune.ExperimentAnalysis` read a finished search as
+    unfinished. Ray calls `on_trial_remove` just before that stop; the mark only queues the trial, whose
+    JSON Ray writes at the next save, after its status has changed."""
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        super().on_trial_remove(tune_controller, trial)  # type: ignore[misc]
+        controller = getattr(tune_controller, "_tune_controller", tune_controller)  # a scheduler's wrapper
+        mark = getattr(controller, "_mark_trial_to_checkpoint", None)
+        if mark is None:
+            raise _changed("TuneController._mark_trial_to_checkpoint",
+                           "a paused trial a scheduler stops must be stored as TERMINATED")
+        mark(trial)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler
 
 from analysis.rungs import check_alpha, decide_rung, is_kept, rungs
-from raycompat import private
+from raycompat import StoresStoppedPausedTrials, private
 
 Bracket = private("Bracket")  # Ray's HyperBand bracket (private): raycompat says why
 
@@ -51,11 +51,12 @@ class SmoothedASHA(KeepsArms, Smoothed, ASHAScheduler):
     """Ray's asynchronous ASHA deciding on the smoothed metric, the kept arms kept."""
 
 
-class _OneBracket(HyperBandScheduler):
+class _OneBracket(StoresStoppedPausedTrials, HyperBandScheduler):
     """Ray's HyperBandScheduler reduced to one bracket that holds all `trials`: a trial reaching a
     rung pauses (its checkpoint kept) until every live trial has reached it; then the bracket's
     `successive_halving` decides which resume and which stop. No trial goes on because it arrived
-    first, so the decision is the pure rule's, which the benchmark replays."""
+    first, so the decision is the pure rule's, which the benchmark replays. A trial the bracket stops
+    while paused is stored as TERMINATED (raycompat.StoresStoppedPausedTrials)."""
 
     bracket_class: type[Bracket] = Bracket
 

@@ -28,7 +28,7 @@ from ray import tune
 from ray.tune.schedulers import PopulationBasedTraining
 
 from analysis.lineage import schedule_lines
-from raycompat import set_next_pbt_round
+from raycompat import StoresStoppedPausedTrials, set_next_pbt_round
 from search.plan import SearchPlan
 
 PERTURBATION_FACTORS = (1.2, 0.8)
@@ -63,13 +63,14 @@ class Clamp:
         return config
 
 
-class SyncedPBT(PopulationBasedTraining):
+class SyncedPBT(StoresStoppedPausedTrials, PopulationBasedTraining):
     """Ray's synchronous PBT that uploads the experiment before it restarts a paused member, and leaves
     the last report alone. PBT pauses every member at every report; a restarted member's logger copies
     its result.json back from the storage (docs/storage.md §4), so rows written since the last upload
     were lost (a fast lora smoke member lost its first row). A pbt search keeps every checkpoint (a
     clone may take a checkpoint its parent has left behind: search/tuner.py), so Ray's own upload after
-    each checkpoint, which CheckpointConfig(num_to_keep=1) gives the other schedulers, is off."""
+    each checkpoint, which CheckpointConfig(num_to_keep=1) gives the other schedulers, is off. A member
+    stopped while paused is stored as TERMINATED (raycompat.StoresStoppedPausedTrials)."""
 
     last_report = 0
     """The budget's last report: a member that makes it ends there, so it neither exploits nor is ranked

@@ -15,6 +15,7 @@ import json
 import sys
 from typing import Any
 
+from analysis.rungs import trial_count
 from cli import UsageError
 from raycompat import restored_run_config, restored_tune_config
 from search.checks import format_objectives
@@ -22,6 +23,8 @@ from search.plan import SearchPlan
 from spaces import get_space
 from store import Location, StorageError, locate
 from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment
+from store.lease import Lease
+from store.lifecycle import clear_for_restart, clear_interrupted, create, mark_interrupted
 from store.recovery import check_resumable, repair_missing_checkpoints, resume_summary
 
 # The fields that define *which* search runs; resources, storage and name may differ on resume.
@@ -37,14 +40,29 @@ def plan_record(plan: SearchPlan) -> dict[str, Any]:
     return json.loads(json.dumps(record))
 
 
-def save_plan(plan: SearchPlan, provenance: dict[str, Any] | None = None) -> Location:
-    """Writes the plan, with the space's metric and mode so that readers below the spaces layer
+def stored_plan(plan: SearchPlan, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The plan as stored: with the space's metric and mode so that readers below the spaces layer
     (store/experiment.py: the best checkpoint) rank trials as the search did, and the run's
     provenance (search/provenance.py: code, packages, nodes) when given."""
     record = {**plan_record(plan), "metric": plan.space.metric, "mode": plan.space.mode}
     if provenance is not None:
         record["provenance"] = provenance
-    return ExperimentFolder(plan.experiment_dir).save_plan(record)
+    return json.loads(json.dumps(record))
+
+
+def start_search(plan: SearchPlan, provenance: dict[str, Any], lease: Lease) -> str | None:
+    """A new search's first writes: its plan, whole, as the first thing in its folder
+    (store/lifecycle.py), so that a driver killed from then on leaves a search `--resume` runs; then
+    the lease (store/lease.py), whose line it returns. On an object store two drivers that start at
+    the same moment may both write a plan before the lease decides between them: the one that goes
+    on writes its own again."""
+    record = stored_plan(plan, provenance)
+    folder = ExperimentFolder(plan.experiment_dir)
+    create(folder, record)
+    took_over = lease.acquire()
+    if folder.plan() != record:
+        folder.save_plan(record)
+    return took_over
 
 
 def load_plan(experiment: str | Location) -> SearchPlan:
@@ -53,11 +71,6 @@ def load_plan(experiment: str | Location) -> SearchPlan:
         folder = ExperimentFolder.open(experiment)
         if not folder.has_plan():
             raise UsageError(f"--resume: {folder} is not a tunelab experiment (no {PLAN_FILE})")
-        from ray import tune  # here: a folder that is no experiment is refused without Ray
-
-        if not tune.Tuner.can_restore(folder.loc.uri):
-            raise UsageError(f"--resume: {folder} holds no Ray Tune state (stopped before it started); "
-                             "start a new experiment")
         text = (folder.loc / PLAN_FILE).read_text()
         check_resumable(folder, json.loads(text))
     except (StorageError, OSError, NotAnExperiment) as err:
@@ -136,6 +149,22 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def unfinished_search(plan: SearchPlan) -> str | None:
+    """After `fit()` returned: the `--resume` command that continues the search when it did not finish
+    (a Ctrl-C stopped it: the stored experiment state holds a trial neither TERMINATED nor ERROR, or
+    fewer trials than the plan asks for), once recorded in its folder (store/lifecycle.py) for the
+    summary and the report; None when every trial finished."""
+    folder = ExperimentFolder(plan.experiment_dir)
+    statuses = folder.trial_statuses()
+    planned = (plan.num_samples if plan.search == "optuna" or plan.scheduler == "pbt"
+               else trial_count(plan.grid, plan.space.baselines, plan.num_samples))
+    if len(statuses) >= planned and set(statuses.values()) <= {"TERMINATED", "ERROR"}:
+        return None
+    command = f"python search/run.py --resume {plan.experiment_dir.uri}"
+    mark_interrupted(folder, command)
+    return command
+
+
 def restore_tuner(plan: SearchPlan, shipment: Any = None):
     """`Tuner.restore` of the plan's experiment: keeps finished trials, resumes the rest. Every trial
     requests the plan's resources, which `--cpus-per-trial`/`--gpus-per-trial` may have changed
@@ -143,14 +172,21 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     given here. First a trial whose stored state names a checkpoint Ray already deleted is pointed at
     the newest one that survives (or restarts from scratch), then each trial's result files are cut
     back to, or completed up to, the report the state resumes it from (a driver killed during Ray's
-    upload leaves them a report apart; docs/storage.md §4)."""
+    upload leaves them a report apart; docs/storage.md §4). A search stopped before Ray stored any
+    state starts from the beginning, in the same folder, as a new one."""
     from ray import tune
 
     from search.pbt import pbt_scheduler
     from search.status import progress_reporter
-    from search.tuner import trainable_for
+    from search.tuner import build_tuner, trainable_for
 
     folder = ExperimentFolder(plan.experiment_dir)
+    clear_interrupted(folder)  # from here on it is running again
+    if not folder.has_tune_state():  # killed before Ray stored a state: there is nothing to restore
+        removed = clear_for_restart(folder)
+        print("resume: the search was stopped before Ray stored its state; it starts from the beginning"
+              + (f" (removed what it left: {', '.join(removed)})" if removed else ""), flush=True)
+        return build_tuner(plan, shipment)
     if plan.scheduler == "pbt" and (kept := folder.keep_pbt_record()):
         print(f"resume: the exploits so far stay in {kept} (Ray starts pbt_global.txt afresh)", flush=True)
     for line in repair_missing_checkpoints(folder) + folder.align_results_with_state():

@@ -22,14 +22,14 @@ from search.console import quiet_worker_chatter, venv_command  # noqa: E402
 quiet_worker_chatter()  # before Ray is imported (once the command line is checked): Ray reads the filter then
 
 from cli import UsageError, one_line  # noqa: E402
-from cli.exits import NO_METRIC, SUCCESS, TRIALS_ERRORED  # noqa: E402
+from cli.exits import INTERRUPTED, NO_METRIC, SUCCESS, TRIALS_ERRORED  # noqa: E402
 from search.cluster import start_ray  # noqa: E402
 from search.nodes import check_nodes  # noqa: E402
 from search.options import build_plan, parse_args  # noqa: E402
 from search.outage import StorageOutage  # noqa: E402
 from search.provenance import provenance  # noqa: E402
 from search.resources import cluster_nodes, settle_resources  # noqa: E402
-from search.resume import restore_tuner, resume_plan, save_plan  # noqa: E402
+from search.resume import restore_tuner, resume_plan, start_search, unfinished_search  # noqa: E402
 from spaces import SPACES  # noqa: E402
 from store import StorageError  # noqa: E402
 from store.lease import Lease  # noqa: E402
@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             plan.callbacks.append(wandb_callback(local_dir, plan.name, args.wandb))
         started = time.time()
         shipment = ship_data(plan)  # loaded once here; trials get it through Ray's object store
-        took_over = lease.acquire()  # last, after every check that can refuse: nothing written before
+        # Last, after every check that can refuse: nothing written before. A new search's plan first:
+        # --resume reads and checks the search from there, and runs it after a kill at any moment.
+        took_over = lease.acquire() if args.resume else start_search(plan, provenance(nodes), lease)
         if took_over:
             print(f"resume: {took_over}", flush=True)
         live = LivePage(plan.experiment_dir, report_root())
@@ -111,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
                 if args.resume:
                     grid = restore_tuner(plan, shipment).fit()
                 else:
-                    save_plan(plan, provenance(nodes))  # --resume reads and checks the search from here
                     grid = build_tuner(plan, shipment).fit()
         except KeyboardInterrupt:
             if outage.reason is None:
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         if outage.reason is not None:
             return outage.end(plan.experiment_dir.uri)
         try:
+            resume = unfinished_search(plan)  # a Ctrl-C: marked, so the summary and the report say so
             if not print_summary(plan, time.time() - started):
                 return NO_METRIC
             report_after_search(plan.experiment_dir)  # every search ends in report/<experiment>/
@@ -136,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tensorboard: {venv_command('tensorboard')} --logdir {plan.experiment_dir.path}")
         if args.wandb and not args.resume:  # at the end, where it is seen: how to upload offline runs
             print_wandb_help(local_dir, args.wandb)
+        if resume is not None:
+            print(f"interrupted: the search stopped before it finished, its checkpoints and results kept; "
+                  f"continue it with `{resume}`", file=sys.stderr, flush=True)
+            return INTERRUPTED
         return errored_status(grid)
     except (UsageError, StorageError) as err:
         return one_line(err)

@@ -41,7 +41,8 @@ TEACHERS_FOR = {"kd": "teachers"}
 """A study that distils the best checkpoint of an earlier study in the chain."""
 NEW, UNFINISHED, FINISHED = "new", "unfinished", "finished"
 ENDED = {"TERMINATED", "PAUSED"}
-"""Ray's statuses of a trial that ended (a synchronous scheduler leaves the trials it stopped PAUSED)."""
+"""Ray's statuses of a trial that ended. PAUSED: experiments stored before the synchronous schedulers
+stored the trials they stop as TERMINATED (raycompat.StoresStoppedPausedTrials) keep them PAUSED."""
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -30,12 +30,12 @@ def experiment_of(plan: SearchPlan) -> Experiment:
     return exp
 
 
-def summary_table(plan: SearchPlan) -> pd.DataFrame:
+def summary_table(plan: SearchPlan, crown: bool = True) -> pd.DataFrame:
     """One row per configuration (its seeds together: mean, ± std, 95% CI) and budget. Rows that ran
     the full budget come first, by the metric; `epochs_run` below the budget is where the scheduler
     stopped a row. A space's first baseline cell is labelled `base` and every row of its budget gets
     its Δ to it, with a paired t-test p over the seeds both ran when there are several; rows of
-    another budget get none."""
+    another budget get none. `crown` False (an interrupted search): no row is marked the winner."""
     space = plan.space
     exp = experiment_of(plan)
     metric = space.metric
@@ -62,6 +62,8 @@ def summary_table(plan: SearchPlan) -> pd.DataFrame:
     order = order.sort_values(["epochs_run", "_key"], ascending=[False, True], na_position="last")
     table, frame = table.loc[order.index], frame.loc[order.index]
     try:
+        if not crown:
+            raise ValueError("no winner before the search finishes")
         best = winner(exp)
         crowned = (frame[exp.varied_keys()] == best[exp.varied_keys()]).all(axis=1) \
             & (frame["epochs"] == best["epochs"])
@@ -89,31 +91,39 @@ def readable(value: float) -> str:
 
 
 def print_summary(plan: SearchPlan, seconds: float) -> bool:
-    """Prints the table; False when no trial reported anything (every one failed: see Ray's errors)."""
+    """Prints the table; False when no trial reported anything (every one failed: see Ray's errors). A
+    search a Ctrl-C interrupted (its folder's mark, store/lifecycle.py) gets its partial table under a
+    heading that says so: no winner, no front, no verdicts, nothing said about what early stopping
+    saved."""
     exp = experiment_of(plan)
-    trials = exp.trials
+    trials, interrupted = exp.trials, exp.interrupted is not None
     if f"best_{plan.space.metric}" not in trials:
         print(f"error: no trial reported {plan.space.metric}; Ray's errors are above and in "
               f"{plan.experiment_dir}", file=sys.stderr)
         return False
-    table = summary_table(plan)
+    table = summary_table(plan, crown=not interrupted)
     seeds = int(table["seeds"].max()) if "seeds" in table else 1
-    stopped = ("fifo stops no trial" if plan.scheduler == "fifo" else
+    stopped = ("epochs_run is what each row trained before the interruption" if interrupted else
+               "fifo stops no trial" if plan.scheduler == "fifo" else
                f"epochs_run < {plan.max_t // plan.space.reports_per_epoch} means the scheduler stopped it "
                "there; full-budget rows first")
-    print(f"\n{plan.space.name} / {plan.profile}: {len(trials)} trials in {seconds:.0f} s, "
-          f"{len(table)} rows; {WHICH['best'].format(metric=plan.space.metric)}; "
-          f"{'one seed' if seeds == 1 else f'{seeds} seeds'}; * marks the winner; {stopped}")
+    print(f"\n{plan.space.name} / {plan.profile}: "
+          + (f"INTERRUPTED after {seconds:.0f} s, partial results of {len(trials)} trials"
+             if interrupted else f"{len(trials)} trials in {seconds:.0f} s")
+          + f", {len(table)} rows; {WHICH['best'].format(metric=plan.space.metric)}; "
+          f"{'one seed' if seeds == 1 else f'{seeds} seeds'}; "
+          f"{'no winner until it finishes' if interrupted else '* marks the winner'}; {stopped}")
     print(table.to_string(index=False, float_format=readable, na_rep="–",
                           formatters={"epochs_run": "{:g}".format, "epoch": "{:g}".format}))
-    if plan.scheduler == "pbt":  # no early stopping; what matters is each member's schedule
-        print("\n".join(pbt_summary_lines(plan)))
-    elif plan.scheduler != "fifo":
-        print(epochs_saved(trials, plan))
-    if plan.objectives:
-        print(front_summary(plan))
-    for line in verdict_lines(answer(exp, plan.study_questions())):
-        print(line)
+    if not interrupted:  # what early stopping saved, the front and the verdicts are for a finished search
+        if plan.scheduler == "pbt":  # no early stopping; what matters is each member's schedule
+            print("\n".join(pbt_summary_lines(plan)))
+        elif plan.scheduler != "fifo":
+            print(epochs_saved(trials, plan))
+        if plan.objectives:
+            print(front_summary(plan))
+        for line in verdict_lines(answer(exp, plan.study_questions())):
+            print(line)
     errored = trials.loc[trials["errored"], "trial_id"].tolist()
     if errored:
         print(f"errored: {len(errored)} trial(s) ended in ERROR ({', '.join(errored)}): marked ERROR, never "

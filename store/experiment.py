@@ -326,7 +326,8 @@ class ExperimentFolder:
 def experiments(storage: str | Path | Location, space: str | None = None) -> list[ExperimentFolder]:
     """The experiment folders in a storage (of one space, when given), the most recently written first."""
     loc = locate(storage)
-    found = [ExperimentFolder(d) for d in loc.list_dirs()]
+    found = [ExperimentFolder(d) for d in loc.list_dirs()
+             if not d.name.startswith(".")]  # a new experiment's plan in the making (store/lifecycle.py)
     found = [e for e in found if space is None or e.space() == space]
     return sorted(found, key=lambda e: e.last_write(), reverse=True)
 

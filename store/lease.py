@@ -1,11 +1,11 @@
 """One driver per experiment: a lease object in the experiment folder, `tunelab_lease.json`.
 
-A driver takes the lease before it writes anything of a search (a new one, or `--resume`), renews it
-every RENEW_S seconds from a background thread, and deletes it when it ends. A second driver that
-finds a live lease is refused in one line. A lease is stale, and is taken over with a message, when
-its driver is gone: on the same host, its process no longer exists (or is another process with the
-same pid); elsewhere, it has not been renewed for STALE_S seconds (the holders' clocks are compared,
-so keep the hosts on NTP).
+A driver takes the lease before it writes anything of a search but a new search's plan (the folder's
+first file, store/lifecycle.py), renews it every RENEW_S seconds from a background thread, and
+deletes it when it ends. A second driver that finds a live lease is refused in one line. A lease is
+stale, and is taken over with a message, when its driver is gone: on the same host, its process no
+longer exists (or is another process with the same pid); elsewhere, it has not been renewed for
+STALE_S seconds (the holders' clocks are compared, so keep the hosts on NTP).
 
 Object stores have no lock and no atomic create-if-absent in pyarrow, so two drivers that start
 within the same second could both write a lease; each reads it back after SETTLE_S and only the one

@@ -54,6 +54,13 @@ def plan_for(tmp_path: Path, space: str, *args: str):
                                   "--name", name, *args]))
 
 
+def stored_statuses(experiment: Path) -> list[str]:
+    """Each trial's status as plain Ray reads the stored experiment (`tune.ExperimentAnalysis`), sorted."""
+    from ray import tune
+
+    return sorted(trial.status for trial in tune.ExperimentAnalysis(str(experiment)).trials)
+
+
 # A kill-and-resume test's driver also saves Ray's experiment state every second, not only after each
 # checkpoint and every 10 s or more ("auto"), so the stored state soon records a trial's end.
 KILL_TEST_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}

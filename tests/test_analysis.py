@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import OFFLINE_ENV, ROOT, run_cli
+from conftest import OFFLINE_ENV, ROOT, run_cli, stored_statuses
 from scipy import stats
 
 from analysis import evaluate, report
@@ -182,6 +182,13 @@ def test_asha_stops_are_told_from_finished_trials(search, kd_search):
     svg = (kd_search[1] / "kd" / "asha.svg").read_text()
     marked = sum(int(n) for n in re.findall(r"(\d+) stopped: (?:significant|quota)", svg))
     assert marked == int(trials["stopped_early"].sum()) > 0  # each stop marked with its reason
+
+
+def test_a_finished_search_is_stored_as_finished_under_fifo_and_halving(search, kd_search):
+    """Plain Ray reads every trial of an ended search as TERMINATED, the trials synchronous halving
+    stopped while paused included (raycompat.StoresStoppedPausedTrials)."""
+    assert stored_statuses(search[0]) == ["TERMINATED"] * 4
+    assert stored_statuses(kd_search[0]) == ["TERMINATED"] * 5
 
 
 def test_kd_table_is_seed_means_with_delta_to_the_baseline_arm(kd_search):

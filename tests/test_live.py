@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.conftest import OFFLINE_ENV, ROOT
+from tests.conftest import OFFLINE_ENV, ROOT, stored_statuses
 from tests.live_search import NAME, RELOAD, SEARCH
 
 pytestmark = pytest.mark.slow
@@ -40,6 +40,14 @@ def test_the_last_page_is_the_report_written_afterwards_without_reload(live_sear
 
     assert report.main([str(live_search.experiment), "--out", str(tmp_path)]) == 0
     assert (tmp_path / NAME / "index.html").read_bytes() == final
+
+
+def test_the_finished_search_is_stored_as_finished(live_search):
+    """Plain Ray reads every trial of the ended significance search as TERMINATED: the bracket stops
+    the trials paused at a rung, and at the budget, and Ray stored those as PAUSED
+    (raycompat.StoresStoppedPausedTrials)."""
+    assert live_search.returncode == 0, live_search.output[-3000:]
+    assert stored_statuses(live_search.experiment) == ["TERMINATED"] * 4
 
 
 def test_report_serve_on_a_taken_port_is_one_line_and_exit_2_before_ray(tmp_path):

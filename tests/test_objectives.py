@@ -14,7 +14,7 @@ from analysis.results import open_experiment
 from search.mo_halving import MultiObjectiveHalving
 from search.options import build_plan, parse_args
 from search.run import main
-from tests.conftest import run_cli
+from tests.conftest import run_cli, stored_statuses
 
 OBJECTIVES = "val_acc:max,trainable_params:min"
 
@@ -98,6 +98,7 @@ def test_optuna_multi_objective_search_ends_with_its_front_in_summary_and_report
                   if line.startswith("report: "))
     text = open(report).read()
     assert "## Front" in text and f"hypervolume {found.hypervolume:.6g}" in text
+    assert stored_statuses(experiment) == ["TERMINATED"] * 5  # what moasha stopped is stored as ended
     rows = [line for line in text.split("## Front", 1)[1].splitlines() if line.endswith("| yes |")]
     assert len(rows) == len(found.members)
     assert "front.svg" in text

@@ -74,6 +74,27 @@ def test_latest_experiment_of_a_space_by_its_plan(root):
     assert [e.name for e in found][0] == "c" and {e.name for e in found} == {"a", "c"}
 
 
+def test_an_experiment_is_created_with_its_whole_plan_and_only_once(root):
+    """store/lifecycle.py: the folder appears holding its plan, a second create is refused and writes
+    nothing, and no hidden folder of the making is left or listed as an experiment."""
+    from store.lifecycle import clear_for_restart, create
+
+    folder = ExperimentFolder(root / "new")
+    create(folder, {"space": "kd"})
+    assert [f.name for f in folder.loc.list_files()] == ["tunelab_plan.json"]
+    assert folder.plan() == {"space": "kd"}
+    with pytest.raises(StorageError, match="already exists"):
+        create(folder, {"space": "mnist"})
+    assert folder.plan() == {"space": "kd"}
+    assert [d.name for d in root.list_dirs()] == ["new"] and [e.name for e in experiments(root)] == ["new"]
+    (folder.loc / "tuner.pkl").write_bytes(b"x")  # what a driver killed before Ray's first state left
+    (folder.loc / "train_a" / "checkpoint_000000" / "state.pt").write_bytes(b"x")
+    (folder.loc / "tunelab_lease.json").write_text("{}")
+    assert clear_for_restart(folder) == ["train_a", "tuner.pkl"]
+    assert [f.name for f in folder.loc.list_files()] == ["tunelab_lease.json", "tunelab_plan.json"]
+    assert folder.loc.list_dirs() == []
+
+
 def test_checkpoint_folder_without_a_checkpoint_is_file_not_found(root):
     with pytest.raises(FileNotFoundError):
         checkpoint_folder(root / "nothing")
