@@ -89,6 +89,23 @@ def ended_trials(experiment, reports: int) -> dict[str, bytes]:
     return done
 
 
+def make_teacher(folder: Path, train_subset: int = 512) -> Path:
+    """A real (tiny) kd teacher: a ResNet8 trained one epoch, saved in `folder`/checkpoint_000000 as
+    the driver saves a checkpoint; returns that checkpoint folder."""
+    import torch
+
+    from trainables.cnn import ImageConfig, fit_image_model
+    from trainables.reporting import STATE_FILE, MemoryReporter
+
+    reporter = MemoryReporter()
+    config = ImageConfig(model="resnet8", train_subset=train_subset, val_subset=128, epochs=1)
+    fit_image_model(config, reporter)
+    checkpoint = folder / "checkpoint_000000"
+    checkpoint.mkdir(parents=True)
+    torch.save(reporter.state, checkpoint / STATE_FILE)
+    return checkpoint
+
+
 def train_image(reporter, **config):
     """`fit_image_model` on a MemoryReporter, run until it ends or the reporter's `stop_after`."""
     from trainables.cnn import ImageConfig, fit_image_model

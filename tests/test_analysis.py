@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import OFFLINE_ENV, ROOT, run_cli, stored_statuses
 from scipy import stats
 
 from analysis import evaluate, report
@@ -23,6 +22,7 @@ from analysis.report import write_report
 from analysis.results import load_experiment, open_experiment
 from analysis.rungs import successive_halving
 from analysis.tables import study_table
+from tests.conftest import OFFLINE_ENV, ROOT, make_teacher, run_cli, stored_statuses
 from tests.notebook import execute, rendered
 
 NAME = "deg"
@@ -49,17 +49,10 @@ def kd_search(tmp_path_factory) -> tuple[Path, Path]:
     trials go on, and the kept arms): four cells plus the baseline arm, two seeds in lockstep,
     distilling a ResNet8 teacher trained here for one epoch. Instead of the space's questions (whose
     arms are every cell) it asks one of its own, so the rung stops what no question needs."""
-    import torch
 
-    from trainables.cnn import ImageConfig, fit_image_model
-    from trainables.reporting import STATE_FILE, MemoryReporter
 
     root = tmp_path_factory.mktemp("analysis_kd")
-    reporter = MemoryReporter()
-    fit_image_model(ImageConfig(model="resnet8", train_subset=512, val_subset=128, epochs=1), reporter)
-    teacher = root / "teacher" / "checkpoint_000000"
-    teacher.mkdir(parents=True)
-    torch.save(reporter.state, teacher / STATE_FILE)
+    teacher = make_teacher(root / "teacher")
     reports = root / "report"
     result = run_cli("--space", "kd", "--profile", "smoke", "--teacher", str(teacher), "--seeds", "2",
                      "--scheduler", "halving", "--no-questions",

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import OFFLINE_ENV, ROOT, run_cli
 from scipy import stats
 
 from analysis import compare, report
 from cli import UsageError
+from tests.conftest import OFFLINE_ENV, ROOT, run_cli
 
 # One epoch, FIFO, skip nets only. A: num_blocks 1, two seeds in lockstep; B: num_blocks 1 and 2,
 # three seeds, asking a question of its own; C: num_blocks 1, one seed, two epochs (another budget).

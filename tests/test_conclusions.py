@@ -154,7 +154,7 @@ def test_a_halving_search_stops_exactly_what_the_replay_of_its_curves_stops(tmp_
     `successive_halving` replayed on the curves the search recorded: the same trials go on at each
     rung, whatever order they arrived in; the stopped ones are told from the finished ones. It asks
     none of the space's questions (whose arms are the whole grid and would all run to the budget)."""
-    from conftest import run_cli
+    from tests.conftest import run_cli
 
     result = run_cli("--space", "degradation", "--profile", "smoke", "--scheduler", "halving",
                      "--no-questions", "--smoothing", "0.5", "--max-epochs", "4", "--seeds", "2",

@@ -9,16 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
 
 from search.options import build_plan, parse_args
 from spaces import get_space
-from trainables.cnn import ImageConfig, fit_image_model
+from tests.conftest import make_teacher, run_cli
 from trainables.data.augment import train_batches
 from trainables.data.images import load_images
 from trainables.kd import DistillationLoss, KDConfig, TeacherSignal, fit_kd
 from trainables.loop import Normalize, setup_runtime
-from trainables.reporting import STATE_FILE, MemoryReporter
+from trainables.reporting import MemoryReporter
 
 STUDENT = {"model": "cnn", "num_blocks": 1, "num_filters": 32, "skip": True, "train_subset": 256,
            "val_subset": 128, "epochs": 2, "batch_size": 64}
@@ -27,12 +26,7 @@ STUDENT = {"model": "cnn", "num_blocks": 1, "num_filters": 32, "skip": True, "tr
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory) -> Path:
     """A real (tiny) teacher checkpoint: a ResNet8 trained one epoch, saved as the driver saves one."""
-    reporter = MemoryReporter()
-    fit_image_model(ImageConfig(model="resnet8", train_subset=512, val_subset=128, epochs=1), reporter)
-    folder = tmp_path_factory.mktemp("teacher") / "checkpoint_000000"
-    folder.mkdir()
-    torch.save(reporter.state, folder / STATE_FILE)
-    return folder
+    return make_teacher(tmp_path_factory.mktemp("teacher"))
 
 
 def direct_kd(s: torch.Tensor, t: torch.Tensor, temperature: float) -> float:

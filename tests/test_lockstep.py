@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import train_image
 
+from tests.conftest import train_image
 from trainables.lockstep import combine, unpack
 from trainables.reporting import STATE_FILE, MemoryReporter, load_state
 

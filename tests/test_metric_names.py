@@ -10,16 +10,15 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import torch
 
 from spaces import SPACES
-from tests.conftest import plan_for
-from trainables.cnn import ImageConfig, fit_image_model
+from tests.conftest import make_teacher, plan_for
+from trainables.cnn import fit_image_model
 from trainables.config import build
 from trainables.extract import fit_extract
 from trainables.finetune import fit_text_classifier
 from trainables.kd import fit_kd
-from trainables.reporting import STATE_FILE, MemoryReporter
+from trainables.reporting import MemoryReporter
 
 FITS = {"trainables.cnn:train_cnn": fit_image_model, "trainables.kd:train_kd": fit_kd,
         "trainables.extract:train_extract": fit_extract,
@@ -42,12 +41,7 @@ def restates(key: str, reported: object, configured: object) -> bool:
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory) -> Path:
     """A one-epoch ResNet8 checkpoint folder for the kd space."""
-    reporter = MemoryReporter()
-    fit_image_model(ImageConfig(model="resnet8", train_subset=256, val_subset=128, epochs=1), reporter)
-    folder = tmp_path_factory.mktemp("teacher") / "checkpoint_000000"
-    folder.mkdir()
-    torch.save(reporter.state, folder / STATE_FILE)
-    return folder
+    return make_teacher(tmp_path_factory.mktemp("teacher"), train_subset=256)
 
 
 def test_every_space_runs_a_trainable_this_test_knows():

@@ -20,9 +20,9 @@ from search.pbt import Clamp, initial_population
 from search.run import main
 from spaces import get_space
 from store.experiment import ExperimentFolder
-from tests.conftest import run_cli
+from tests.conftest import make_teacher, run_cli
 from tests.killing import kill_driver, start_driver, stored_rows, unfinished
-from trainables.cnn import ImageConfig, fit_image_model
+from trainables.cnn import ImageConfig
 from trainables.kd import KDConfig, fit_kd
 from trainables.reporting import STATE_FILE, MemoryReporter
 
@@ -34,12 +34,7 @@ KEYS = list(get_space("kd").perturb)
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory) -> Path:
     """A real (tiny) teacher checkpoint: a ResNet8 trained one epoch, saved as the driver saves one."""
-    reporter = MemoryReporter()
-    fit_image_model(ImageConfig(model="resnet8", train_subset=512, val_subset=128, epochs=1), reporter)
-    folder = tmp_path_factory.mktemp("teacher") / "checkpoint_000000"
-    folder.mkdir()
-    torch.save(reporter.state, folder / STATE_FILE)
-    return folder
+    return make_teacher(tmp_path_factory.mktemp("teacher"))
 
 
 @pytest.fixture(scope="module")

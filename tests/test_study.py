@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import OFFLINE_ENV, ROOT
 
 from search import study
 from store import locate
 from store.experiment import ExperimentFolder
+from tests.conftest import OFFLINE_ENV, ROOT
 
 pytestmark = pytest.mark.slow
 

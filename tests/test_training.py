@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 import torch
-from conftest import train_image
 
+from tests.conftest import train_image
 from trainables.cnn import ImageConfig
 from trainables.config import ConfigError, build, parse_value
 from trainables.reporting import STATE_FILE, MemoryReporter, load_state
