@@ -71,7 +71,12 @@ def check_temp_dir(temp_dir: str) -> str:
     if len(str(path)) > MAX_TEMP_DIR_CHARS:
         raise UsageError(f"--ray-temp-dir {path} is {len(str(path))} characters; Ray's Unix sockets "
                          f"need <= {MAX_TEMP_DIR_CHARS} (e.g. /tmp/tunelab-ray)")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):  # Ray writes its logs and sockets there
+            pass
+    except OSError as err:
+        raise UsageError(f"--ray-temp-dir {path} is not a writable folder ({err.strerror or err})") from None
     return str(path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,17 @@ def test_plain_ray_experiment_analysis_reads_every_trial(storage):
     frame = analysis.dataframe(metric="val_acc", mode="max")
     assert len(frame) == 6
     assert frame["val_acc"].notna().all()
+
+
+@pytest.mark.parametrize("path", ["/proc/tunelab-nope", "a-file", "/sys/tunelab-nope"])
+def test_an_unusable_ray_temp_dir_is_one_line_before_ray_starts(path, tmp_path):
+    """A missing parent on a virtual filesystem, a file, no permission: UsageError (one line, exit 2)
+    from the check start_ray makes before it imports Ray, never mkdir's traceback."""
+    from cli import UsageError
+    from search.cluster import check_temp_dir
+
+    if path == "a-file":
+        path = str(tmp_path / "a-file")
+        Path(path).write_text("not a folder")
+    with pytest.raises(UsageError, match="--ray-temp-dir .* is not a writable folder"):
+        check_temp_dir(path)
