@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
+import tempfile
 
 import pytest
 
@@ -128,14 +129,18 @@ def test_plain_ray_experiment_analysis_reads_every_trial(storage):
 
 
 @pytest.mark.parametrize("path", ["/proc/tunelab-nope", "a-file", "/sys/tunelab-nope"])
-def test_an_unusable_ray_temp_dir_is_one_line_before_ray_starts(path, tmp_path):
+def test_an_unusable_ray_temp_dir_is_one_line_before_ray_starts(path):
     """A missing parent on a virtual filesystem, a file, no permission: UsageError (one line, exit 2)
     from the check start_ray makes before it imports Ray, never mkdir's traceback."""
     from cli import UsageError
     from search.cluster import check_temp_dir
 
-    if path == "a-file":
-        path = str(tmp_path / "a-file")
-        Path(path).write_text("not a folder")
-    with pytest.raises(UsageError, match="--ray-temp-dir .* is not a writable folder"):
-        check_temp_dir(path)
+    if path == "a-file":  # short: Ray's socket paths bound the folder's length, checked first
+        handle, path = tempfile.mkstemp(prefix="tl-", dir="/tmp")
+        os.close(handle)
+    try:
+        with pytest.raises(UsageError, match="--ray-temp-dir .* is not a writable folder"):
+            check_temp_dir(path)
+    finally:
+        if path.startswith("/tmp/tl-"):
+            os.unlink(path)
