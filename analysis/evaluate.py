@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # `python analysis/evaluate.py` from a checkout
 from analysis.report import report_folder, report_root, write_report  # noqa: E402
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
 from analysis.tables import winner  # noqa: E402
-from cli import OneLineParser, UsageError, one_line  # noqa: E402
+from cli import OneLineParser, UsageError, one_line, writable_folder  # noqa: E402
 from cli.exits import SUCCESS  # noqa: E402
 from store import Location  # noqa: E402
 from store.experiment import ExperimentFolder, local_checkpoint  # noqa: E402
@@ -165,6 +165,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = make_parser().parse_args(argv)
+        writable_folder(args.out or report_root(), "--out")
         exp = open_experiment(args.experiment)
         evaluation = evaluate_winner(exp, args.split)
     except (UsageError, NotAnExperiment) as err:

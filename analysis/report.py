@@ -28,7 +28,7 @@ from analysis.pareto import experiment_front  # noqa: E402
 from analysis.questions import answer, verdict_lines, verdicts_markdown  # noqa: E402
 from analysis.results import Experiment, NotAnExperiment, open_experiment  # noqa: E402
 from analysis.tables import Table, study_table  # noqa: E402
-from cli import OneLineParser, UsageError, one_line  # noqa: E402
+from cli import OneLineParser, UsageError, one_line, writable_folder  # noqa: E402
 from cli.exits import SUCCESS  # noqa: E402
 from store import Location, StorageError, locate  # noqa: E402
 from store.experiment import experiments  # noqa: E402
@@ -203,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         args = make_parser().parse_args(argv)
         if bool(args.experiment) == bool(args.space):
             raise UsageError("give an experiment folder or --space NAME (one of them)")
+        writable_folder(args.out or report_root(), "--out")
         if len(args.experiment) > 1:
             from analysis.compare import run
 

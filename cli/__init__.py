@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 
 from cli.exits import BAD_INPUT
 
@@ -30,3 +32,20 @@ def one_line(err: BaseException) -> int:
     """Print `err` as the one `error:` line on stderr; return the exit status for bad input."""
     print(f"error: {err}", file=sys.stderr)
     return BAD_INPUT
+
+
+def writable_folder(path: str | Path, flag: str) -> Path:
+    """`path` resolved, once it is known that this process can make it (or has it) as a folder and
+    write into it; UsageError in one line otherwise (a file on the way, a missing parent on a
+    read-only or virtual filesystem, no permission). Nothing is created: the probe is an anonymous
+    temporary file in the nearest folder that exists."""
+    folder = Path(path).resolve()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise UsageError(f"{flag} {folder} is not a writable folder ({err.strerror or err})") from None
+    return folder

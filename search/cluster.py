@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from cli import UsageError
+from cli import UsageError, writable_folder
 from raycompat import private
 from search.console import venv_command
 
@@ -71,12 +71,8 @@ def check_temp_dir(temp_dir: str) -> str:
     if len(str(path)) > MAX_TEMP_DIR_CHARS:
         raise UsageError(f"--ray-temp-dir {path} is {len(str(path))} characters; Ray's Unix sockets "
                          f"need <= {MAX_TEMP_DIR_CHARS} (e.g. /tmp/tunelab-ray)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):  # Ray writes its logs and sockets there
-            pass
-    except OSError as err:
-        raise UsageError(f"--ray-temp-dir {path} is not a writable folder ({err.strerror or err})") from None
+    writable_folder(path, "--ray-temp-dir")  # Ray writes its logs and sockets there
+    path.mkdir(parents=True, exist_ok=True)
     return str(path)
 
 

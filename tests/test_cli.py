@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +145,18 @@ def test_an_unusable_ray_temp_dir_is_one_line_before_ray_starts(path):
     finally:
         if path.startswith("/tmp/tl-"):
             os.unlink(path)
+
+
+@pytest.mark.parametrize("tool", ["report", "evaluate"])
+@pytest.mark.parametrize("out", ["/proc/tunelab-nope", "/sys/tunelab-nope", "FILE/below"])
+def test_an_unusable_out_folder_is_one_line_and_exit_2(tool, out, tmp_path, capsys):
+    from analysis import evaluate, report
+
+    if out.startswith("FILE"):
+        (tmp_path / "a-file").write_text("not a folder")
+        out = str(tmp_path / "a-file" / "below")
+    main = report.main if tool == "report" else evaluate.main
+    assert main([str(tmp_path / "some-experiment"), "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and "is not a writable folder" in err
+    assert len(err.strip().splitlines()) == 1 and not Path(out).exists()
