@@ -137,10 +137,20 @@ def _raylet_alive(pid: str) -> bool:
         return False
 
 
-def reap_orphaned_workers(among: Iterable[int] | None = None) -> list[int]:
-    """SIGKILLs the Ray worker processes on this machine (or `among` these pids) whose raylet is gone
-    (a killed search's, that had not noticed yet); returns their pids. A Ray worker carries its
-    raylet's pid in RAY_RAYLET_PID, so a worker of any live Ray, tunelab's or not, is never touched."""
+RUN_TAG = "TUNELAB_DRIVER"
+"""Environment variable that names the driver (its lease token, store/lease.py) of a local Ray: the
+raylet and every worker inherit it from the driver, so a later driver can tell its experiment's
+killed driver's workers from any other program's."""
+
+
+def reap_orphaned_workers(tags: Iterable[str], among: Iterable[int] | None = None) -> list[int]:
+    """SIGKILLs the Ray worker processes on this machine (or `among` these pids) that a driver tagged
+    with one of `tags` started and whose raylet is gone (a killed search's, that had not noticed yet);
+    returns their pids. A worker of any live Ray, or of a Ray that no driver of this experiment
+    started (another program's or another experiment's), is never touched."""
+    tags = set(tags)
+    if not tags:
+        return []
     reaped = []
     pids = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()] if among is None else among
     for pid in pids:
@@ -156,7 +166,7 @@ def reap_orphaned_workers(among: Iterable[int] | None = None) -> list[int]:
         except OSError:  # gone meanwhile, or another user's
             continue
         raylet = env.get("RAY_RAYLET_PID")
-        if raylet and not _raylet_alive(raylet):
+        if env.get(RUN_TAG) in tags and raylet and not _raylet_alive(raylet):
             try:
                 os.kill(pid, signal.SIGKILL)
                 reaped.append(pid)
@@ -165,13 +175,17 @@ def reap_orphaned_workers(among: Iterable[int] | None = None) -> list[int]:
     return reaped
 
 
-def start_ray(address: str | None = None, dashboard: bool = False, temp_dir: str | None = None) -> None:
-    """Connects to `address`, or starts a local Ray; usage stats stay off either way. First it ends
-    what a killed search left running on this machine (reap_orphaned_workers)."""
-    reaped = reap_orphaned_workers()
+def start_ray(address: str | None = None, dashboard: bool = False, temp_dir: str | None = None,
+              tag: str | None = None, reap: Iterable[str] = ()) -> None:
+    """Connects to `address`, or starts a local Ray tagged with `tag` (RUN_TAG); usage stats stay off
+    either way. First it ends the workers that the drivers tagged `reap` (this experiment's killed
+    driver, named by its stale lease) left running on this machine (reap_orphaned_workers)."""
+    reaped = reap_orphaned_workers(reap)
     if reaped:
-        print(f"ended {len(reaped)} Ray worker process(es) left by a killed search (their raylet is gone): "
-              f"{', '.join(map(str, reaped))}", flush=True)
+        print(f"ended {len(reaped)} Ray worker process(es) of this experiment's killed driver (their raylet "
+              f"is gone): {', '.join(map(str, reaped))}", flush=True)
+    if tag and not address:
+        os.environ[RUN_TAG] = tag
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_USAGE_STATS_REPORT_URL", "http://127.0.0.1:9/")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")

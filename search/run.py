@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--wandb writes its offline runs beside the results: it needs a local --storage")
         outage = StorageOutage()
         lease = Lease(plan.experiment_dir, on_outage=outage)
-        if args.resume:
-            lease.check()  # a live driver: refused before Ray starts
+        # A live driver is refused before Ray starts; a killed one's lease names the Ray workers it left
+        killed = (lease.check() or {}) if args.resume else {}
         from analysis.page import LIVE_RELOAD_S
         from analysis.report import report_root
         from search.live import LivePage, ReportServer, parse_port
@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         # Bound now, before Ray starts: a taken port is bad input like any other.
         server = (ReportServer(report_root(), parse_port(args.report_serve))
                   if args.report_serve is not None else None)
-        start_ray(args.address, args.dashboard, args.ray_temp_dir)
+        start_ray(args.address, args.dashboard, args.ray_temp_dir, tag=lease.token,
+                  reap=[killed["token"]] if killed.get("token") else [])
         nodes = check_nodes(plan.experiment_dir.parent)  # each node sees the storage and runs our code
         asked = (plan.cpus, plan.gpus)
         settle_resources(plan, cluster_nodes(), args.cpus_per_trial, args.gpus_per_trial)
