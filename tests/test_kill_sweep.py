@@ -22,21 +22,21 @@ from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
 EPOCHS, MOMENTS = 5, 4
-# The default scheduler (the space's significance halving) on the shallow net, plain and skip: both are
-# arms of the study's question "skip at 6 layers", so the rule keeps them to the budget and the search
-# runs as a user's default search of this grid does, killed and resumed. Two nets of one depth train
-# at one pace, so each kill moment finds both unfinished.
+# The default scheduler (the space's significance halving) on two plain depths that a question of the
+# user's compares, so the rule keeps both to the budget and the search runs as a default search whose
+# every configuration is an arm does. Depths 1 and 3 train at different paces, so the stored rows
+# arrive one at a time and every kill moment comes.
 SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", str(EPOCHS),
-          "--set", "num_blocks=1", "--set", "skip=false,true", "--set", "train_subset=256",
-          "--set", "val_subset=128"]
+          "--set", "num_blocks=1,3", "--set", "skip=false", "--set", "train_subset=256",
+          "--set", "val_subset=128", "--question", "deeper: num_blocks=3 < num_blocks=1"]
 METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "training_iteration")
 TRIALS = 2
 
 
 def curves(folder: ExperimentFolder) -> dict[str, list[tuple]]:
-    """Each trial's progress.csv rows (the metrics above), keyed by its skip."""
+    """Each trial's progress.csv rows (the metrics above), keyed by its depth."""
     rows = killing.stored_rows(folder)
-    return {str(t.params()["skip"]): [tuple(float(r[m]) for m in METRICS) for r in rows[t.name]]
+    return {str(t.params()["num_blocks"]): [tuple(float(r[m]) for m in METRICS) for r in rows[t.name]]
             for t in folder.trials()}
 
 
@@ -88,7 +88,7 @@ def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, referen
                          r"|starts from scratch \()")
     said = [line for line in log.splitlines() if summary.match(line)]
     assert len(said) == TRIALS, log[-3000:]
-    assert "| skip " in log, log[-3000:]  # the status table has the grid's columns
+    assert "num_blocks |" in log, log[-3000:]
     assert "started with configuration" not in log and "To visualize your results" not in log, log[-3000:]
     statuses = folder.trial_statuses()
     assert list(statuses.values()) == ["TERMINATED"] * TRIALS, statuses
