@@ -8,7 +8,7 @@ on the full Fashion-MNIST split side by side, and reports the aggregate training
 summed over the trials, over the wall time from the first start to the last end) with its ratio to
 k = 1. That ratio is what the spaces' `gpu` fraction (0.25 for the small CNNs) bets on.
 
-`--via processes` (the default where Ray is not installed, as on the device machine): k spawned
+`--via processes` (the default where Ray is not installed, as on a bare GPU machine): k spawned
 processes, each loads the data onto the GPU, warms up, waits at a barrier, then trains the same epochs
 through trainables.loop.train_epoch. `--via ray`: k Tune trials of the trainable itself, each granted
 1/k of the GPU. bench/gpu_check.py runs this as its packing part; it also holds `cpu_trial_touches_cuda`,

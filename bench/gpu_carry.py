@@ -1,8 +1,8 @@
-"""The data bench/gpu_check.py needs on a bare device machine, made to fit one `device` call (64 MiB).
+"""The data bench/gpu_check.py needs on a bare GPU machine, kept under 64 MiB so it travels easily.
 
-The device machine has torch, transformers and peft but neither the Debian Fashion-MNIST, nor the
-MiniLM package, nor `datasets` (which the prepared rotten_tomatoes copy needs), and a call carries at
-most 64 MiB of working tree. `python bench/gpu_check.py --prepare` (run here, with the venv) writes
+A bare GPU machine is assumed to have torch, transformers and peft but neither the Debian
+Fashion-MNIST, nor the MiniLM package, nor `datasets` (which the prepared rotten_tomatoes copy
+needs). `python bench/gpu_check.py --prepare` (run in a checkout with the venv) writes
 `data/gpu_carry/` (ignored by git through `/data/`), about 57 MB:
 
 - `images.npy.xz` and `labels.npy`: the Fashion-MNIST training file split 54k/6k exactly as

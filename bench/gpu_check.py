@@ -3,7 +3,7 @@
 Budget: under 8 minutes on one H200 (estimate: ~1 min start-up and data, ~1 min for the six CNN epochs,
 ~2 min packing, ~1 min for the two MiniLM epochs, ~0.5 min accounting). Size: the working tree
 (~0.7 MB) plus the carry folder `data/gpu_carry` (~57 MB; bench/gpu_carry.py says what is in it),
-inside the 64 MiB one `device` call carries. It imports only what the device machine has (torch,
+under 64 MiB in all. It imports only what a bare GPU machine is assumed to have (torch,
 numpy, transformers, peft, safetensors, pyarrow; Ray only where installed) and reads its data from the
 carry folder alone. Writes `gpu_check.json` and `gpu_check.md` to $OUT (or --out):
 
@@ -22,7 +22,7 @@ carry folder alone. Writes `gpu_check.json` and `gpu_check.md` to $OUT (or --out
 5. accounting: a trial granted no GPU creates no CUDA context (nvidia-smi and torch both asked).
 
     python bench/gpu_check.py --prepare                  # here, once: writes data/gpu_carry
-    python3 bench/gpu_check.py --out DIR                 # on the device machine (README, "GPU check")
+    python3 bench/gpu_check.py --out DIR                 # on the GPU machine (docs/operations.md)
     python bench/gpu_check.py --dry-run --out DIR        # CPU, toy sizes: what CI runs
 
 Without CUDA and without --dry-run: one line, exit status 2.
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     carry = Path(args.carry) if args.carry else carry_dir()
     if args.prepare:
         manifest = prepare(carry)
-        print(f"{carry}: {manifest['bytes'] / 2**20:.1f} MiB; carry it: run(carry=['data/gpu_carry'], ...)")
+        print(f"{carry}: {manifest['bytes'] / 2**20:.1f} MiB; bring it with the checkout to the GPU machine")
         return 0
     if not torch.cuda.is_available() and not args.dry_run:
         print("error: bench/gpu_check.py needs CUDA (on a machine without a GPU, --dry-run runs it on "

@@ -72,7 +72,7 @@ def test_without_cuda_and_without_dry_run_one_line_exit_2(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-# The device machine has no Ray, no `datasets` and no MiniLM package: what the check imports must not
+# A bare GPU machine has no Ray, no `datasets` and no MiniLM package: what the check imports must not
 # need them at import time (they are hidden from every importer here, as absent there).
 HIDDEN_IMPORT = """
 import sys
