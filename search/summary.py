@@ -154,6 +154,7 @@ def epochs_saved(trials: pd.DataFrame, plan: SearchPlan) -> str:
     per_epoch = plan.space.reports_per_epoch
     trained = int(trials["epochs_run"].sum()) / per_epoch
     fifo = len(trials) * plan.max_t / per_epoch
-    kept = f"; {len(plan.kept())} arms kept to the budget for the study's questions" if plan.kept() else ""
+    arms = plan.kept()
+    kept = f"; {len(arms)} arms kept to the budget for the study's questions" if arms else ""
     return (f"early stopping ({plan.scheduler}): {trained:g} of FIFO's {fifo:g} trial-epochs trained, "
             f"{fifo - trained:g} saved ({(fifo - trained) / fifo:.0%}){kept}")
