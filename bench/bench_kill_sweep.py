@@ -1,6 +1,6 @@
 """The kill sweep's larger form, and how often a kill lands in Ray's upload window (issue 17).
 
-    python bench/bench_kill_sweep.py [--moments 8] [--storage local,s3] [--window-polls]
+    python bench/bench_kill_sweep.py [--moments 8] [--storage local,s3] [--window-polls] [--rungs]
 
 For each storage, the chained sweep of tests/test_kill_sweep.py with `--moments` kills (8 by default,
 the CI runs 4): a smoke search SIGKILLed at evenly spaced stored-state moments, each kill followed by
@@ -8,7 +8,8 @@ the CI runs 4): a smoke search SIGKILLed at evenly spaced stored-state moments, 
 run. Prints `kill sweep: N/N resumed identical`. With `--window-polls` it also polls the storage all
 through the unkilled run and reports the share of polls at which the stored state named a checkpoint
 that was already deleted (the window a kill must not fall into unrepaired: docs/storage.md §4).
-Local storage runs a local Ray; S3 (a moto server) a `ray start` head, as in the CI test.
+Local storage runs a local Ray; S3 (a moto server) a `ray start` head, as in the CI test. `--rungs`
+sweeps the test's significance search whose rungs stop trials (RUNGS_SEARCH) instead of its two arms.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from tests.conftest import OFFLINE_ENV  # noqa: E402
 from tests.killing import start_driver  # noqa: E402
 
 
-def reference_run(start: list[str], folder: ExperimentFolder, env: dict, log: Path,
+def reference_run(search: list[str], start: list[str], folder: ExperimentFolder, env: dict, log: Path,
                   poll: bool) -> tuple[dict, tuple[int, int]]:
     """The unkilled search's curves and (polls naming a deleted checkpoint, polls)."""
-    driver = start_driver(*sweeping.SEARCH, *start, env=env, log=log)
+    driver = start_driver(*search, *start, env=env, log=log)
     counts = [0, 0]
 
     def watch() -> None:
@@ -61,7 +62,9 @@ def main() -> int:
     parser.add_argument("--moments", type=int, default=8)
     parser.add_argument("--storage", default="local,s3")
     parser.add_argument("--window-polls", action="store_true")
+    parser.add_argument("--rungs", action="store_true", help="sweep the significance search with rungs")
     args = parser.parse_args()
+    search = sweeping.RUNGS_SEARCH if args.rungs else sweeping.SEARCH
     os.environ.update(OFFLINE_ENV)
     sweeping.MOMENTS = args.moments
     work = Path(tempfile.mkdtemp(prefix="tunelab-kill-sweep-"))
@@ -74,23 +77,24 @@ def main() -> int:
             results = work / "results"
             ref_folder, folder = ExperimentFolder(results / "ref"), ExperimentFolder(results / "k")
             store = ["--storage", str(results)]
-            reference, window = reference_run([*store, "--name", "ref"], ref_folder, {}, logs / "ref.log",
-                                              args.window_polls)
-            kills = sweeping.sweep([*store, "--name", "k"], [], folder, reference, {}, logs, [True, False])
+            reference, window = reference_run(search, [*store, "--name", "ref"], ref_folder, {},
+                                              logs / "ref.log", args.window_polls)
+            kills = sweeping.sweep([*store, "--name", "k"], [], folder, reference, {}, logs, [True, False],
+                                   search)
         else:
             from tests.cluster import TwoNodeCluster
             from tests.s3server import S3Server
 
             with S3Server(log=logs / "moto.log") as s3, \
-                    TwoNodeCluster(logs, env=s3.env, head_only=True, cpus=sweeping.TRIALS) as head:
+                    TwoNodeCluster(logs, env=s3.env, head_only=True, cpus=2) as head:
                 address = ["--address", head.address]
                 store = [*address, "--storage", s3.uri("runs")]
-                reference, window = reference_run([*store, "--name", "ref"],
+                reference, window = reference_run(search, [*store, "--name", "ref"],
                                                   ExperimentFolder(s3.location("runs/ref")), head.env,
                                                   logs / "ref.log", args.window_polls)
                 folder = ExperimentFolder(s3.location("runs/k"))
                 kills = sweeping.sweep([*store, "--name", "k"], address, folder, reference, head.env, logs,
-                                       [False, True])
+                                       [False, True], search)
         total += args.moments
         passed += len(kills)
         print(f"{kind}: {len(kills)}/{args.moments} resumed identical in {time.time() - started:.0f} s",

@@ -27,10 +27,6 @@ PRIVATE: dict[str, tuple[str, str, str]] = {
         "ray._private", "ray_constants",
         "a local Ray binds every server to loopback only when its cluster mode is off "
         "(ENABLE_RAY_CLUSTER, search/cluster.py loopback_only)"),
-    "Bracket": (
-        "ray.tune.schedulers.hyperband", "_Bracket",
-        "the synchronous schedulers subclass HyperBand's bracket to never stop a baseline arm and to "
-        "decide a rung by significance (search/halving.py)"),
     "insert_into_sorted_list": (
         "ray.train._internal.checkpoint_manager", "_insert_into_sorted_list",
         "--resume after a kill re-points a trial's checkpoint manager at the newest checkpoint that "
@@ -137,8 +133,8 @@ def set_next_pbt_round(scheduler: Any, report: int) -> None:
 
 
 class StoresStoppedPausedTrials:
-    """Mixin for a Ray scheduler that pauses trials (HyperBand's brackets, synchronous PBT): a paused
-    trial it stops ends TERMINATED in the stored experiment state too. Ray 2.60's
+    """Mixin for a Ray scheduler that pauses trials (the synchronous rungs of search/sync_halving.py,
+    synchronous PBT): a paused trial it stops ends TERMINATED in the stored experiment state too. Ray 2.60's
     `TuneController._schedule_trial_stop` marks a trial for the next state save only when the trial
     has an actor, and a paused one has none, so the state kept saying PAUSED for every trial stopped at
     a rung or at the budget while paused, and `tune.ExperimentAnalysis` read a finished search as

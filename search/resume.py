@@ -178,7 +178,8 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
 
     from search.pbt import pbt_scheduler
     from search.status import progress_reporter
-    from search.tuner import build_tuner, trainable_for
+    from search.sync_halving import SyncRungs
+    from search.tuner import build_tuner, make_scheduler, trainable_for
 
     folder = ExperimentFolder(plan.experiment_dir)
     clear_interrupted(folder)  # from here on it is running again
@@ -199,13 +200,15 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     # line into Ray's temp folder): Ray restores the RunConfig from tuner.pkl, but the output engine
     # it picks is read from the environment at fit(), which progress_reporter sets.
     restored_run_config(tuner).progress_reporter = progress_reporter(plan)
-    if plan.scheduler in ("halving", "significance"):
-        # Ray restores a scheduler as it was pickled at the start, without its bracket: the trials
-        # paused at a rung would wait for peers that already ended, forever. The unfinished trials
-        # therefore run to the budget: more compute, never a decision made on a partial cohort.
-        print(f"resume: {plan.scheduler}'s rung state is not restored; the unfinished trials run to the "
-              "budget", flush=True)
-        restored_tune_config(tuner).scheduler = tune.schedulers.FIFOScheduler()
+    scheduler = make_scheduler(plan)
+    if isinstance(scheduler, SyncRungs):
+        # Ray restores the scheduler pickled at the start, without its rungs: a fresh one goes on from
+        # the decisions and curves the experiment stored, so paused trials wait for the same cohorts.
+        scheduler.resume_from(folder)
+        restored_tune_config(tuner).scheduler = scheduler
+        decided = ", ".join(f"epoch {d['rung']}: {len(d['stopped'])} stopped" for d in scheduler.decisions)
+        print(f"resume: {plan.scheduler}'s rungs go on from what was stored "
+              f"({decided or 'none decided yet'})", flush=True)
     if plan.scheduler == "pbt":
         # The same trap for synchronous PBT (every member PAUSED, waiting for a round that never comes):
         # a fresh one takes over, which ranks the members at their next reports.

@@ -9,12 +9,14 @@ from typing import Any
 from ray import tune
 
 from analysis.rungs import is_kept, trial_count
-from search.halving import asha, significance, sync_halving
+from search.halving import asha
 from search.mo_halving import moasha, optuna_searcher
 from search.pbt import pbt_param_space, pbt_scheduler, pbt_searcher
 from search.plan import SearchPlan
+from search.sync_halving import significance, sync_halving
 from spaces.questions import grid_cells
 
+SYNCHRONOUS = ("halving", "significance")  # schedulers whose rungs wait for a whole cohort
 MAX_FAILURES = 2  # a crashing trial is retried from its last checkpoint this many times
 
 
@@ -36,11 +38,13 @@ def make_scheduler(plan: SearchPlan) -> tune.schedulers.TrialScheduler:
         return tune.schedulers.FIFOScheduler()
     if plan.scheduler == "moasha":
         return moasha(plan.objectives, grace, space.reduction_factor, plan.max_t, kept)
+    # The rung decisions go to the experiment folder, where --resume finds them (search/sync_halving.py).
+    where = {"record": plan.experiment_dir, "metric": space.metric, "mode": space.mode}
     if plan.scheduler == "halving":
-        return sync_halving(trials, grace, space.reduction_factor, plan.max_t, plan.smoothing, kept)
+        return sync_halving(trials, grace, space.reduction_factor, plan.max_t, plan.smoothing, kept, **where)
     if plan.scheduler == "significance":
         return significance(trials, grace, space.reduction_factor, plan.max_t, plan.alpha, plan.smoothing,
-                            kept)
+                            kept, **where)
     return asha(grace, space.reduction_factor, plan.max_t, plan.smoothing, plan.kept())
 
 
@@ -64,7 +68,10 @@ def make_searcher(plan: SearchPlan):
         searcher = optuna_searcher(plan.objectives, plan.config.get("seed", 0), plan.num_samples)
     else:
         searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=plan.config.get("seed", 0)))
-    return ConcurrencyLimiter(searcher, max_concurrent=max(1, plan.max_concurrent))
+    # A synchronous rung waits for its whole cohort (num_samples trials), and a trial paused there still
+    # counts against the limit: the sampler proposes the whole cohort before any rung.
+    concurrent = plan.num_samples if plan.scheduler in SYNCHRONOUS else plan.max_concurrent
+    return ConcurrencyLimiter(searcher, max_concurrent=max(1, concurrent))
 
 
 def trial_configs(plan: SearchPlan) -> list[dict[str, Any]]:

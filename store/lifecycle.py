@@ -1,5 +1,6 @@
 """An experiment's life outside Ray's own files: created whole with its plan, marked when a Ctrl-C
-stopped it, cleared for a fresh start when its driver was killed before Ray stored any state.
+stopped it, cleared for a fresh start when its driver was killed before Ray stored any state, and the
+rung decisions of its synchronous scheduler (search/sync_halving.py), which a resume goes on with.
 
 Each leaves the folder, at any moment a kill may stop it, in a state the next driver handles: no
 folder, or a folder with its whole plan (a clear cut short is cleared again by the next `--resume`);
@@ -15,13 +16,21 @@ import uuid
 
 from pyarrow import fs as pafs
 
-from store.experiment import PLAN_FILE, ExperimentFolder
+from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment
 from store.fs import Location, StorageError
 from store.lease import LEASE_FILE
 
 INTERRUPTED_FILE = "tunelab_interrupted.json"
 """Written when a Ctrl-C stopped the search: when, and the `--resume` command that continues it. The
 resume removes it as it starts, so a folder holding it is an interrupted search, never a finished one."""
+
+RUNGS_FILE = "tunelab_rungs.jsonl"
+"""The rung decisions of `--scheduler halving` and `significance`: a version line, then one JSON line per
+decided rung, written whole (store/fs.py: a rename or one PUT) before any trial acts on the decision.
+Not `.json`: Ray's restore copies every top-level .json and .pkl file of the experiment into its
+driver's staging folder and uploads them back from there as the search runs, which would put back the
+decisions as they stood at the restore."""
+RUNG_KEYS = {"rung": int, "rule": str, "quota": int, "kept": list, "stopped": dict, "signal": dict}
 
 
 def create(folder: ExperimentFolder, record: dict) -> Location:
@@ -86,3 +95,27 @@ def clear_interrupted(folder: ExperimentFolder) -> None:
     file = folder.loc / INTERRUPTED_FILE
     if file.is_file():
         file.delete()
+
+
+def save_rung_decisions(folder: ExperimentFolder, decisions: list[dict]) -> None:
+    lines = [{"version": 1}, *decisions]
+    (folder.loc / RUNGS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def rung_decisions(folder: ExperimentFolder) -> list[dict]:
+    """The stored rung decisions, in rung order ([] before the first); NotAnExperiment (one line) when
+    the file is damaged or of another version, so that `--resume` refuses before writing anything."""
+    file = folder.loc / RUNGS_FILE
+    if not file.is_file():
+        return []
+    try:
+        header, *decisions = [json.loads(line) for line in file.read_text().splitlines()]
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        raise NotAnExperiment(f"{file} is not valid JSON lines (damaged): the rung decisions cannot be "
+                              "restored") from None
+    if header != {"version": 1} or not all(
+            isinstance(d, dict) and all(isinstance(d.get(k), t) for k, t in RUNG_KEYS.items())
+            for d in decisions):
+        raise NotAnExperiment(f"{file} is not a version-1 record of rung decisions (damaged, or written by "
+                              "another tunelab): the rung decisions cannot be restored")
+    return decisions

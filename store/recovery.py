@@ -24,6 +24,7 @@ from typing import Any
 from raycompat import private
 from store.experiment import METRICS_FILE, STATE_FILE, ExperimentFolder, NotAnExperiment, Trial, read_results
 from store.fs import Location
+from store.lifecycle import rung_decisions
 
 ZIP_END = b"PK\x05\x06"  # a zip archive's last record (22 bytes long without a comment)
 PICKLED = "CLOUDPICKLE_FALLBACK"  # how Ray's TuneFunctionEncoder embeds an object JSON cannot hold
@@ -229,7 +230,8 @@ def check_resumable(folder: ExperimentFolder, plan: dict) -> None:
     """NotAnExperiment (one line) when `Tuner.restore` could not resume the experiment as it is, checked
     before anything is written: a Ray state by another Ray version or unreadable, a result.json with a
     damaged line (a last line cut without its newline is a write the kill interrupted, which resume
-    repairs), a checkpoint that a trial would resume from holding no torch checkpoint."""
+    repairs), damaged rung decisions (store/lifecycle.py), a checkpoint that a trial would resume from
+    holding no torch checkpoint."""
     import ray
 
     made_by = (plan.get("provenance") or {}).get("packages", {}).get("ray")
@@ -248,6 +250,7 @@ def check_resumable(folder: ExperimentFolder, plan: dict) -> None:
                               f"version, or damaged: {line[:160]})") from None
     for trial in folder.trials():
         trial.results()  # NotAnExperiment for a damaged line
+    rung_decisions(folder)  # NotAnExperiment for a damaged record
     for name, meta in ((t.get("relative_logdir"), m) for t, m in folder._state_trials()
                        if t.get("status") != "TERMINATED"):
         checkpoint = (meta.get("last_result") or {}).get("checkpoint_dir_name")

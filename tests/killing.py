@@ -67,7 +67,7 @@ def kill_driver(driver: subprocess.Popen) -> list[str]:
     left = []
     for pid in session_pids(driver.pid):
         try:
-            left.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:80])
+            left.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200])
         except OSError:
             pass
     kill_session(driver.pid)

@@ -200,8 +200,8 @@ def test_the_fidelity_replay_of_the_committed_curves_has_one_record_per_rule_set
 
 
 def test_the_image_spaces_default_to_significance_halving_and_optuna_gets_a_cohort_of_its_samples(tmp_path):
-    from search.halving import SignificanceHalving
     from search.options import build_plan, parse_args
+    from search.sync_halving import SyncRungs
     from search.tuner import make_scheduler
 
     def plan(*args: str):
@@ -210,6 +210,6 @@ def test_the_image_spaces_default_to_significance_halving_and_optuna_gets_a_coho
                                       str(tmp_path), "--name", name, *args]))
 
     grid = make_scheduler(plan("--no-questions"))
-    assert isinstance(grid, SignificanceHalving) and (grid._trials, grid.alpha) == (6, 0.2)
+    assert isinstance(grid, SyncRungs) and (grid.rule, grid.trials, grid.alpha) == ("significance", 6, 0.2)
     optuna = make_scheduler(plan("--search", "optuna", "--num-samples", "4", "--alpha", "0.05"))
-    assert isinstance(optuna, SignificanceHalving) and (optuna._trials, optuna.alpha) == (4, 0.05)
+    assert isinstance(optuna, SyncRungs) and (optuna.trials, optuna.alpha) == (4, 0.05)
