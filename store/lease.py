@@ -1,4 +1,4 @@
-"""One driver per experiment: a lease object in the experiment folder, `tunelab_lease.json`.
+"""One driver per experiment: a lease object in the experiment folder, `tunelab_lease.lock` (JSON).
 
 A driver takes the lease before it writes anything of a search but a new search's plan (the folder's
 first file, store/lifecycle.py), renews it every RENEW_S seconds from a background thread, and
@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 
 from store.fs import Location, StorageError
 
-LEASE_FILE = "tunelab_lease.json"
+LEASE_FILE = "tunelab_lease.lock"
+"""Not `.json`: Ray's restore stages every top-level .json and .pkl file of the experiment and uploads
+its staged copy back as the search runs, which would put back the lease as it stood at the restore
+(renewed then), and a driver on another host would soon take it for stale."""
 RENEW_S = 10.0
 STALE_S = 60.0
 SETTLE_S = 1.0

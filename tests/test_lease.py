@@ -72,3 +72,14 @@ def test_a_lease_cut_by_a_kill_mid_write_is_taken_over(tmp_path):
         assert "unreadable lease" in lease.acquire()
     finally:
         lease.release()
+
+
+def test_the_files_a_driver_rewrites_as_ray_runs_are_not_files_ray_restore_stages():
+    """Ray's restore copies every top-level .json and .pkl file of the experiment into its driver's
+    staging folder and uploads that copy back as the search runs (ray.tune's
+    sync_down_experiment_state): a lease or rung record so named would be put back as it stood at the
+    restore, a lease renewed then and soon taken for stale on another host."""
+    from store.lifecycle import RUNGS_FILE
+
+    for name in (LEASE_FILE, RUNGS_FILE):
+        assert not name.endswith((".json", ".pkl")), name

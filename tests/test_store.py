@@ -89,9 +89,9 @@ def test_an_experiment_is_created_with_its_whole_plan_and_only_once(root):
     assert [d.name for d in root.list_dirs()] == ["new"] and [e.name for e in experiments(root)] == ["new"]
     (folder.loc / "tuner.pkl").write_bytes(b"x")  # what a driver killed before Ray's first state left
     (folder.loc / "train_a" / "checkpoint_000000" / "state.pt").write_bytes(b"x")
-    (folder.loc / "tunelab_lease.json").write_text("{}")
+    (folder.loc / "tunelab_lease.lock").write_text("{}")
     assert clear_for_restart(folder) == ["train_a", "tuner.pkl"]
-    assert [f.name for f in folder.loc.list_files()] == ["tunelab_lease.json", "tunelab_plan.json"]
+    assert [f.name for f in folder.loc.list_files()] == ["tunelab_lease.lock", "tunelab_plan.json"]
     assert folder.loc.list_dirs() == []
 
 
