@@ -1,11 +1,13 @@
 """Every private Ray API tunelab relies on, in one place, each with why (Ray 2.60, pinned in
 constraints.txt).
 
-Ray does not promise these names between versions. Code that needs one asks `private(NAME)` (or
-`require(obj, *attributes)` for a private attribute it reads or overrides), so a Ray upgrade that
-moves one fails here, in one line that names the API, the Ray version and the reason tunelab uses
-it, instead of deep inside a search. `tests/test_raycompat.py` resolves every entry against the
-installed Ray. The package sits at the bottom of the layers (it imports nothing of tunelab) because
+Ray does not promise these names between versions. Code that needs one asks `private(NAME)`,
+`require(NAME)` for a class whose private attributes it reads or overrides, or `check_state(NAME, obj)`
+for an object unpickled from Ray's experiment state whose private attributes it rewrites, so a Ray
+upgrade that moves one fails here, in one line that names the API, the Ray version and the reason
+tunelab uses it, instead of deep inside a search. `tests/test_raycompat.py` resolves every entry
+against the installed Ray, and fails on any private attribute that code outside this package reads
+without an entry here. The package sits at the bottom of the layers (it imports nothing of tunelab) because
 both store/ and search/ use it; Ray itself is imported only on first use.
 """
 
@@ -64,6 +66,21 @@ ATTRIBUTES: dict[str, tuple[str, str, tuple[str, ...], str]] = {
 }
 """name -> (module, class, private attributes read or overridden, why)."""
 
+STATE: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    "CheckpointManager": (
+        "ray.train._internal.checkpoint_manager", "_CheckpointManager",
+        ("_checkpoint_results", "_latest_checkpoint_result", "_get_checkpoint_score"),
+        "--resume after a kill re-points a trial's checkpoint bookkeeping, unpickled from Ray's state, at "
+        "the checkpoint that survived (store/recovery.py)"),
+    "StorageContext": (
+        "ray.train._internal.storage", "StorageContext", ("_timestamp", "current_checkpoint_index"),
+        "--resume names each trial's driver-side staging folder by its own start, and numbers the next "
+        "checkpoint after the one a repaired trial continues from (store/recovery.py)"),
+}
+"""name -> (module, class, private instance attributes read and rewritten, why): objects tunelab
+unpickles from Ray's experiment state (store/recovery.py), checked with `check_state` as it reads them
+(tests/test_raycompat.py builds a real instance of each)."""
+
 
 class RayAPIChanged(RuntimeError):
     """The installed Ray lacks a private API tunelab relies on."""
@@ -102,6 +119,18 @@ def require(name: str) -> Any:
         if not hasattr(cls, attribute):
             raise _changed(f"{module}.{cls_name}.{attribute}", why)
     return cls
+
+
+def check_state(name: str, obj: Any) -> Any:
+    """`obj` (unpickled from Ray's state) after checking it is STATE[name]'s class with its private
+    attributes; RayAPIChanged otherwise."""
+    module, cls_name, attributes, why = STATE[name]
+    if type(obj).__name__ != cls_name:
+        raise _changed(f"{module}.{cls_name} in the experiment state (found {type(obj).__name__})", why)
+    for attribute in attributes:
+        if not hasattr(obj, attribute):
+            raise _changed(f"{module}.{cls_name}.{attribute}", why)
+    return obj
 
 
 def restored_tune_config(tuner: Any) -> Any:

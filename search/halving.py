@@ -16,13 +16,13 @@ class Smoothed:
     smoothing = 0.0
 
     def on_trial_result(self, tune_controller, trial, result):
-        if self._metric in result and self.smoothing > 0:
+        if self.metric in result and self.smoothing > 0:
             signal = self.__dict__.setdefault("_signal", {})
-            value, last = float(result[self._metric]), signal.get(trial.trial_id)
+            value, last = float(result[self.metric]), signal.get(trial.trial_id)
             if last is not None:
                 value = (1 - self.smoothing) * value + self.smoothing * last
             signal[trial.trial_id] = value
-            result = {**result, self._metric: value}  # Ray's own dict stays raw
+            result = {**result, self.metric: value}  # Ray's own dict stays raw
         return super().on_trial_result(tune_controller, trial, result)
 
 
@@ -34,11 +34,13 @@ class KeepsArms:
     still count at the rungs."""
 
     kept: tuple[dict, ...] = ()
+    max_t = 0
+    """The budget in reports (training_iteration)."""
 
     def on_trial_result(self, tune_controller, trial, result):
         decision = super().on_trial_result(tune_controller, trial, result)
         if (decision == self.STOP and is_kept(trial.config, self.kept)
-                and result.get(self._time_attr, 0) < self._max_t):
+                and result.get("training_iteration", 0) < self.max_t):
             return self.CONTINUE  # ASHA's rung said stop; the trainable still ends at max_t itself
         return decision
 
@@ -51,5 +53,5 @@ def asha(grace_period: int, reduction_factor: int, max_t: int, smoothing: float 
          kept: tuple[dict, ...] = ()) -> SmoothedASHA:
     scheduler = SmoothedASHA(time_attr="training_iteration", max_t=max_t, grace_period=grace_period,
                              reduction_factor=reduction_factor)
-    scheduler.smoothing, scheduler.kept = smoothing, kept
+    scheduler.smoothing, scheduler.kept, scheduler.max_t = smoothing, kept, max_t
     return scheduler

@@ -77,7 +77,7 @@ class SyncedPBT(StoresStoppedPausedTrials, PopulationBasedTraining):
     (an exploit then would give it a config it never trains with, which its params.json would show)."""
 
     def on_trial_result(self, tune_controller, trial, result):
-        if self.last_report and result.get(self._time_attr, 0) >= self.last_report:
+        if self.last_report and result.get("training_iteration", 0) >= self.last_report:
             return self.CONTINUE
         return super().on_trial_result(tune_controller, trial, result)
 

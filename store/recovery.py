@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from raycompat import private
+from raycompat import check_state, private
 from store.experiment import METRICS_FILE, STATE_FILE, ExperimentFolder, NotAnExperiment, Trial, read_results
 from store.fs import Location
 from store.lifecycle import rung_decisions
@@ -167,11 +167,11 @@ def repair_missing_checkpoints(folder: ExperimentFolder) -> list[str]:
         # Each trial's driver-side staging folder is named by the time its storage context was made,
         # which the state keeps: on a `ray start` cluster every resume would share the first driver's
         # folder in the head's session, and Ray's loggers would append to that driver's files.
-        storage = _unpickle(trial_json["storage"])
+        storage = check_state("StorageContext", _unpickle(trial_json["storage"]))
         storage._timestamp = now
         trial_json["storage"], changed = _pickle(storage), True
         entry[0] = json.dumps(trial_json, indent=2)
-        manager = _unpickle(meta["checkpoint_manager"])
+        manager = check_state("CheckpointManager", _unpickle(meta["checkpoint_manager"]))
         named, report = _resumed_from(manager)
         why = _needs_repair(folder, trial_json, named, report.get("training_iteration"))
         last = meta.get("last_result") or {}
@@ -243,7 +243,8 @@ def check_resumable(folder: ExperimentFolder, plan: dict) -> None:
         entries = json.loads(state.read_text())["trial_data"] if state is not None else []
         for entry in entries:
             trial_json, meta = json.loads(entry[0]), json.loads(entry[1])
-            _unpickle(meta["checkpoint_manager"]), _unpickle(trial_json["storage"])
+            check_state("CheckpointManager", _unpickle(meta["checkpoint_manager"]))
+            check_state("StorageContext", _unpickle(trial_json["storage"]))
     except Exception as err:  # whatever Ray's unpickling raises: the state is not this Ray's
         line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise NotAnExperiment(f"{state} cannot be read by Ray {ray.__version__} (written by another Ray "

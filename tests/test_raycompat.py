@@ -68,3 +68,50 @@ def test_a_synchronous_pbt_round_can_be_set():
     assert scheduler._next_perturbation_sync == 7
     with pytest.raises(raycompat.RayAPIChanged, match="_next_perturbation_sync"):
         raycompat.set_next_pbt_round(object(), 7)
+
+
+def test_each_private_attribute_of_ray_state_exists_on_a_real_instance(tmp_path):
+    from ray.train import CheckpointConfig
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.storage import StorageContext
+
+    made = {"CheckpointManager": _CheckpointManager(CheckpointConfig()),
+            "StorageContext": StorageContext(str(tmp_path), "experiment", trial_dir_name="trial")}
+    assert made.keys() == raycompat.STATE.keys()
+    for name, obj in made.items():
+        assert raycompat.check_state(name, obj) is obj
+    with pytest.raises(raycompat.RayAPIChanged, match="StorageContext in the experiment state"):
+        raycompat.check_state("StorageContext", made["CheckpointManager"])
+
+
+# Private attributes of other libraries that product code reads, each with where and why.
+NOT_RAY = {
+    "_exit": "os._exit: a trial ends its process at once (trainables/reporting.py)",
+    "_fingerprint": "datasets.Dataset._fingerprint: a tokenised split's cache key (trainables/data/text.py)",
+    "_last_lr": "torch's LR scheduler: the learning rate it set (trainables/loop.py)",
+    "_actions": "argparse: which flags the command line gave (search/options.py)",
+}
+
+
+def test_every_private_attribute_product_code_reads_is_declared():
+    """A private attribute read on another object (or on `self`, when tunelab never sets it: one a Ray
+    base class defines) anywhere in the product layers is a raycompat entry or a declared one of
+    another library: the claim of raycompat/__init__.py, checked."""
+    files = [f for layer in LAYERS if layer != "raycompat" for f in (ROOT / layer).rglob("*.py")]
+    trees = {file: ast.parse(file.read_text()) for file in files}
+    own = set()  # what tunelab itself defines: functions, classes, module names, attributes of self
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                own.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                own.add(node.id)
+            elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
+                  and isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                own.add(node.attr)
+    declared = {a for entry in (*raycompat.ATTRIBUTES.values(), *raycompat.STATE.values()) for a in entry[2]}
+    found = sorted(f"{file.relative_to(ROOT)}:{node.lineno} .{node.attr}" for file, tree in trees.items()
+                   for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                   and node.attr.startswith("_") and not node.attr.startswith("__")
+                   and node.attr not in own | declared | NOT_RAY.keys())
+    assert found == []
