@@ -79,13 +79,20 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _GivenOnly(argparse.Namespace):
+    """A namespace that answers every attribute it lacks: argparse fills in an option's default only
+    where the namespace has none, so only the options the command line gives are stored in it."""
+
+    def __getattr__(self, name: str) -> None:
+        if name.startswith("_"):  # argparse's own bookkeeping attributes
+            raise AttributeError(name)
+        return None
+
+
 def given_flags(argv: list[str] | None) -> list[str]:
     """The options the command line names (argparse fills the others with their defaults), e.g. so
     that `--resume` compares only what the user asked for with the stored search."""
-    parser = make_parser()
-    for action in parser._actions:
-        action.default = argparse.SUPPRESS  # an option not given leaves no attribute
-    return sorted(vars(parser.parse_args(argv)))
+    return sorted(vars(make_parser().parse_args(argv, namespace=_GivenOnly())))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

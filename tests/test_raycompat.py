@@ -89,7 +89,6 @@ NOT_RAY = {
     "_exit": "os._exit: a trial ends its process at once (trainables/reporting.py)",
     "_fingerprint": "datasets.Dataset._fingerprint: a tokenised split's cache key (trainables/data/text.py)",
     "_last_lr": "torch's LR scheduler: the learning rate it set (trainables/loop.py)",
-    "_actions": "argparse: which flags the command line gave (search/options.py)",
 }
 
 
