@@ -2,8 +2,11 @@
 
 Rebuilds the best trial's model from its best checkpoint (the reference lab's `load_and_eval`) and
 evaluates it on a split: accuracy, loss and the confusion matrix, printed and written to the report
-(report/<experiment>/evaluation_<split>.{md,json}). On the val split it also prints the val_acc that
-trial stored for that checkpoint: the two agree, which checks that checkpoints restore exactly.
+(report/<experiment>/evaluation_<split>.{md,json}). A trial that trained several seeds in lockstep
+keeps every seed's model in its checkpoint: each is evaluated, and the result is their mean ± sd with
+each seed beside it, as every other view of the search reports the configuration (the confusion matrix
+sums the seeds). On the val split it also prints what the trial stored for that checkpoint (the mean,
+and each seed's): they agree, which checks that checkpoints restore exactly.
 Image studies only (mnist, degradation, teachers, kd): their checkpoints hold the model's weights
 and the resolved config.
 """
@@ -13,8 +16,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,29 +41,54 @@ from store.experiment import ExperimentFolder, local_checkpoint  # noqa: E402
 
 
 @dataclass
+class SeedEvaluation:
+    seed: int
+    accuracy: float
+    loss: float
+    stored_val_acc: float | None
+    """What the trial reported for this seed at the checkpoint's epoch (val split only)."""
+
+
+@dataclass
 class Evaluation:
     trial_id: str
     checkpoint: str
     epoch: int
     split: str
     images: int
+    """Images of the split, each evaluated once per seed."""
     accuracy: float
+    """The mean over the seeds (a single seed's own value without lockstep seeds)."""
     loss: float
     confusion: list[list[int]]
-    """confusion[true][predicted]: image counts."""
+    """confusion[true][predicted]: image counts, summed over the seeds."""
     classes: list[str]
     stored_val_acc: float | None
-    """What the trial reported for this checkpoint's epoch (the val split's reference)."""
+    """What the trial reported for this checkpoint's epoch, the mean over its seeds (val split only)."""
+    seeds: list[SeedEvaluation] = field(default_factory=list)
+    """Each lockstep seed's own result ([] for a single seed)."""
+
+    @property
+    def accuracy_sd(self) -> float | None:
+        return statistics.stdev(s.accuracy for s in self.seeds) if len(self.seeds) > 1 else None
+
+    def headline(self) -> str:
+        """Accuracy and loss, over how many seeds, with each seed's accuracy."""
+        if not self.seeds:
+            return f"accuracy **{self.accuracy:.4f}**, loss {self.loss:.4f} on {self.images} images"
+        each = ", ".join(f"seed {s.seed} {s.accuracy:.4f}" for s in self.seeds)
+        return (f"accuracy **{self.accuracy:.4f}** ± {self.accuracy_sd:.4f} (mean ± sd over "
+                f"{len(self.seeds)} seeds: {each}), loss {self.loss:.4f}, on {self.images} images each")
 
     def markdown(self) -> str:
         lines = [f"## Evaluation of the winner on the {self.split} split", "",
-                 f"Trial {self.trial_id}, `{self.checkpoint}` (epoch {self.epoch}): accuracy "
-                 f"**{self.accuracy:.4f}**, loss {self.loss:.4f} on {self.images} images."]
+                 f"Trial {self.trial_id}, `{self.checkpoint}` (epoch {self.epoch}): {self.headline()}."]
         if self.stored_val_acc is not None:
             lines.append(f"Stored val_acc of that epoch: {self.stored_val_acc:.6f} "
                          f"(difference {self.accuracy - self.stored_val_acc:+.2e}).")
         names = self.classes  # whole: "T-shirt/top" and "T-shirt/to" are not the same class
-        lines += ["", "Confusion matrix (rows: true class, columns: predicted):", "",
+        summed = f", summed over the {len(self.seeds)} seeds" if self.seeds else ""
+        lines += ["", f"Confusion matrix (rows: true class, columns: predicted{summed}):", "",
                   "| true \\ predicted | " + " | ".join(names) + " |",
                   "|---|" + "---|" * len(names)]
         lines += [f"| {names[i]} | " + " | ".join(str(v) for v in row) + " |"
@@ -89,15 +118,20 @@ def best_checkpoint(exp: Experiment) -> tuple[str, Location, dict]:
     return str(row.get("trial_id", trial.name)), folder, row
 
 
-def evaluate_checkpoint(folder: Path | Location, split: str) -> tuple[dict, float, float, torch.Tensor]:
-    """(state, accuracy, loss, confusion) of the model in `folder`/state.pt (downloaded from a URI)
-    on `split`."""
+SeedResult = tuple[int, float, float, "torch.Tensor"]
+"""(seed, accuracy, loss, confusion matrix) of one seed's model on a split."""
+
+
+def evaluate_checkpoint(folder: Path | Location, split: str) -> tuple[dict, list[SeedResult]]:
+    """(state, [(seed, accuracy, loss, confusion)] per seed) of the models in `folder`/state.pt
+    (downloaded from a URI) on `split`: every lockstep seed's model, else the one."""
     import torch
     import torch.nn.functional as F
 
     from trainables.cnn import build_model
     from trainables.data.images import DATASETS, load_images
     from trainables.knobs import image_config
+    from trainables.lockstep import LOCKSTEP, unpack
     from trainables.loop import Normalize, predict, setup_runtime
     from trainables.reporting import load_state
 
@@ -111,37 +145,40 @@ def evaluate_checkpoint(folder: Path | Location, split: str) -> tuple[dict, floa
     # The same rows the trial validated on: the first val_subset of the fixed validation split.
     images = (data.val.head(cfg.val_subset) if split == "val" else data.test).to(rt.device)
     normalize = Normalize(data.info.mean, data.info.std, rt)
-    model = build_model(cfg)
-    model.load_state_dict(state["model"])
-    model = model.to(rt.device, memory_format=normalize.format)
-    logits = predict(model, images, normalize, rt)
-    loss = F.cross_entropy(logits, images.y).item()
-    predicted = logits.argmax(1)
-    accuracy = (predicted == images.y).float().mean().item()
     classes = len(data.info.classes)
-    confusion = torch.bincount(images.y * classes + predicted, minlength=classes * classes).view(classes, -1)
+    results = []
+    for seed_state in unpack(state, len(state.get(LOCKSTEP, [])) + 1):
+        model = build_model(cfg)
+        model.load_state_dict(seed_state["model"])
+        model = model.to(rt.device, memory_format=normalize.format)
+        logits = predict(model, images, normalize, rt)
+        predicted = logits.argmax(1)
+        confusion = torch.bincount(images.y * classes + predicted, minlength=classes ** 2).view(classes, -1)
+        results.append((int(seed_state.get("config", config).get("seed", cfg.seed)),
+                        (predicted == images.y).float().mean().item(),
+                        F.cross_entropy(logits, images.y).item(), confusion.cpu()))
     state["classes"] = list(data.info.classes)
-    return state, accuracy, loss, confusion.cpu()
+    return state, results
 
 
 def evaluate_winner(exp: Experiment, split: str = "test") -> Evaluation:
     trial_id, folder, row = best_checkpoint(exp)
-    state, accuracy, loss, confusion = evaluate_checkpoint(folder, split)
+    state, results = evaluate_checkpoint(folder, split)
+    stored = split == "val" and exp.metric == "val_acc"
+    seeds = [SeedEvaluation(seed, accuracy, loss, stored_value(row, seed, exp.metric) if stored else None)
+             for seed, accuracy, loss, _ in results] if len(results) > 1 else []
     return Evaluation(
         trial_id=trial_id, checkpoint=f"{folder.parent.name}/{folder.name}",
-        epoch=int(state["epoch"]) + 1, split=split,
-        images=int(confusion.sum()), accuracy=accuracy, loss=loss, confusion=confusion.tolist(),
-        classes=state["classes"],
-        stored_val_acc=stored_value(row, state, exp.metric) if split == "val" and exp.metric == "val_acc"
-        else None,
+        epoch=int(state["epoch"]) + 1, split=split, images=int(results[0][3].sum()),
+        accuracy=statistics.fmean(r[1] for r in results), loss=statistics.fmean(r[2] for r in results),
+        confusion=sum(r[3] for r in results).tolist(), classes=state["classes"],
+        stored_val_acc=float(row[exp.metric]) if stored else None, seeds=seeds,
     )
 
 
-def stored_value(row: dict, state: dict, metric: str) -> float:
-    """What the trial reported for the checkpoint's model: a lockstep checkpoint's model is its first
-    seed's, whose own value sits beside the mean (`<metric>_seed<s>`)."""
-    own = f"{metric}_seed{state.get('config', {}).get('seed')}"
-    return float(row[own]) if own in row and row[own] == row[own] else float(row[metric])
+def stored_value(row: dict, seed: int, metric: str) -> float:
+    """What the trial reported for one lockstep seed's model (`<metric>_seed<s>`, beside the mean)."""
+    return float(row[f"{metric}_seed{seed}"])
 
 
 def write_evaluation(exp: Experiment, evaluation: Evaluation, root: Path | None = None) -> Path:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 from html import escape
 from pathlib import Path
 
@@ -220,10 +221,17 @@ def evaluation_section(evaluations: list[dict]) -> str:
         rows = "".join(f'<tr><td class="text">{escape(str(name))}</td>'
                        + "".join(f"<td>{v}</td>" for v in row) + "</tr>"
                        for name, row in zip(names, e["confusion"], strict=True))
+        seeds = e.get("seeds") or []
+        each = ", ".join(f"seed {x['seed']} {x['accuracy']:.4f}" for x in seeds)
+        spread = (f" ± {statistics.stdev(x['accuracy'] for x in seeds):.4f} (mean ± sd over {len(seeds)} "
+                  f"seeds: {each})" if len(seeds) > 1 else "")
+        summed = f", summed over the {len(seeds)} seeds" if len(seeds) > 1 else ""
         parts.append(f"<h3>On the {escape(e['split'])} split</h3><p>Trial {escape(str(e['trial_id']))}, "
                      f"<code>{escape(str(e['checkpoint']))}</code> (epoch {e['epoch']}): accuracy "
-                     f"<b>{e['accuracy']:.4f}</b>, loss {e['loss']:.4f} on {e['images']} images.{stored}</p>"
-                     "<p class='caption'>Confusion matrix (rows: true class, columns: predicted).</p>"
+                     f"<b>{e['accuracy']:.4f}</b>{spread}, loss {e['loss']:.4f} on {e['images']} images"
+                     f"{' each' if spread else ''}.{stored}</p>"
+                     "<p class='caption'>Confusion matrix (rows: true class, columns: "
+                     f"predicted{summed}).</p>"
                      "<div class='scroll'><table class='sortable evaluation'><thead><tr>"
                      f"<th class='text'>true \\ predicted</th>{head}</tr></thead><tbody>{rows}</tbody>"
                      "</table></div>")

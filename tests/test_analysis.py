@@ -256,29 +256,41 @@ def test_load_experiment_keeps_its_api_for_the_driver_summary(search):
     assert {"trial_id", "training_iteration", "val_acc", "train_loss"} <= set(exp.epochs.columns)
 
 
-def test_evaluate_reproduces_the_stored_val_acc_of_the_best_checkpoint(search, tmp_path, capsys):
+def test_evaluate_reproduces_the_stored_val_acc_of_each_seed_of_the_best_checkpoint(search, tmp_path, capsys):
     experiment, _ = search
     assert evaluate.main([str(experiment), "--split", "val", "--out", str(tmp_path)]) == 0
-    assert "Evaluation of the winner on the val split" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Evaluation of the winner on the val split" in printed
     evaluation = json.loads((tmp_path / NAME / "evaluation_val.json").read_text())
-    assert abs(evaluation["accuracy"] - evaluation["stored_val_acc"]) <= 1e-6
-    assert evaluation["images"] == 256 and sum(map(sum, evaluation["confusion"])) == 256
     # The winner is the best val_acc (mean over its lockstep seeds) among the trials that ran the whole
-    # budget, the checkpoint is that epoch's, and its model is the trial's first seed's.
+    # budget, and the checkpoint is that epoch's: every seed's model is evaluated, and the mean of
+    # their accuracies is the mean the trial stored, as each seed's is its own stored value.
     runs = [pd.read_csv(f / "progress.csv") for f in experiment.iterdir() if (f / "progress.csv").is_file()]
     rows = pd.concat([r for r in runs if len(r) == max(map(len, runs))], ignore_index=True)
-    assert evaluation["stored_val_acc"] == rows.loc[rows["val_acc"].idxmax(), "val_acc_seed0"]
-    # the same checkpoint on the same images gives the loss the trial stored (within bf16/fp32 rounding
-    # of the two summation orders: the trial averages over batches, evaluate over the whole split)
-    assert evaluation["loss"] == pytest.approx(rows.loc[rows["val_acc"].idxmax(), "val_loss_seed0"], rel=1e-3)
+    best = rows.loc[rows["val_acc"].idxmax()]
+    seeds = evaluation["seeds"]
+    assert [s["seed"] for s in seeds] == [0, 1]
+    assert evaluation["stored_val_acc"] == best["val_acc"]
+    assert abs(evaluation["accuracy"] - evaluation["stored_val_acc"]) <= 1e-6
+    for seed in seeds:
+        assert seed["stored_val_acc"] == best[f"val_acc_seed{seed['seed']}"]
+        assert abs(seed["accuracy"] - seed["stored_val_acc"]) <= 1e-6
+        # the same model on the same images gives the loss the trial stored (within bf16/fp32 rounding
+        # of the two summation orders: the trial averages over batches, evaluate over the whole split)
+        assert seed["loss"] == pytest.approx(best[f"val_loss_seed{seed['seed']}"], rel=1e-3)
+    assert evaluation["images"] == 256 and sum(map(sum, evaluation["confusion"])) == 256 * len(seeds)
+    assert f"mean ± sd over 2 seeds: seed 0 {seeds[0]['accuracy']:.4f}, seed 1" in printed
     assert "Evaluation of the winner on the val split" in (tmp_path / NAME / "README.md").read_text()
+    page = (tmp_path / NAME / "index.html").read_text()
+    assert f"<b>{evaluation['accuracy']:.4f}</b> ± " in page and "summed over the 2 seeds" in page
 
 
 def test_evaluate_on_the_test_split_gives_accuracy_loss_and_confusion(search):
     evaluation = evaluate_winner(open_experiment(search[0]), "test")
     confusion = np.array(evaluation.confusion)
-    assert evaluation.images == 10_000 and confusion.shape == (10, 10) and confusion.sum() == 10_000
-    assert evaluation.accuracy == pytest.approx(np.trace(confusion) / 10_000)
+    runs = 10_000 * len(evaluation.seeds)  # the matrix sums the lockstep seeds
+    assert evaluation.images == 10_000 and confusion.shape == (10, 10) and confusion.sum() == runs
+    assert evaluation.accuracy == pytest.approx(np.trace(confusion) / runs)
     assert evaluation.stored_val_acc is None  # its loss is checked against a stored one on val
 
 
