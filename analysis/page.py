@@ -293,6 +293,17 @@ def write_page(exp: Experiment, folder: Path, *, live: bool = False, tables: lis
                                           evaluations=read_evaluations(folder)))
 
 
+def write_starting_page(folder: Path, name: str, uri: str) -> Path:
+    """The live page before any trial has reported: says so and reloads itself, so the address the
+    driver prints answers from its first second, and turns into the study page at the first report."""
+    head = page_head(f"{name}: tunelab report", live=True)
+    return write_html(folder, f"<!DOCTYPE html><html lang='en'>{head}"
+                      f'<body data-experiment="{escape(uri, quote=True)}"><h1>{escape(name)}</h1>'
+                      '<p class="live">Starting: the search is running and no trial has reported yet. This '
+                      f"page reloads itself every {LIVE_RELOAD_S} s and shows the study as soon as the first "
+                      "trial reports.</p></body></html>\n")
+
+
 def write_html(folder: Path, html: str) -> Path:
     """`<folder>/index.html`, replaced in one step: a reader never sees half a page."""
     folder.mkdir(parents=True, exist_ok=True)

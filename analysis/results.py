@@ -16,7 +16,7 @@ import pandas as pd
 from analysis.rungs import rungs
 from store import Location, locate
 from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment, read_results
-from store.lifecycle import interruption
+from store.lifecycle import interruption, rung_decisions
 
 __all__ = ["PLAN_FILE", "Experiment", "NotAnExperiment", "load_experiment", "open_experiment", "read_results"]
 
@@ -89,6 +89,9 @@ def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: 
     # result: once nothing runs or waits to run, the search is over and a paused trial is one the
     # scheduler stopped (a killed search leaves trials RUNNING or PENDING).
     search_over = bool(statuses) and not {"RUNNING", "PENDING"} & set(statuses.values())
+    # The synchronous schedulers record each stop as they make it (search/sync_halving.py), before
+    # Ray's state says TERMINATED: a live page shows a stopped trial as stopped from that moment.
+    stopped = {t for decision in _rung_decisions(folder) for t in decision["stopped"]}
     for trial in trials:
         params = trial.params()
         results = trial.results()
@@ -107,7 +110,7 @@ def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: 
             row.update({f"final_{k}": results[-1][k] for k in numeric})
             status = statuses.get(row["trial_id"])
             ended = status == "TERMINATED" or (status == "PAUSED" and search_over)
-            row["done"] = bool(results[-1].get("done", False)) or ended
+            row["done"] = bool(results[-1].get("done", False)) or ended or row["trial_id"] in stopped
         else:
             row["done"] = False
         row["errored"] = statuses.get(row["trial_id"]) == "ERROR"
@@ -158,6 +161,15 @@ def open_experiment(path: str | Path | Location) -> Experiment:
         if plan.get("scheduler", "asha") not in ("fifo", "pbt") and profile is not None:
             exp.rungs = rungs(min(profile.grace_period, exp.max_t), space.reduction_factor, exp.max_t)
     return exp
+
+
+def _rung_decisions(folder: ExperimentFolder) -> list[dict]:
+    """The stored rung decisions; none when the record is damaged (`--resume` refuses it, a reader
+    goes on with Ray's state alone)."""
+    try:
+        return rung_decisions(folder)
+    except NotAnExperiment:
+        return []
 
 
 def _guess_space(exp: Experiment, spaces):

@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from analysis.page import write_page
+from analysis.page import write_page, write_starting_page
 from analysis.report import report_folder
 from analysis.results import NotAnExperiment, open_experiment
 from cli import UsageError
@@ -96,6 +96,8 @@ class LivePage:
         self._thread = threading.Thread(target=self._run, name="live-page", daemon=True)
 
     def __enter__(self) -> LivePage:
+        if not self.rewrite(quiet=True):  # nothing reported yet (a resume shows what it has at once)
+            write_starting_page(self.folder, self.experiment.name, self.experiment.uri)
         self._thread.start()
         return self
 
@@ -121,15 +123,16 @@ class LivePage:
             last_took = time.thread_time() - started
             self.seconds += last_took
 
-    def rewrite(self) -> bool:
+    def rewrite(self, quiet: bool = False) -> bool:
         """One rewrite of the live page; False while no trial has reported (nothing to show yet). A
-        failure never reaches the search: the page just stays as it was."""
+        failure never reaches the search: the page just stays as it was (`quiet`: without a line)."""
         try:
             write_page(open_experiment(self.experiment), self.folder, live=True)
         except NotAnExperiment:
             return False
         except Exception as err:  # a half-written trial folder, or a bug here: the search goes on
-            print(f"live page not rewritten ({type(err).__name__}: {err})", flush=True)
+            if not quiet:
+                print(f"live page not rewritten ({type(err).__name__}: {err})", flush=True)
             return False
         self.rewrites += 1
         return True

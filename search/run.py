@@ -105,12 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         if took_over:
             print(f"resume: {took_over}", flush=True)
         live = LivePage(plan.experiment_dir, report_root())
-        print(f"live report: {live.folder / 'index.html'}", flush=True)
-        if server is not None:
-            print(f"live report served at {server.start().url(live.folder)} (127.0.0.1 only; from another "
-                  f"machine: ssh -L {server.port}:127.0.0.1:{server.port} <this host>)", flush=True)
         try:
-            with live:
+            with live:  # the page exists from here on (a "starting" page until the first report)
+                print(f"live report: {live.folder / 'index.html'}", flush=True)
+                if server is not None:
+                    print(f"live report served at {server.start().url(live.folder)} (127.0.0.1 only; from "
+                          f"another machine: ssh -L {server.port}:127.0.0.1:{server.port} <this host>)",
+                          flush=True)
                 if args.resume:
                     grid = restore_tuner(plan, shipment).fit()
                 else:

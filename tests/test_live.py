@@ -24,11 +24,13 @@ def test_the_page_of_a_running_search_changes_and_reloads_itself(live_search):
     assert live_search.returncode == 0, live_search.output[-3000:]
     assert "live report served at http://127.0.0.1:" in live_search.output
     assert "live page not rewritten" not in live_search.output  # no rewrite failed
-    assert len(live_search.live_pages) >= 2, (
+    assert len(live_search.live_pages) >= 3, (  # the starting page, then the study page changing
         f"the served page never changed while the search ran (pages at {live_search.changed_at} s; "
         f"driver: {live_search.output[-1500:]})")
     first, later = live_search.live_pages[0], live_search.live_pages[-1]
-    assert first.count(b'class="trace"') <= later.count(b'class="trace"')
+    # The printed address answers at once: a page that says the search is starting, until a trial reports.
+    assert b"Starting: the search is running and no trial has reported yet" in first
+    assert live_search.live_pages[1].count(b'class="trace"') <= later.count(b'class="trace"')
     assert b"Live: the search is running" in later
 
 
@@ -43,9 +45,8 @@ def test_the_last_page_is_the_report_written_afterwards_without_reload(live_sear
 
 
 def test_the_finished_search_is_stored_as_finished(live_search):
-    """Plain Ray reads every trial of the ended significance search as TERMINATED: the bracket stops
-    the trials paused at a rung, and at the budget, and Ray stored those as PAUSED
-    (raycompat.StoresStoppedPausedTrials)."""
+    """Plain Ray reads every trial of the ended search as TERMINATED (a synchronous scheduler stores the
+    trials it stops while they wait paused at a rung as TERMINATED: raycompat.StoresStoppedPausedTrials)."""
     assert live_search.returncode == 0, live_search.output[-3000:]
     assert stored_statuses(live_search.experiment) == ["TERMINATED"] * 4
 
