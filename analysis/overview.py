@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from analysis.results import Experiment
-from analysis.tables import winner
+from analysis.tables import FRONT_ORDER, winner
 
 
 def planned_trials(exp: Experiment) -> int | None:
@@ -56,7 +56,11 @@ def winner_line(exp: Experiment) -> str:
         best = winner(exp)
     except ValueError as err:
         return f"no winner: {err}"
-    config = ", ".join(f"{k}={best[k]}" for k in exp.varied_keys())
+    config = ", ".join(f"{k}={best[k]:.4g}" if isinstance(best[k], float) else f"{k}={best[k]}"
+                       for k in exp.varied_keys())
     seeds = f"mean over {best['runs']} seeds" if best["runs"] > 1 else "one seed"
-    return (f"winner: {config or exp.name}, {exp.metric} {best[exp.metric]:.4f} ({seeds}) at epoch "
+    objectives = [str(n) for n, _ in (exp.plan or {}).get("objectives") or [] if n != exp.metric]
+    also = "".join(f", {n} {best[n]:.6g}" for n in objectives)
+    title = f"winner on the front ({FRONT_ORDER})" if objectives else "winner"
+    return (f"{title}: {config or exp.name}, {exp.metric} {best[exp.metric]:.4f}{also} ({seeds}) at epoch "
             f"{best['epoch']:g} of {best['epochs']:g}")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.results import Experiment
-from analysis.tables import WHICH, bounds, per_config
+from analysis.tables import FRONT_ORDER, WHICH, bounds, per_config
 
 Objective = tuple[str, str]
 """(metric, "max" | "min")."""
@@ -147,7 +147,8 @@ class ExperimentFront:
         return (f"front ({a} {ma}, {b} {mb}; {WHICH['best']}, by {self.chosen_by}; the "
                 f"{len(self.table)} configuration(s) that "
                 f"ran the full {self.epochs:g} epoch(s), {self.stopped} stopped earlier left out): "
-                f"{len(self.members)} non-dominated; hypervolume {self.hypervolume:.6g} against the "
+                f"{len(self.members)} non-dominated, listed {FRONT_ORDER} (the first is the one crowned); "
+                f"hypervolume {self.hypervolume:.6g} against the "
                 f"reference point ({a} {self.reference[0]:.6g}, {b} {self.reference[1]:.6g})")
 
 
@@ -186,7 +187,9 @@ def experiment_front(exp: Experiment, objectives: Sequence[Sequence[str]],
                  else default_reference(names, list(points.values()), modes))
     table = full[exp.varied_keys() + names + ["epoch", "runs"]].copy()
     table["on_front"] = [i in members for i in table.index]
-    table = table.sort_values(["on_front", names[0]], ascending=[False, modes[0] == "min"], kind="stable")
+    # Members first, in the order that crowns one of them (analysis.tables.FRONT_ORDER).
+    table = table.sort_values(["on_front", *names], ascending=[False, *(m == "min" for m in modes)],
+                              kind="stable")
     return ExperimentFront(objectives, table.reset_index(drop=True), reference,
                            hypervolume_2d([points[i] for i in members], modes, reference),
                            float(full["epochs"].iloc[0]), len(set(frame.index) - set(full.index)), exp.metric)

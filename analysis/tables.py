@@ -201,14 +201,31 @@ def is_baseline(space_name: str | None, frame: pd.DataFrame) -> pd.Series:
 def winner(exp: Experiment) -> pd.Series:
     """The configuration every reader crowns (the driver's summary, the report, evaluate.py): the best
     row at its best epoch (`report_index`) among the rows that ran the longest budget, so runs of
-    different budgets are never ranked as equals, and never a configuration with an errored trial."""
-    frame = per_config(exp, "best", [exp.metric])
+    different budgets are never ranked as equals, and never a configuration with an errored trial.
+    A search on two objectives (its plan's `objectives`) crowns only a member of its front: the best by
+    the first objective, ties broken by the second (FRONT_ORDER)."""
+    objectives = [(str(n), str(m)) for n, m in (exp.plan or {}).get("objectives") or []]
+    names = list(dict.fromkeys([exp.metric, *(n for n, _ in objectives)]))
+    frame = per_config(exp, "best", names)
     frame = frame[~frame["errored"]]
     if frame.empty:
         raise ValueError(f"{exp.name}: every configuration has an errored trial; there is no winner")
     frame = frame[frame["epochs"] == frame["epochs"].max()]
+    if objectives:
+        from analysis.pareto import front  # pareto builds on this module
+
+        points = {i: tuple(float(frame.at[i, n]) for n, _ in objectives) for i in frame.index}
+        frame = frame.loc[front(points, [m for _, m in objectives])]
+        if frame.empty:
+            raise ValueError(f"{exp.name}: no configuration reported both objectives; there is no front")
+        return frame.sort_values([n for n, _ in objectives], ascending=[m == "min" for _, m in objectives],
+                                 kind="stable").iloc[0]
     frame = frame.sort_values(exp.metric, ascending=exp.mode == "min", kind="stable")
     return frame.iloc[0]
+
+
+FRONT_ORDER = "by the first objective, ties broken by the second"
+"""How a two-objective search orders its front, and so which member it crowns (`winner`)."""
 
 
 def caption(exp: Experiment, title: str, which: str, frame: pd.DataFrame | None = None) -> str:

@@ -9,8 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from analysis.overview import winner_line
 from analysis.pareto import experiment_front, front
 from analysis.results import open_experiment
+from analysis.tables import FRONT_ORDER, winner
 from search.mo_halving import MultiObjectiveHalving
 from search.options import build_plan, parse_args
 from search.run import main
@@ -93,7 +95,13 @@ def test_optuna_multi_objective_search_ends_with_its_front_in_summary_and_report
     found = experiment_front(exp, plan["objectives"])
     points = {i: (row.val_acc, row.trainable_params) for i, row in found.table.iterrows()}
     assert set(front(points, ("max", "min"))) == set(found.members.index)
-    assert "non-dominated; hypervolume" in result.stdout
+    assert f"non-dominated, listed {FRONT_ORDER} (the first is the one crowned); hypervolume" in result.stdout
+    # Every reader crowns the front's first member, and only it is starred: never a dominated one.
+    crowned, first = winner(exp), found.members.iloc[0]
+    assert all(str(crowned[k]) == str(first[k]) for k in exp.varied_keys())
+    starred = [line for line in result.stdout.splitlines() if line.startswith("*")]
+    assert len(starred) == 1 and f"{int(first['trainable_params'])}" in starred[0], starred
+    assert winner_line(exp).startswith(f"winner on the front ({FRONT_ORDER}): ")
     report = next(line.split("report: ", 1)[1].split(";")[0] for line in result.stdout.splitlines()
                   if line.startswith("report: "))
     text = open(report).read()
