@@ -26,7 +26,7 @@ from scipy import stats
 
 from analysis.questions import side_by_side
 from analysis.results import Experiment, NotAnExperiment, open_experiment
-from analysis.stats import LEVEL
+from analysis.stats import LEVEL, constant, quiet_moments
 from analysis.tables import WHICH, Table, bounds, per_config
 from cli import UsageError
 from store import StorageError, locate
@@ -60,9 +60,10 @@ def welch(a: list[float], b: list[float], limits: tuple[float, float] | None = N
     if len(x) == 0 or len(y) == 0:
         return Difference(np.nan, np.nan, np.nan, np.nan)
     diff = float(y.mean() - x.mean())
-    if len(x) < 2 or len(y) < 2 or (x.std() == 0 and y.std() == 0):
+    if len(x) < 2 or len(y) < 2 or (constant(x) and constant(y)):
         return Difference(diff, np.nan, np.nan, np.nan)
-    test = stats.ttest_ind(y, x, equal_var=False)
+    with quiet_moments():
+        test = stats.ttest_ind(y, x, equal_var=False)
     interval = test.confidence_interval(LEVEL)
     lo, hi = float(interval.low), float(interval.high)
     if limits is not None:

@@ -3,13 +3,33 @@ paired comparison of two configurations run with the same seeds."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
 LEVEL = 0.95
+SAME = 1e-12
+"""Relative spread below which values count as one value: scipy's t-tests lose all precision there
+("Precision loss occurred in moment calculation") and their p means nothing."""
+
+
+def constant(values: np.ndarray) -> bool:
+    """Whether the values are equal up to float rounding (relative spread below SAME)."""
+    return len(values) == 0 or float(np.ptp(values)) <= SAME * max(1.0, float(np.abs(values).max()))
+
+
+@contextmanager
+def quiet_moments() -> Iterator[None]:
+    """scipy's t-tests without their precision-loss warning, which they give for a sample whose values
+    are all equal (its variance is then exactly 0, which is what they compute); differences equal only
+    up to rounding never reach them (`constant`)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation", RuntimeWarning)
+        yield
 
 
 @dataclass(frozen=True)
@@ -49,7 +69,8 @@ class Paired:
     diff: float
     """Mean over the shared seeds of (a − b)."""
     p: float
-    """Two-sided paired t-test p-value; NaN with fewer than 2 pairs or identical differences."""
+    """Two-sided paired t-test p-value; NaN with fewer than 2 pairs or identical differences (equal up
+    to float rounding)."""
 
     @property
     def significant(self) -> bool:
@@ -64,6 +85,7 @@ def paired(a: dict, b: dict) -> Paired:
     if len(seeds) == 0:
         return Paired(0, np.nan, np.nan)
     diff = float((x - y).mean())
-    if len(seeds) < 2 or np.all(x - y == (x - y)[0]):
+    if len(seeds) < 2 or constant(x - y):
         return Paired(len(seeds), diff, np.nan)
-    return Paired(len(seeds), diff, float(stats.ttest_rel(x, y).pvalue))
+    with quiet_moments():
+        return Paired(len(seeds), diff, float(stats.ttest_rel(x, y).pvalue))

@@ -1,8 +1,9 @@
 """What a person watches while a search runs, and what stays out of the console.
 
 - Tune's status table with the space's own columns and the experiment folder (search/status.py);
-- worker lines that repeat every epoch (Ray Train's "Checkpoint successfully created at: ...") are
-  dropped by the driver before they reach the console; the workers' log files in the Ray session
+- worker lines that repeat every epoch (Ray Train's "Checkpoint successfully created at: ...", and
+  "Restored on <ip> from checkpoint: ..." each time a trial paused at a rung or restored by a resume
+  goes on) are dropped by the driver before they reach the console; the workers' log files in the Ray session
   folder (`<temp dir>/session_*/logs/worker-*`) keep them, and errors and warnings still show;
 - the end names the results, the report and the TensorBoard command (search/run.py).
 """
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 # Regular expression of the worker lines the console drops (Ray's log-deduplication skip list).
-WORKER_CHATTER = r"Checkpoint successfully created at: "
+WORKER_CHATTER = r"Checkpoint successfully created at: |Restored on \S+ from checkpoint: "
 
 
 def quiet_worker_chatter() -> None:

@@ -46,4 +46,5 @@ def progress_reporter(plan: SearchPlan) -> StatusTable:
     parameters = list(dict.fromkeys([*plan.grid, *sampled]))
     return StatusTable(str(plan.experiment_dir), metric_columns=list(space.progress),
                        parameter_columns=parameters, max_report_frequency=STATUS_EVERY_S,
-                       sort_by_metric=True, max_progress_rows=40)  # metric and mode: Tune's, at setup
+                       # metric and mode: Tune's, at setup; two objectives leave them unset
+                       sort_by_metric=not plan.objectives, max_progress_rows=40)

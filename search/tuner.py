@@ -64,6 +64,8 @@ def make_searcher(plan: SearchPlan):
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory ..."
+
     if plan.objectives:
         searcher = optuna_searcher(plan.objectives, plan.config.get("seed", 0), plan.num_samples)
     else:

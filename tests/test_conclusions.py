@@ -12,7 +12,7 @@ from scipy import stats
 
 from analysis.results import load_experiment
 from analysis.rungs import rungs, smoothed, successive_halving, top, trial_count
-from analysis.stats import paired, summarize
+from analysis.stats import paired, quiet_moments, summarize
 from analysis.tables import generic, per_config
 from search.halving import asha
 from spaces import get_space
@@ -110,6 +110,24 @@ def test_the_paired_test_agrees_with_scipy_on_the_shared_seeds():
     assert result.p == pytest.approx(expected.pvalue, abs=1e-12)
     assert result.significant == (expected.pvalue < 0.05)
     assert np.isnan(paired({0: 0.7}, {0: 0.6}).p)
+
+
+def test_differences_equal_up_to_rounding_give_no_p_and_no_precision_warning():
+    """scipy's t-tests warn of precision loss on (nearly) constant samples; the tables then have no p
+    to give where the differences are one value up to rounding, and a constant side of a Welch test
+    (variance exactly 0) is tested quietly."""
+    import warnings
+
+    from analysis.compare import welch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert np.isnan(paired({0: 0.1 + 1e-17, 1: 0.2, 2: 0.3}, {0: 0.0, 1: 0.1, 2: 0.2}).p)
+        assert np.isnan(welch([0.5, 0.5 + 1e-16, 0.5], [0.5, 0.5, 0.5]).p)
+        one_constant = welch([0.5, 0.5], [0.5, 0.6])
+    with quiet_moments():  # scipy itself, for the reference value
+        expected = stats.ttest_ind([0.5, 0.6], [0.5, 0.5], equal_var=False).pvalue
+    assert one_constant.p == pytest.approx(expected)
 
 
 def write_trial(folder, name: str, params: dict, accs: list[float], done: bool) -> None:

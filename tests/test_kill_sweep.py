@@ -124,6 +124,10 @@ def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, referen
     assert len(said) == len(reference), log[-3000:]
     assert "num_blocks |" in log, log[-3000:]
     assert "started with configuration" not in log and "To visualize your results" not in log, log[-3000:]
+    # A trial restored from its checkpoint is said once, by the resume, not by Ray's worker each time.
+    texts = [(logs / f"run-{n}.log").read_text() for n in range(1, MOMENTS + 1)]
+    assert any(": continues from epoch" in text for text in texts)
+    assert not any("Restored on" in text for text in texts), "Ray's restore lines reached the console"
     statuses = folder.trial_statuses()
     assert list(statuses.values()) == ["TERMINATED"] * len(reference), statuses
     # The same trials stopped at the same epochs, with the same values up to there.
