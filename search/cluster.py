@@ -115,10 +115,11 @@ def connect_failure(address: str, err: BaseException, log: str = "") -> str:
     refused = any(marker in causes for marker in AUTH_REFUSED)
     if refused and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
         return (f"--address {address}: the cluster has token auth on; set RAY_AUTH_MODE=token and the "
-                f"head's token ({token_location()}; `ray get-auth-token` on the head prints it)")
+                f"head's token ({token_location()}; `{venv_command('ray')} get-auth-token` in the head's "
+                "checkout prints it)")
     if refused:
         return (f"--address {address}: the cluster refused the token from {token_location()} "
-                "(copy the head's: `ray get-auth-token` there prints it)")
+                f"(copy the head's: `{venv_command('ray')} get-auth-token` in its checkout prints it)")
     return f"--address {address}: {text.splitlines()[0] if text else type(err).__name__}"
 
 
