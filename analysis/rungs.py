@@ -1,5 +1,5 @@
 """Rung rules of early stopping as pure functions of learning curves, without Ray: the decisions
-`--scheduler halving` and `--scheduler significance` make (search/halving.py wraps them in Ray
+`--scheduler halving` and `--scheduler significance` make (search/sync_halving.py wraps them in Ray
 schedulers), the same decisions replayed on a full grid's curves (bench/bench_asha_fidelity.py), and
 the reason a report gives for each stop (analysis/plots.py).
 
