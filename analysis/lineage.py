@@ -110,11 +110,13 @@ def _short(value: Any) -> str:
     return "?" if value is None else f"{float(value):.3g}"
 
 
-def schedule_lines(experiment_dir, keys: list[str], metric: str, mode: str,
-                   reports_per_epoch: int) -> list[str]:
+def schedule_lines(experiment_dir, keys: list[str], metric: str, mode: str, reports_per_epoch: int,
+                   crowned: tuple[str, int, float] | None = None) -> list[str]:
     """Each member's final metric and the schedule that made its final model (its lineage through the
-    checkpoints it took), best first, and the best final schedule. PBT stops no member: all end at the
-    budget's last report, so their last reports rank as equals."""
+    checkpoints it took), best first, then the member every table crowns (`crowned`: its trial id, the
+    report of its best epoch and its value there: crowned_member) with the schedule that made its model
+    there.
+    PBT stops no member: all end at the budget's last report, so their reports rank as equals."""
     try:
         found = members(experiment_dir, keys)
     except NotAnExperiment as err:  # the results are intact; only the lineage cannot be told
@@ -131,11 +133,24 @@ def schedule_lines(experiment_dir, keys: list[str], metric: str, mode: str,
     for m in scored:
         lines.append(f"  {m.trial_id}  {metric} {m.final[metric]:.4f} at epoch {m.final.get('epoch', 0):g}: "
                      f"{describe(lineage(found, m.trial_id), keys)}")
-    best = scored[0]
-    lines.append(f"best final schedule: {best.trial_id}, {metric} {best.final[metric]:.4f} at epoch "
-                 f"{best.final.get('epoch', 0):g} (its last report, one run): "
-                 f"{describe(lineage(found, best.trial_id), keys)}")
+    if crowned is not None and crowned[0] in found:
+        trial_id, report, value = crowned
+        lines.append(f"best member: {trial_id}, {metric} {value:.4f} at epoch {report / reports_per_epoch:g} "
+                     "(the winner every table stars: its best epoch), made by: "
+                     f"{describe(lineage(found, trial_id, upto=report), keys)}")
     return lines
+
+
+def crowned_member(exp) -> tuple[str, int, float] | None:
+    """(trial id, report, value) of the member analysis.tables.winner crowns, at its best epoch; None
+    without a winner."""
+    from analysis.tables import winner
+
+    try:
+        best = winner(exp)
+    except ValueError:
+        return None
+    return str(best["trial_id"]), round(float(best["epoch"]) * exp.reports_per_epoch), float(best[exp.metric])
 
 
 def report_section(exp) -> list[str]:
@@ -144,5 +159,6 @@ def report_section(exp) -> list[str]:
     space = SPACES.get(exp.space or "")
     if exp.plan.get("scheduler") != "pbt" or space is None:
         return []
-    lines = schedule_lines(exp.path, list(space.perturb), exp.metric, exp.mode, exp.reports_per_epoch)
+    lines = schedule_lines(exp.path, list(space.perturb), exp.metric, exp.mode, exp.reports_per_epoch,
+                           crowned_member(exp))
     return ["## Schedules (population-based training)", "", "```", *lines, "```", ""]

@@ -70,7 +70,7 @@ def pbt_arm(args: argparse.Namespace, common: list[str], seed: int, root: Path) 
     found = members(root / name, list(space.perturb))
     best = max(found.values(), key=lambda m: m.final[space.metric])
     trained = sum(len(s.rows) for m in found.values() for s in m.segments) / space.reports_per_epoch
-    line = next((x for x in done.stdout.splitlines() if x.startswith("best final schedule")), "")
+    line = next((x for x in done.stdout.splitlines() if x.startswith("best member")), "")
     return best.final[space.metric], trained, line
 
 

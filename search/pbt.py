@@ -131,8 +131,8 @@ def pbt_param_space(plan: SearchPlan) -> dict[str, Any]:
             **{k: tune.loguniform(lo, hi) for k, (lo, hi) in plan.space.perturb.items()}}
 
 
-def summary_lines(plan: SearchPlan) -> list[str]:
-    """The closing summary's PBT part (analysis/lineage.py)."""
+def summary_lines(plan: SearchPlan, crowned: tuple[str, int, float] | None) -> list[str]:
+    """The closing summary's PBT part (analysis/lineage.py), ending with the `crowned` member."""
     space = plan.space
     return schedule_lines(plan.experiment_dir, list(space.perturb), space.metric, space.mode,
-                          space.reports_per_epoch)
+                          space.reports_per_epoch, crowned)

@@ -9,6 +9,7 @@ import sys
 
 import pandas as pd
 
+from analysis.lineage import crowned_member
 from analysis.pareto import experiment_front
 from analysis.questions import answer, verdict_lines
 from analysis.results import Experiment, load_experiment
@@ -117,7 +118,7 @@ def print_summary(plan: SearchPlan, seconds: float) -> bool:
                           formatters={"epochs_run": "{:g}".format, "epoch": "{:g}".format}))
     if not interrupted:  # what early stopping saved, the front and the verdicts are for a finished search
         if plan.scheduler == "pbt":  # no early stopping; what matters is each member's schedule
-            print("\n".join(pbt_summary_lines(plan)))
+            print("\n".join(pbt_summary_lines(plan, crowned_member(exp))))
         elif plan.scheduler != "fifo":
             print(epochs_saved(trials, plan))
         if plan.objectives:
