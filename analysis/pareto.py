@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from analysis.dominance import dominates, front, minimised, non_dominated_sort  # noqa: F401 (re-exported)
 from analysis.results import Experiment
 from analysis.tables import FRONT_ORDER, WHICH, bounds, per_config
 
@@ -27,39 +28,6 @@ Objective = tuple[str, str]
 """(metric, "max" | "min")."""
 
 FIRST_FRONT, QUOTA = "first front", "quota"
-
-
-def _minimised(point: Sequence[float], modes: Sequence[str]) -> tuple[float, ...]:
-    """The point with every max objective negated, so that smaller is better everywhere."""
-    return tuple(-float(v) if m == "max" else float(v) for v, m in zip(point, modes, strict=True))
-
-
-def dominates(a: Sequence[float], b: Sequence[float], modes: Sequence[str]) -> bool:
-    """Whether a is at least as good as b on every objective and better on one."""
-    a, b = _minimised(a, modes), _minimised(b, modes)
-    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
-
-
-def non_dominated_sort(points: Mapping[Hashable, Sequence[float]], modes: Sequence[str]
-                       ) -> list[list[Hashable]]:
-    """The fronts, best first; each keeps the points' order. Points with a NaN value form a last front
-    of their own (a NaN is no evidence of being good)."""
-    valid = [k for k, p in points.items() if not any(math.isnan(float(v)) for v in p)]
-    fronts: list[list[Hashable]] = []
-    left = list(valid)
-    while left:
-        current = [k for k in left if not any(dominates(points[o], points[k], modes) for o in left if o != k)]
-        fronts.append(current)
-        left = [k for k in left if k not in current]
-    invalid = [k for k in points if k not in valid]
-    return fronts + ([invalid] if invalid else [])
-
-
-def front(points: Mapping[Hashable, Sequence[float]], modes: Sequence[str]) -> list[Hashable]:
-    """The non-dominated points (the first front); empty when there are none."""
-    fronts = non_dominated_sort(points, modes)
-    first = fronts[0] if fronts else []
-    return [k for k in first if not any(math.isnan(float(v)) for v in points[k])]
 
 
 def crowding_distance(keys: Sequence[Hashable], points: Mapping[Hashable, Sequence[float]]
@@ -108,8 +76,8 @@ def hypervolume_2d(points: Sequence[Sequence[float]], modes: Sequence[str], refe
     that do not strictly beat the reference on both objectives add nothing."""
     if len(modes) != 2 or len(reference) != 2:
         raise ValueError("hypervolume_2d takes exactly two objectives")
-    ref = _minimised(reference, modes)
-    inside = sorted(p for p in (_minimised(q, modes) for q in points)
+    ref = minimised(reference, modes)
+    inside = sorted(p for p in (minimised(q, modes) for q in points)
                     if not any(math.isnan(v) for v in p) and p[0] < ref[0] and p[1] < ref[1])
     area, lowest = 0.0, ref[1]
     for x, y in inside:  # by the first objective, best first: each point adds the strip below `lowest`

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.dominance import front
 from analysis.results import Experiment
 from analysis.stats import paired, summarize
 
@@ -212,8 +213,6 @@ def winner(exp: Experiment) -> pd.Series:
         raise ValueError(f"{exp.name}: every configuration has an errored trial; there is no winner")
     frame = frame[frame["epochs"] == frame["epochs"].max()]
     if objectives:
-        from analysis.pareto import front  # pareto builds on this module
-
         points = {i: tuple(float(frame.at[i, n]) for n, _ in objectives) for i in frame.index}
         frame = frame.loc[front(points, [m for _, m in objectives])]
         if frame.empty:

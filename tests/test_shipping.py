@@ -234,8 +234,18 @@ def test_a_trial_uses_exactly_the_gpu_ray_granted_it(cluster):
 
 def test_optuna_runs_no_more_trials_at_once_than_the_gpus_hold(cluster, tmp_path: Path):
     plan = build_plan(parse_args(["--space", "degradation", "--profile", "smoke", "--search", "optuna",
-                                  "--storage", str(tmp_path), "--name", "optuna"]))
+                                  "--scheduler", "asha", "--storage", str(tmp_path), "--name", "optuna"]))
     settle_resources(plan, cluster_nodes(), gpus=0.0)
     assert make_searcher(plan).max_concurrent == 2  # two CPUs
     settle_resources(plan, cluster_nodes(), gpus=1.0)
     assert make_searcher(plan).max_concurrent == 1  # one GPU
+
+
+def test_optuna_under_a_synchronous_rule_proposes_its_whole_cohort(tmp_path: Path):
+    """A synchronous rung waits for every one of the num_samples trials, and a trial paused there still
+    counts against the sampler's limit: a limit of the resources would leave the rung waiting forever.
+    Ray's resources still bound how many run at once."""
+    plan = build_plan(parse_args(["--space", "degradation", "--profile", "smoke", "--search", "optuna",
+                                  "--num-samples", "5", "--storage", str(tmp_path), "--name", "optuna"]))
+    plan.max_concurrent = 2
+    assert plan.scheduler == "significance" and make_searcher(plan).max_concurrent == 5
