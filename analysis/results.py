@@ -7,7 +7,6 @@ reported once.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,7 +95,7 @@ def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: 
         params = trial.params()
         results = trial.results()
         config_keys += [k for k in params if k not in config_keys]
-        row = {"trial_id": _trial_id(trial.name, results),
+        row = {"trial_id": trial.trial_id(results),
                "trial_dir": str(trial.loc), **params, "epochs_run": len(results)}
         for result in results:
             epoch_rows.append({"trial_id": row["trial_id"], **params,
@@ -179,12 +178,3 @@ def _guess_space(exp: Experiment, spaces):
     candidates = [s for s in spaces if folder.startswith(s.trainable.split(":")[1] + "_")
                   and set(s.grid) - {"seed"} <= varied]
     return candidates[0] if len(candidates) == 1 else None
-
-
-def _trial_id(folder: str, results: list[dict]) -> str:
-    """Ray's trial id: from its results, else from the folder name (<trainable>_<id>_<n>_<params>_<date>)
-    of a trial that has not reported yet."""
-    if results and "trial_id" in results[0]:
-        return str(results[0]["trial_id"])
-    named = re.search(r"_([0-9a-f]{5}_\d{5})_", folder)
-    return named.group(1) if named else folder

@@ -15,6 +15,7 @@ from ray.tune.schedulers import FIFOScheduler
 
 from analysis.pareto import Objective, mo_rung_decision
 from analysis.rungs import is_kept, rungs
+from store.experiment import ExperimentFolder
 
 
 class MultiObjectiveHalving(FIFOScheduler):
@@ -50,6 +51,24 @@ class MultiObjectiveHalving(FIFOScheduler):
 
     def debug_string(self) -> str:
         return f"MOASHA: {len(self.stopped)} stopped at a rung" if self.stopped else ""
+
+    def resume_from(self, folder: ExperimentFolder) -> None:
+        """The rungs as the experiment stored them: each trial's objectives at every rung it reported,
+        in the order the reports were made (Ray's `timestamp`; a row rebuilt from a checkpoint's own
+        metrics by store/recovery.py has none and counts last). A trial that reaches a rung after the
+        resume is judged against all of them, as it would have been against those that came before it;
+        the rule is asynchronous, so which came first is the only thing a resume can change."""
+        found = []
+        for trial in folder.trials():
+            rows = trial.results()
+            trial_id = trial.trial_id(rows)
+            for row in rows:
+                at, values = row.get("training_iteration"), [row.get(n) for n, _ in self.objectives]
+                if at in self.recorded and all(isinstance(v, int | float) for v in values):
+                    when = row.get("timestamp", float("inf"))
+                    found.append((when, at, trial_id, tuple(map(float, values))))
+        for _, at, trial_id, point in sorted(found, key=lambda f: (f[0], f[2])):
+            self.recorded[at][trial_id] = point
 
 
 def moasha(objectives: list[Objective], grace_period: int, reduction_factor: int, max_t: int,

@@ -176,6 +176,7 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     state starts from the beginning, in the same folder, as a new one."""
     from ray import tune
 
+    from search.mo_halving import MultiObjectiveHalving
     from search.pbt import pbt_scheduler
     from search.status import progress_reporter
     from search.sync_halving import SyncRungs
@@ -201,6 +202,11 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     # it picks is read from the environment at fit(), which progress_reporter sets.
     restored_run_config(tuner).progress_reporter = progress_reporter(plan)
     scheduler = make_scheduler(plan)
+    if isinstance(scheduler, MultiObjectiveHalving):  # Ray would restore it with empty rungs
+        scheduler.resume_from(folder)
+        restored_tune_config(tuner).scheduler = scheduler
+        recorded = ", ".join(f"epoch {r}: {len(points)}" for r, points in scheduler.recorded.items())
+        print(f"resume: moasha's rungs go on with the reports stored there ({recorded})", flush=True)
     if isinstance(scheduler, SyncRungs):
         # Ray restores the scheduler pickled at the start, without its rungs: a fresh one goes on from
         # the decisions and curves the experiment stored, so paused trials wait for the same cohorts.

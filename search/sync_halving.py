@@ -19,7 +19,6 @@ resumed search makes exactly the unkilled search's decisions (training is determ
 from __future__ import annotations
 
 import math
-import re
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
@@ -101,12 +100,8 @@ class SyncRungs(StoresStoppedPausedTrials, FIFOScheduler):
         self.decisions = rung_decisions(folder)
         for trial in folder.trials():
             rows = trial.results()
-            # A row store/recovery.py rebuilt from a checkpoint's own metrics lacks Ray's trial_id,
-            # which Ray's folder name holds too (<trainable>_<trial id>_<index>_<config>_<time>).
-            named = re.match(r"[^_]+(?:_[^_]+)*?_([0-9a-f]+_\d{5})_\d+_", trial.name)
-            trial_id = next((str(r["trial_id"]) for r in rows if r.get("trial_id")),
-                            named.group(1) if named else None)
-            for row in rows if trial_id else []:
+            trial_id = trial.trial_id(rows)
+            for row in rows:
                 if self._metric in row and isinstance(row.get("training_iteration"), int):
                     self.curves.setdefault(trial_id, {})[row["training_iteration"]] = \
                         (float(row[self._metric]), seed_values(row, self._metric))

@@ -87,6 +87,15 @@ class Trial:
     def results(self) -> list[dict]:
         return read_results(self.loc / "result.json")
 
+    def trial_id(self, rows: list[dict] | None = None) -> str:
+        """Ray's trial id: from its result rows (`rows`, else read), else from the folder name
+        (<trainable>_<id>_<n>_<params>_<date>) of a trial that has not reported yet or whose rows
+        store/recovery.py rebuilt from a checkpoint's own metrics."""
+        rows = self.results() if rows is None else rows
+        found = next((str(r["trial_id"]) for r in rows if r.get("trial_id")), None)
+        named = re.search(r"_([0-9a-f]{5}_\d{5})_", self.name)
+        return found or (named.group(1) if named else self.name)
+
     def schedule(self, keys: list[str]) -> list[tuple[int, dict]]:
         """(report, {key: value}) per result row, in the order written: the config values the trial
         trained each report with (Ray stores the config in every row; PBT changes it mid-trial)."""

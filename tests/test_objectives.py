@@ -16,6 +16,7 @@ from analysis.tables import FRONT_ORDER, winner
 from search.mo_halving import MultiObjectiveHalving
 from search.options import build_plan, parse_args
 from search.run import main
+from store.experiment import ExperimentFolder
 from tests.conftest import run_cli, stored_statuses
 
 OBJECTIVES = "val_acc:max,trainable_params:min"
@@ -71,6 +72,28 @@ def test_moasha_stops_a_dominated_trial_at_the_rung_and_keeps_one_on_the_front()
     late = SimpleNamespace(trial_id="a", config={})
     assert scheduler.on_trial_result(None, late, {"training_iteration": 2, "val_acc": 0.1,
                                                   "trainable_params": 1e9}) == "CONTINUE"  # no rung at 2
+
+
+def test_a_resumed_moasha_judges_a_trial_against_the_rung_reports_stored_before_the_kill(tmp_path):
+    """The same arrivals as above, the first three stored by a killed search (in the order of their
+    timestamps, not of their folders), the fourth made after the resume: the restored rung stops what
+    the unkilled one stops; a fresh scheduler, with empty rungs, would keep c."""
+    stored = [("a", 0.80, 1e5, 3.0), ("b", 0.70, 1e4, 1.0), ("c", 0.60, 2e5, 2.0)]
+    for index, (name, acc, params, when) in enumerate(stored):
+        folder = tmp_path / f"train_lora_abcde_0000{index}_{index}_2026"
+        folder.mkdir()
+        (folder / "params.json").write_text("{}")
+        row = {"trial_id": name, "training_iteration": 1, "val_acc": acc, "trainable_params": params,
+               "timestamp": when}
+        (folder / "result.json").write_text(json.dumps(row) + "\n")
+    objectives = [("val_acc", "max"), ("trainable_params", "min")]
+    resumed = MultiObjectiveHalving(objectives, grace_period=1, reduction_factor=3, max_t=4)
+    resumed.resume_from(ExperimentFolder(tmp_path))
+    assert list(resumed.recorded[1]) == ["b", "c", "a"]  # by when each reported
+    late = {"training_iteration": 1, "val_acc": 0.55, "trainable_params": 3e5}  # dominated by a and c
+    assert resumed.on_trial_result(None, SimpleNamespace(trial_id="e", config={}), late) == "STOP"
+    fresh = MultiObjectiveHalving(objectives, grace_period=1, reduction_factor=3, max_t=4)
+    assert fresh.on_trial_result(None, SimpleNamespace(trial_id="e", config={}), late) == "CONTINUE"
 
 
 @pytest.fixture(scope="module")
