@@ -341,6 +341,7 @@ def page(comparison: Comparison) -> str:
     """The same as index.html, with the report page's head, sortable tables and script
     (analysis/page.py): self-contained, nothing fetched."""
     from analysis.page import html_table, page_head, page_script
+    from analysis.page_curves import overlay_section
 
     differ, remarks = notes(comparison)
     title = f"Comparison: {' vs '.join(exp.name for exp in comparison.exps)}"
@@ -355,6 +356,8 @@ def page(comparison: Comparison) -> str:
     for table_, heading in zip(comparison.tables, HEADINGS, strict=True):
         body += [f"<h2>{heading}</h2>", html_table(table_, table_id=f"table-{table_.which}"),
                  f'<p class="note">CSV: <a href="{table_.stem}.csv">{table_.stem}.csv</a></p>']
+        if table_ is comparison.tables[0]:  # the curves behind the main table, beside it
+            body.append(overlay_section(comparison.exps, comparison.letters, comparison.knobs))
     body.append(f"<p class='note'>Regenerate: <code>{escape(regenerate(comparison))}</code></p>")
     return (f"<!DOCTYPE html><html lang='en'>{page_head(title)}<body>{''.join(body)}{page_script()}"
             "</body></html>\n")

@@ -73,9 +73,56 @@ def _json_in_html(data: dict) -> str:
     return json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
 
 
+CONTROLS_NOTE = ("Pick the metric (any the trials report per epoch), the x axis and an exponential moving "
+                 "average; a lockstep trial draws the mean over its seeds with a band from its lowest to its "
+                 "highest seed, and each seed's line on demand. Hover a point for its configuration and raw "
+                 "values; click a legend entry to hide or show its trial.")
+ENDS_NOTE = ("Curve ends: × stopped as significantly behind, + stopped by the quota, ● ran to the end, "
+             "▷ incomplete, □ errored.")
+
+
 def curves_section(exp: Experiment, marks: list[TrialMark]) -> str:
     """The controls, the (script-drawn) chart with its data, and the legend."""
-    data = curves_data(exp, marks)
+    return chart_section(curves_data(exp, marks), "One trace per trial, i.e. per configuration. "
+                         + CONTROLS_NOTE + " Dotted lines: the scheduler's rungs. " + ENDS_NOTE)
+
+
+DASHES = ("", "7 4", "2 3")
+"""The line of each experiment of a comparison, in order: solid, dashed, dotted."""
+
+
+def overlay_section(exps: list[Experiment], letters: str, knobs: list[str]) -> str:
+    """A comparison's curves on one chart: every trial of every experiment, one colour per configuration
+    (matched by `knobs`, the same colour on each side), each experiment's own line style, its letter
+    before every label. No rungs: each experiment has its own."""
+    from analysis.page_svg import colour, trial_marks
+    from analysis.plots import stop_reasons_of
+
+    def config(exp: Experiment, trial_id: str) -> str:
+        row = exp.trials.set_index("trial_id").loc[trial_id]
+        return ", ".join(f"{k}={row.get(k)}" for k in knobs) or "(one configuration)"
+
+    sides = [(exp, curves_data(exp, trial_marks(exp, stop_reasons_of(exp)))) for exp in exps]
+    configs = list(dict.fromkeys(config(exp, t["id"]) for exp, data in sides for t in data["trials"]))
+    trials, metrics = [], []
+    for n, (letter, (exp, data)) in enumerate(zip(letters, sides, strict=True)):
+        metrics += [m for m in data["metrics"] if m not in metrics]
+        for t in data["trials"]:
+            seeds = t["label"].rsplit("; ", 1)[-1]  # trial_marks: "<configuration>; <seeds>"
+            label = f"{letter} ({exp.name}): {config(exp, t['id'])}; {seeds}"
+            trials.append({**t, "id": f"{letter}:{t['id']}", "label": label,
+                           "colour": colour(configs.index(config(exp, t["id"])), len(configs)),
+                           "dash": DASHES[n % len(DASHES)]})
+    data = {"metric": exps[0].metric, "metrics": metrics, "timed": all(d["timed"] for _, d in sides),
+            "rungs": [], "trials": trials}
+    styles = ", ".join(f"{letter} {('solid', 'dashed', 'dotted')[n % 3]}" for n, letter in enumerate(letters))
+    return chart_section(data, f"Every trial of each experiment on one chart ({styles}); one colour per "
+                         f"configuration, matched by {', '.join(knobs) or 'the one configuration'}. "
+                         + CONTROLS_NOTE + " " + ENDS_NOTE)
+
+
+def chart_section(data: dict, note: str) -> str:
+    """The controls, the chart holding `data` (curves_data's form) for page.js, and the legend."""
     lockstep = any(v["seeds"] for t in data["trials"] for v in t["v"].values())
     options = "".join(f'<option value="{escape(m, quote=True)}">{escape(m)}</option>'
                       for m in data["metrics"])
@@ -87,18 +134,13 @@ def curves_section(exp: Experiment, marks: list[TrialMark]) -> str:
                 f"</select></label>{seeds_box}"
                 '<label>EMA smoothing <input type="range" id="curve-ema" min="0" max="0.95" step="0.05" '
                 'value="0"> <output id="curve-ema-value">off</output></label></div>')
-    legend = "".join(f'<li><button type="button" data-trial="{m.trial_id}" aria-pressed="true">'
-                     f'<span class="swatch" style="background:{m.colour}"></span>{escape(m.label)}'
-                     "</button></li>" for m in marks)
+    legend = "".join(f'<li><button type="button" data-trial="{escape(t["id"], quote=True)}" '
+                     f'aria-pressed="true"><span class="swatch" style="background:{t["colour"]}"></span>'
+                     f'{escape(t["label"])}</button></li>' for t in data["trials"])
     legend += ('<li><button type="button" data-all="show">show all</button></li>'
                '<li><button type="button" data-all="hide">hide all</button></li>')
     return ("<h2 id='curves-section'>Learning curves</h2>"
-            "<p class='note'>One trace per trial, i.e. per configuration. Pick the metric (any the trials "
-            "report per epoch), the x axis and an exponential moving average; a lockstep trial draws "
-            "the mean over its seeds with a band from its lowest to its highest seed, and each seed's "
-            "line on demand. Hover a point for its configuration and raw values; click a legend entry "
-            "to hide or show its trial. Dotted lines: the scheduler's rungs. Curve ends: × stopped as "
-            "significantly behind, + stopped by the quota, ● ran to the end, ▷ incomplete, □ errored.</p>"
+            f"<p class='note'>{escape(note)}</p>"
             + controls + '<p class="caption" id="curve-caption"></p>'
             '<svg class="chart" id="curves" viewBox="0 0 900 380" width="900" height="380" role="img" '
             'aria-label="learning curves"></svg>'
@@ -106,4 +148,3 @@ def curves_section(exp: Experiment, marks: list[TrialMark]) -> str:
             "the numbers.</p></noscript>"
             f'<script type="application/json" id="curve-data">{_json_in_html(data)}</script>'
             f'<ul class="legend">{legend}</ul>')
-

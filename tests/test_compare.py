@@ -140,6 +140,25 @@ def test_page_is_self_contained_with_both_tables(compared):
     assert '<a href="compare_best.csv">' in page
 
 
+def test_the_page_overlays_every_experiments_curves_one_colour_per_configuration(compared, storage):
+    """Beside the main table, one chart holds the four trials of the three experiments: labelled by
+    their letter, one colour per configuration (num_blocks=1 the same in A, B and C), each
+    experiment's own line (A solid, B dashed, C dotted), with the values each trial stored."""
+    page = (compared / "index.html").read_text()
+    data = json.loads(page.split('<script type="application/json" id="curve-data">', 1)[1]
+                      .split("</script>", 1)[0])
+    trials = data["trials"]
+    assert sorted(t["id"][0] for t in trials) == ["A", "B", "B", "C"]
+    assert page.index('id="table-best"') < page.index('id="curves"') < page.index('id="table-final"')
+    one_block = {t["id"][0]: t for t in trials if "num_blocks=1" in t["label"]}
+    assert len({t["colour"] for t in one_block.values()}) == 1
+    assert [one_block[k]["dash"] for k in "ABC"] == ["", "7 4", "2 3"]
+    assert {t["colour"] for t in trials if "num_blocks=2" in t["label"]} != {one_block["A"]["colour"]}
+    mean = np.mean(seed_values(storage / "a", 1), axis=0)
+    assert one_block["A"]["v"]["val_acc"]["m"] == pytest.approx(mean.tolist(), rel=1e-4)
+    assert "A solid, B dashed, C dotted" in page
+
+
 def other_space_copy(experiment: Path, target: Path) -> Path:
     """A copy of `experiment` whose stored plan names another space (mnist)."""
     shutil.copytree(experiment, target)

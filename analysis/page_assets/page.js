@@ -129,7 +129,7 @@
       }
       l.s.forEach((s, k) => el(g, "path", {d: path(l.xs, s), stroke: c, class: "seed" + (seeds ? "" : " hidden"),
                                            "data-tip": `${l.t.label}: seed ${l.seeds[k]}'s own line`}));
-      el(g, "path", {d: path(l.xs, l.m), stroke: c, class: "line"});
+      el(g, "path", {d: path(l.xs, l.m), stroke: c, class: "line", ...(l.t.dash ? {"stroke-dasharray": l.t.dash} : {})});
       const n = l.m.length - 1;
       marker(el(g, "g", {"data-tip": `${l.t.label}: ${l.t.why}`}), l.t.end, X(l.xs[n]), Y(l.m[n]), c);
       l.xs.forEach((x, i) => {
