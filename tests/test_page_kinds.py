@@ -135,7 +135,7 @@ def on_top(browser, element) -> bool:
         "  .every(([u, v]) => document.elementFromPoint(u, v) === arguments[0]);", element)
 
 
-@pytest.mark.parametrize("kind", ["degradation", "optuna"])
+@pytest.mark.parametrize("kind", ["degradation", "optuna", "comparison"])
 def test_hover_names_the_configuration(pages, browser, kind):
     from selenium.webdriver import ActionChains
 
@@ -153,6 +153,21 @@ def test_hover_names_the_configuration(pages, browser, kind):
         assert tip.is_displayed() and tip.text.startswith(labels[trace.get_attribute("data-trial")])
         hovered += 1
     assert hovered >= 4
+
+
+def test_a_comparison_draws_each_experiment_in_its_own_line_and_a_configuration_in_one_colour(pages, browser):
+    opened(browser, pages["comparison"])
+    lines = {t.get_attribute("data-trial"): t.find_element("css selector", "path.line")
+             for t in browser.find_elements("css selector", "#curves g.trace")}
+    assert {trial[0] for trial in lines} == {"A", "B"}
+    for trial, line in lines.items():
+        assert (line.get_attribute("stroke-dasharray") or "") == ("" if trial[0] == "A" else "7 4"), trial
+    colours = {}
+    for button in browser.find_elements("css selector", ".legend button[data-trial]"):
+        configuration = button.text.split(": ", 1)[1].split(";")[0]
+        colours.setdefault(configuration, set()).add(
+            button.find_element("css selector", ".swatch").value_of_css_property("background-color"))
+    assert len(colours) >= 2 and all(len(found) == 1 for found in colours.values()), colours
 
 
 def test_more_than_ten_trials_get_distinct_colours(pages, browser):
