@@ -336,6 +336,17 @@ def kd(exp: Experiment, which: str = "best") -> Table:
                    [exp.metric, "Δ vs baseline"], "Knowledge distillation: temperature × loss weights")
 
 
+def encoder_params(space, config: dict) -> float:
+    """The encoder's parameter count, counted from the backbone on this machine; NaN where it is not
+    installed here (an experiment read on another machine than the one that ran it)."""
+    from cli import UsageError
+
+    try:
+        return space.describe(config)["params"]
+    except UsageError:
+        return math.nan
+
+
 def extract(exp: Experiment, which: str = "best") -> Table:
     """extractor, pooling, size (the encoder's parameters and the embedding width), train/val/test acc."""
     from spaces import SPACES
@@ -344,7 +355,7 @@ def extract(exp: Experiment, which: str = "best") -> Table:
     frame = per_config(exp, which, metrics + ["dim"])
     space = SPACES["extract"]
     fields = set(space.config_cls.__dataclass_fields__)
-    frame["#params"] = [space.describe({k: v for k, v in row.items() if k in fields})["params"]
+    frame["#params"] = [encoder_params(space, {k: v for k, v in row.items() if k in fields})
                         for row in frame.to_dict("records")]
     frame["dim"] = frame["dim"].astype(int)
     frame = frame.sort_values(["extractor", "pooling"], kind="stable")

@@ -24,18 +24,21 @@ def write_plan(folder: Path, space: str, scheduler: str, search: str, epochs: in
 
 
 def write_trial(folder: Path, n: int, params: dict, curve: list[float], *, seeds: int = 1,
-                done: bool = True, configs: list[dict] | None = None) -> None:
-    """Trial `n` with val_acc `curve` (one value per epoch), val_loss and train_loss beside it, its
-    lockstep seeds' own values when `seeds` > 1, wall time, and Ray's `config` per report (`configs`,
-    as a PBT member's schedule changes) or its params."""
+                done: bool = True, configs: list[dict] | None = None, per_epoch: int = 1,
+                extra: dict | None = None) -> None:
+    """Trial `n` with val_acc `curve` (one value per report, `per_epoch` reports an epoch), val_loss
+    and train_loss beside it, its lockstep seeds' own values when `seeds` > 1, wall time, `extra`
+    metrics in every report, and Ray's `config` per report (`configs`, as a PBT member's schedule
+    changes) or its params."""
     trial_id = f"abcde_{n:05d}"
     trial = folder / f"train_cnn_{trial_id}_{n}"
     trial.mkdir(parents=True)
     (trial / "params.json").write_text(json.dumps(params))
     rows = []
     for i, acc in enumerate(curve):
-        row = {"epoch": i + 1, "val_acc": acc, "val_loss": round(2.3 * (1 - acc) + 0.1, 6),
-               "train_loss": round(2.2 * (1 - acc) ** 1.2, 6), "lr": params.get("lr", 0.02)}
+        row = {"epoch": (i + 1) / per_epoch if per_epoch > 1 else i + 1, "val_acc": acc,
+               "val_loss": round(2.3 * (1 - acc) + 0.1, 6), "train_loss": round(2.2 * (1 - acc) ** 1.2, 6),
+               "lr": params.get("lr", 0.02), **(extra or {})}
         if seeds > 1:
             row["seeds"] = seeds
             for metric in ("val_acc", "val_loss", "train_loss"):
@@ -108,4 +111,59 @@ def pbt(folder: Path, members: int = 4, epochs: int = 4) -> Path:
             configs.append({"lr": round(lr, 6), "temperature": round(temperature, 4), "w_st": 1.0,
                             "w_lab": 0.5, "epochs": epochs})
         write_trial(folder, n, configs[0], rising(0.5 + 0.03 * n, epochs), configs=configs)
+    return folder
+
+
+def mnist(folder: Path, seeds: int = 3, epochs: int = 3) -> Path:
+    """The warm-up: the MLP against two CNNs, lockstep seeds, with their parameter counts."""
+    write_plan(folder, "mnist", "fifo", "grid", epochs)
+    for n, (model, params) in enumerate((("mlp", 669_706), ("cnn1", 93_322), ("cnn2", 421_642))):
+        write_trial(folder, n, {"model": model, "seeds": seeds, "epochs": epochs},
+                    rising(0.95 + 0.015 * n, epochs), seeds=seeds, extra={"params": params})
+    return folder
+
+
+def teachers(folder: Path, seeds: int = 2, epochs: int = 4) -> Path:
+    """The two kd teachers, lockstep seeds."""
+    write_plan(folder, "teachers", "fifo", "grid", epochs)
+    for n, (model, params) in enumerate((("resnet32", 464_154), ("wrn14_2", 692_986))):
+        write_trial(folder, n, {"model": model, "seeds": seeds, "epochs": epochs},
+                    rising(0.78 + 0.01 * n, epochs), seeds=seeds, extra={"params": params})
+    return folder
+
+
+def lora(folder: Path) -> Path:
+    """Full fine-tuning against every LoRA setting, one epoch reported each half epoch."""
+    write_plan(folder, "lora", "fifo", "grid", 1)
+    settings = ("full", "q8", "q16", "qv8", "qv16", "qkvo8", "qkvo16")
+    for n, setting in enumerate(settings):
+        size = 66_955_010 if setting == "full" else 1_538 + 6_144 * n
+        write_trial(folder, n, {"setting": setting, "epochs": 1}, rising(0.8 - 0.005 * n, 2), per_epoch=2,
+                    extra={"trainable_params": size, "log10_trainable_params": round(math.log10(size), 6)})
+    return folder
+
+
+def extract(folder: Path) -> Path:
+    """Frozen features + LinearSVC: two backbones × two poolings, one report each."""
+    grid = {"extractor": ["minilm", "distilbert"], "pooling": ["cls", "mean"]}
+    write_plan(folder, "extract", "fifo", "grid", 1, grid=grid)
+    cells = [(e, p) for e in grid["extractor"] for p in grid["pooling"]]
+    for n, (extractor, pooling) in enumerate(cells):
+        acc = 0.76 + 0.05 * (extractor == "distilbert") + 0.01 * (pooling == "mean")
+        write_trial(folder, n, {"extractor": extractor, "pooling": pooling, "epochs": 1}, [round(acc, 4)],
+                    extra={"train_acc": round(acc + 0.1, 4), "test_acc": round(acc - 0.01, 4),
+                           "dim": 384 if extractor == "minilm" else 768})
+    return folder
+
+
+def interrupted(folder: Path, epochs: int = 4) -> Path:
+    """A degradation search a Ctrl-C stopped: two trials ended, one halfway, its mark written."""
+    write_plan(folder, "degradation", "fifo", "grid", epochs)
+    for n, blocks in enumerate((1, 5, 7)):
+        curve = rising(0.6 - 0.02 * blocks, epochs)
+        write_trial(folder, n, {"model": "cnn", "num_blocks": blocks, "num_filters": 16, "skip": False,
+                                "epochs": epochs},
+                    curve if n < 2 else curve[:2], done=n < 2)
+    mark = {"interrupted": "2026-12-06T10:00:00+0000", "resume": f"python search/run.py --resume {folder}"}
+    (folder / "tunelab_interrupted.json").write_text(json.dumps(mark) + "\n")
     return folder

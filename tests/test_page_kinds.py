@@ -1,9 +1,11 @@
 """The report page of each kind of experiment in headless Chromium at 1,280 px, built from small
 constructed experiment folders (bench/page_experiments.py), no search run: a degradation grid with
-lockstep seeds, kd with its baseline, an Optuna search over continuous knobs, a PBT population and a
-comparison of two experiments (analysis/compare.py). Each page loads without a console error or a
-request leaving the file, and nothing on it is wider than the window; the curves' controls redraw
-what they say, and hover names the configuration."""
+lockstep seeds, kd with its baseline, an Optuna search over continuous knobs, a PBT population, a
+comparison of two experiments (analysis/compare.py), the mnist warm-up, the kd teachers, lora (two
+reports an epoch), extract (one report a trial, its backbones not all installed here) and a search a
+Ctrl-C interrupted. Each page loads without a console error or a request leaving the file, and nothing
+on it is wider than the window; the curves' controls redraw what they say, and hover names the
+configuration."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from bench.bench_page import chromium
 pytestmark = pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
                                 reason="Chromium and chromedriver are not installed")
 WIDTH = 1280
-KINDS = ("degradation", "kd", "optuna", "pbt", "comparison")
+KINDS = ("degradation", "kd", "optuna", "pbt", "comparison", "mnist", "teachers", "lora", "extract",
+         "interrupted")
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,10 @@ def pages(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("kinds")
     folders = {"degradation": made.degradation(root / "degradation"), "kd": made.kd(root / "kd"),
                "optuna": made.optuna_search(root / "optuna", trials=16),
-               "pbt": made.pbt(root / "pbt")}
+               "pbt": made.pbt(root / "pbt"), "mnist": made.mnist(root / "mnist"),
+               "teachers": made.teachers(root / "teachers"), "lora": made.lora(root / "lora"),
+               "extract": made.extract(root / "extract"),
+               "interrupted": made.interrupted(root / "interrupted")}
     other = made.degradation(root / "degradation_again", seeds=2)
     found = {kind: write_page(open_experiment(folder), root / "report" / kind)
              for kind, folder in folders.items()}
@@ -168,6 +174,34 @@ def test_a_comparison_draws_each_experiment_in_its_own_line_and_a_configuration_
         colours.setdefault(configuration, set()).add(
             button.find_element("css selector", ".swatch").value_of_css_property("background-color"))
     assert len(colours) >= 2 and all(len(found) == 1 for found in colours.values()), colours
+
+
+SHOWN = {
+    "mnist": ("cnn1 > mlp", "cnn2 > mlp"),
+    "teachers": ("resnet32", "wrn14_2"),
+    "lora": ("q8 ~ full", "qkvo16 ~ full", "trainable_params"),
+    "extract": ("distilbert > minilm", "test_acc"),
+    "interrupted": ("Interrupted (Ctrl-C at 2026-12-06T10:00:00+0000): partial results", "no winner"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SHOWN))
+def test_each_kind_shows_its_own_study(pages, browser, kind):
+    """What only this kind's page holds: its questions or arms, its own metrics, or the interruption."""
+    opened(browser, pages[kind])
+    text = browser.find_element("tag name", "body").text
+    for shown in SHOWN[kind]:
+        assert shown in text, (kind, shown)
+    tips = [c.get_attribute("data-tip")
+            for c in browser.find_elements("css selector", "#curves circle[data-tip]")]
+    assert tips, f"{kind}: no curve drawn"
+    if kind == "lora":  # two reports an epoch: points at half epochs
+        assert any("epoch 0.5:" in tip for tip in tips) and any("epoch 1:" in tip for tip in tips)
+    if kind == "interrupted":  # no winner, and the unfinished trial's curve ends as incomplete
+        assert "no winner: the search was interrupted" in text and text.count("winner:") == 1
+        assert any("▷ incomplete" in (tip or "") or "incomplete" in (tip or "")
+                   for tip in (g.get_attribute("data-tip")
+                               for g in browser.find_elements("css selector", "#curves g[data-tip]")))
 
 
 def test_more_than_ten_trials_get_distinct_colours(pages, browser):
