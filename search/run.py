@@ -32,6 +32,7 @@ from search.resources import cluster_nodes, settle_resources  # noqa: E402
 from search.resume import restore_tuner, resume_plan, start_search, unfinished_search  # noqa: E402
 from spaces import SPACES  # noqa: E402
 from store import StorageError  # noqa: E402
+from store.experiment import ExperimentFolder  # noqa: E402
 from store.lease import Lease  # noqa: E402
 
 
@@ -58,6 +59,37 @@ def view(plan) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    started: list = []
+    try:
+        return run(argv, started)
+    except KeyboardInterrupt:
+        # A Ctrl-C before Tune runs, or a second one while the first stops it or the report is written:
+        # the driver ends at once and says how to go on.
+        plan, lease = started or (None, None)
+        if lease is not None:
+            lease.release()
+        return interrupted_now(plan)
+
+
+def interrupted_now(plan) -> int:
+    """INTERRUPTED, with one line: the `--resume` command when the search's plan was written (the
+    search can go on; store/lifecycle.py), else that nothing was."""
+    if plan is None or not ExperimentFolder(plan.experiment_dir).has_plan():
+        print("interrupted: stopped before the search started; nothing was written", file=sys.stderr,
+              flush=True)
+        return INTERRUPTED
+    resume = unfinished_search(plan)
+    if resume is None:  # every trial had finished: only the report is missing
+        print(f"interrupted while writing the report: the search finished; write it with "
+              f"`python analysis/report.py {plan.experiment_dir.uri}`", file=sys.stderr, flush=True)
+    else:
+        print(f"interrupted: the search stopped before it finished, its checkpoints and results kept; "
+              f"continue it with `{resume}`", file=sys.stderr, flush=True)
+    return INTERRUPTED
+
+
+def run(argv: list[str] | None, started: list) -> int:
+    """The command; `started` receives (plan, lease) once both exist, for main's Ctrl-C."""
     try:
         args = parse_args(argv)
         if args.list:
@@ -71,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--wandb writes its offline runs beside the results: it needs a local --storage")
         outage = StorageOutage()
         lease = Lease(plan.experiment_dir, on_outage=outage)
+        started += [plan, lease]
         # A live driver is refused before Ray starts; a killed one's lease names the Ray workers it left
         killed = (lease.check() or {}) if args.resume else {}
         from analysis.page import LIVE_RELOAD_S
