@@ -210,8 +210,11 @@ def asha(exp: Experiment) -> Figure:
 
 
 def stop_reasons_of(exp: Experiment) -> dict:
-    """trial id -> why the scheduler stopped it (analysis.rungs.stop_reasons on the stored per-seed
-    curves, at the search's α and smoothing)."""
+    """trial id -> why the scheduler stopped it: as it recorded the decision (`significance`,
+    `halving`: Experiment.decisions), else analysis.rungs.stop_reasons on the stored per-seed curves,
+    at the search's α and smoothing (ASHA, which keeps no record)."""
+    if exp.decisions:
+        return {t: why for decision in exp.decisions for t, why in decision["stopped"].items()}
     trials = exp.trials.set_index("trial_id")
     done = trials[trials["complete"] & (trials["epochs_run"] > 0)]
     curves, stopped_at = {}, {}

@@ -43,6 +43,9 @@ class Experiment:
     interrupted: dict | None = None
     """The mark a Ctrl-C left ({"interrupted": when, "resume": command}; store/lifecycle.py): partial
     results, no winner yet. None when the folder holds none."""
+    decisions: list[dict] = field(default_factory=list)
+    """The rung decisions `significance` or `halving` recorded as it made them (store/lifecycle.py):
+    what every reader says about a stop; empty for other schedulers."""
 
     @property
     def name(self) -> str:
@@ -90,7 +93,8 @@ def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: 
     search_over = bool(statuses) and not {"RUNNING", "PENDING"} & set(statuses.values())
     # The synchronous schedulers record each stop as they make it (search/sync_halving.py), before
     # Ray's state says TERMINATED: a live page shows a stopped trial as stopped from that moment.
-    stopped = {t for decision in _rung_decisions(folder) for t in decision["stopped"]}
+    decisions = _rung_decisions(folder)
+    stopped = {t for decision in decisions for t in decision["stopped"]}
     for trial in trials:
         params = trial.params()
         results = trial.results()
@@ -118,7 +122,7 @@ def load_experiment(path: str | Path | Location, metric: str = "val_acc", mode: 
         raise NotAnExperiment(f"{folder} is an empty experiment: none of its {len(trials)} trials "
                               "has reported")
     exp = Experiment(folder.loc, pd.DataFrame(trial_rows), pd.DataFrame(epoch_rows), config_keys, metric_keys,
-                     metric=metric, mode=mode, interrupted=interruption(folder))
+                     metric=metric, mode=mode, interrupted=interruption(folder), decisions=decisions)
     mark_budget(exp, max_t)
     return exp
 

@@ -47,3 +47,17 @@ def test_a_damaged_record_is_refused_by_resume_and_ignored_by_readers(tmp_path, 
         check_resumable(folder, {})
     assert (folder.loc / RUNGS_FILE).read_text() == damage  # nothing rewritten
     assert not load_experiment(folder.loc, max_t=4).trials["stopped_early"].any()
+
+
+def test_every_reader_gives_the_reason_the_scheduler_recorded(tmp_path):
+    """The page's curve ends and the asha picture read why a trial stopped from the record, not from a
+    replay of today's rule: a stop recorded as the quota's stays the quota's."""
+    from analysis.page_svg import trial_marks
+    from analysis.plots import stop_reasons_of
+
+    folder = experiment(tmp_path)
+    save_rung_decisions(folder, [{**DECISION, "stopped": {"abc_00001": "quota"}}])
+    exp = load_experiment(folder.loc, max_t=4)
+    assert stop_reasons_of(exp) == {"abc_00001": "quota"}
+    ends = {mark.trial_id: mark.end for mark in trial_marks(exp, stop_reasons_of(exp))}
+    assert ends == {"abc_00000": "incomplete", "abc_00001": "quota"}
