@@ -7,8 +7,10 @@ keeps every seed's model in its checkpoint: each is evaluated, and the result is
 each seed beside it, as every other view of the search reports the configuration (the confusion matrix
 sums the seeds). On the val split it also prints what the trial stored for that checkpoint (the mean,
 and each seed's): they agree, which checks that checkpoints restore exactly.
-Image studies only (mnist, degradation, teachers, kd): their checkpoints hold the model's weights
-and the resolved config.
+The image studies (mnist, degradation, teachers, kd) and the fine-tuning ones (lora, lora_front):
+their checkpoints hold the trained weights and the resolved config (a fine-tuning checkpoint the
+trained part only: the frozen backbone is rebuilt from its source and seed, as the trial built it).
+The extract space's trials report their test accuracy themselves, beside val_acc.
 """
 
 from __future__ import annotations
@@ -53,10 +55,11 @@ class SeedEvaluation:
 class Evaluation:
     trial_id: str
     checkpoint: str
-    epoch: int
+    epoch: float
+    """The checkpoint's epoch (a fine-tuning trial reports every half epoch)."""
     split: str
     images: int
-    """Images of the split, each evaluated once per seed."""
+    """Examples of the split (images or sentences: `examples`), each evaluated once per seed."""
     accuracy: float
     """The mean over the seeds (a single seed's own value without lockstep seeds)."""
     loss: float
@@ -67,6 +70,8 @@ class Evaluation:
     """What the trial reported for this checkpoint's epoch, the mean over its seeds (val split only)."""
     seeds: list[SeedEvaluation] = field(default_factory=list)
     """Each lockstep seed's own result ([] for a single seed)."""
+    examples: str = "images"
+    """What the split holds: images, or sentences for the fine-tuning studies."""
 
     @property
     def accuracy_sd(self) -> float | None:
@@ -75,14 +80,15 @@ class Evaluation:
     def headline(self) -> str:
         """Accuracy and loss, over how many seeds, with each seed's accuracy."""
         if not self.seeds:
-            return f"accuracy **{self.accuracy:.4f}**, loss {self.loss:.4f} on {self.images} images"
+            return f"accuracy **{self.accuracy:.4f}**, loss {self.loss:.4f} on {self.images} {self.examples}"
         each = ", ".join(f"seed {s.seed} {s.accuracy:.4f}" for s in self.seeds)
         return (f"accuracy **{self.accuracy:.4f}** ± {self.accuracy_sd:.4f} (mean ± sd over "
-                f"{len(self.seeds)} seeds: {each}), loss {self.loss:.4f}, on {self.images} images each")
+                f"{len(self.seeds)} seeds: {each}), loss {self.loss:.4f}, on {self.images} {self.examples} "
+                "each")
 
     def markdown(self) -> str:
         lines = [f"## Evaluation of the winner on the {self.split} split", "",
-                 f"Trial {self.trial_id}, `{self.checkpoint}` (epoch {self.epoch}): {self.headline()}."]
+                 f"Trial {self.trial_id}, `{self.checkpoint}` (epoch {self.epoch:g}): {self.headline()}."]
         if self.stored_val_acc is not None:
             lines.append(f"Stored val_acc of that epoch: {self.stored_val_acc:.6f} "
                          f"(difference {self.accuracy - self.stored_val_acc:+.2e}).")
@@ -137,8 +143,11 @@ def evaluate_checkpoint(folder: Path | Location, split: str) -> tuple[dict, list
 
     state = load_state(str(local_checkpoint(folder)))
     config = state.get("config", {})
+    if "trainable" in state and "backbone" in config:
+        return state, text_results(state, split)
     if config.get("dataset") not in DATASETS or "model" not in state:
-        raise UsageError(f"{folder} is not an image-model checkpoint; evaluate rebuilds image models only")
+        raise UsageError(f"{folder} is neither an image-model nor a fine-tuning checkpoint; evaluate "
+                         "rebuilds those (an extract trial reports its test_acc itself)")
     cfg = image_config(config)
     rt = setup_runtime(cfg.cpus, 0, cfg.channels_last, cfg.precision)  # the one the trial used
     data = load_images(cfg.dataset, cfg.data_dir, cfg.download)
@@ -161,6 +170,40 @@ def evaluate_checkpoint(folder: Path | Location, split: str) -> tuple[dict, list
     return state, results
 
 
+TEXT_CLASSES = ["neg", "pos"]  # the sentence-polarity dataset's labels (trainables/data/text.py)
+
+
+def text_results(state: dict, split: str) -> list[SeedResult]:
+    """[(seed, accuracy, loss, confusion)] of a fine-tuning checkpoint on `split`: the trial's backbone
+    from its source, seeded as the trial seeded it (a tiny backbone is built from its config), with the
+    trained weights loaded, on the same tokens."""
+    import torch
+
+    from trainables.config import build
+    from trainables.data.text import load_tokens
+    from trainables.finetune import build_model, predict_text
+    from trainables.knobs import TextConfig
+    from trainables.loop import seed_everything, setup_runtime
+    from trainables.models.text import ModelMissing, load_tokenizer, load_trainable_state, resolve_source
+
+    cfg = build(TextConfig, state["config"])
+    rt = setup_runtime(cfg.cpus, (), channels_last=False, precision=cfg.precision)
+    try:
+        source = resolve_source(cfg.backbone, cfg.model_path, allow_hub=False)
+    except ModelMissing as err:
+        raise UsageError(str(err)) from None
+    seed_everything(cfg.seed)  # before the model, as the trial: a tiny backbone's weights come from it
+    tokens = load_tokens(load_tokenizer(cfg.backbone, source), cfg.max_length, cfg.dataset)
+    data = tokens["validation"].head(cfg.val_subset) if split == "val" else tokens["test"]
+    model = build_model(cfg, source).to(rt.device)
+    load_trainable_state(model, state["trainable"])
+    loss_sum, labels, predicted = predict_text(model, data, rt)
+    classes = len(TEXT_CLASSES)
+    confusion = torch.bincount(labels * classes + predicted, minlength=classes ** 2).view(classes, -1)
+    state["classes"], state["examples"] = TEXT_CLASSES, "sentences"
+    return [(cfg.seed, float((predicted == labels).float().mean()), loss_sum / len(data), confusion)]
+
+
 def evaluate_winner(exp: Experiment, split: str = "test") -> Evaluation:
     trial_id, folder, row = best_checkpoint(exp)
     state, results = evaluate_checkpoint(folder, split)
@@ -169,11 +212,22 @@ def evaluate_winner(exp: Experiment, split: str = "test") -> Evaluation:
              for seed, accuracy, loss, _ in results] if len(results) > 1 else []
     return Evaluation(
         trial_id=trial_id, checkpoint=f"{folder.parent.name}/{folder.name}",
-        epoch=int(state["epoch"]) + 1, split=split, images=int(results[0][3].sum()),
+        epoch=checkpoint_epoch(state), split=split, images=int(results[0][3].sum()),
+        examples=state.get("examples", "images"),
         accuracy=statistics.fmean(r[1] for r in results), loss=statistics.fmean(r[2] for r in results),
         confusion=sum(r[3] for r in results).tolist(), classes=state["classes"],
         stored_val_acc=float(row[exp.metric]) if stored else None, seeds=seeds,
     )
+
+
+def checkpoint_epoch(state: dict) -> float:
+    """The epoch a checkpoint ends: an image trial's `epoch` counts from 0, a fine-tuning trial's `half`
+    counts half epochs from 0."""
+    if "half" in state:
+        from trainables.knobs import HALVES
+
+        return (state["half"] + 1) / HALVES
+    return int(state["epoch"]) + 1
 
 
 def stored_value(row: dict, seed: int, metric: str) -> float:

@@ -227,8 +227,9 @@ def evaluation_section(evaluations: list[dict]) -> str:
                   f"seeds: {each})" if len(seeds) > 1 else "")
         summed = f", summed over the {len(seeds)} seeds" if len(seeds) > 1 else ""
         parts.append(f"<h3>On the {escape(e['split'])} split</h3><p>Trial {escape(str(e['trial_id']))}, "
-                     f"<code>{escape(str(e['checkpoint']))}</code> (epoch {e['epoch']}): accuracy "
-                     f"<b>{e['accuracy']:.4f}</b>{spread}, loss {e['loss']:.4f} on {e['images']} images"
+                     f"<code>{escape(str(e['checkpoint']))}</code> (epoch {e['epoch']:g}): accuracy "
+                     f"<b>{e['accuracy']:.4f}</b>{spread}, loss {e['loss']:.4f} on {e['images']} "
+                     f"{escape(str(e.get('examples', 'images')))}"
                      f"{' each' if spread else ''}.{stored}</p>"
                      "<p class='caption'>Confusion matrix (rows: true class, columns: "
                      f"predicted{summed}).</p>"

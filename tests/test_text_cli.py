@@ -101,6 +101,27 @@ def test_lora_table_has_trainable_params_log10_and_val_acc(lora_search):
     assert table.loc["full", "trainable_params"] > 100 * table.loc["q8", "trainable_params"]
 
 
+def test_evaluate_rebuilds_the_lora_winner_and_reproduces_its_stored_val_acc(lora_search, tmp_path, capsys):
+    """evaluate.py on a fine-tuning experiment: the winner's backbone rebuilt from its source and seed,
+    its trained weights loaded, on the trial's own validation rows, gives the val_acc and val_loss it
+    stored for that checkpoint; the test split gives a confusion matrix of its sentences."""
+    from analysis import evaluate
+
+    assert evaluate.main([str(lora_search), "--split", "val", "--out", str(tmp_path)]) == 0
+    assert "sentences" in capsys.readouterr().out
+    found = json.loads((tmp_path / "lora" / "evaluation_val.json").read_text())
+    assert found["classes"] == ["neg", "pos"] and found["examples"] == "sentences"
+    assert found["accuracy"] == pytest.approx(found["stored_val_acc"], abs=1e-6)
+    trial = next(t for t in trials_of(lora_search) if json.loads(
+        (t / "result.json").read_text().splitlines()[0])["trial_id"] == found["trial_id"])
+    row = next(r for r in results(trial) if r["epoch"] == found["epoch"])
+    assert found["loss"] == pytest.approx(row["val_loss"], rel=1e-3)
+    assert found["images"] == 128 and sum(map(sum, found["confusion"])) == 128  # val_subset of smoke
+    assert evaluate.main([str(lora_search), "--out", str(tmp_path)]) == 0
+    test = json.loads((tmp_path / "lora" / "evaluation_test.json").read_text())
+    assert sum(map(sum, test["confusion"])) == test["images"] > 128
+
+
 def test_text_notebook_executes_headless_on_the_smoke_lora_search(lora_search, tmp_path):
     done = execute("text.ipynb", tmp_path / "text.ipynb", experiment=str(lora_search))
     markdown, images = rendered(done)

@@ -99,17 +99,25 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, d
 
 
 @torch.no_grad()
-def evaluate_text(model: nn.Module, data: Tokens, rt: Runtime, batch_size: int = 128) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over `data`, in length-sorted batches."""
+def predict_text(model: nn.Module, data: Tokens, rt: Runtime,
+                 batch_size: int = 128) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """(summed cross-entropy, labels, predicted classes) over `data`, in length-sorted batches."""
     model.eval()
-    loss_sum, correct = 0.0, 0
+    loss_sum, labels, predicted = 0.0, [], []
     for rows in eval_batches(data, batch_size):
         batch = {k: v.to(rt.device) for k, v in data.batch(rows).items()}
         with rt.autocast():
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         loss_sum += F.cross_entropy(logits.float(), batch["labels"], reduction="sum").item()
-        correct += int((logits.argmax(1) == batch["labels"]).sum())
-    return loss_sum / len(data), correct / len(data)
+        labels.append(batch["labels"].cpu())
+        predicted.append(logits.argmax(1).cpu())
+    return loss_sum, torch.cat(labels), torch.cat(predicted)
+
+
+def evaluate_text(model: nn.Module, data: Tokens, rt: Runtime, batch_size: int = 128) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) over `data`, in length-sorted batches."""
+    loss_sum, labels, predicted = predict_text(model, data, rt, batch_size)
+    return loss_sum / len(data), int((predicted == labels).sum()) / len(data)
 
 
 def fit_text_classifier(cfg: TextConfig, reporter: Reporter, shipment: Shipment | None = None) -> None:
