@@ -65,7 +65,43 @@ def curves_data(exp: Experiment, marks: list[TrialMark]) -> dict:
                        "why": ENDS[mark.end], "x": [round(i / per, 4) for i in curve["training_iteration"]],
                        "t": _rounded(curve["time_total_s"].astype(float)) if timed else None, "v": values})
     return {"metric": exp.metric, "metrics": metrics, "timed": bool(timed),
-            "rungs": [round(r / per, 4) for r in exp.rungs], "trials": trials}
+            "rungs": [round(r / per, 4) for r in exp.rungs], "trials": by_configuration(exp, trials)}
+
+
+def by_configuration(exp: Experiment, trials: list[dict]) -> list[dict]:
+    """Trials that are seeds of one configuration (a `seed` grid axis, one trial per seed) drawn as one
+    trace, as a lockstep trial is: the mean over the seeds with each seed's own curve, when every seed
+    reported the same epochs and none holds lockstep seeds of its own. Other trials stay as they are."""
+    if "seed" not in exp.trials or exp.trials["seed"].nunique() < 2:
+        return trials
+    rows = exp.trials.set_index("trial_id")
+    keys = exp.varied_keys()
+    groups: dict[tuple, list[dict]] = {}
+    for t in trials:
+        groups.setdefault(tuple(str(rows.at[t["id"], k]) for k in keys), []).append(t)
+    merged = []
+    for group in groups.values():
+        first = group[0]
+        if len(group) < 2 or any(t["x"] != first["x"] or t["end"] != first["end"]
+                                 or any(v["seeds"] for v in t["v"].values()) for t in group):
+            merged += group
+            continue
+        seeds = [int(rows.at[t["id"], "seed"]) for t in group]
+        values = {}
+        for metric in first["v"]:
+            curves = [t["v"].get(metric, {}).get("m") for t in group]
+            if any(c is None for c in curves):
+                continue
+            mean = [None if any(v is None for v in point) else float(f"{sum(point) / len(point):.5g}")
+                    for point in zip(*curves, strict=True)]
+            values[metric] = {"m": mean, "seeds": seeds, "s": curves}
+        config = first["label"].rsplit("; ", 1)[0]
+        times = [t["t"] for t in group]
+        mean_time = None if any(t is None for t in times) else [
+            None if None in p else float(f"{sum(p) / len(p):.5g}") for p in zip(*times, strict=True)]
+        merged.append({**first, "label": f"{config}; seeds {', '.join(map(str, seeds))} (mean, one trial "
+                       "each)", "v": values, "t": mean_time})
+    return merged
 
 
 def _json_in_html(data: dict) -> str:

@@ -167,3 +167,16 @@ def interrupted(folder: Path, epochs: int = 4) -> Path:
     mark = {"interrupted": "2026-12-06T10:00:00+0000", "resume": f"python search/run.py --resume {folder}"}
     (folder / "tunelab_interrupted.json").write_text(json.dumps(mark) + "\n")
     return folder
+
+
+def seeds_as_trials(folder: Path, seeds: int = 3) -> Path:
+    """Two lora settings, each seed its own trial (a `seed` grid axis, as the fine-tuning studies run
+    their seeds), one epoch reported each half."""
+    write_plan(folder, "lora", "fifo", "grid", 1,
+               grid={"setting": ["full", "qv8"], "seed": list(range(seeds))})
+    for n, (setting, seed) in enumerate((s, k) for s in ("full", "qv8") for k in range(seeds)):
+        curve = [round(v + SEED_NOISE[seed], 6) for v in rising(0.8 - 0.02 * (setting == "qv8"), 2)]
+        size = 66_955_010 if setting == "full" else 13_826
+        write_trial(folder, n, {"setting": setting, "seed": seed, "epochs": 1}, curve, per_epoch=2,
+                    extra={"trainable_params": size, "log10_trainable_params": round(math.log10(size), 6)})
+    return folder

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("
                                 reason="Chromium and chromedriver are not installed")
 WIDTH = 1280
 KINDS = ("degradation", "kd", "optuna", "pbt", "comparison", "mnist", "teachers", "lora", "extract",
-         "interrupted")
+         "interrupted", "seeds as trials")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,8 @@ def pages(tmp_path_factory) -> dict[str, Path]:
                "pbt": made.pbt(root / "pbt"), "mnist": made.mnist(root / "mnist"),
                "teachers": made.teachers(root / "teachers"), "lora": made.lora(root / "lora"),
                "extract": made.extract(root / "extract"),
-               "interrupted": made.interrupted(root / "interrupted")}
+               "interrupted": made.interrupted(root / "interrupted"),
+               "seeds as trials": made.seeds_as_trials(root / "seeds_as_trials")}
     other = made.degradation(root / "degradation_again", seeds=2)
     found = {kind: write_page(open_experiment(folder), root / "report" / kind)
              for kind, folder in folders.items()}
@@ -202,6 +203,18 @@ def test_each_kind_shows_its_own_study(pages, browser, kind):
         assert any("▷ incomplete" in (tip or "") or "incomplete" in (tip or "")
                    for tip in (g.get_attribute("data-tip")
                                for g in browser.find_elements("css selector", "#curves g[data-tip]")))
+
+
+def test_seeds_run_as_trials_are_drawn_as_one_configuration_with_its_band(pages, browser):
+    """Three seeds of each setting, one trial each: one trace per setting, the mean over its seeds
+    with the band of their range and each seed's line on demand, as a lockstep trial is drawn."""
+    opened(browser, pages["seeds as trials"])
+    labels = [b.text for b in browser.find_elements("css selector", ".legend button[data-trial]")]
+    assert len(labels) == 2
+    assert all(label.endswith("seeds 0, 1, 2 (mean, one trial each)") for label in labels), labels
+    traces = browser.find_elements("css selector", "#curves g.trace")
+    assert len(traces) == 2 and all(t.find_elements("css selector", "path.band") for t in traces)
+    assert len(browser.find_elements("css selector", "#curves path.seed")) == 6
 
 
 def test_more_than_ten_trials_get_distinct_colours(pages, browser):
