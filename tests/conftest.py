@@ -10,16 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "WANDB_MODE": "offline",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/",
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-}
+from tests.env import OFFLINE_ENV, ROOT  # noqa: E402, F401 (the constants every test imports from here)
+
 os.environ.update(OFFLINE_ENV)
 # Searches end in a report; tests must not leave report folders in the checkout.
 os.environ.setdefault("TUNELAB_REPORT", tempfile.mkdtemp(prefix="tunelab-report-"))

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.env import OFFLINE_ENV, ROOT
+
 NAME = "live"
 # Two depths × plain/skip (two knobs: the page draws parallel coordinates), two seeds in lockstep,
 # two epochs under the space's significance halving, whose rung keeps every arm of the degradation
@@ -60,7 +62,6 @@ class LiveSearch:
 
 @pytest.fixture(scope="session")
 def live_search(tmp_path_factory) -> LiveSearch:
-    from tests.conftest import OFFLINE_ENV, ROOT  # here: tests/conftest.py imports this module
 
     root = tmp_path_factory.mktemp("live")
     port = free_port()
