@@ -40,19 +40,26 @@ class Member:
     """Its last report's metrics."""
 
 
-def _segments(rows: list[tuple[int, dict]], parents: list[str]) -> list[Segment]:
+def cut_segments(rows: list[tuple[int, dict]], exploits: list[dict]) -> list[Segment]:
     """Cuts a member's rows where an exploit put it on another's checkpoint: where the values change
     (explore always moves them, unless every key sits clamped at a bound) or the report count jumps.
-    `parents` are its exploits' parents in Ray's order (pbt_global.txt)."""
+    `exploits` are its exploits in Ray's order (pbt_global.txt); a segment starting at report r went on
+    from the exploit of its parent's report r - 1. Matched by report, not by order: a driver killed
+    just after an exploit leaves the exploit recorded but the member's rows from before it, and the
+    member retrains them, so that exploit starts no segment of the stored rows."""
     segments: list[Segment] = []
-    waiting = list(parents)
+    waiting = list(exploits)
     for report, values in rows:
         if segments:
             last_report, last_values = segments[-1].rows[-1]
             if values == last_values and report == last_report + 1:
                 segments[-1].rows.append((report, values))
                 continue
-        parent = waiting.pop(0) if segments and waiting else None
+        parent = None
+        if segments and waiting:
+            found = next((e for e in waiting if e["parent_report"] == report - 1), waiting[0])
+            waiting.remove(found)
+            parent = found["parent_id"]
         segments.append(Segment([(report, values)], parent))
     return segments
 
@@ -60,16 +67,16 @@ def _segments(rows: list[tuple[int, dict]], parents: list[str]) -> list[Segment]
 def members(experiment_dir, keys: list[str]) -> dict[str, Member]:
     """Every member's segments of `keys` values and its last metrics, read from the stored experiment."""
     folder = ExperimentFolder(experiment_dir)
-    parents: dict[str, list[str]] = {}
+    exploits: dict[str, list[dict]] = {}
     for event in folder.pbt_exploits():
-        parents.setdefault(event["trial_id"], []).append(event["parent_id"])
+        exploits.setdefault(event["trial_id"], []).append(event)
     found = {}
     for trial in folder.trials():
         rows = trial.results()
         if not rows:
             continue
         trial_id = str(rows[0].get("trial_id", trial.name))
-        found[trial_id] = Member(trial_id, _segments(trial.schedule(keys), parents.get(trial_id, [])),
+        found[trial_id] = Member(trial_id, cut_segments(trial.schedule(keys), exploits.get(trial_id, [])),
                                  {k: v for k, v in rows[-1].items() if isinstance(v, int | float)})
     return found
 

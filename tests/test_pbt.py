@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis.lineage import members
+from analysis.lineage import cut_segments, members
 from analysis.results import open_experiment
 from analysis.tables import study_table, winner
 from search.pbt import Clamp, initial_population
@@ -98,6 +98,21 @@ def test_tables_keep_one_row_per_member_even_when_two_end_on_the_same_values(res
     assert len(table) == 4 and sorted(table["trial_id"]) == sorted(exp.trials["trial_id"])
     assert set(table["runs"]) == {1}
     assert winner(exp)["trial_id"] in set(exp.trials["trial_id"])
+
+
+def test_an_exploit_whose_rows_a_kill_lost_gives_no_segment_its_parent():
+    """A driver killed just after member 3 exploited member 0 at report 1 leaves that exploit in the
+    record, but member 3's rows from before it: the resumed member retrains reports 1 and 2 (with the
+    explored values), then exploits member 2 at report 2. Its segment from report 3 went on from member
+    2, matched by report, not from member 0, the first exploit in the record's order."""
+    explored, later = {"temperature": 1.6}, {"temperature": 5.06}
+    rows = [(1, explored), (2, explored), (3, later)]
+    exploits = [{"parent_id": "0", "parent_report": 1}, {"parent_id": "2", "parent_report": 2}]
+    segments = cut_segments(rows, exploits)
+    assert [(s.first, s.parent) for s in segments] == [(1, None), (3, "2")]
+    # Without a kill both exploits start a segment, each from its own parent.
+    rows = [(1, {"temperature": 1.0}), (2, explored), (3, later)]
+    assert [(s.first, s.parent) for s in cut_segments(rows, exploits)] == [(1, None), (2, "0"), (3, "2")]
 
 
 def _rows(trial_folder: Path) -> list[dict]:
