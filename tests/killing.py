@@ -49,7 +49,11 @@ def kill_session(sid: int) -> None:
             pass
 
 
-LEFT_GRACE_S = 20.0  # how long a killed search's Ray processes may take to notice and end
+LEFT_GRACE_S = 45.0
+"""How long a killed search's Ray processes may take to notice and end. Most end within a second or
+two; the slowest is a worker its raylet launched just before the kill: it finishes its imports, then
+tries the killed GCS for 15 s (Ray's GCS client) before it gives up, some 20-25 s on a loaded 2-core
+machine (py-spy showed it waiting in ray._private.node.Node.__init__)."""
 
 
 def kill_driver(driver: subprocess.Popen) -> list[str]:
