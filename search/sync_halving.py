@@ -68,6 +68,10 @@ class SyncRungs(StoresStoppedPausedTrials, FIFOScheduler):
         """trial id -> config, of every trial added (a restored one too)."""
         self.gone: set[str] = set()
         """Trials that ended in ERROR: out of every cohort still open."""
+        self._stopped: dict[str, int] = {}
+        self._stopped_at = 0
+        self._unsettled = True
+        """Whether a decision (or a restore) may have left a paused or pending trial to stop."""
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
         if metric and self._metric and metric != self._metric:
@@ -78,8 +82,12 @@ class SyncRungs(StoresStoppedPausedTrials, FIFOScheduler):
     # --- the state, as data ---------------------------------------------------------------------
 
     def stopped(self) -> dict[str, int]:
-        """trial id -> the rung a decision stopped it at."""
-        return {t: d["rung"] for d in self.decisions for t in d["stopped"]}
+        """trial id -> the rung a decision stopped it at (kept up to date as decisions are added: the
+        driver asks on every step)."""
+        if self._stopped_at != len(self.decisions):  # decisions are only ever appended
+            self._stopped_at = len(self.decisions)
+            self._stopped = {t: d["rung"] for d in self.decisions for t in d["stopped"]}
+        return self._stopped
 
     def cohort(self, index: int) -> list[str] | None:
         """The trials the rung `index` decides over, in creation order (trial ids sort so); None while the
@@ -98,6 +106,7 @@ class SyncRungs(StoresStoppedPausedTrials, FIFOScheduler):
         """The state of the search stored in `folder`: its decisions and every trial's stored reports
         (after store/recovery.py aligned the result files with Ray's state)."""
         self.decisions = rung_decisions(folder)
+        self._unsettled = True
         for trial in folder.trials():
             rows = trial.results()
             trial_id = trial.trial_id(rows)
@@ -140,13 +149,11 @@ class SyncRungs(StoresStoppedPausedTrials, FIFOScheduler):
         # A rung whose cohort had all reported before a restore (or before a trial of it errored) is
         # decided here, on the driver's next step.
         self._settle(tune_controller)
-        trials = sorted(tune_controller.get_trials(), key=lambda t: t.trial_id)
-        for status in (Trial.PENDING, Trial.PAUSED):
-            for trial in trials:
-                if trial.status == status and self.waiting_at(trial.trial_id) is None \
-                        and trial.trial_id not in self.stopped():
-                    return trial
-        return None
+        stopped = self.stopped()
+        ready = [t for t in tune_controller.get_trials() if t.status in (Trial.PENDING, Trial.PAUSED)
+                 and t.trial_id not in stopped and self.waiting_at(t.trial_id) is None]
+        # PENDING before PAUSED, each in creation order
+        return min(ready, key=lambda t: (t.status != Trial.PENDING, t.trial_id), default=None)
 
     def debug_string(self) -> str:
         return ""  # tunelab's closing summary says what early stopping did
@@ -163,8 +170,12 @@ class SyncRungs(StoresStoppedPausedTrials, FIFOScheduler):
             if cohort is None or not all(rung in self.curves.get(t, {}) for t in alive):
                 break
             self.decisions.append(self._decide(rung, alive))
+            self._unsettled = True
             if self.record is not None:  # written before any trial acts on it
                 save_rung_decisions(ExperimentFolder(self.record), self.decisions)
+        if not self._unsettled:
+            return
+        self._unsettled = False
         stopped = self.stopped()
         for trial in tune_controller.get_trials():
             if trial is not reporting and trial.trial_id in stopped and trial.status in (Trial.PAUSED,

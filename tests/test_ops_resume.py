@@ -220,45 +220,6 @@ def test_a_ctrl_c_stops_the_search_as_interrupted_and_resume_finishes_it(crashed
                 assert float(row[key]) == pytest.approx(float(unkilled[key]), rel=1e-6, abs=1e-7), key
 
 
-@pytest.mark.parametrize("when", ["before the search starts", "twice"])
-def test_a_ctrl_c_before_tune_runs_or_a_second_one_ends_at_once_in_one_line(tmp_path: Path, when):
-    """SIGINT to the driver's process group as its data is loaded (before any Ray state), or twice half a
-    second apart once a result is stored (the second one while the first stops the search): exit 130
-    at once, no traceback, and the last line says how to go on; where a plan was written, that resume
-    finishes the search."""
-    experiment, log = tmp_path / "cc", tmp_path / "driver.log"
-    driver = start_driver(*SMOKE, "--set", "num_blocks=1", "--storage", str(tmp_path), "--name", "cc",
-                          log=log)
-    try:
-        deadline = time.time() + 300
-        if when == "twice":
-            while driver.poll() is None and time.time() < deadline and not any(
-                    progress(trial) for trial in trials(experiment)):
-                time.sleep(0.05)
-            os.killpg(driver.pid, signal.SIGINT)
-            time.sleep(0.5)
-        else:
-            while driver.poll() is None and time.time() < deadline and \
-                    "data for the trials" not in (log.read_text() if log.exists() else ""):
-                time.sleep(0.05)
-        os.killpg(driver.pid, signal.SIGINT)
-        driver.wait(timeout=120)
-    finally:
-        kill_driver(driver)
-    out = log.read_text()
-    assert driver.returncode == 130 and "Traceback" not in out, out[-3000:]
-    last = out.strip().splitlines()[-1]
-    if not (experiment / PLAN_FILE).exists():
-        assert last == "interrupted: stopped before the search started; nothing was written", out[-3000:]
-        assert not experiment.exists()
-        return
-    command = f"python search/run.py --resume {experiment}"
-    assert last.startswith("interrupted: ") and last.endswith(f"continue it with `{command}`"), out[-3000:]
-    resumed = run_cli("--resume", str(experiment))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert all(len(progress(trial)) == 3 for trial in trials(experiment))
-
-
 def test_address_without_a_cluster_fails_fast_in_one_line(tmp_path: Path):
     started = time.time()
     result = run_cli(*SMOKE, "--address", "127.0.0.1:9", "--storage", str(tmp_path), timeout=120)
