@@ -131,12 +131,12 @@ def overlay_section(exps: list[Experiment], letters: str, knobs: list[str]) -> s
     """A comparison's curves on one chart: every trial of every experiment, one colour per configuration
     (matched by `knobs`, the same colour on each side), each experiment's own line style, its letter
     before every label. No rungs: each experiment has its own."""
-    from analysis.compare import label as knob_label
     from analysis.page_svg import colour, trial_marks
     from analysis.plots import stop_reasons_of
 
-    def config(exp: Experiment, trial_id: str) -> str:
-        return knob_label(knobs, exp.trials.set_index("trial_id").loc[trial_id])
+    def config(exp: Experiment, trial_id: str) -> str:  # as analysis/compare.py labels its rows
+        row = exp.trials.set_index("trial_id").loc[trial_id]
+        return ", ".join(f"{k}={row.get(k)}" for k in knobs) or "(one configuration)"
 
     sides = [(exp, curves_data(exp, trial_marks(exp, stop_reasons_of(exp)))) for exp in exps]
     configs = list(dict.fromkeys(config(exp, t["id"]) for exp, data in sides for t in data["trials"]))
