@@ -16,7 +16,7 @@ from html import escape
 
 import pandas as pd
 
-from analysis.page_svg import ENDS, TrialMark
+from analysis.page_svg import ENDS, TrialMark, knob_colours
 from analysis.results import Experiment
 from analysis.tables import seeds_of
 
@@ -64,8 +64,25 @@ def curves_data(exp: Experiment, marks: list[TrialMark]) -> dict:
         trials.append({"id": mark.trial_id, "label": mark.label, "colour": mark.colour, "end": mark.end,
                        "why": ENDS[mark.end], "x": [round(i / per, 4) for i in curve["training_iteration"]],
                        "t": _rounded(curve["time_total_s"].astype(float)) if timed else None, "v": values})
-    return {"metric": exp.metric, "metrics": metrics, "timed": bool(timed),
+    data = {"metric": exp.metric, "metrics": metrics, "timed": bool(timed),
             "rungs": [round(r / per, 4) for r in exp.rungs], "trials": by_configuration(exp, trials)}
+    rows = {str(row["trial_id"]): row for row in exp.trials.to_dict("records")}
+    return coloured_by_knobs(data, rows, [k for k in exp.varied_keys() if k != "trial_id"])
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def coloured_by_knobs(data: dict, rows: dict[str, dict], knobs: list[str]) -> dict:
+    """`data` with what the "colour by" selector needs: per trial its colour under each searched knob
+    (`c`), and per knob the key (page_svg.knob_colours); `rows` holds each trace's trial row by its id."""
+    keys = {}
+    for knob in knobs:
+        colours, keys[knob] = knob_colours([_plain(rows[t["id"]].get(knob)) for t in data["trials"]])
+        for t, c in zip(data["trials"], colours, strict=True):
+            t.setdefault("c", {})[knob] = c
+    return {**data, "knobs": keys} if len(data["trials"]) > 1 else data
 
 
 def by_configuration(exp: Experiment, trials: list[dict]) -> list[dict]:
@@ -109,8 +126,9 @@ def _json_in_html(data: dict) -> str:
     return json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
 
 
-CONTROLS_NOTE = ("Pick the metric (any the trials report per epoch), the x axis and an exponential moving "
-                 "average; a lockstep trial draws the mean over its seeds with a band from its lowest to its "
+CONTROLS_NOTE = ("Pick the metric (any the trials report per epoch), the x axis, an exponential moving "
+                 "average, and a colour per configuration or by a searched knob (its key below the legend); "
+                 "a lockstep trial draws the mean over its seeds with a band from its lowest to its "
                  "highest seed, and each seed's line on demand. Hover a point for its configuration and raw "
                  "values; click a legend entry to hide or show its trial.")
 ENDS_NOTE = ("Curve ends: × stopped as significantly behind, + stopped by the quota, ● ran to the end, "
@@ -148,9 +166,11 @@ def overlay_section(exps: list[Experiment], letters: str, knobs: list[str]) -> s
             label = f"{letter} ({exp.name}): {config(exp, t['id'])}; {seeds}"
             trials.append({**t, "id": f"{letter}:{t['id']}", "label": label,
                            "colour": colour(configs.index(config(exp, t["id"])), len(configs)),
-                           "dash": DASHES[n % len(DASHES)]})
-    data = {"metric": exps[0].metric, "metrics": metrics, "timed": all(d["timed"] for _, d in sides),
-            "rungs": [], "trials": trials}
+                           "dash": DASHES[n % len(DASHES)], "c": {}})
+    rows = {f"{letter}:{row['trial_id']}": row for letter, exp in zip(letters, exps, strict=False)
+            for row in exp.trials.to_dict("records")}
+    data = coloured_by_knobs({"metric": exps[0].metric, "metrics": metrics, "rungs": [], "trials": trials,
+                              "timed": all(d["timed"] for _, d in sides)}, rows, knobs)
     styles = ", ".join(f"{letter} {('solid', 'dashed', 'dotted')[n % 3]}" for n, letter in enumerate(letters))
     return chart_section(data, f"Every trial of each experiment on one chart ({styles}); one colour per "
                          f"configuration, matched by {', '.join(knobs) or 'the one configuration'}. "
@@ -163,11 +183,15 @@ def chart_section(data: dict, note: str) -> str:
     options = "".join(f'<option value="{escape(m, quote=True)}">{escape(m)}</option>'
                       for m in data["metrics"])
     time_option = '<option value="time">wall time</option>' if data["timed"] else ""
+    knobs = data.get("knobs", {})
+    colour_by = ('<label>colour by <select id="curve-colour"><option value="">configuration</option>'
+                 + "".join(f'<option value="{escape(k, quote=True)}">{escape(k)}</option>' for k in knobs)
+                 + "</select></label>") if knobs else ""
     seeds_box = ('<label><input type="checkbox" id="curve-seeds"> each seed\'s own line</label>'
                  if lockstep else "")
     controls = (f'<div class="controls"><label>metric <select id="curve-metric">{options}</select></label>'
                 f'<label>x axis <select id="curve-x"><option value="epoch">epoch</option>{time_option}'
-                f"</select></label>{seeds_box}"
+                f"</select></label>{colour_by}{seeds_box}"
                 '<label>EMA smoothing <input type="range" id="curve-ema" min="0" max="0.95" step="0.05" '
                 'value="0"> <output id="curve-ema-value">off</output></label></div>')
     legend = "".join(f'<li><button type="button" data-trial="{escape(t["id"], quote=True)}" '
@@ -183,4 +207,4 @@ def chart_section(data: dict, note: str) -> str:
             "<noscript><p class='note'>The curves are drawn by the page's script; the tables above hold "
             "the numbers.</p></noscript>"
             f'<script type="application/json" id="curve-data">{_json_in_html(data)}</script>'
-            f'<ul class="legend">{legend}</ul>')
+            f'<ul class="legend">{legend}</ul><p class="caption" id="curve-key"></p>')

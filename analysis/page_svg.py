@@ -55,6 +55,36 @@ def colour(n: int, count: int) -> str:
     return f"hsl({(n * 137.508) % 360:.0f}, 68%, {(42, 56, 30)[n % 3]}%)"
 
 
+RAMP = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
+"""A sequential scale for a continuous knob (viridis' ends and quarters): dark is low, light is high."""
+SCALED = 7
+"""A numeric knob with at least this many values is coloured on RAMP; fewer get a colour each."""
+
+
+def _ramp(p: float) -> str:
+    where = min(max(p, 0.0), 1.0) * (len(RAMP) - 1)
+    i = min(int(where), len(RAMP) - 2)
+    mixed = (round(a + (b - a) * (where - i)) for a, b in zip(RAMP[i], RAMP[i + 1], strict=True))
+    return "#{:02x}{:02x}{:02x}".format(*mixed)
+
+
+def knob_colours(values: list) -> tuple[list[str], dict]:
+    """Each trial's colour when the curves are coloured by one knob (`values`: the knob's value per
+    trial), and the key that explains them: a colour per value for a categorical knob or one with few
+    values, else a sequential ramp from the lowest to the highest value, on a log scale where the
+    values are positive and span at least a factor of 20 (a learning rate, a weight decay)."""
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    distinct = sorted(set(values), key=lambda v: (v if numeric else str(v)))
+    if numeric and len(distinct) >= SCALED:
+        lo, hi = float(distinct[0]), float(distinct[-1])
+        log = lo > 0 and hi / lo >= 20
+        where = (lambda v: math.log(v / lo) / math.log(hi / lo)) if log else (lambda v: (v - lo) / (hi - lo))
+        return ([_ramp(where(float(v))) for v in values],
+                {"lo": _value(lo), "hi": _value(hi), "log": log, "ramp": [_ramp(k / 4) for k in range(5)]})
+    own = {v: colour(n, len(distinct)) for n, v in enumerate(distinct)}
+    return [own[v] for v in values], {"values": [[_value(v), own[v]] for v in distinct]}
+
+
 def trial_marks(exp: Experiment, reasons: dict) -> list[TrialMark]:
     """One mark per trial in the stored order; `reasons` is plots.stop_reasons_of(exp)."""
     keys = exp.varied_keys()

@@ -1,6 +1,7 @@
 """The report page in headless Chromium: its size, its load time, and a screenshot.
 
-    .venv/bin/python bench/bench_page.py report/<experiment>/index.html [--screenshot docs/report_page.png]
+    .venv/bin/python bench/bench_page.py report/<experiment>/index.html [--screenshot docs/report_page.png
+                                         [--width 1280] [--height 1000] [--at curves-section]]
     .venv/bin/python bench/bench_page.py --optuna 64
 
 The second form first writes the page of a constructed 64-trial Optuna search
@@ -57,11 +58,16 @@ def load_ms(browser, page: Path, loads: int) -> float:
     return statistics.median(times)
 
 
-def screenshot(browser, page: Path, png: Path) -> Path:
-    """The whole page at WIDTH px, as one PNG (256 colours)."""
+def screenshot(browser, page: Path, png: Path, width: int = 1280, height: int | None = None,
+               at: str | None = None) -> Path:
+    """The page in a window `width` px wide, as one PNG (256 colours): `height` px from its top, or from
+    the element whose id is `at`, or the whole page when neither is given."""
+    browser.set_window_size(width, height or 1000)
     browser.get(page.resolve().as_uri())
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(WIDTH, height)
+    if at:
+        browser.execute_script("document.getElementById(arguments[0]).scrollIntoView()", at)
+    elif height is None:
+        browser.set_window_size(width, browser.execute_script("return document.documentElement.scrollHeight"))
     png.parent.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(png))
     from PIL import Image
@@ -97,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--optuna", type=int, metavar="TRIALS",
                         help="measure the page of a constructed Optuna search of TRIALS trials instead")
     parser.add_argument("--screenshot", type=Path)
+    parser.add_argument("--width", type=int, default=1280, help="the screenshot's window width, px")
+    parser.add_argument("--height", type=int, help="the screenshot's height, px (default: the whole page)")
+    parser.add_argument("--at", metavar="ID", help="the screenshot starts at the element with this id")
     parser.add_argument("--loads", type=int, default=7)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
@@ -135,7 +144,8 @@ def measure(args: argparse.Namespace) -> int:
                       f"{theirs:.0f} ms; ratio plotly/inline SVG: size "
                       f"{other.stat().st_size / args.page.stat().st_size:.1f}x, load {theirs / ours:.1f}x")
         if args.screenshot:
-            print(f"screenshot: {screenshot(browser, args.page, args.screenshot)}")
+            png = screenshot(browser, args.page, args.screenshot, args.width, args.height, args.at)
+            print(f"screenshot: {png}")
     finally:
         browser.quit()
     return 0

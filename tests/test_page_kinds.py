@@ -224,6 +224,52 @@ def test_more_than_ten_trials_get_distinct_colours(pages, browser):
     assert len(colours) == 16 == len(set(colours))
 
 
+def trace_colours(browser) -> dict[str, str]:
+    return {g.get_attribute("data-trial"): g.find_element("css selector", "path.line").get_attribute("stroke")
+            for g in browser.find_elements("css selector", "#curves g.trace")}
+
+
+def test_colour_by_a_categorical_knob_gives_each_value_one_colour_and_a_key(pages, browser):
+    opened(browser, pages["degradation"])
+    by_configuration = trace_colours(browser)
+    assert len(set(by_configuration.values())) == len(by_configuration)
+    pick(browser, "curve-colour", "skip")
+    by_skip = trace_colours(browser)
+    labels = {b.get_attribute("data-trial"): b.text
+              for b in browser.find_elements("css selector", ".legend button[data-trial]")}
+    groups: dict[str, set[str]] = {}
+    for trial, stroke in by_skip.items():
+        groups.setdefault(stroke, set()).add("skip=True" in labels[trial])
+    assert len(groups) == 2 and all(len(sides) == 1 for sides in groups.values()), groups
+    mismatched = browser.execute_script("""
+        return [...document.querySelectorAll('.legend button[data-trial]')].filter((b) => {
+          const line = document.querySelector(`#curves g.trace[data-trial="${b.dataset.trial}"] path.line`);
+          const swatch = getComputedStyle(b.querySelector('.swatch')).backgroundColor;
+          return swatch !== getComputedStyle(line).stroke;
+        }).length;""")
+    assert mismatched == 0  # the legend's swatches follow the colouring
+    key = browser.find_element("id", "curve-key").text
+    assert key.startswith("colour: skip") and "False" in key and "True" in key
+    pick(browser, "curve-colour", "")
+    assert trace_colours(browser) == by_configuration
+    assert browser.find_element("id", "curve-key").text == ""
+
+
+def test_colour_by_a_continuous_knob_is_a_log_ramp_from_its_lowest_to_its_highest_value(pages, browser):
+    opened(browser, pages["optuna"])
+    pick(browser, "curve-colour", "lr")
+    key = browser.find_element("id", "curve-key")
+    assert key.text.startswith("colour: lr (log scale)")
+    assert "linear-gradient" in key.find_element("css selector", ".ramp").get_attribute("style")
+    data = json.loads(browser.find_element("id", "curve-data").get_attribute("textContent"))
+    lrs = {t["id"]: float(t["label"].split("lr=")[1].split(",")[0].split(";")[0]) for t in data["trials"]}
+    strokes = trace_colours(browser)
+    lowest, highest = min(lrs, key=lrs.get), max(lrs, key=lrs.get)
+    ramp = data["knobs"]["lr"]["ramp"]
+    assert strokes[lowest] == ramp[0] and strokes[highest] == ramp[-1]
+    assert len(set(strokes.values())) > 8  # a ramp, not a handful of bins
+
+
 def test_an_optuna_search_shows_importance_slices_and_history(pages, browser):
     opened(browser, pages["optuna"])
     section = browser.find_element("id", "mattered").find_element("xpath", "..").text

@@ -87,6 +87,7 @@
     const data = JSON.parse(dataNode.textContent);
     const metric = control("curve-metric").value || data.metric, xkey = control("curve-x").value || "epoch";
     const factor = +(control("curve-ema").value || 0), seeds = !!control("curve-seeds").checked;
+    const knob = control("curve-colour").value || "", colourOf = (t) => (knob ? t.c[knob] : t.colour);
     const scale = xkey === "time" ? Math.max(...data.trials.flatMap((t) => t.t)) : 0;
     const [unit, per] = scale > 7200 ? ["h", 3600] : scale > 300 ? ["min", 60] : ["s", 1];
     const lines = data.trials.filter((t) => t.v[metric]).map((t) => {
@@ -120,7 +121,7 @@
     }
     const path = (xs, ys) => "M" + xs.map((x, i) => (ys[i] === null ? null : `${X(x)} ${Y(ys[i])}`)).filter(Boolean).join("L");
     for (const l of lines) {
-      const c = l.t.colour, g = el(svg, "g", {class: "trace", "data-trial": l.t.id, "data-tip": l.t.label});
+      const c = colourOf(l.t), g = el(svg, "g", {class: "trace", "data-trial": l.t.id, "data-tip": l.t.label});
       if (l.s.length > 1) {
         const top = l.xs.map((_, i) => Math.max(...l.s.map((s) => s[i])));
         const bottom = l.xs.map((_, i) => Math.min(...l.s.map((s) => s[i])));
@@ -140,6 +141,11 @@
                          "data-tip": `${l.t.label}; ${where}: ${metric} ${l.raw[i]}${bySeed}`});
       });
     }
+    document.querySelectorAll(".legend button[data-trial]").forEach((b) => {
+      const t = data.trials.find((t) => t.id === b.dataset.trial);
+      if (t) b.querySelector(".swatch").style.background = colourOf(t);
+    });
+    colourKey(data, knob);
     control("curve-ema-value").textContent = factor ? factor.toFixed(2) : "off";
     control("curve-caption").textContent = `${metric} per ${xkey === "time" ? "wall time" : "epoch"}, one trace per ` +
       "configuration" + (anySeeds ? "; line: the mean over its lockstep seeds, band: their min–max" : "") +
@@ -147,8 +153,24 @@
       (factor ? `; smoothed by an EMA of factor ${factor.toFixed(2)} (hover shows the raw values)` : "; not smoothed") + ".";
     apply(hidden());
   }
+  // The key of "colour by": a swatch per value, or the ramp from the lowest to the highest value.
+  function colourKey(data, knob) {
+    const key = document.getElementById("curve-key");
+    if (!key) return;
+    key.replaceChildren();
+    if (!knob) return;
+    const k = data.knobs[knob], swatch = (background) => {
+      const s = document.createElement("span");
+      s.className = k.ramp ? "ramp" : "swatch";
+      s.style.background = background;
+      return s;
+    };
+    key.append(`colour: ${knob}${k.ramp && k.log ? " (log scale)" : ""} `);
+    if (k.ramp) key.append(k.lo + " ", swatch(`linear-gradient(to right, ${k.ramp.join(", ")})`), " " + k.hi);
+    else k.values.forEach(([value, colour]) => key.append(swatch(colour), value + "  "));
+  }
   const VIEW = KEY + ":curves";
-  const controls = ["curve-metric", "curve-x", "curve-ema", "curve-seeds"].map((id) => document.getElementById(id)).filter(Boolean);
+  const controls = ["curve-metric", "curve-x", "curve-colour", "curve-ema", "curve-seeds"].map((id) => document.getElementById(id)).filter(Boolean);
   if (dataNode && svg) {
     try {
       const saved = JSON.parse(sessionStorage.getItem(VIEW) || "{}");
