@@ -41,14 +41,26 @@ def _rounded(values: pd.Series) -> list[float | None]:
     return [None if pd.isna(v) else float(f"{float(v):.5g}") for v in values]
 
 
+def search_budget(exp: Experiment) -> pd.Series | None:
+    """At each report (by exp.epochs' index), the trial-epochs the whole search had trained: the
+    reports counted in the order of their timestamps (whole seconds; ties in the stored order) over
+    the reports per epoch. None when the results carry no timestamp."""
+    if "timestamp" not in exp.epochs or exp.epochs["timestamp"].isna().any():
+        return None
+    order = exp.epochs.sort_values("timestamp", kind="stable").index
+    return pd.Series(range(1, len(order) + 1), index=order) / exp.reports_per_epoch
+
+
 def curves_data(exp: Experiment, marks: list[TrialMark]) -> dict:
     """What page.js draws: the metrics, the rungs (in epochs), and per trial its id, label, colour,
-    why it ended, its epochs, wall times (when results carry `time_total_s`) and, per metric, the
-    reported value (`m`) and each lockstep seed's own (`s`, in the order of `seeds`)."""
+    why it ended, its epochs, wall times (when results carry `time_total_s`), the search's
+    trial-epochs at each report (`n`, search_budget) and, per metric, the reported value (`m`) and
+    each lockstep seed's own (`s`, in the order of `seeds`)."""
     per = exp.reports_per_epoch
     metrics = curve_metrics(exp)
     epochs = exp.epochs.sort_values("training_iteration", kind="stable")
     timed = "time_total_s" in epochs and epochs["time_total_s"].notna().all()
+    spent = search_budget(exp)
     trials = []
     for mark in marks:
         curve = epochs[epochs["trial_id"] == mark.trial_id]
@@ -63,8 +75,10 @@ def curves_data(exp: Experiment, marks: list[TrialMark]) -> dict:
                               "s": [_rounded(curve[f"{metric}_seed{s}"].astype(float)) for s in seeds]}
         trials.append({"id": mark.trial_id, "label": mark.label, "colour": mark.colour, "end": mark.end,
                        "why": ENDS[mark.end], "x": [round(i / per, 4) for i in curve["training_iteration"]],
-                       "t": _rounded(curve["time_total_s"].astype(float)) if timed else None, "v": values})
-    data = {"metric": exp.metric, "metrics": metrics, "timed": bool(timed),
+                       "t": _rounded(curve["time_total_s"].astype(float)) if timed else None,
+                       "n": None if spent is None else [round(float(spent[i]), 4) for i in curve.index],
+                       "v": values})
+    data = {"metric": exp.metric, "metrics": metrics, "timed": bool(timed), "budget": spent is not None,
             "rungs": [round(r / per, 4) for r in exp.rungs], "trials": by_configuration(exp, trials)}
     rows = {str(row["trial_id"]): row for row in exp.trials.to_dict("records")}
     return coloured_by_knobs(data, rows, [k for k in exp.varied_keys() if k != "trial_id"])
@@ -116,8 +130,10 @@ def by_configuration(exp: Experiment, trials: list[dict]) -> list[dict]:
         times = [t["t"] for t in group]
         mean_time = None if any(t is None for t in times) else [
             None if None in p else float(f"{sum(p) / len(p):.5g}") for p in zip(*times, strict=True)]
+        budgets = [t["n"] for t in group]  # the configuration's point: when its last seed reported it
+        spent = None if any(n is None for n in budgets) else [max(p) for p in zip(*budgets, strict=True)]
         merged.append({**first, "label": f"{config}; seeds {', '.join(map(str, seeds))} (mean, one trial "
-                       "each)", "v": values, "t": mean_time})
+                       "each)", "v": values, "t": mean_time, "n": spent})
     return merged
 
 
@@ -126,11 +142,13 @@ def _json_in_html(data: dict) -> str:
     return json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
 
 
-CONTROLS_NOTE = ("Pick the metric (any the trials report per epoch), the x axis, an exponential moving "
+CONTROLS_NOTE = ("Pick the metric (any the trials report per epoch), the x axis (epoch, the trial-epochs the "
+                 "whole search had trained at that report, or the trial's wall time), an exponential moving "
                  "average, and a colour per configuration or by a searched knob (its key below the legend); "
                  "a lockstep trial draws the mean over its seeds with a band from its lowest to its "
                  "highest seed, and each seed's line on demand. Hover a point for its configuration and raw "
-                 "values; click a legend entry to hide or show its trial.")
+                 "values; click a legend entry to hide or show its trial; drag a box on the chart to zoom "
+                 "into it, double-click or 'reset zoom' to see it all.")
 ENDS_NOTE = ("Curve ends: × stopped as significantly behind, + stopped by the quota, ● ran to the end, "
              "▷ incomplete, □ errored.")
 
@@ -170,7 +188,8 @@ def overlay_section(exps: list[Experiment], letters: str, knobs: list[str]) -> s
     rows = {f"{letter}:{row['trial_id']}": row for letter, exp in zip(letters, exps, strict=False)
             for row in exp.trials.to_dict("records")}
     data = coloured_by_knobs({"metric": exps[0].metric, "metrics": metrics, "rungs": [], "trials": trials,
-                              "timed": all(d["timed"] for _, d in sides)}, rows, knobs)
+                              "timed": all(d["timed"] for _, d in sides),
+                              "budget": all(d["budget"] for _, d in sides)}, rows, knobs)
     styles = ", ".join(f"{letter} {('solid', 'dashed', 'dotted')[n % 3]}" for n, letter in enumerate(letters))
     return chart_section(data, f"Every trial of each experiment on one chart ({styles}); one colour per "
                          f"configuration, matched by {', '.join(knobs) or 'the one configuration'}. "
@@ -182,7 +201,8 @@ def chart_section(data: dict, note: str) -> str:
     lockstep = any(v["seeds"] for t in data["trials"] for v in t["v"].values())
     options = "".join(f'<option value="{escape(m, quote=True)}">{escape(m)}</option>'
                       for m in data["metrics"])
-    time_option = '<option value="time">wall time</option>' if data["timed"] else ""
+    time_option = ('<option value="budget">trial-epochs of the search</option>' if data["budget"] else "") + (
+        '<option value="time">wall time</option>' if data["timed"] else "")
     knobs = data.get("knobs", {})
     colour_by = ('<label>colour by <select id="curve-colour"><option value="">configuration</option>'
                  + "".join(f'<option value="{escape(k, quote=True)}">{escape(k)}</option>' for k in knobs)
@@ -193,7 +213,8 @@ def chart_section(data: dict, note: str) -> str:
                 f'<label>x axis <select id="curve-x"><option value="epoch">epoch</option>{time_option}'
                 f"</select></label>{colour_by}{seeds_box}"
                 '<label>EMA smoothing <input type="range" id="curve-ema" min="0" max="0.95" step="0.05" '
-                'value="0"> <output id="curve-ema-value">off</output></label></div>')
+                'value="0"> <output id="curve-ema-value">off</output></label>'
+                '<button type="button" id="curve-zoom-reset" disabled>reset zoom</button></div>')
     legend = "".join(f'<li><button type="button" data-trial="{escape(t["id"], quote=True)}" '
                      f'aria-pressed="true"><span class="swatch" style="background:{t["colour"]}"></span>'
                      f'{escape(t["label"])}</button></li>' for t in data["trials"])

@@ -224,6 +224,52 @@ def test_more_than_ten_trials_get_distinct_colours(pages, browser):
     assert len(colours) == 16 == len(set(colours))
 
 
+def x_ticks(browser) -> list[float]:
+    """The curves' x tick labels (the texts under the plot area)."""
+    return [float(t.text) for t in browser.find_elements("css selector", "#curves > text[text-anchor=middle]")
+            if t.text and t.text.replace(".", "", 1).isdigit()]
+
+
+def test_a_dragged_box_zooms_into_the_curves_and_reset_shows_them_all(pages, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    opened(browser, pages["optuna"])
+    svg = browser.find_element("id", "curves")
+    browser.execute_script("arguments[0].scrollIntoView()", svg)
+    everything, reset = x_ticks(browser), browser.find_element("id", "curve-zoom-reset")
+    assert reset.get_attribute("disabled") and min(everything) == 1 and max(everything) == 6
+    # from a third of the way across to two thirds, over the middle half of the height
+    width, height = svg.size["width"], svg.size["height"]
+    ActionChains(browser).move_to_element_with_offset(svg, -width // 6, -height // 4).click_and_hold() \
+        .move_by_offset(width // 3, height // 2).release().perform()
+    caption = browser.find_element("id", "curve-caption").text
+    assert "zoomed to x" in caption and not reset.get_attribute("disabled")
+    zoomed = x_ticks(browser)
+    assert zoomed and min(zoomed) > 1 and max(zoomed) < 6, zoomed
+    clipped = browser.find_elements("css selector", "#curves g.trace[clip-path]")
+    assert len(clipped) == len(browser.find_elements("css selector", "#curves g.trace"))
+    reset.click()
+    assert x_ticks(browser) == everything and "zoomed" not in browser.find_element("id", "curve-caption").text
+    ActionChains(browser).move_to_element(svg).click().perform()  # a click is not a box: no zoom
+    assert "zoomed" not in browser.find_element("id", "curve-caption").text
+
+
+def test_the_search_budget_axis_counts_every_trials_epochs_in_report_order(pages, browser):
+    opened(browser, pages["degradation"])
+    pick(browser, "curve-x", "budget")
+    data = json.loads(browser.find_element("id", "curve-data").get_attribute("textContent"))
+    reports = sum(len(t["x"]) for t in data["trials"])
+    spent = sorted(n for t in data["trials"] for n in t["n"])
+    assert spent == list(range(1, reports + 1))  # each report one trial-epoch further into the search
+    assert all(t["n"] == sorted(t["n"]) for t in data["trials"])
+    assert max(max(t["x"]) for t in data["trials"]) < max(x_ticks(browser)) <= reports
+    assert "trial-epoch of the search" in browser.find_element("id", "curve-caption").text
+    tips = [c.get_attribute("data-tip")
+            for c in browser.find_elements("css selector", "#curves circle[data-tip]")]
+    assert any("trial-epochs into the search (epoch 1)" in tip for tip in tips)
+    pick(browser, "curve-x", "epoch")
+
+
 def trace_colours(browser) -> dict[str, str]:
     return {g.get_attribute("data-trial"): g.find_element("css selector", "path.line").get_attribute("stroke")
             for g in browser.find_elements("css selector", "#curves g.trace")}

@@ -63,7 +63,7 @@
     for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
     return out;
   }
-  const num = (v) => String(+v.toPrecision(6));
+  const num = (v) => String(+v.toPrecision(6)), short = (v) => String(+v.toPrecision(3));
   function el(parent, name, attrs, text) {
     const node = document.createElementNS(NS, name);
     for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
@@ -83,6 +83,8 @@
     else if (end === "incomplete") p(`M${x - 4} ${y - 6}L${x + 6} ${y}L${x - 4} ${y + 6}Z`);
     else el(g, "rect", {x: x - 5, y: y - 5, width: 10, height: 10, fill: "white", stroke: colour, class: "end"});
   }
+  // Zoom: the data ranges a dragged box picked (null: everything), and the ranges last drawn.
+  let zoom = null, view = null;
   function draw() {
     const data = JSON.parse(dataNode.textContent);
     const metric = control("curve-metric").value || data.metric, xkey = control("curve-x").value || "epoch";
@@ -91,27 +93,30 @@
     const scale = xkey === "time" ? Math.max(...data.trials.flatMap((t) => t.t)) : 0;
     const [unit, per] = scale > 7200 ? ["h", 3600] : scale > 300 ? ["min", 60] : ["s", 1];
     const lines = data.trials.filter((t) => t.v[metric]).map((t) => {
-      const v = t.v[metric], xs = xkey === "time" ? t.t.map((s) => s / per) : t.x;
+      const v = t.v[metric], xs = xkey === "time" ? t.t.map((s) => s / per) : xkey === "budget" ? t.n : t.x;
       return {t, xs, raw: v.m, m: smooth(v.m, factor), s: v.s.map((a) => smooth(a, factor)), seeds: v.seeds};
     });
     const ys = lines.flatMap((l) => [...l.m, ...l.s.flat()]).filter((v) => v !== null);
     const xs = lines.flatMap((l) => l.xs);
     const lo = Math.min(...ys), hi = Math.max(...ys), pad = (hi - lo) * 0.08 || 0.01;
     const first = Math.min(...xs), last = Math.max(...xs), margin = 0.05 * Math.max(last - first, 1);
-    const x0 = first - margin, x1 = last + margin, y0 = lo - pad, y1 = hi + pad;
+    const {x0, x1, y0, y1} = zoom || {x0: first - margin, x1: last + margin, y0: lo - pad, y1: hi + pad};
+    view = {x0, x1, y0, y1};
     const X = (v) => +(L + (v - x0) / (x1 - x0 || 1) * (W - L - R)).toFixed(2);
     const Y = (v) => +(H - B - (v - y0) / (y1 - y0 || 1) * (H - T - B)).toFixed(2);
     svg.replaceChildren();
     el(svg, "rect", {x: L, y: T, width: W - L - R, height: H - T - B, class: "area"});
-    for (const t of ticks(lo - pad / 2, hi + pad / 2, 6)) {
+    el(el(el(svg, "defs", {}), "clipPath", {id: "plot-clip"}), "rect", {x: L, y: T, width: W - L - R, height: H - T - B});
+    for (const t of ticks(zoom ? y0 : lo - pad / 2, zoom ? y1 : hi + pad / 2, 6)) {
       el(svg, "line", {x1: L, x2: W - R, y1: Y(t), y2: Y(t), class: "grid"});
       el(svg, "text", {x: L - 6, y: Y(t) + 4, "text-anchor": "end"}, num(t));
     }
-    const whole = xkey === "epoch" && data.trials.every((t) => t.x.every(Number.isInteger));
-    for (const t of ticks(first, last, 8).filter((t) => t >= first - 1e-9 && (!whole || Number.isInteger(t))))
+    const whole = xkey !== "time" && (!zoom || x1 - x0 >= 3) && lines.every((l) => l.xs.every(Number.isInteger));
+    const [xa, xb] = zoom ? [x0, x1] : [first, last];
+    for (const t of ticks(xa, xb, 8).filter((t) => t >= xa - 1e-9 && (!whole || Number.isInteger(t))))
       el(svg, "text", {x: X(t), y: H - B + 16, "text-anchor": "middle"}, num(t));
     el(svg, "text", {x: (L + W - R) / 2, y: H - 6, "text-anchor": "middle", class: "label"},
-       xkey === "time" ? `wall time (${unit}, the trial's own)` : "epoch");
+       xkey === "time" ? `wall time (${unit}, the trial's own)` : xkey === "budget" ? "trial-epochs the search had trained" : "epoch");
     const anySeeds = lines.some((l) => l.seeds.length);
     el(svg, "text", {x: 14, y: (T + H - B) / 2, "text-anchor": "middle", class: "label",
                      transform: `rotate(-90 14 ${(T + H - B) / 2})`}, metric + (anySeeds ? " (mean over seeds)" : ""));
@@ -121,7 +126,8 @@
     }
     const path = (xs, ys) => "M" + xs.map((x, i) => (ys[i] === null ? null : `${X(x)} ${Y(ys[i])}`)).filter(Boolean).join("L");
     for (const l of lines) {
-      const c = colourOf(l.t), g = el(svg, "g", {class: "trace", "data-trial": l.t.id, "data-tip": l.t.label});
+      const c = colourOf(l.t), g = el(svg, "g", {class: "trace", "data-trial": l.t.id, "data-tip": l.t.label,
+                                                 "clip-path": "url(#plot-clip)"});
       if (l.s.length > 1) {
         const top = l.xs.map((_, i) => Math.max(...l.s.map((s) => s[i])));
         const bottom = l.xs.map((_, i) => Math.min(...l.s.map((s) => s[i])));
@@ -135,7 +141,8 @@
       marker(el(g, "g", {"data-tip": `${l.t.label}: ${l.t.why}`}), l.t.end, X(l.xs[n]), Y(l.m[n]), c);
       l.xs.forEach((x, i) => {
         if (l.raw[i] === null) return;
-        const where = xkey === "time" ? `${num(x)} ${unit} (epoch ${l.t.x[i]})` : `epoch ${x}`;
+        const where = xkey === "time" ? `${num(x)} ${unit} (epoch ${l.t.x[i]})`
+          : xkey === "budget" ? `${num(x)} trial-epochs into the search (epoch ${l.t.x[i]})` : `epoch ${x}`;
         const bySeed = l.seeds.map((s, k) => `; seed ${s}: ${l.t.v[metric].s[k][i]}`).join("");
         el(g, "circle", {cx: X(x), cy: Y(l.m[i]), r: 3, fill: c,
                          "data-tip": `${l.t.label}; ${where}: ${metric} ${l.raw[i]}${bySeed}`});
@@ -147,10 +154,13 @@
     });
     colourKey(data, knob);
     control("curve-ema-value").textContent = factor ? factor.toFixed(2) : "off";
-    control("curve-caption").textContent = `${metric} per ${xkey === "time" ? "wall time" : "epoch"}, one trace per ` +
+    const per_ = {time: "wall time", budget: "trial-epoch of the search", epoch: "epoch"}[xkey];
+    control("curve-zoom-reset").disabled = !zoom;
+    control("curve-caption").textContent = `${metric} per ${per_}, one trace per ` +
       "configuration" + (anySeeds ? "; line: the mean over its lockstep seeds, band: their min–max" : "") +
       (seeds && anySeeds ? ", thin lines: each seed" : "") +
-      (factor ? `; smoothed by an EMA of factor ${factor.toFixed(2)} (hover shows the raw values)` : "; not smoothed") + ".";
+      (factor ? `; smoothed by an EMA of factor ${factor.toFixed(2)} (hover shows the raw values)` : "; not smoothed") +
+      (zoom ? `; zoomed to x ${short(x0)}–${short(x1)}, ${metric} ${short(y0)}–${short(y1)} (reset zoom to see it all)` : "") + ".";
     apply(hidden());
   }
   // The key of "colour by": a swatch per value, or the ramp from the lowest to the highest value.
@@ -180,10 +190,43 @@
       });
     } catch (e) { /* storage off: the defaults */ }
     controls.forEach((c) => c.addEventListener("input", () => {
+      if (c.id === "curve-metric" || c.id === "curve-x") zoom = null;
       try { sessionStorage.setItem(VIEW, JSON.stringify(Object.fromEntries(controls.map((k) => [k.id, k.type === "checkbox" ? k.checked : k.value])))); } catch (e) { /* no memory */ }
       draw();
     }));
     draw();
+    // A box dragged on the chart zooms into it; a double-click or the button shows everything again.
+    const point = (event) => {
+      const p = new DOMPoint(event.clientX, event.clientY).matrixTransform(svg.getScreenCTM().inverse());
+      return {x: Math.min(Math.max(p.x, L), W - R), y: Math.min(Math.max(p.y, T), H - B)};
+    };
+    let start = null, box = null;
+    svg.addEventListener("mousedown", (event) => {
+      start = point(event);
+      box = el(svg, "rect", {x: start.x, y: start.y, width: 0, height: 0, class: "zoombox"});
+      event.preventDefault();
+    });
+    svg.addEventListener("mousemove", (event) => {
+      if (!start) return;
+      const p = point(event);
+      Object.entries({x: Math.min(p.x, start.x), y: Math.min(p.y, start.y), width: Math.abs(p.x - start.x),
+                      height: Math.abs(p.y - start.y)}).forEach(([k, v]) => box.setAttribute(k, v));
+    });
+    const unX = (v) => view.x0 + (v - L) / (W - L - R) * (view.x1 - view.x0);
+    const unY = (v) => view.y0 + (H - B - v) / (H - T - B) * (view.y1 - view.y0);
+    window.addEventListener("mouseup", (event) => {
+      if (!start) return;
+      const p = point(event), from = start;
+      start = null;
+      box.remove();
+      if (Math.abs(p.x - from.x) < 6 || Math.abs(p.y - from.y) < 6) return;  // a click, not a box
+      zoom = {x0: unX(Math.min(p.x, from.x)), x1: unX(Math.max(p.x, from.x)),
+              y0: unY(Math.max(p.y, from.y)), y1: unY(Math.min(p.y, from.y))};
+      draw();
+    });
+    const reset = () => { zoom = null; draw(); };
+    svg.addEventListener("dblclick", reset);
+    control("curve-zoom-reset").addEventListener?.("click", reset);
   } else {
     apply(hidden());
   }
