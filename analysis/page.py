@@ -30,6 +30,7 @@ import pandas as pd
 
 from analysis.overview import planned_trials, status_line, winner_line
 from analysis.page_curves import curves_section
+from analysis.page_pbt import schedules_section
 from analysis.page_reference import reference_section
 from analysis.page_search import knobs, mattered_section
 from analysis.page_svg import ENDS, parallel_svg, trial_marks
@@ -263,6 +264,7 @@ def render_page(exp: Experiment, tables: list[Table], figures: dict[str, str], *
            + '<a href="#curves-section">curves</a>'
            + ('<a href="#parallel-section">parallel coordinates</a>' if parallel_section(exp, marks) else "")
            + ('<a href="#mattered">what mattered</a>' if exp.plan.get("search") == "optuna" else "")
+           + ('<a href="#schedules">schedules</a>' if exp.plan.get("scheduler") == "pbt" else "")
            + ('<a href="#pictures">pictures</a>' if figures else "")
            + '<a href="#trials">trials</a><a href="#provenance">provenance</a></nav>')
     body = [f"<h1>{escape(exp.name)}</h1>", banner,
@@ -277,7 +279,8 @@ def render_page(exp: Experiment, tables: list[Table], figures: dict[str, str], *
         body += [f"<h3>{heading}</h3>", html_table(table, table_id=ident)]
     body += [evaluation_section(evaluations or []), reference_section(exp, tables[0]),
              curves_section(exp, marks), parallel_section(exp, marks),
-             mattered_section(exp, marks), pictures_section(figures), trials_section(exp, marks),
+             mattered_section(exp, marks), schedules_section(exp, marks),
+             pictures_section(figures), trials_section(exp, marks),
              provenance_section(exp),
              f"<p class='note'>Regenerate: <code>python analysis/report.py {escape(exp.path.uri)}</code></p>"]
     return (f"<!DOCTYPE html><html lang='en'>{page_head(f'{exp.name}: tunelab report', live=live)}"

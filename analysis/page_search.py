@@ -17,7 +17,7 @@ from html import escape
 import numpy as np
 import pandas as pd
 
-from analysis.page_svg import Frame, TrialMark, _axes, nice_ticks
+from analysis.page_svg import Frame, TrialMark, axes, nice_ticks
 from analysis.results import Experiment
 
 EVALUATOR = "fANOVA (optuna.importance.FanovaImportanceEvaluator, 64 trees, seed 0)"
@@ -129,7 +129,7 @@ def _scatter(ident: str, xs: pd.Series, ys: pd.Series, marks: list[TrialMark], h
                   height=280, left=58, right=14, top=14, bottom=44)
     raw_ticks = (log_ticks(float(xs.min()), float(xs.max())) if log
                  else nice_ticks(float(fx.min()), float(fx.max()), 5))
-    parts = _axes(frame, [float(f(t)) for t in raw_ticks], nice_ticks(lo, hi, 5), xlabel, ylabel,
+    parts = axes(frame, [float(f(t)) for t in raw_ticks], nice_ticks(lo, hi, 5), xlabel, ylabel,
                   xtext=[f"{t:g}" for t in raw_ticks])
     if step:
         parts.append(f'<path d="M{"L".join(f"{frame.x(a)} {frame.y(b)}" for a, b in step)}" class="best"/>')

@@ -143,7 +143,7 @@ class Frame:
         return round(self.height - self.bottom - (v - self.y0) / span * inner, 2)
 
 
-def _axes(frame: Frame, xticks: list[float], yticks: list[float], xlabel: str, ylabel: str,
+def axes(frame: Frame, xticks: list[float], yticks: list[float], xlabel: str, ylabel: str,
           xtext: list[str] | None = None) -> list[str]:
     """The plot area, grid, tick labels (`xtext` names the x ticks, by default their values) and axis
     labels."""

@@ -100,17 +100,26 @@ def optuna_search(folder: Path, trials: int = 12, epochs: int = 6) -> Path:
 
 
 def pbt(folder: Path, members: int = 4, epochs: int = 4) -> Path:
-    """A PBT population of kd members whose lr and temperature change as they train."""
+    """A PBT population of kd members: after epoch 2 the bottom half goes on from the top half's
+    checkpoints of epoch 2 with perturbed lr and temperature, each exploit recorded in pbt_global.txt
+    as Ray writes it; the top half trains on unchanged."""
     write_plan(folder, "kd", "pbt", "grid", epochs, num_samples=members)
+    start = {n: {"lr": round(0.01 * (n + 1), 6), "temperature": 1.0 + 2 * n, "w_st": 1.0, "w_lab": 0.5,
+                 "epochs": epochs} for n in range(members)}
+    curves = {n: rising(0.5 + 0.03 * n, epochs) for n in range(members)}
+    exploits = []
     for n in range(members):
-        lr, temperature = 0.01 * (n + 1), 1.0 + 2 * n
-        configs = []
-        for e in range(epochs):
-            if e and e % 2 == 0:
-                lr, temperature = lr * 1.2, temperature * 0.8
-            configs.append({"lr": round(lr, 6), "temperature": round(temperature, 4), "w_st": 1.0,
-                            "w_lab": 0.5, "epochs": epochs})
-        write_trial(folder, n, configs[0], rising(0.5 + 0.03 * n, epochs), configs=configs)
+        configs, curve = [start[n]] * epochs, curves[n]
+        if n < members // 2:
+            parent = members - 1 - n
+            explored = {**start[parent], "lr": round(start[parent]["lr"] * 1.2, 6),
+                        "temperature": round(start[parent]["temperature"] * 0.8, 4)}
+            configs = [start[n]] * 2 + [explored] * (epochs - 2)
+            curve = curves[n][:2] + [round(v + 0.004, 6) for v in curves[parent][2:]]
+            tags = [f"{m}_lr={start[m]['lr']}" for m in (n, parent)]
+            exploits.append([*tags, 2, 2, 0, explored])
+        write_trial(folder, n, start[n], curve, configs=configs)
+    (folder / "pbt_global.txt").write_text("".join(json.dumps(e) + "\n" for e in exploits))
     return folder
 
 
@@ -139,6 +148,21 @@ def lora(folder: Path) -> Path:
     for n, setting in enumerate(settings):
         size = 66_955_010 if setting == "full" else 1_538 + 6_144 * n
         write_trial(folder, n, {"setting": setting, "epochs": 1}, rising(0.8 - 0.005 * n, 2), per_epoch=2,
+                    extra={"trainable_params": size, "log10_trainable_params": round(math.log10(size), 6)})
+    return folder
+
+
+def lora_front(folder: Path, trials: int = 10) -> Path:
+    """A two-objective Optuna search (val_acc up, trainable_params down) over LoRA's targets and rank,
+    two reports an epoch: more parameters buy accuracy up to a point, so some trials are dominated."""
+    write_plan(folder, "lora_front", "moasha", "optuna", 1, num_samples=trials,
+               objectives=[["val_acc", "max"], ["trainable_params", "min"]])
+    for n in range(trials):
+        targets, rank = ("q", "qv", "qkvo")[n % 3], 2 ** (n % 6)
+        size = 1_538 + 6_144 * rank * len(targets)
+        top = 0.70 + 0.03 * math.log2(rank) - 0.004 * (n % 4) + 0.01 * len(targets)
+        write_trial(folder, n, {"lora_targets": targets, "lora_rank": rank, "setting": "qv8", "epochs": 1},
+                    rising(min(top, 0.86), 2), per_epoch=2,
                     extra={"trainable_params": size, "log10_trainable_params": round(math.log10(size), 6)})
     return folder
 

@@ -1,8 +1,9 @@
 """The report page of each kind of experiment in headless Chromium at 1,280 px, built from small
 constructed experiment folders (bench/page_experiments.py), no search run: a degradation grid with
-lockstep seeds, kd with its baseline, an Optuna search over continuous knobs, a PBT population, a
-comparison of two experiments (analysis/compare.py), the mnist warm-up, the kd teachers, lora (two
-reports an epoch), extract (one report a trial, its backbones not all installed here) and a search a
+lockstep seeds, kd with its baseline, an Optuna search over continuous knobs, a PBT population with
+its exploits, a comparison of two experiments (analysis/compare.py), the mnist warm-up, the kd
+teachers, lora (two reports an epoch), a two-objective lora_front search (its whole report, front
+picture included), extract (one report a trial, its backbones not all installed here) and a search a
 Ctrl-C interrupted. Each page loads without a console error or a request leaving the file, and nothing
 on it is wider than the window; the curves' controls redraw what they say, and hover names the
 configuration."""
@@ -21,14 +22,15 @@ from bench.bench_page import chromium
 pytestmark = pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
                                 reason="Chromium and chromedriver are not installed")
 WIDTH = 1280
-KINDS = ("degradation", "kd", "optuna", "pbt", "comparison", "mnist", "teachers", "lora", "extract",
-         "interrupted", "seeds as trials")
+KINDS = ("degradation", "kd", "optuna", "pbt", "comparison", "mnist", "teachers", "lora", "lora_front",
+         "extract", "interrupted", "seeds as trials")
 
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory) -> dict[str, Path]:
     from analysis.compare import run
     from analysis.page import write_page
+    from analysis.report import write_report
     from analysis.results import open_experiment
 
     root = tmp_path_factory.mktemp("kinds")
@@ -43,6 +45,9 @@ def pages(tmp_path_factory) -> dict[str, Path]:
     found = {kind: write_page(open_experiment(folder), root / "report" / kind)
              for kind, folder in folders.items()}
     found["comparison"] = run([str(folders["degradation"]), str(other)], root / "report") / "index.html"
+    # a front is a picture the report draws (analysis/report.py), so this page is the whole report's
+    found["lora_front"] = write_report(open_experiment(made.lora_front(root / "lora_front")),
+                                       root / "report") / "index.html"
     return found
 
 
@@ -338,6 +343,37 @@ def test_a_pbt_page_has_no_rungs_and_no_trial_id_axis(pages, browser):
     axes = [t.text for t in browser.find_elements("css selector", "#parallel text.label")]
     assert axes and "trial_id" not in axes
     assert not browser.find_elements("id", "mattered")
+
+
+def test_a_pbt_page_draws_each_members_schedule_with_its_exploits(pages, browser):
+    opened(browser, pages["pbt"])
+    rows = browser.find_elements("css selector", "#timeline g[data-trial]")
+    assert len(rows) == 4
+    exploits = browser.find_elements("css selector", "#timeline .exploit")
+    notes = [e.get_attribute("data-tip") for e in exploits]
+    assert sorted(notes) == ["exploit: went on from abcde_00002's checkpoint of epoch 2",
+                             "exploit: went on from abcde_00003's checkpoint of epoch 2"]
+    # a member that exploited: its first two epochs in its parent's colour, the rest in its own
+    spans = {g.get_attribute("data-trial"): g.find_elements("css selector", "rect.span") for g in rows}
+    fills = [r.get_attribute("fill") for r in spans["abcde_00000"]]
+    data = json.loads(browser.find_element("id", "curve-data").get_attribute("textContent"))
+    colour = {t["id"]: t["colour"] for t in data["trials"]}  # the legend's and the curves' colours
+    assert fills == [colour["abcde_00003"], colour["abcde_00000"]]
+    tip = spans["abcde_00000"][0].get_attribute("data-tip")
+    assert "epochs 0–2: trained by abcde_00003's run with temperature=7, w_st=1, lr=0.04" in tip
+    assert len(spans["abcde_00003"]) == 1  # the best member trained on unchanged
+    assert "pbt: 4 members, 2 exploits" in browser.find_element("css selector", "pre.schedule").text
+
+
+def test_a_two_objective_page_draws_its_front_and_only_it_does(pages, browser):
+    opened(browser, pages["lora_front"])
+    picture = browser.find_element("id", "pictures").find_element("xpath", "..").text
+    assert "front" in picture
+    text = browser.find_element("tag name", "body").text
+    assert "winner on the front" in text
+    for kind in ("degradation", "optuna", "pbt"):
+        opened(browser, pages[kind])
+        assert "Front of" not in browser.page_source
 
 
 def test_parallel_tick_labels_sit_above_the_lines(pages, browser):
