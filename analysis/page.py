@@ -34,7 +34,7 @@ from analysis.page_pbt import schedules_section
 from analysis.page_reference import reference_section
 from analysis.page_search import knobs, mattered_section
 from analysis.page_svg import ENDS, parallel_svg, trial_marks
-from analysis.questions import answer, questions_table
+from analysis.questions import answer, arm_trials, questions_table
 from analysis.results import Experiment
 from analysis.tables import Table, _cell, interval_text, study_table
 
@@ -68,10 +68,11 @@ def _sort_key(value) -> str:
     return escape(str(value), quote=True)
 
 
-def html_table(table: Table, *, table_id: str = "") -> str:
+def html_table(table: Table, *, table_id: str = "", evidence: list[list[str]] | None = None) -> str:
     """A Table as a sortable HTML table: the Markdown table's cells (mean ± std, p to two digits, a
     95% CI column per averaged metric), each cell's raw value kept for sorting, and the kd table's
-    paired-test verdict marked (bold: significant, grey italic: not significant)."""
+    paired-test verdict marked (bold: significant, grey italic: not significant). `evidence`, one
+    list of trial ids per row, adds links that show just those trials' curves and rows."""
     frame = table.frame
     hidden = {f"{c}_{part}" for c in table.mean_std for part in ("std", "ci_lo", "ci_hi")}
     shown = [c for c in frame.columns if c not in hidden]
@@ -81,8 +82,9 @@ def html_table(table: Table, *, table_id: str = "") -> str:
     head = "".join(f'<th class="{"text" if c in text_columns else "num"}">{escape(str(c))}</th>'
                    for c in shown)
     head += "".join(f"<th>{escape(c)} 95% CI</th>" for c in with_ci)
+    head += '<th class="text">evidence</th>' if evidence is not None else ""
     rows = []
-    for _, row in frame.iterrows():
+    for n, (_, row) in enumerate(frame.iterrows()):
         cells = []
         for column in shown:
             value = row[column]
@@ -104,6 +106,11 @@ def html_table(table: Table, *, table_id: str = "") -> str:
             lo, hi = row[f"{column}_ci_lo"], row[f"{column}_ci_hi"]
             interval = interval_text(lo, hi, row.get(f"{column}_std"))
             cells.append(f'<td data-sort="{_sort_key(lo)}">{escape(interval)}</td>')
+        if evidence is not None:
+            ids = escape(" ".join(evidence[n]), quote=True)
+            cells.append(f'<td class="text"><a href="#curves-section" class="evidence" data-show="{ids}">'
+                         f'curves</a> · <a href="#trial-table" class="evidence" data-rows="{ids}">trials</a>'
+                         "</td>" if evidence[n] else '<td class="text">–</td>')
         flags = " ".join(f for f in ("errored",) if f in row and bool(row[f]))
         rows.append(f'<tr class="{flags}">' + "".join(cells) + "</tr>")
     ident = f' id="{table_id}"' if table_id else ""
@@ -139,7 +146,8 @@ def trials_section(exp: Experiment, marks) -> str:
             value = row.get(f"{which}_{exp.metric}", math.nan)
             shown = "–" if pd.isna(value) else f"{value:.4f}"
             cells.append(f'<td data-sort="{_sort_key(value)}">{shown}</td>')
-        rows.append(f'<tr class="{kind}">' + "".join(cells) + "</tr>")
+        rows.append(f'<tr class="{kind}" data-trial="{escape(mark.trial_id, quote=True)}">'
+                    + "".join(cells) + "</tr>")
     odd = [m for m in marks if m.end in ("incomplete", "errored")]
     summary = ("; ".join(f"{m.trial_id} ({m.end})" for m in odd)) if odd else "none"
     planned = planned_trials(exp)
@@ -272,7 +280,8 @@ def render_page(exp: Experiment, tables: list[Table], figures: dict[str, str], *
             f"{escape(winner_line(exp))}.</p>", nav]
     if verdicts:  # the study's question first: the winner is one question among them
         body += ["<h2 id='questions'>The study's questions</h2>",
-                 html_table(questions_table(verdicts), table_id="table-questions")]
+                 html_table(questions_table(verdicts), table_id="table-questions",
+                            evidence=[arm_trials(exp, v) for v in verdicts])]
     body += ["<h2 id='tables'>Tables</h2>"]
     for table, heading, ident in zip(tables, ("At the best epoch", "At the final epoch"),
                                      ("table-best", "table-final"), strict=False):

@@ -67,6 +67,8 @@ class Verdict:
     """What would decide an undecided question, e.g. `--seeds 6`."""
     sizes: tuple[float, float] | None = None
     """Each arm's model size (params or trainable_params), when the trials report one."""
+    arms: tuple[dict, ...] = ()
+    """The arms as read (`best` resolved to its configuration): the rows behind the verdict."""
 
     @property
     def interval(self) -> str:
@@ -207,7 +209,8 @@ def answer(exp: Experiment, questions: list[Question] | None = None) -> list[Ver
         if reasons:
             verdicts.append(Verdict(q, metric, epoch, UNDECIDED, label, reason="; ".join(reasons),
                                     hint="--scheduler fifo, or resume the search to the budget"
-                                    if "stopped" in reasons[0] or "running" in reasons[0] else ""))
+                                    if "stopped" in reasons[0] or "running" in reasons[0] else "",
+                                    arms=(a, b)))
             continue
         shared = sorted(set(values[0]) & set(values[1]))
         verdict, diff, sd, lo, hi, p, reason, hint = judge(q, [values[0][s] - values[1][s] for s in shared])
@@ -217,8 +220,14 @@ def answer(exp: Experiment, questions: list[Question] | None = None) -> list[Ver
             if all(arm_size):
                 sizes = tuple(float(np.mean(list(v.values()))) for v in arm_size)
         verdicts.append(Verdict(q, metric, epoch, verdict, label, len(shared), diff, sd, lo, hi,
-                                0.90 if q.relation == SAME else 0.95, p, reason, hint, sizes))
+                                0.90 if q.relation == SAME else 0.95, p, reason, hint, sizes, (a, b)))
     return verdicts
+
+
+def arm_trials(exp: Experiment, verdict: Verdict) -> list[str]:
+    """The trial ids of the rows behind a verdict: every trial of either arm as read."""
+    return [str(row["trial_id"]) for row in exp.trials.to_dict("records")
+            if any(matches(row, arm) for arm in verdict.arms if isinstance(arm, dict))]
 
 
 def verdict_rows(verdicts: list[Verdict]) -> list[dict]:

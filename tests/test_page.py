@@ -94,7 +94,7 @@ def test_incomplete_and_errored_trials_are_listed_as_such(live_search, tmp_path)
     for listed in (f"{errored['trial_id']} (errored)", f"{killed['trial_id']} (incomplete)",
                    "train_cnn_never_reported (incomplete)"):
         assert listed in summary
-    assert section.count('<tr class="errored">') == 1 and section.count('<tr class="incomplete">') == 2
+    assert section.count('<tr class="errored"') == 1 and section.count('<tr class="incomplete"') == 2
 
 
 def on_top(browser, element) -> bool:

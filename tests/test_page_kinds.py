@@ -97,6 +97,28 @@ def pick(browser, ident: str, value) -> None:
                            "c.dispatchEvent(new Event('input'));", ident, value)
 
 
+def test_a_questions_evidence_links_show_just_its_arms_curves_and_rows(pages, browser):
+    opened(browser, pages["degradation"])
+    row = browser.find_element("css selector", "#table-questions tbody tr")
+    claim = row.find_elements("css selector", "td")[1].text  # "num_blocks=1, skip=False > ..."
+    curves, trials = row.find_elements("css selector", "a.evidence")
+    arms = set(curves.get_attribute("data-show").split())
+    assert arms == set(trials.get_attribute("data-rows").split()) and len(arms) == 2
+    labels = {b.get_attribute("data-trial"): b.text
+              for b in browser.find_elements("css selector", ".legend button[data-trial]")}
+    sides = [side.split(" on ")[0] for side in claim.replace(" < ", "|").replace(" > ", "|").split("|")]
+    assert all(any(labels[t].startswith(side) for t in arms) for side in sides), (claim, arms)
+    curves.click()
+    shown = {g.get_attribute("data-trial") for g in browser.find_elements("css selector", "#curves g.trace")
+             if g.is_displayed()}
+    assert shown == arms
+    trials.click()
+    picked = {tr.get_attribute("data-trial")
+              for tr in browser.find_elements("css selector", "#trial-table tr.picked")}
+    assert picked == arms
+    browser.find_element("css selector", '.legend button[data-all="show"]').click()
+
+
 def test_the_metric_selector_switches_the_drawn_metric(pages, browser):
     opened(browser, pages["degradation"])
     options = [o.get_attribute("value")

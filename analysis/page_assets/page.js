@@ -48,6 +48,18 @@
     });
   });
 
+  // A question's evidence: "curves" shows just its arms' trials (the legend says which are hidden),
+  // "trials" marks their rows in the trials table.
+  document.querySelectorAll("a.evidence[data-show]").forEach((link) => link.addEventListener("click", () => {
+    const shown = new Set(link.dataset.show.split(" "));
+    const all = [...document.querySelectorAll(".legend button[data-trial]")].map((b) => b.dataset.trial);
+    store(new Set(all.filter((t) => !shown.has(t))));
+  }));
+  document.querySelectorAll("a.evidence[data-rows]").forEach((link) => link.addEventListener("click", () => {
+    const picked = new Set(link.dataset.rows.split(" "));
+    document.querySelectorAll("#trial-table tr[data-trial]").forEach((tr) => tr.classList.toggle("picked", picked.has(tr.dataset.trial)));
+  }));
+
   // Learning curves: drawn from the #curve-data JSON (analysis/page_curves.py) for the metric, x axis,
   // EMA factor and seed lines picked; each trial's marks in one <g class="trace" data-trial>.
   const dataNode = document.getElementById("curve-data");
