@@ -164,6 +164,7 @@ def resources(space: Space, args: argparse.Namespace) -> tuple[int, float | None
 
 
 def build_plan(args: argparse.Namespace) -> SearchPlan:
+    """The search the command line asks for, as a value: `args` is only read, never changed."""
     space = get_space(args.space)
     config = space.base_config(args.profile)
     grid = {k: list(v) for k, v in space.grid.items()}
@@ -207,10 +208,10 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
         raise UsageError(f"--{err}") from None
     if args.alpha is not None and scheduler != "significance":
         raise UsageError(f"--alpha sets --scheduler significance's test; this search uses {scheduler}")
-    if scheduler == "pbt":  # the population replaces the perturbable grid axes (search/pbt.py)
-        args.num_samples = check_pbt(space, args, grid, sorted(overrides))
-    if args.num_samples < 1:
-        raise UsageError(f"--num-samples must be >= 1, got {args.num_samples}")
+    # The population replaces the perturbable grid axes (search/pbt.py).
+    num_samples = check_pbt(space, args, grid, sorted(overrides)) if scheduler == "pbt" else args.num_samples
+    if num_samples < 1:
+        raise UsageError(f"--num-samples must be >= 1, got {num_samples}")
     cpus, gpus = resources(space, args)
     config["cpus"] = cpus
     for key, value in config.items():
@@ -223,7 +224,7 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
     if args.search == "optuna" and not space.continuous:
         raise UsageError(f"space '{space.name}' declares no continuous search space for optuna")
     check_objectives(objectives, scheduler, args.smoothing is not None, args.search,
-                     trial_count(grid, space.baselines, args.num_samples))
+                     trial_count(grid, space.baselines, num_samples))
 
     if args.questions and (args.search != "grid" or scheduler == "pbt"):
         raise UsageError("--question compares grid configurations: it needs --search grid and a scheduler "
@@ -234,7 +235,7 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
         raise UsageError(f"--name must be a plain folder name, got '{name}'")
     plan = SearchPlan(space=space, profile=args.profile, config=config, grid=grid, storage=storage,
                       name=name, scheduler=scheduler, smoothing=smoothing, alpha=alpha, search=args.search,
-                      num_samples=args.num_samples, cpus=cpus, gpus=gpus, pinned=sorted(overrides),
+                      num_samples=num_samples, cpus=cpus, gpus=gpus, pinned=sorted(overrides),
                       objectives=objectives, questions=list(args.questions),
                       space_questions=args.space_questions)
     plan.study_questions()  # a bad --question is refused here, before any data or storage is touched

@@ -118,18 +118,17 @@ def resume_plan(args: argparse.Namespace) -> SearchPlan:
         raise UsageError(f"--resume: {err}") from None
     if not changes_search(args):
         return stored
-    # What the command line does not name is the stored search's, not the parser's default.
-    for dest, value in (("space", stored.space.name), ("profile", stored.profile),
-                        ("scheduler", stored.scheduler), ("search", stored.search),
-                        ("num_samples", stored.num_samples),
-                        ("objectives", format_objectives(stored.objectives)),
-                        ("questions", stored.questions), ("space_questions", stored.space_questions)):
-        if dest not in args.given:
-            setattr(args, dest, value)
-    if "seeds" not in args.given:
-        args.seeds = stored.config.get("seeds") or len(stored.grid.get("seed", [0]))
-    args.storage = str(stored.storage)  # Space.prepare may resolve paths against the storage
-    asked_plan = build_plan(args)
+    # What the command line does not name is the stored search's, not the parser's default; the
+    # command line itself stays as given.
+    stored_values = {"space": stored.space.name, "profile": stored.profile, "scheduler": stored.scheduler,
+                     "search": stored.search, "num_samples": stored.num_samples,
+                     "objectives": format_objectives(stored.objectives), "questions": stored.questions,
+                     "space_questions": stored.space_questions,
+                     "seeds": stored.config.get("seeds") or len(stored.grid.get("seed", [0]))}
+    asked_args = argparse.Namespace(**{**vars(args), **{k: v for k, v in stored_values.items()
+                                                          if k not in args.given}})
+    asked_args.storage = str(stored.storage)  # Space.prepare may resolve paths against the storage
+    asked_plan = build_plan(asked_args)
     asked = plan_record(asked_plan)
     kept = plan_record(stored)
     for record in (asked, kept):  # the trial's threads follow --cpus-per-trial, which may change

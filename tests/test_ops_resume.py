@@ -136,8 +136,11 @@ def test_resume_refuses_a_profile_the_user_names_even_the_default(crashed_experi
     [*SMOKE, "--set", "num_blocks=1", "--set", "skip=true", "--num-samples", "2"],
 ])
 def test_resume_accepts_flags_that_repeat_the_stored_search(crashed_experiment: Path, flags):
-    plan = resume_plan(parse_args(["--resume", str(crashed_experiment), *flags]))
+    args = parse_args(["--resume", str(crashed_experiment), *flags])
+    given = dict(vars(args))
+    plan = resume_plan(args)
     assert (plan.profile, plan.config["epochs"]) == ("smoke", EPOCHS)  # the profile nobody named
+    assert vars(args) == given  # the plan is a value: the command line is read, never patched
 
 
 @pytest.mark.parametrize(("flags", "named"), [

@@ -74,3 +74,16 @@ def test_resource_requests_no_trial_could_get_are_refused(tmp_path: Path, monkey
 def test_trial_granted_a_gpu_without_cuda_fails_clearly():
     with pytest.raises(RuntimeError, match="granted a GPU but CUDA is not available"):
         setup_runtime(1, gpu_ids=["0"])
+
+
+def test_building_a_plan_reads_the_command_line_and_changes_nothing_in_it(tmp_path: Path):
+    """A pbt search's population size comes from the space (search/checks.py check_pbt) into the plan,
+    not back into the parsed arguments."""
+    from search.options import build_plan, parse_args
+
+    args = parse_args(["--space", "lora", "--profile", "smoke", "--scheduler", "pbt", "--set", "setting=qv8",
+                       "--view", "--storage", str(tmp_path), "--name", "pbt"])
+    given = dict(vars(args))
+    plan = build_plan(args)
+    assert plan.scheduler == "pbt" and plan.num_samples >= 2
+    assert vars(args) == given
