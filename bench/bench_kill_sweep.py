@@ -1,15 +1,16 @@
-"""The kill sweep's larger form, and how often a kill lands in Ray's upload window (issue 17).
+"""The kill sweep's larger form, and how often a kill lands in Ray's upload window.
 
     python bench/bench_kill_sweep.py [--moments 8] [--storage local,s3] [--window-polls] [--rungs]
 
-For each storage, the chained sweep of tests/test_kill_sweep.py with `--moments` kills (8 by default,
-the CI runs 4): a smoke search SIGKILLed at evenly spaced stored-state moments, each kill followed by
-`--resume`, two of the kills leaving the storage as Ray's upload window does, compared with an unkilled
-run. Prints `kill sweep: N/N resumed identical`. With `--window-polls` it also polls the storage all
-through the unkilled run and reports the share of polls at which the stored state named a checkpoint
-that was already deleted (the window a kill must not fall into unrepaired: docs/storage.md §4).
-Local storage runs a local Ray; S3 (a moto server) a `ray start` head, as in the CI test. `--rungs`
-sweeps the test's significance search whose rungs stop trials (RUNGS_SEARCH) instead of its two arms.
+For each storage, the chained sweep of harness/kill_sweep.py (tests/test_kill_sweep.py runs it) with
+`--moments` kills (8 by default, the CI runs 4): a smoke search SIGKILLed at evenly spaced stored-state
+moments, each kill followed by `--resume`, two of the kills leaving the storage as Ray's upload window
+does, compared with an unkilled run. Prints `kill sweep: N/N resumed identical`. With `--window-polls`
+it also polls the storage all through the unkilled run and reports the share of polls at which the
+stored state named a checkpoint that was already deleted (the window a kill must not fall into
+unrepaired: docs/storage.md §4). Local storage runs a local Ray; S3 (a moto server) a `ray start` head,
+as in the CI test. `--rungs` sweeps the test's significance search whose rungs stop trials
+(RUNGS_SEARCH) instead of its two arms.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness import kill_sweep as sweeping  # noqa: E402
+from harness.env import OFFLINE_ENV  # noqa: E402
+from harness.killing import start_driver  # noqa: E402
 from store.experiment import ExperimentFolder  # noqa: E402
-from tests import test_kill_sweep as sweeping  # noqa: E402
-from tests.conftest import OFFLINE_ENV  # noqa: E402
-from tests.killing import start_driver  # noqa: E402
 
 
 def reference_run(search: list[str], start: list[str], folder: ExperimentFolder, env: dict, log: Path,
@@ -66,7 +67,6 @@ def main() -> int:
     args = parser.parse_args()
     search = sweeping.RUNGS_SEARCH if args.rungs else sweeping.SEARCH
     os.environ.update(OFFLINE_ENV)
-    sweeping.MOMENTS = args.moments
     work = Path(tempfile.mkdtemp(prefix="tunelab-kill-sweep-"))
     total = passed = 0
     for kind in args.storage.split(","):
@@ -80,10 +80,10 @@ def main() -> int:
             reference, window = reference_run(search, [*store, "--name", "ref"], ref_folder, {},
                                               logs / "ref.log", args.window_polls)
             kills = sweeping.sweep([*store, "--name", "k"], [], folder, reference, {}, logs, [True, False],
-                                   search)
+                                   search, args.moments)
         else:
-            from tests.cluster import TwoNodeCluster
-            from tests.s3server import S3Server
+            from harness.cluster import TwoNodeCluster
+            from harness.s3server import S3Server
 
             with S3Server(log=logs / "moto.log") as s3, \
                     TwoNodeCluster(logs, env=s3.env, head_only=True, cpus=2) as head:
@@ -94,7 +94,7 @@ def main() -> int:
                                                   logs / "ref.log", args.window_polls)
                 folder = ExperimentFolder(s3.location("runs/k"))
                 kills = sweeping.sweep([*store, "--name", "k"], address, folder, reference, head.env, logs,
-                                       [False, True], search)
+                                       [False, True], search, args.moments)
         total += args.moments
         passed += len(kills)
         print(f"{kind}: {len(kills)}/{args.moments} resumed identical in {time.time() - started:.0f} s",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.env import OFFLINE_ENV, ROOT  # noqa: E402, F401 (the constants every test imports from here)
+from harness.env import KILL_TEST_ENV, OFFLINE_ENV, ROOT  # noqa: E402, F401 (the constants every test imports from here)
 
 os.environ.update(OFFLINE_ENV)
 # Searches end in a report; tests must not leave report folders in the checkout.
@@ -53,9 +53,6 @@ def stored_statuses(experiment: Path) -> list[str]:
     return sorted(trial.status for trial in tune.ExperimentAnalysis(str(experiment)).trials)
 
 
-# A kill-and-resume test's driver also saves Ray's experiment state every second, not only after each
-# checkpoint and every 10 s or more ("auto"), so the stored state soon records a trial's end.
-KILL_TEST_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}
 
 
 def ended_trials(experiment, reports: int) -> dict[str, bytes]:
@@ -121,7 +118,7 @@ def s3(tmp_path_factory):
 
     `s3.uri(path)` is the URI to pass as --storage, `s3.env` the AWS_* variables a subprocess needs,
     `s3.fs` a pyarrow filesystem on it, `s3.keys(prefix)` the objects in the bucket."""
-    from tests.s3server import S3Server
+    from harness.s3server import S3Server
 
     server = S3Server(log=tmp_path_factory.mktemp("moto") / "moto_server.log")
     server.start()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.env import OFFLINE_ENV, ROOT
+from harness.env import OFFLINE_ENV, ROOT
 
 NAME = "live"
 # Two depths × plain/skip (two knobs: the page draws parallel coordinates), two seeds in lockstep,

@@ -1,4 +1,4 @@
-"""A real two-node Ray cluster (tests/cluster.py: the documented `ray start` commands, the worker in a mount
+"""A real two-node Ray cluster (harness/cluster.py: the documented `ray start` commands, the worker in a mount
 namespace that hides the driver's data and results) with its storage on a real S3 server (moto_server).
 
 Searches run on both nodes with checkpoints in the bucket, a killed driver resumes from the bucket, the
@@ -21,8 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from store.experiment import ExperimentFolder
-from tests.cluster import (
+from harness.cluster import (
     DOC_BUCKET,
     WORKER_IP,
     TwoNodeCluster,
@@ -30,6 +29,7 @@ from tests.cluster import (
     cluster_doc_commands,
     unshare_permitted,
 )
+from store.experiment import ExperimentFolder
 from tests.conftest import KILL_TEST_ENV, ROOT, assert_one_line_error, ended_trials
 
 pytestmark = pytest.mark.slow

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.killing import kill_driver, start_driver, stored_rows
 from store.experiment import PLAN_FILE, ExperimentFolder
 from tests.conftest import run_cli
-from tests.killing import kill_driver, start_driver, stored_rows
 
 pytestmark = pytest.mark.slow
 # No --scheduler: the space's default; the two configurations are arms of its questions, so each

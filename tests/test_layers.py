@@ -1,18 +1,29 @@
-"""Data flows one way: every import (module-level, inside functions, under TYPE_CHECKING) goes to the
-same or a lower layer, and no set of modules imports itself round in a cycle. Read from the AST of
-every module, so an import hidden in a function body counts too."""
+"""Data flows one way: every import (module-level, inside functions, under TYPE_CHECKING, or by a
+string naming a module: `importlib.import_module("search.run")`, a Space's "trainables.cnn:train_cnn")
+goes to the same or a lower layer, and no set of modules imports itself round in a cycle. Read from
+the AST of every module of every layer, the tests' own included, so an import hidden in a function
+body counts too; every folder of Python code at the top of the project is a layer of the table."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
 
-LAYERS = ("cli", "raycompat", "store", "trainables", "spaces", "analysis", "search", "bench")
+LAYERS = ("cli", "raycompat", "store", "trainables", "spaces", "analysis", "search", "harness", "bench",
+          "tests")
 """Lowest first: a package may import its own layer and those before it, never one after it."""
+PRODUCT = tuple(layer for layer in LAYERS if layer not in ("harness", "tests"))
+"""The code the project's claims about itself (raycompat's) are about: not the tests, nor their
+harness, which fakes what Ray leaves on storage with Ray's own private types."""
+NOT_CODE = {".venv", ".git", ".ci", "data", "results", "report", "wandb", "docs", "notebooks"}
+"""Top-level folders that hold no code of the project's (data, outputs, documents, the environment)."""
+MODULE_STRING = re.compile(rf"({'|'.join(LAYERS)})(\.\w+)+(:\w+)?")
+"""A string that names a project module (and maybe a function in it), as import_module takes it."""
 
 
 def module_name(file: Path) -> str:
@@ -20,11 +31,12 @@ def module_name(file: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def project_imports(file: Path) -> list[tuple[int, str]]:
-    """(line, imported module) for every import of a project module in `file`, wherever it sits."""
+def project_imports(file: Path, source: str | None = None) -> list[tuple[int, str]]:
+    """(line, imported module) for every import of a project module in `file` (or in `source`, read as
+    that file's text), wherever it sits."""
     found = []
     package = module_name(file).rsplit(".", 1)[0] if file.name != "__init__.py" else module_name(file)
-    for node in ast.walk(ast.parse(file.read_text())):
+    for node in ast.walk(ast.parse(file.read_text() if source is None else source)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -33,6 +45,9 @@ def project_imports(file: Path) -> list[tuple[int, str]]:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and MODULE_STRING.fullmatch(node.value):
+            names = [node.value.split(":")[0]]
         else:
             continue
         found += [(node.lineno, name) for name in names if name.split(".")[0] in LAYERS]
@@ -43,11 +58,39 @@ def modules() -> dict[str, Path]:
     return {module_name(file): file for layer in LAYERS for file in sorted((ROOT / layer).rglob("*.py"))}
 
 
-def test_the_walk_sees_every_layer_and_function_level_imports():
+def test_the_walk_sees_every_layer_and_function_level_and_string_imports():
     found = modules()
     assert {name.split(".")[0] for name in found} == set(LAYERS)
     # search/nodes.py imports cli inside the probe function: the walk must see it
     assert any(name == "cli.UsageError" for _, name in project_imports(found["search.nodes"]))
+    # search/tunelab.py runs its commands' modules by name, spaces name their trainables by string
+    assert ("analysis.report" in {name for _, name in project_imports(found["search.tunelab"])})
+    assert any(name.startswith("trainables.") for _, name in project_imports(found["spaces.images"]))
+
+
+def test_a_string_that_names_a_module_counts_as_importing_it():
+    source = ('"""A docstring that mentions analysis.report in a sentence."""\nimport importlib\n'
+              'importlib.import_module("tests.conftest")\nTRAINABLE = "trainables.cnn:train_cnn"\n')
+    found = project_imports(ROOT / "store" / "probe.py", source)
+    assert sorted(found) == [(3, "tests.conftest"), (4, "trainables.cnn")]
+
+
+def test_the_architecture_doc_names_every_module_of_the_product():
+    """docs/architecture.md's layer table: each product module by its file name, so a newcomer finds
+    what owns what."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    table = {line.split("|")[2].strip(" `/") for line in doc.splitlines() if re.match(r"\| \d+ \| `", line)}
+    assert table == set(LAYERS)
+    unnamed = [str(file.relative_to(ROOT)) for layer in PRODUCT for file in (ROOT / layer).rglob("*.py")
+               if file.name != "__init__.py" and layer != "bench" and file.name not in doc]
+    assert unnamed == []
+
+
+def test_every_folder_of_python_code_is_a_layer_of_the_table():
+    folders = {d.name for d in ROOT.iterdir() if d.is_dir() and d.name not in NOT_CODE
+               and not d.name.startswith(".") and any(d.rglob("*.py"))}
+    assert folders - set(LAYERS) == set()
+    assert not list(ROOT.glob("*.py")), "a module at the top of the project belongs to no layer"
 
 
 @pytest.mark.parametrize("layer", LAYERS)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.killing import kill_session
 from search.cluster import token_location
 from tests.conftest import OFFLINE_ENV, ROOT
-from tests.killing import kill_session
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = [

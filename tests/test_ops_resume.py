@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.killing import kill_driver, kill_session, start_driver
 from search.options import parse_args
 from search.resume import resume_plan
 from search.run import main
 from store.experiment import PLAN_FILE, ExperimentFolder
 from tests.conftest import KILL_TEST_ENV, OFFLINE_ENV, ROOT, assert_one_line_error, ended_trials, run_cli
-from tests.killing import kill_driver, kill_session, start_driver
 
 pytestmark = pytest.mark.slow
 SMOKE = ["--space", "degradation", "--profile", "smoke", "--scheduler", "fifo", "--max-epochs", "3"]

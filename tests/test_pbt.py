@@ -16,12 +16,12 @@ import torch
 from analysis.lineage import cut_segments, members
 from analysis.results import open_experiment
 from analysis.tables import study_table, winner
+from harness.killing import kill_driver, start_driver, stored_rows, unfinished
 from search.pbt import Clamp, initial_population
 from search.run import main
 from spaces import get_space
 from store.experiment import ExperimentFolder
 from tests.conftest import make_teacher, run_cli
-from tests.killing import kill_driver, start_driver, stored_rows, unfinished
 from trainables.cnn import ImageConfig
 from trainables.kd import KDConfig, fit_kd
 from trainables.reporting import STATE_FILE, MemoryReporter

@@ -9,7 +9,7 @@ import pytest
 
 import raycompat
 from tests.conftest import ROOT
-from tests.test_layers import LAYERS
+from tests.test_layers import PRODUCT as LAYERS
 
 
 @pytest.mark.parametrize("name", sorted(raycompat.PRIVATE))

@@ -7,7 +7,7 @@ import os
 import pytest
 from pyarrow import fs
 
-from tests.s3server import S3Server
+from harness.s3server import S3Server
 
 
 def test_s3_fixture_serves_a_fresh_bucket_over_http(s3, monkeypatch):

@@ -1,5 +1,5 @@
 """Storage on a URI: searches, report, evaluate and kd read and write an S3 bucket (a real local
-moto_server, tests/s3server.py), nothing lands on the local disk, and bad storage fails in one line.
+moto_server, harness/s3server.py), nothing lands on the local disk, and bad storage fails in one line.
 Killing and resuming a search on S3: tests/test_kill_sweep.py."""
 
 from __future__ import annotations
@@ -204,8 +204,8 @@ def test_a_storage_outage_mid_search_ends_the_driver_in_one_line_with_status_4(t
     stops as on Ctrl-C, and the last line says what happened and how to resume (exit status 4)."""
     import signal
 
+    from harness.s3server import S3Server
     from search.outage import STORAGE_LOST
-    from tests.s3server import S3Server
 
     with S3Server(log=tmp_path / "moto.log") as s3:
         command = [sys.executable, str(ROOT / "search" / "run.py"), "--space", "degradation", "--profile",

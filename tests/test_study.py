@@ -41,7 +41,7 @@ def snapshot(storage: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     """(storage, report root, first run, second run) of the smoke chain run twice on one Ray head."""
-    from tests.cluster import TwoNodeCluster
+    from harness.cluster import TwoNodeCluster
 
     root = tmp_path_factory.mktemp("study")
     storage, reports = root / "results", root / "report"

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.env import KILL_TEST_ENV, OFFLINE_ENV, ROOT
 from store.experiment import ExperimentFolder
-from tests.conftest import KILL_TEST_ENV, OFFLINE_ENV, ROOT
 
 
 def start_driver(*args: str, env: dict | None = None, log: Path | None = None) -> subprocess.Popen:

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.conftest import OFFLINE_ENV, ROOT
-from tests.s3server import free_port
+from harness.env import OFFLINE_ENV, ROOT
+from harness.s3server import free_port
 
 DOC_HEAD, DOC_WORKER, DOC_PORT = "10.0.0.1", "10.0.0.2", "6379"
 DOC_BUCKET = "s3://my-bucket/tunelab"

@@ -1,6 +1,5 @@
-"""Where the project is and the environment every test process runs in: nothing leaves the machine.
-A module of its own so that tests/conftest.py and tests/live_search.py both read it without importing
-each other."""
+"""Where the project is and the environment every process a test or bench starts runs in: nothing
+leaves the machine."""
 
 from __future__ import annotations
 
@@ -16,3 +15,7 @@ OFFLINE_ENV = {
     "RAY_USAGE_STATS_REPORT_URL": "http://127.0.0.1:9/",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
 }
+
+# A kill-and-resume test's driver also saves Ray's experiment state every second, not only after each
+# checkpoint and every 10 s or more ("auto"), so the stored state soon records a trial's end.
+KILL_TEST_ENV = {"TUNE_GLOBAL_CHECKPOINT_S": "1"}

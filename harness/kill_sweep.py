@@ -1,0 +1,107 @@
+"""The chained kill sweep (tests/test_kill_sweep.py, bench/bench_kill_sweep.py): a smoke search
+SIGKILLed at evenly spaced moments of its stored progress, each kill followed by `--resume`, the last
+resume run to the end, then checked against the unkilled run: the same per-epoch values, the same
+trials stopped at the same epochs, every report once. Its checks raise AssertionError with the log
+that shows why."""
+
+from __future__ import annotations
+
+import re
+
+from harness import killing
+from store.experiment import ExperimentFolder
+
+EPOCHS, MOMENTS = 5, 4
+"""The search's budget, and the kills the CI's chained sweep makes."""
+# The default scheduler (the space's significance halving) on two plain depths that a question of the
+# user's compares, so the rule keeps both to the budget and the search runs as a default search whose
+# every configuration is an arm does. Depths 1 and 3 train at different paces, so the stored rows
+# arrive one at a time and every kill moment comes.
+SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", str(EPOCHS),
+          "--set", "num_blocks=1,3", "--set", "skip=false", "--set", "train_subset=256",
+          "--set", "val_subset=128", "--question", "deeper: num_blocks=3 < num_blocks=1"]
+TRIALS = 2
+# The default rule with rungs that act: significance halving over four configurations that no question
+# keeps, 2 lockstep seeds, α 0.45 so that it stops trials at both rungs (epochs 1 and 2), where the
+# others pause for their cohort. Kills then come while trials wait at an open rung and after decisions.
+RUNGS_SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", "4", "--seeds", "2",
+                "--set", "num_blocks=1,3", "--set", "train_subset=256", "--set", "val_subset=128",
+                "--no-questions", "--scheduler", "significance", "--alpha", "0.45"]
+METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "training_iteration")
+
+
+def curves(folder: ExperimentFolder) -> dict[str, list[tuple]]:
+    """Each trial's progress.csv rows (the metrics above), keyed by its configuration."""
+    rows = killing.stored_rows(folder)
+    return {f"{t.params()['num_blocks']},{t.params().get('skip')}":
+            [tuple(float(r[m]) for m in METRICS) for r in rows[t.name]] for t in folder.trials()}
+
+
+def decisions(folder: ExperimentFolder) -> list[tuple]:
+    """The stored rung decisions (store/lifecycle.py) with trials named by their index: (rung, quota,
+    the trials that went on, {stopped: why})."""
+    from store.lifecycle import rung_decisions
+
+    def index(trial_id: str) -> str:
+        return trial_id.rsplit("_", 1)[-1]
+
+    return [(d["rung"], d["quota"], [index(t) for t in d["kept"]],
+             {index(t): why for t, why in d["stopped"].items()}) for d in rung_decisions(folder)]
+
+
+
+def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, reference: dict, env: dict,
+          logs, windows: list[bool], search: list[str] = SEARCH, moments: int = MOMENTS) -> list[str]:
+    """Runs the chained sweep (`start`: the search's storage flags, `resume`: what `--resume` adds);
+    returns one line per kill (what was stored when it came). From the second kill on, the storage is
+    made to look as a kill inside Ray's upload window leaves it, once per entry of `windows` (restart
+    or not, killing.py: fake_upload_window), at the first kill whose stored reports allow it:
+    the timing of a kill on this machine rarely hits that window by itself."""
+    # Moments 1..`moments` progress rows of the reference's: evenly spaced, the last with rows to go.
+    total = sum(len(rows) for rows in reference.values())
+    at_rows = [round(1 + i * (total - 2) / (moments - 1)) for i in range(moments)]
+    kills, after = [], None
+    driver = killing.start_driver(*search, *start, env=env, log=logs / "run-0.log")
+    for n, rows in enumerate(at_rows, 1):
+        stored, left = killing.kill_at(driver, folder, rows, after=after)
+        assert not left, f"kill {n}: the killed search ran on {killing.LEFT_GRACE_S:.0f} s: {left}"
+        statuses = folder.trial_statuses()
+        assert "ERROR" not in statuses.values(), f"kill {n}: a trial in ERROR ({statuses}); logs in {logs}"
+        assert set(statuses.values()) != {"TERMINATED"}, f"kill {n}: nothing was left to resume"
+        kills.append(f"kill {n} at {stored} stored rows: {statuses}")
+        faked = killing.fake_upload_window(folder, restart=windows[0]) if windows and n > 1 else None
+        if faked:
+            windows = windows[1:]
+        after = killing.newest_state_name(folder)
+        driver = killing.start_driver("--resume", folder.loc.uri, *resume, env=env, log=logs / f"run-{n}.log")
+        if n == 1:  # the first resume finds the killed driver's lease
+            assert killing.wait_for_line(logs / "run-1.log", "took over the lease", driver), \
+                (logs / "run-1.log").read_text()[-3000:]
+        if faked:  # the resume says what it repaired
+            assert killing.wait_for_line(logs / f"run-{n}.log", faked, driver), \
+                f"run {n} never named {faked}: {(logs / f'run-{n}.log').read_text()[-3000:]}"
+    assert not windows, f"the stored reports never allowed faking the upload window {windows}"
+    status = driver.wait(timeout=600)
+    log = (logs / f"run-{moments}.log").read_text()
+    assert status == 0, log[-3000:]
+    assert "Could not recover" not in log, log[-3000:]
+    # A resume looks like a run (item 7): what it resumed, per trial; the status table with the grid's
+    # columns; no config box per trial and no TensorBoard command into Ray's temp folder.
+    summary = re.compile(r"resume: train_cnn_\S+: (finished \(epoch|continues (after its error )?from epoch"
+                         r"|starts from scratch \()")
+    said = [line for line in log.splitlines() if summary.match(line)]
+    assert len(said) == len(reference), log[-3000:]
+    assert "num_blocks |" in log, log[-3000:]
+    assert "started with configuration" not in log and "To visualize your results" not in log, log[-3000:]
+    # A trial restored from its checkpoint is said once, by the resume, not by Ray's worker each time.
+    texts = [(logs / f"run-{n}.log").read_text() for n in range(1, moments + 1)]
+    assert any(": continues from epoch" in text for text in texts)
+    assert not any("Restored on" in text for text in texts), "Ray's restore lines reached the console"
+    statuses = folder.trial_statuses()
+    assert list(statuses.values()) == ["TERMINATED"] * len(reference), statuses
+    # The same trials stopped at the same epochs, with the same values up to there.
+    assert curves(folder) == reference, "a resumed trial's per-epoch metrics differ from the unkilled run's"
+    for trial in folder.trials():  # result.json as well: every report exactly once
+        ran = len(reference[f"{trial.params()['num_blocks']},{trial.params().get('skip')}"])
+        assert [r["training_iteration"] for r in trial.results()] == list(range(1, ran + 1)), trial.name
+    return kills
