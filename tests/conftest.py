@@ -36,6 +36,17 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *needles: str) ->
         assert needle in lines[0], lines[0]
 
 
+def assert_refused_in_process(args: list[str], tmp_path: Path, capsys) -> None:
+    """`search/run.py` `main` with `args` and a fresh storage: exit status 2, one `error:` line, and
+    nothing written to the storage."""
+    from search.run import main
+
+    assert main([*args, "--storage", str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
 def plan_for(tmp_path: Path, space: str, *args: str):
     """A smoke plan of `space` with its own experiment name under `tmp_path` (building a Tuner creates
     the experiment's folder, so each plan needs a fresh name)."""

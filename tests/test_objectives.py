@@ -17,7 +17,7 @@ from search.mo_halving import MultiObjectiveHalving
 from search.options import build_plan, parse_args
 from search.run import main
 from store.experiment import ExperimentFolder
-from tests.conftest import run_cli, stored_statuses
+from tests.conftest import assert_refused_in_process, run_cli, stored_statuses
 
 OBJECTIVES = "val_acc:max,trainable_params:min"
 
@@ -41,10 +41,7 @@ BAD = {
 
 @pytest.mark.parametrize("args", BAD.values(), ids=BAD.keys())
 def test_bad_objective_returns_2_with_one_line(args, tmp_path, capsys):
-    assert main([*args, "--storage", str(tmp_path / "results")]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
-    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+    assert_refused_in_process(args, tmp_path, capsys)
 
 
 def test_objectives_go_into_the_plan_with_moasha_by_default(tmp_path):

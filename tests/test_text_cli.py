@@ -13,8 +13,7 @@ import torch
 
 from analysis.results import open_experiment
 from analysis.tables import study_table
-from search.run import main
-from tests.conftest import run_cli
+from tests.conftest import assert_refused_in_process, run_cli
 from tests.notebook import execute, rendered
 from trainables.config import build
 from trainables.extract import ExtractConfig, fit_extract
@@ -34,10 +33,7 @@ BAD_TEXT_INPUTS = {
 
 @pytest.mark.parametrize("args", BAD_TEXT_INPUTS.values(), ids=BAD_TEXT_INPUTS.keys())
 def test_bad_text_input_returns_2_with_one_line(args, tmp_path, capsys):
-    assert main([*args, "--storage", str(tmp_path / "results")]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
-    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+    assert_refused_in_process(args, tmp_path, capsys)
 
 
 def results(trial) -> list[dict]:
