@@ -1,6 +1,7 @@
 """Storage: where experiments live, a local/NFS folder or any URI pyarrow.fs knows (docs/storage.md).
 
-The bottom layer: imports nothing of tunelab's, so trainables, spaces, search and analysis all use it.
+Above cli and raycompat only (store/recovery.py repairs Ray's stored state through raycompat's
+declared private names), so trainables, spaces, analysis and search all use it.
 """
 
 from store.fs import Location, StorageError, locate
