@@ -1,6 +1,6 @@
 """The studies' pictures, as matplotlib Figures (notebooks show them, the report saves them as SVG).
 
-deg_prob: training loss and val_acc by depth, plain against skip. asha: every trial's curve, marked
+deg_prob: training loss and val_acc by depth, plain against skip. stops: every trial's curve, marked
 where the scheduler stopped it. distil: student against distilled student, and the T × w heat map.
 lora: val_acc against log10 trainable parameters with the Pareto front. The UMAP pictures of frozen
 features are drawn by the extract trials themselves (trainables/extract.py) and copied as they are.
@@ -170,7 +170,7 @@ def model_curves(exp: Experiment) -> Figure:
     return fig
 
 
-def asha(exp: Experiment) -> Figure:
+def stops(exp: Experiment) -> Figure:
     """Every trial's metric per report, its end marked: × stopped by the scheduler ("significant":
     significantly below the weakest trial that went on, by analysis.rungs.stop_reasons; "quota": only
     the quota stopped it), ● ran to the end, ▷ incomplete (still running, killed or failed)."""
@@ -359,18 +359,18 @@ def umap_pictures(exp: Experiment) -> dict[str, Path]:
 
 
 STUDY_PLOTS = {
-    "degradation": {"deg_prob": deg_prob, "asha": asha},
-    "mnist": {"curves": model_curves, "asha": asha},
-    "teachers": {"curves": model_curves, "asha": asha},
-    "kd": {"distil": distil, "asha": asha},
-    "lora": {"lora": lora, "asha": asha},
+    "degradation": {"deg_prob": deg_prob, "stops": stops},
+    "mnist": {"curves": model_curves, "stops": stops},
+    "teachers": {"curves": model_curves, "stops": stops},
+    "kd": {"distil": distil, "stops": stops},
+    "lora": {"lora": lora, "stops": stops},
     "extract": {},
 }
 
 
 def study_plots(exp: Experiment) -> dict:
     """name -> function(exp) -> Figure, for the experiment's study (learning curves when unknown)."""
-    plots = STUDY_PLOTS.get(exp.space, {"curves": model_curves, "asha": asha})
+    plots = STUDY_PLOTS.get(exp.space, {"curves": model_curves, "stops": stops})
     if exp.epochs.empty:
         return {}
     return plots

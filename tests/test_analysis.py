@@ -106,18 +106,18 @@ def test_search_ends_in_a_report_with_the_degradation_table_and_deg_prob(search)
     experiment, reports = search
     folder = reports / NAME
     readme = (folder / "README.md").read_text()
-    assert "![deg_prob](deg_prob.svg)" in readme and "![asha](asha.svg)" in readme
+    assert "![deg_prob](deg_prob.svg)" in readme and "![stops](stops.svg)" in readme
     assert "| Model | num_blocks | num_filters | skip | #params | Layers | val_acc |" in readme
-    for picture in ("deg_prob.svg", "asha.svg"):
+    for picture in ("deg_prob.svg", "stops.svg"):
         svg = (folder / picture).read_text()
         assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "val_acc" in svg
     for stem in ("degradation_best", "degradation_final"):
         assert (folder / f"{stem}.md").is_file() and (folder / f"{stem}.csv").is_file()
-    # The asha picture's legend names every curve's configuration (SVG keeps its text as text).
-    asha = (folder / "asha.svg").read_text()
+    # The stops picture's legend names every curve's configuration (SVG keeps its text as text).
+    stops = (folder / "stops.svg").read_text()
     for blocks in (1, 2):
         for skip in (False, True):
-            assert f"num_blocks={blocks}, skip={skip}" in asha
+            assert f"num_blocks={blocks}, skip={skip}" in stops
 
 
 @pytest.mark.parametrize("which", ["best", "final"])
@@ -172,7 +172,7 @@ def test_asha_stops_are_told_from_finished_trials(search, kd_search):
                                                               strict=True)) == replay.stopped_at
     assert (trials.set_index("trial_id").loc[sorted(arms), "epochs_run"] == 2).all()
     assert replay.stopped_at[next(iter(baseline))] == 2 and sorted(trials["epochs_run"])[:2] == [1, 1]
-    svg = (kd_search[1] / "kd" / "asha.svg").read_text()
+    svg = (kd_search[1] / "kd" / "stops.svg").read_text()
     marked = sum(int(n) for n in re.findall(r"(\d+) stopped: (?:significant|quota)", svg))
     assert marked == int(trials["stopped_early"].sum()) > 0  # each stop marked with its reason
 
@@ -346,14 +346,14 @@ def test_cnn_notebook_executes_headless_on_the_smoke_search(search, tmp_path):
     done = execute("cnn.ipynb", tmp_path / "cnn.ipynb", experiment=str(search[0]), evaluate_split="val")
     markdown, images = rendered(done)
     assert "| Model | num_blocks |" in markdown and "Evaluation of the winner on the val split" in markdown
-    assert images == 2  # deg_prob and asha
+    assert images == 2  # deg_prob and stops
 
 
 def test_kd_notebook_executes_headless_on_the_smoke_kd_search(kd_search, tmp_path):
     done = execute("kd.ipynb", tmp_path / "kd.ipynb", experiment=str(kd_search[0]), evaluate_split="")
     markdown, images = rendered(done)
     assert "| arm | temperature | w_st | w_lab |" in markdown and "baseline (w_st=0)" in markdown
-    assert images == 2  # distil and asha
+    assert images == 2  # distil and stops
 
 
 def test_a_picture_of_one_configuration_keeps_its_longest_budget_row():

@@ -50,7 +50,7 @@ def test_a_damaged_record_is_refused_by_resume_and_ignored_by_readers(tmp_path, 
 
 
 def test_every_reader_gives_the_reason_the_scheduler_recorded(tmp_path):
-    """The page's curve ends and the asha picture read why a trial stopped from the record, not from a
+    """The page's curve ends and the stops picture read why a trial stopped from the record, not from a
     replay of today's rule: a stop recorded as the quota's stays the quota's."""
     from analysis.page_svg import trial_marks
     from analysis.plots import stop_reasons_of

@@ -140,7 +140,7 @@ def test_the_significance_scheduler_stops_what_its_replay_stops_and_every_reader
         result.stdout[-3000:]
     assert "early stopping (significance):" in result.stdout
     stopped = [t for t, at in ran.items() if at < 4]
-    svg = next((tmp_path / "report").glob("sig*/asha.svg")).read_text()
+    svg = next((tmp_path / "report").glob("sig*/stops.svg")).read_text()
     assert not stopped or f"{len(stopped)} stopped: significant" in svg  # every stop this rule makes is one
     assert "Current best trial" not in result.stdout and "num_stopped" not in result.stdout
 
