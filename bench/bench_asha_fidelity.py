@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import multiprocessing
 import sys
 import tempfile
@@ -51,8 +52,8 @@ sys.path.insert(0, str(ROOT))
 
 from analysis.rungs import significance_halving  # noqa: E402
 from bench import fidelity_report  # noqa: E402
-from bench.fidelity_curves import arms, seed_curves  # noqa: E402
-from bench.fidelity_truth import RULES, SPACE, Replays, choose, cross_validate, records  # noqa: E402
+from bench.fidelity_curves import arms, lr_gamma, read_curves  # noqa: E402
+from bench.fidelity_truth import RULES, Replays, choose, cross_validate, records  # noqa: E402
 from cli import OneLineParser, UsageError, one_line  # noqa: E402
 
 GAMMAS = (0.95, 0.7)
@@ -65,7 +66,9 @@ def train(config: dict) -> dict:
     from trainables.reporting import MemoryReporter
 
     reporter = MemoryReporter()
-    fit_image_model(ImageConfig(**config), reporter)
+    # a sampled space's trial carries its space and index beside the trainable's config
+    knobs = {k: v for k, v in config.items() if k not in ("space", "sample")}
+    fit_image_model(ImageConfig(**knobs), reporter)
     return {"config": config, "history": reporter.history}
 
 
@@ -87,6 +90,50 @@ def run_fifo(storage: Path, repeats: int, seeds: int, images: int, val: int, epo
         for n, trial in enumerate(pool.imap(train, todo), 1):
             trial_file(storage, trial["config"]).write_text(json.dumps(trial))
             print(f"{n}/{len(todo)} trials, {time.perf_counter() - start:.0f} s", flush=True)
+
+
+SAMPLED_RANGES = {"num_blocks": (1, 7), "lr": (1e-3, 0.3), "weight_decay": (1e-5, 1e-2),
+                  "lr_gamma": (0.6, 0.98)}
+"""A sampled space's box: num_blocks uniform over the integers, skip either way, lr and weight_decay
+log-uniform (the image spaces' continuous ranges, spaces/images.py), lr_gamma uniform."""
+
+
+def sampled_configs(count: int, draw: int) -> list[dict]:
+    """`count` configurations drawn from SAMPLED_RANGES with the random generator of seed `draw`: the
+    same draw gives the same configurations on every machine."""
+    import numpy as np
+
+    rng = np.random.default_rng(draw)
+    (b0, b1), (l0, l1), (w0, w1), (g0, g1) = SAMPLED_RANGES.values()
+    return [{"num_blocks": int(rng.integers(b0, b1 + 1)), "skip": bool(rng.integers(0, 2)),
+             "lr": float(f"{math.exp(rng.uniform(math.log(l0), math.log(l1))):.4g}"),
+             "weight_decay": float(f"{math.exp(rng.uniform(math.log(w0), math.log(w1))):.4g}"),
+             "lr_gamma": round(float(rng.uniform(g0, g1)), 3)} for _ in range(count)]
+
+
+def run_sampled(storage: Path, count: int, draw: int, repeats: int, seeds: int, images: int, val: int,
+                epochs: int) -> None:
+    """FIFO on a sampled space: `count` configurations (sampled_configs), every one to the full budget
+    in `repeats` seed sets of `seeds` lockstep seeds, a seed set at a time (so that a run stopped early
+    leaves whole seed sets), each trial written as it ends; an interrupted run resumes."""
+    from spaces import get_space
+
+    base = {**get_space("degradation").base_config("demo"), "train_subset": images, "val_subset": val,
+            "epochs": epochs, "seeds": seeds, "cpus": 1}
+    configs = [{**base, **c, "seed": r * seeds, "sample": n, "space": f"sampled{count}-draw{draw}"}
+               for r in range(repeats) for n, c in enumerate(sampled_configs(count, draw))]
+    todo = [c for c in configs if not sampled_file(storage, c).is_file()]
+    if not (storage / "PROVENANCE.json").is_file():
+        (storage / "PROVENANCE.json").write_text(json.dumps(machine(), indent=1))
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
+        for n, trial in enumerate(pool.imap(train, todo), 1):
+            sampled_file(storage, trial["config"]).write_text(json.dumps(trial))
+            print(f"{n}/{len(todo)} trials, {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def sampled_file(storage: Path, c: dict) -> Path:
+    return storage / f"{c['space']}_c{c['sample']:02d}_seed{c['seed']}.json"
 
 
 def machine() -> dict:
@@ -112,46 +159,63 @@ def trial_file(storage: Path, c: dict) -> Path:
 
 def export(storage: Path, out: Path) -> None:
     """The FIFO curves of a run folder as one small JSON file (val_acc per seed and epoch, 4 decimals
-    more than an accuracy on 1,024 images resolves), with the settings that made them."""
-    trials = [json.loads(p.read_text()) for p in sorted(storage.glob("g*_seed*_n*_skip*.json"))]
+    more than an accuracy on 1,024 images resolves), with the settings, seeds, commit and CPU model
+    that made them: the degradation grid's layout, or a sampled space's (layout 2, its configurations'
+    knobs by label)."""
+    trials = [json.loads(p.read_text()) for p in sorted(storage.glob("*_seed*.json"))]
+    if not trials:
+        raise UsageError(f"{storage}: no trials of bench/bench_asha_fidelity.py to export")
     first = trials[0]["config"]
+    sampled = "sample" in first
     record = {
         "made_by": "bench/bench_asha_fidelity.py",
         "settings": {k: first[k] for k in ("train_subset", "val_subset", "epochs", "seeds", "batch_size",
-                                             "lr")},
+                                             *(() if sampled else ("lr",)))},
         "provenance": json.loads((storage / "PROVENANCE.json").read_text())
         if (storage / "PROVENANCE.json").is_file() else {},
         "curves": [],
     }
-    for seed_set, cells in sorted(seed_curves(storage).items()):
-        for (gamma, n, skip), per_seed in sorted(cells.items()):
-            record["curves"].append({"lr_gamma": gamma, "seed_set": seed_set, "num_blocks": n, "skip": skip,
-                                     "val_acc": [[round(v, 6) for v in c] for c in per_seed]})
+    curves, knobs = read_curves([storage])
+    if sampled:
+        record.update({"layout": 2, "space": first["space"], "configs": knobs[first["space"]]})
+    for (_, arm), sets in curves.items():
+        for seed_set, cells in sorted(sets.items()):
+            record["settings"].setdefault("seed_sets", [])
+            if seed_set not in record["settings"]["seed_sets"]:
+                record["settings"]["seed_sets"].append(seed_set)
+            for config, per_seed in sorted(cells.items()):
+                where = ({"config": config} if sampled else
+                         {"lr_gamma": float(arm.split("=")[1]), "num_blocks": config[0], "skip": config[1]})
+                record["curves"].append({**where, "seed_set": seed_set,
+                                         "val_acc": [[round(v, 6) for v in c] for c in per_seed]})
     out.write_text(json.dumps(record, separators=(",", ":")) + "\n")
     print(f"curves of {len(record['curves'])} lockstep trials -> {out} ({out.stat().st_size:,} bytes)")
 
 
-def analyse(storage: Path, epochs: int, seeds: int | None = None) -> dict:
-    """Every rule and setting replayed on the curves in `storage` and scored on held-out seed sets, the
-    default chosen on all seed sets and cross-validated; `seeds` keeps only each trial's first seeds
-    (what a search with fewer lockstep seeds would have seen)."""
-    raw = {s: {k: v[:seeds] for k, v in cells.items()} for s, cells in seed_curves(storage).items()}
-    by_arm = arms(raw, epochs, partial=storage.is_dir())
-    print(f"FIFO curves in {storage}")
-    risk = fidelity_report.describe(by_arm)
+def analyse(paths: list[Path], epochs: int, seeds: int | None = None) -> dict:
+    """Every rule and setting replayed on the curves in `paths` (every arm of every space they hold)
+    and scored on held-out seed sets, the default chosen on all seed sets and cross-validated; `seeds`
+    keeps only each trial's first seeds (what a search with fewer lockstep seeds would have seen)."""
+    curves, knobs = read_curves(paths)
+    raw = {key: {s: {c: v[:seeds] for c, v in cells.items()} for s, cells in sets.items()}
+           for key, sets in curves.items()}
+    by_arm = arms(raw, epochs, partial=any(p.is_dir() for p in paths))
+    print(f"FIFO curves in {', '.join(map(str, paths))}")
+    risk = fidelity_report.describe(by_arm, knobs)
     replays = Replays(by_arm, epochs)
     everything = list(range(len(RULES)))
-    default = choose(replays, everything, replays.sets())
+    default = choose(replays, everything)
     rows = records(replays, default)
     fidelity_report.table(rows)
-    cv = cross_validate(replays, everything) if len(replays.sets()) >= 3 else None
+    cv = cross_validate(replays, everything) if replays.folds() >= 3 else None
     per_rule = {} if cv is None else {
         rule: cross_validate(replays, [n for n, (r, _) in enumerate(RULES) if r == rule])
         for rule in dict.fromkeys(r for r, _ in RULES)}
     chosen = {"rule": RULES[default][0], "settings": RULES[default][1]}
     fidelity_report.choice(chosen, cv, per_rule)
-    return {"space": SPACE, "epochs": epochs, "records": rows, "rank_change_risk": risk, "default": chosen,
-            "cross_validation": cv, "cross_validation_per_rule": per_rule}
+    return {"spaces": sorted({key[0] for key in by_arm}), "configs": knobs, "epochs": epochs, "records": rows,
+            "rank_change_risk": risk, "default": chosen, "cross_validation": cv,
+            "cross_validation_per_rule": per_rule}
 
 
 def question_costs(storage: Path, epochs: int) -> list[dict]:
@@ -165,7 +229,9 @@ def question_costs(storage: Path, epochs: int) -> list[dict]:
 
     space = get_space("degradation")
     rows = []
-    for gamma, arm in arms(seed_curves(storage), epochs, partial=storage.is_dir()).items():
+    curves = {key: sets for key, sets in read_curves([storage])[0].items() if key[0] == "degradation"}
+    for key, arm in arms(curves, epochs, partial=storage.is_dir()).items():
+        gamma = lr_gamma(key)
         for seed_set, curves in arm.items():
             alone = significance_halving(curves, 1, space.reduction_factor, epochs, space.alpha)
             kept = significance_halving(curves, 1, space.reduction_factor, epochs, space.alpha,
@@ -207,8 +273,12 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--storage", type=Path, help="keep the FIFO curves here (default: a new temp folder)")
-    parser.add_argument("--analyse", type=Path, metavar="PATH",
-                        help="only replay the curves kept in PATH: a --storage folder or an --export file")
+    parser.add_argument("--sample", type=int, metavar="N",
+                        help="train a sampled space of N configurations instead of the degradation grid")
+    parser.add_argument("--draw", type=int, default=0, help="--sample: the draw (random seed) of its space")
+    parser.add_argument("--analyse", type=Path, nargs="+", metavar="PATH",
+                        help="only replay the curves kept in each PATH: a --storage folder or an --export "
+                        "file, one per space")
     parser.add_argument("--json", type=Path, help="write the replay table here")
     parser.add_argument("--use-seeds", type=int, metavar="K",
                         help="--analyse: replay on each trial's first K seeds only")
@@ -229,9 +299,16 @@ def run(args: argparse.Namespace) -> int:
         export(args.storage, args.export)
         return 0
     if args.analyse and args.questions:
-        rows = question_costs(args.analyse, args.epochs)
+        rows = question_costs(args.analyse[0], args.epochs)
     elif args.analyse:
         rows = analyse(args.analyse, args.epochs, args.use_seeds)
+    elif args.sample:
+        storage = args.storage or Path(tempfile.mkdtemp(prefix="asha_fidelity_"))
+        storage.mkdir(parents=True, exist_ok=True)
+        run_sampled(storage, args.sample, args.draw, args.repeats, args.seeds, args.images, args.val,
+                    args.epochs)
+        print(f"curves kept in {storage}")
+        return 0
     else:
         storage = args.storage or Path(tempfile.mkdtemp(prefix="asha_fidelity_"))
         storage.mkdir(parents=True, exist_ok=True)

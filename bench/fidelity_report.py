@@ -7,16 +7,19 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from bench.fidelity_curves import Arm, full_budget, mean_curve, rank_change_risk
-from bench.fidelity_truth import MAX_SLACK, MEAN_SLACK, TARGET_FRACTION, label
+from bench.fidelity_curves import Arm, ArmKey, full_budget, mean_curve, rank_change_risk
+from bench.fidelity_truth import MAX_SLACK, MEAN_SLACK, label
 
 
-def describe(arms: dict[float, Arm]) -> dict[str, list[dict]]:
-    """Print each seed set's FIFO ranking, the Spearman ρ of each report's ranking with the full-budget
-    one, and the rank-change risk; return the risk per arm."""
+def describe(arms: dict[ArmKey, Arm], knobs: dict[str, dict]) -> dict[str, list[dict]]:
+    """Print each sampled space's configurations, each seed set's FIFO ranking, the Spearman ρ of each
+    report's ranking with the full-budget one, and the rank-change risk; return the risk per arm."""
     risks = {}
-    for gamma, arm in arms.items():
-        print(f"{label(gamma)}: seed sets {list(arm)}")
+    for key, arm in arms.items():
+        configs = len(next(iter(arm.values())))
+        print(f"{key[0]}, {key[1]}: {configs} configurations, seed sets {list(arm)}")
+        for config, values in knobs.get(key[0], {}).items():
+            print(f"  {config}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
         for s, cells in arm.items():
             full = {c: full_budget(v) for c, v in cells.items()}
             print(f"  seeds from {s}: " + ", ".join(f"{c} {v:.4f}" for c, v in sorted(full.items(),
@@ -30,7 +33,7 @@ def describe(arms: dict[float, Arm]) -> dict[str, list[dict]]:
         risk = rank_change_risk(arm)
         print("  rank-change risk, behind at report r but ahead at the budget (share of such pairs): "
               + ", ".join(f"r={r} {x:.2f} ({n})" for r, (x, n) in enumerate(risk, 1)))
-        risks[label(gamma)] = [{"report": r, "risk": x, "pairs": n} for r, (x, n) in enumerate(risk, 1)]
+        risks[label(key)] = [{"report": r, "risk": x, "pairs": n} for r, (x, n) in enumerate(risk, 1)]
     return risks
 
 
@@ -63,13 +66,14 @@ def choice(default: dict, cv: dict | None, per_rule: dict[str, dict]) -> None:
     if cv is None:
         print("cross-validation needs 3 seed sets common to every arm: not run")
         return
-    print(f"targets: epochs ≤ {TARGET_FRACTION} of FIFO's, true regret mean ≤ FIFO's + {MEAN_SLACK}, "
+    targets = ", ".join(f"{arm} {h['target_fraction']}" for arm, h in cv["held_out"].items())
+    print(f"targets: epochs ≤ a share of FIFO's ({targets}), true regret mean ≤ FIFO's + {MEAN_SLACK}, "
           f"max ≤ FIFO's + {MAX_SLACK}, in every arm")
     print("leave-one-seed-set-out, held-out figures | chosen per held-out set | " + " | ".join(
         f"{a}: epochs · true regret mean / max (FIFO's)" for a in cv["held_out"]) + " | meets targets")
     for name, result in {"every rule": cv, **per_rule}.items():
-        chosen = ", ".join(f"{f['held_out']}: {f['rule']} ({settings_text(f['settings'])})"
-                           for f in result["folds"])
+        chosen = ", ".join(f"fold {n}: {f['rule']} ({settings_text(f['settings'])})"
+                           for n, f in enumerate(result["folds"]))
         print(f"{name} | {chosen} | " + " | ".join(
             f"{h['epochs_fraction']:.2f} · {h['true_regret_mean']:.4f} / {h['true_regret_max']:.4f} "
             f"({h['fifo_true_regret_mean']:.4f} / {h['fifo_true_regret_max']:.4f})"

@@ -1,6 +1,8 @@
-"""bench/bench_asha_fidelity.py --analyse on small constructed curve files: every decision is scored
-on the seed sets it did not see (checked against a hand computation), the records carry what
-BENCHMARKS (c) is written from, and bad curve files are one `error:` line with exit status 2."""
+"""bench/bench_asha_fidelity.py --analyse on small constructed curve files (the degradation grid's
+layout and a sampled space's): every decision is scored on the seed sets it did not see (checked
+against a hand computation), every space is replayed and cross-validated in one command, the records
+carry what BENCHMARKS (c) is written from, and bad curve files are one `error:` line with exit
+status 2."""
 
 from __future__ import annotations
 
@@ -83,7 +85,7 @@ def test_every_pick_is_scored_on_the_seed_sets_its_decision_did_not_see(tmp_path
     assert len(default) == 1 and (default[0]["rule"], default[0]["settings"]) == (
         report["default"]["rule"], report["default"]["settings"])
     folds = report["cross_validation"]["folds"]
-    assert [f["held_out"] for f in folds] == [0, 3, 6]
+    assert [f["held_out"] for f in folds] == [{"lr_gamma=0.7": s} for s in (0, 3, 6)]
     assert "choice on all seed sets (the default)" in result.stdout
 
 
@@ -98,3 +100,60 @@ def test_a_bad_curves_file_is_one_error_line_and_exit_2(tmp_path, case, needle):
     else:
         curves_file(path, {**CURVES, 3: {**CURVES[3], C: [[0.3, float("nan"), 0.4], [0.3, 0.4, 0.4]]}})
     assert_one_line_error(bench("--analyse", str(path), "--epochs", "3"), needle)
+
+
+def sampled_file(path: Path, sets: int = 4, configs: int = 4) -> Path:
+    """A sampled space (layout 2): `configs` configurations by label, `sets` seed sets of 2 seeds, where
+    c01 is best at the budget but behind after one epoch (its curves cross the others')."""
+    def curve(n: int, s: int) -> list[float]:
+        late = 0.3 if n == 1 else 0.0
+        return [round(0.5 - 0.02 * n + 0.01 * s - late, 4), round(0.55 - 0.02 * n + 0.01 * s, 4),
+                round(0.6 - 0.02 * n + 0.005 * s + late, 4)]
+
+    labels = [f"c{n:02d}" for n in range(configs)]
+    path.write_text(json.dumps({
+        "layout": 2, "space": "sampled4-draw9",
+        "configs": {c: {"num_blocks": n + 1, "skip": n % 2 == 0, "lr": 0.01, "weight_decay": 1e-4,
+                        "lr_gamma": 0.8} for n, c in enumerate(labels)},
+        "curves": [{"config": c, "seed_set": 2 * s, "val_acc": [curve(n, s), curve(n, s + 1)]}
+                   for s in range(sets) for n, c in enumerate(labels)]}))
+    return path
+
+
+def test_every_space_is_replayed_and_cross_validated_with_each_seed_set_held_out_once(tmp_path):
+    """The degradation layout (3 seed sets) and a sampled space (4 seed sets) in one command: records
+    per space and arm, a configuration named by its label, and cross-validation whose folds hold out
+    each arm's seed sets in turn, the sampled space's fourth set in a fold of its own."""
+    out = tmp_path / "out.json"
+    grid, sampled = curves_file(tmp_path / "grid.json"), sampled_file(tmp_path / "sampled.json")
+    result = bench("--analyse", str(grid), str(sampled), "--epochs", "3", "--json", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["spaces"] == ["degradation", "sampled4-draw9"]
+    arms = {(r["space"], r["arm"]) for r in report["records"]}
+    assert arms == {("degradation", "lr_gamma=0.7"), ("sampled4-draw9", "sampled4-draw9")}
+    fifo = next(r for r in report["records"] if r["space"] == "sampled4-draw9" and r["rule"] == "fifo")
+    assert fifo["picks"] == ["c01"] * 4 and fifo["lr_gamma"] is None and fifo["repeats"] == 4
+    folds = report["cross_validation"]["folds"]
+    assert [f["held_out"] for f in folds] == [{"lr_gamma=0.7": 0, "sampled4-draw9": 0},
+                                              {"lr_gamma=0.7": 3, "sampled4-draw9": 2},
+                                              {"lr_gamma=0.7": 6, "sampled4-draw9": 4},
+                                              {"sampled4-draw9": 6}]
+    held = report["cross_validation"]["held_out"]
+    assert (held["sampled4-draw9"]["target_fraction"], held["lr_gamma=0.7"]["target_fraction"]) == (0.25, 0.35)
+    assert "c01: num_blocks=2, skip=False" in result.stdout
+
+
+@pytest.mark.parametrize("case, needle", [("twice", "also in another curves file"),
+                                          ("unknown config", "not of the layout")])
+def test_a_bad_sampled_curves_file_is_one_error_line_and_exit_2(tmp_path, case, needle):
+    first = sampled_file(tmp_path / "a.json")
+    second = tmp_path / "b.json"
+    if case == "twice":
+        second.write_text(first.read_text())
+    else:
+        record = json.loads(first.read_text())
+        record["curves"][0]["config"] = "c99"
+        second.write_text(json.dumps(record))
+    paths = [str(first), str(second)] if case == "twice" else [str(second)]
+    assert_one_line_error(bench("--analyse", *paths, "--epochs", "3"), needle)
