@@ -140,7 +140,8 @@ def test_every_space_is_replayed_and_cross_validated_with_each_seed_set_held_out
                                               {"lr_gamma=0.7": 6, "sampled4-draw9": 4},
                                               {"sampled4-draw9": 6}]
     held = report["cross_validation"]["held_out"]
-    assert (held["sampled4-draw9"]["target_fraction"], held["lr_gamma=0.7"]["target_fraction"]) == (0.25, 0.35)
+    targets = (held["sampled4-draw9"]["target_fraction"], held["lr_gamma=0.7"]["target_fraction"])
+    assert targets == (0.25, 0.35)
     assert "c01: num_blocks=2, skip=False" in result.stdout
 
 
