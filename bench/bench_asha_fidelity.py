@@ -72,16 +72,19 @@ def train(config: dict) -> dict:
     return {"config": config, "history": reporter.history}
 
 
-def run_fifo(storage: Path, repeats: int, seeds: int, images: int, val: int, epochs: int) -> None:
+def run_fifo(storage: Path, repeats: int, seeds: int, images: int, val: int, epochs: int,
+             first: int = 0) -> None:
     """Every (lr_gamma, seed set, configuration) trial not yet in `storage`, the reference decay's
-    first, each written as it ends (an interrupted run resumes, and --analyse reads what is there)."""
+    first, each written as it ends (an interrupted run resumes, and --analyse reads what is there);
+    seed sets `first` to `repeats` − 1 (seeds from 3·first on: more seed sets for curves made before)."""
     from spaces import get_space
 
     space = get_space("degradation")
     base = {**space.base_config("demo"), "train_subset": images, "val_subset": val, "epochs": epochs,
             "seeds": seeds, "cpus": 1}
     configs = [{**base, "lr_gamma": g, "seed": r * seeds, "num_blocks": n, "skip": k}
-               for g in GAMMAS for r in range(repeats) for n, k in itertools.product(*space.grid.values())]
+               for g in GAMMAS for r in range(first, repeats)
+               for n, k in itertools.product(*space.grid.values())]
     todo = [c for c in configs if not trial_file(storage, c).is_file()]
     if not (storage / "PROVENANCE.json").is_file():
         (storage / "PROVENANCE.json").write_text(json.dumps(machine(), indent=1))
@@ -218,7 +221,7 @@ def analyse(paths: list[Path], epochs: int, seeds: int | None = None) -> dict:
             "cross_validation_per_rule": per_rule}
 
 
-def question_costs(storage: Path, epochs: int) -> list[dict]:
+def question_costs(paths: list[Path], epochs: int) -> list[dict]:
     """The degradation questions (spaces/images.py) on the FIFO curves, seed set by seed set: each
     one's verdict from its arms' full curves (analysis/questions.py, read at the budget), the epochs its
     arms train under study-aware stopping (every arm of a question kept) and under significance halving
@@ -229,8 +232,8 @@ def question_costs(storage: Path, epochs: int) -> list[dict]:
 
     space = get_space("degradation")
     rows = []
-    curves = {key: sets for key, sets in read_curves([storage])[0].items() if key[0] == "degradation"}
-    for key, arm in arms(curves, epochs, partial=storage.is_dir()).items():
+    curves = {key: sets for key, sets in read_curves(paths)[0].items() if key[0] == "degradation"}
+    for key, arm in arms(curves, epochs, partial=any(p.is_dir() for p in paths)).items():
         gamma = lr_gamma(key)
         for seed_set, curves in arm.items():
             alone = significance_halving(curves, 1, space.reduction_factor, epochs, space.alpha)
@@ -273,6 +276,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--storage", type=Path, help="keep the FIFO curves here (default: a new temp folder)")
+    parser.add_argument("--first-repeat", type=int, default=0, metavar="K",
+                        help="train seed sets K .. repeats - 1 only (more seed sets for earlier curves)")
     parser.add_argument("--sample", type=int, metavar="N",
                         help="train a sampled space of N configurations instead of the degradation grid")
     parser.add_argument("--draw", type=int, default=0, help="--sample: the draw (random seed) of its space")
@@ -299,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
         export(args.storage, args.export)
         return 0
     if args.analyse and args.questions:
-        rows = question_costs(args.analyse[0], args.epochs)
+        rows = question_costs(args.analyse, args.epochs)
     elif args.analyse:
         rows = analyse(args.analyse, args.epochs, args.use_seeds)
     elif args.sample:
@@ -312,8 +317,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         storage = args.storage or Path(tempfile.mkdtemp(prefix="asha_fidelity_"))
         storage.mkdir(parents=True, exist_ok=True)
-        run_fifo(storage, args.repeats, args.seeds, args.images, args.val, args.epochs)
-        rows = analyse(storage, args.epochs)
+        run_fifo(storage, args.repeats, args.seeds, args.images, args.val, args.epochs,
+                 args.first_repeat)
+        rows = analyse([storage], args.epochs)
         print(f"curves kept in {storage}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

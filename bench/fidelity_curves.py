@@ -46,10 +46,12 @@ def read_curves(paths: list[Path], metric: str = "val_acc") -> tuple[dict[ArmKey
     knobs: dict[str, dict] = {}
     for path in paths:
         curves, configs = _file_curves(path, metric) if path.is_file() else _folder_curves(path, metric)
-        for key, sets in curves.items():
-            if key in found:
-                raise UsageError(f"{path}: {key[0]} {key[1]} is also in another curves file")
-            found[key] = sets
+        for key, sets in curves.items():  # one arm's seed sets may come from several files
+            for seed_set, cells in sets.items():
+                if seed_set in found.get(key, {}):
+                    raise UsageError(f"{path}: {key[0]} {key[1]}, seed set {seed_set} is also in another "
+                                     "curves file")
+                found.setdefault(key, {})[seed_set] = cells
         knobs.update(configs)
     return found, knobs
 

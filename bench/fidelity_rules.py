@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from analysis.rungs import rungs, significance_halving, successive_halving
+from analysis.rungs import decide_rung, rungs, significance_halving, successive_halving
 from bench.fidelity_curves import Cells, Config, full_budget, mean_curve
 
 
@@ -69,6 +69,37 @@ def significance(cells: Cells, epochs: int, reduction_factor: int, grace: int, s
     """Significance halving on the per-seed curves (analysis/rungs.py, `--scheduler significance`)."""
     return finished(cells, significance_halving(cells, grace, reduction_factor, epochs, alpha,
                                                 smoothing).stopped_at, epochs)
+
+
+def flips(cells: Cells, early: int, late: int) -> float:
+    """How far a ranking still moves: of the pairs of configurations where one is behind the other at
+    report `early` (mean over seeds), the share where it is ahead at report `late`. Read from the
+    curves the search has seen (both reports are in the past at a rung), never from the budget."""
+    at = {c: (mean_curve(v)[early - 1], mean_curve(v)[late - 1]) for c, v in cells.items()}
+    behind = [(a, b) for a, b in itertools.permutations(at, 2) if at[a][0] < at[b][0]]
+    return sum(at[a][1] > at[b][1] for a, b in behind) / len(behind) if behind else 0.0
+
+
+def settled(cells: Cells, epochs: int, reduction_factor: int, grace: int, alpha: float,
+            tolerance: float) -> Outcome:
+    """Significance halving that stops nothing on the seeds' spread alone while the ranking still
+    moves: at a rung r, it decides (decide_rung, as `--scheduler significance`) only when, among the
+    configurations alive, the share of pairs whose order flipped between report ⌈r/2⌉ and r is at
+    most `tolerance`; otherwise every configuration goes on to the next rung, and the quota waits
+    with them. At report 1 there is no earlier report to compare with, so the first decision comes at
+    report 2 at the soonest: the grace the data justify is the first rung at which the ranking has
+    settled, measured in the search itself."""
+    alive, n, trained = list(cells), len(cells), {}
+    for rung in rungs(grace, reduction_factor, epochs):
+        early = -(-rung // 2)
+        if early == rung or flips({c: cells[c] for c in alive}, early, rung) > tolerance:
+            continue
+        n = -(-n // reduction_factor)
+        keep, stopped, _ = decide_rung({c: cells[c] for c in alive}, rung, n, alpha)
+        trained.update({c: rung for c in stopped})
+        alive = [c for c in alive if c in keep]
+    trained.update({c: epochs for c in alive})
+    return finished(cells, trained, epochs)
 
 
 def hyperband(cells: Cells, epochs: int, reduction_factor: int, min_resource: int, brackets: int

@@ -24,7 +24,17 @@ from scipy import stats
 
 from bench.fidelity_curves import Arm, ArmKey, Config, full_budget, held_out, lr_gamma
 from bench.fidelity_optuna import optuna_replay
-from bench.fidelity_rules import Outcome, fifo, halving, hyperband, i_epoch, pasha, ray_asha, significance
+from bench.fidelity_rules import (
+    Outcome,
+    fifo,
+    halving,
+    hyperband,
+    i_epoch,
+    pasha,
+    ray_asha,
+    settled,
+    significance,
+)
 
 TARGET_FRACTION = {"degradation": 0.35}
 """The share of FIFO's trial-epochs a rule may train: the grid's six configurations leave less to save
@@ -50,8 +60,11 @@ RULES += [("significance", {"reduction_factor": rf, "grace": grace, "smoothing":
           for rf in (2, 3, 6) for grace in (1, 2, 3) for smoothing in (0.0, 0.5)
           for alpha in (0.01, 0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)]
 
+RULES += [("settled", {"reduction_factor": rf, "grace": grace, "alpha": alpha, "tolerance": tolerance})
+          for rf in (2, 3) for grace in (1, 2) for alpha in (0.05, 0.2) for tolerance in (0.1, 0.2, 0.3, 0.4)]
+
 REPLAY = {"fifo": fifo, "i-epoch": i_epoch, "halving": halving, "hyperband": hyperband, "ray-asha": ray_asha,
-          "pasha": pasha, "significance": significance}
+          "pasha": pasha, "significance": significance, "settled": settled}
 
 
 def replay(rule: str, settings: dict, cells: dict, epochs: int) -> Outcome:

@@ -145,7 +145,7 @@ def test_every_space_is_replayed_and_cross_validated_with_each_seed_set_held_out
     assert "c01: num_blocks=2, skip=False" in result.stdout
 
 
-@pytest.mark.parametrize("case, needle", [("twice", "also in another curves file"),
+@pytest.mark.parametrize("case, needle", [("twice", "is also in another curves file"),
                                           ("unknown config", "not of the layout")])
 def test_a_bad_sampled_curves_file_is_one_error_line_and_exit_2(tmp_path, case, needle):
     first = sampled_file(tmp_path / "a.json")
