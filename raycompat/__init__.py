@@ -161,6 +161,17 @@ def set_next_pbt_round(scheduler: Any, report: int) -> None:
     scheduler._next_perturbation_sync = report
 
 
+def asha_rungs(scheduler: Any) -> list[tuple[int, dict]]:
+    """The rungs of an ASHAScheduler's one bracket (_brackets[0]._rungs): (milestone, {trial id: the
+    metric times its sign}) from the highest milestone down. `--resume --scheduler asha` fills them from
+    the stored reports, as Ray restores the scheduler pickled at the start, with empty rungs
+    (search/halving.py)."""
+    brackets = getattr(scheduler, "_brackets", None)
+    if not brackets or len(brackets) != 1 or not hasattr(brackets[0], "_rungs"):
+        raise _changed("ASHAScheduler._brackets[0]._rungs", "--resume refills asha's rungs")
+    return brackets[0]._rungs
+
+
 class StoresStoppedPausedTrials:
     """Mixin for a Ray scheduler that pauses trials (the synchronous rungs of search/sync_halving.py,
     synchronous PBT): a paused trial it stops ends TERMINATED in the stored experiment state too. Ray 2.60's

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from ray.tune.schedulers import ASHAScheduler
 
-from analysis.rungs import is_kept
+from analysis.rungs import is_kept, smoothed
+from raycompat import asha_rungs
+from store.experiment import ExperimentFolder
 
 
 class Smoothed:
@@ -47,6 +49,31 @@ class KeepsArms:
 
 class SmoothedASHA(KeepsArms, Smoothed, ASHAScheduler):
     """Ray's asynchronous ASHA deciding on the smoothed metric, the kept arms kept."""
+
+    def resume_from(self, folder: ExperimentFolder, metric: str, mode: str) -> dict[int, int]:
+        """The rungs as the experiment stored them: each trial's (smoothed) metric at every milestone it
+        reached, recorded in the order the reports were made (Ray's `timestamp`; a row rebuilt from a
+        checkpoint's own metrics by store/recovery.py has none and counts last), and each trial's
+        smoothed value so far. A trial that reaches a rung after the resume is judged against all of
+        them, as it would have been against those that reached it before: the rule is asynchronous, so
+        which came first is the only thing a resume can change. Returns {milestone: trials recorded}.
+        `metric` and `mode` are the search's (Tune gives them to the scheduler only when it runs)."""
+        rungs, sign = asha_rungs(self), 1.0 if mode == "max" else -1.0
+        milestones = {milestone: recorded for milestone, recorded in rungs}
+        found = []
+        for trial in folder.trials():
+            rows = [r for r in trial.results() if isinstance(r.get(metric), int | float)]
+            trial_id = trial.trial_id(rows) if rows else None
+            values = smoothed([float(r[metric]) for r in rows], self.smoothing)
+            for row, value in zip(rows, values, strict=True):
+                if row.get("training_iteration") in milestones:
+                    found.append((row.get("timestamp", float("inf")), row["training_iteration"], trial_id,
+                                  value))
+            if rows and self.smoothing > 0:
+                self.__dict__.setdefault("_signal", {})[trial_id] = values[-1]
+        for _, at, trial_id, value in sorted(found, key=lambda f: (f[0], f[2])):
+            milestones[at][trial_id] = sign * value
+        return {milestone: len(recorded) for milestone, recorded in rungs}
 
 
 def asha(grace_period: int, reduction_factor: int, max_t: int, smoothing: float = 0.0,

@@ -175,6 +175,7 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     state starts from the beginning, in the same folder, as a new one."""
     from ray import tune
 
+    from search.halving import SmoothedASHA
     from search.mo_halving import MultiObjectiveHalving
     from search.pbt import pbt_scheduler
     from search.status import progress_reporter
@@ -206,6 +207,12 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
         restored_tune_config(tuner).scheduler = scheduler
         recorded = ", ".join(f"epoch {r}: {len(points)}" for r, points in scheduler.recorded.items())
         print(f"resume: moasha's rungs go on with the reports stored there ({recorded})", flush=True)
+    if isinstance(scheduler, SmoothedASHA):  # likewise
+        counts = scheduler.resume_from(folder, plan.space.metric, plan.space.mode)
+        restored_tune_config(tuner).scheduler = scheduler
+        per = plan.space.reports_per_epoch
+        rungs = ", ".join(f"epoch {m / per:g}: {n}" for m, n in sorted(counts.items()))
+        print(f"resume: asha's rungs go on with the reports stored there ({rungs})", flush=True)
     if isinstance(scheduler, SyncRungs):
         # Ray restores the scheduler pickled at the start, without its rungs: a fresh one goes on from
         # the decisions and curves the experiment stored, so paused trials wait for the same cohorts.

@@ -59,6 +59,16 @@ def test_a_restored_tuners_configs_are_reachable(tmp_path):
     assert isinstance(raycompat.restored_run_config(tuner), tune.RunConfig)
 
 
+def test_an_asha_schedulers_rungs_are_reachable():
+    from ray.tune.schedulers import ASHAScheduler
+
+    rungs = raycompat.asha_rungs(ASHAScheduler(time_attr="training_iteration", max_t=6, grace_period=1,
+                                               reduction_factor=2))
+    assert [milestone for milestone, _ in rungs] == [4, 2, 1] and all(r == {} for _, r in rungs)
+    with pytest.raises(raycompat.RayAPIChanged, match="_brackets"):
+        raycompat.asha_rungs(object())
+
+
 def test_a_synchronous_pbt_round_can_be_set():
     from ray.tune.schedulers import PopulationBasedTraining
 

@@ -1,0 +1,69 @@
+"""`--resume` of a `--scheduler asha` search: Ray restores the scheduler pickled at the start, with empty
+rungs, so a resumed ASHA would judge the trials still to come against none of those that came before.
+search/halving.py refills the rungs from the stored reports (search/resume.py calls it): checked here
+on a constructed 16-trial ASHA search (bench/page_experiments.py), against the values on disk and on
+the decisions a refilled rung then makes."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from bench.page_experiments import optuna_search
+from search.halving import asha
+from store.experiment import ExperimentFolder
+
+
+@pytest.fixture
+def folder(tmp_path) -> ExperimentFolder:
+    return ExperimentFolder(optuna_search(tmp_path / "asha", trials=16, epochs=6))
+
+
+def stored(folder: ExperimentFolder) -> dict[str, list[float]]:
+    return {rows[0]["trial_id"]: [r["val_acc"] for r in rows]
+            for rows in ([json.loads(line) for line in (t.loc / "result.json").read_text().splitlines()]
+                         for t in folder.trials())}
+
+
+def test_the_rungs_are_refilled_with_every_stored_report_at_each_milestone(folder):
+    scheduler = asha(grace_period=1, reduction_factor=2, max_t=6)
+    counts = scheduler.resume_from(folder, "val_acc", "max")
+    curves = stored(folder)
+    assert counts == {1: 16, 2: 16, 4: sum(len(c) >= 4 for c in curves.values())}
+    assert 0 < counts[4] < 16  # some trials were stopped at epoch 2, so the check can fail
+    rungs = dict(scheduler._brackets[0]._rungs)
+    for milestone in (1, 2, 4):
+        assert rungs[milestone] == {t: c[milestone - 1] for t, c in curves.items() if len(c) >= milestone}
+
+
+def test_a_refilled_rung_stops_a_new_trial_below_its_cutoff_and_lets_one_above_go_on(folder):
+    scheduler = asha(grace_period=1, reduction_factor=2, max_t=6)
+    scheduler.resume_from(folder, "val_acc", "max")
+    scheduler.set_search_properties("val_acc", "max")
+    first = sorted(c[0] for c in stored(folder).values())
+    cutoff = float(np.nanpercentile(first, 50))  # ASHA's cutoff at reduction factor 2: the median
+    for name, value, expected in (("weak", cutoff - 0.01, scheduler.STOP), ("strong", cutoff + 0.01,
+                                                                           scheduler.CONTINUE)):
+        trial = SimpleNamespace(trial_id=name, config={})
+        scheduler.on_trial_add(None, trial)
+        assert scheduler.on_trial_result(None, trial, {"training_iteration": 1, "val_acc": value}) == expected
+    fresh = asha(grace_period=1, reduction_factor=2, max_t=6)  # what Ray restores: empty rungs
+    fresh.set_search_properties("val_acc", "max")
+    trial = SimpleNamespace(trial_id="weak", config={})
+    fresh.on_trial_add(None, trial)
+    assert fresh.on_trial_result(None, trial, {"training_iteration": 1, "val_acc": cutoff - 0.01}) \
+        == fresh.CONTINUE
+
+
+def test_a_smoothed_asha_goes_on_from_each_trials_smoothed_value(folder):
+    scheduler = asha(grace_period=1, reduction_factor=2, max_t=6, smoothing=0.5)
+    scheduler.resume_from(folder, "val_acc", "max")
+    for trial_id, curve in stored(folder).items():
+        value = curve[0]
+        for v in curve[1:]:
+            value = 0.5 * v + 0.5 * value
+        assert scheduler._signal[trial_id] == pytest.approx(value)
+        assert dict(scheduler._brackets[0]._rungs)[1][trial_id] == curve[0]
