@@ -158,3 +158,15 @@ def test_a_bad_sampled_curves_file_is_one_error_line_and_exit_2(tmp_path, case, 
         second.write_text(json.dumps(record))
     paths = [str(first), str(second)] if case == "twice" else [str(second)]
     assert_one_line_error(bench("--analyse", *paths, "--epochs", "3"), needle)
+
+
+def test_every_committed_curves_file_records_its_settings_seeds_commit_and_cpu():
+    files = sorted((ROOT / "bench").glob("asha_fidelity_curves*.json"))
+    assert len(files) >= 3
+    for path in files:
+        record = json.loads(path.read_text())
+        settings, provenance = record["settings"], record["provenance"]
+        assert {"train_subset", "val_subset", "epochs", "seeds", "seed_sets"} <= settings.keys(), path.name
+        assert provenance["commit"] and provenance["cpu"] and provenance["date"], path.name
+        sets = sorted({c["seed_set"] for c in record["curves"]})
+        assert sets == sorted(settings["seed_sets"]), path.name
