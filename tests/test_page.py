@@ -211,7 +211,7 @@ def test_no_text_of_any_picture_overlaps_another_or_leaves_it_or_is_tiny(page):
     browser, _ = page
     pictures = browser.find_elements("css selector", ".picture svg")
     assert {p.find_element("xpath", "..").get_attribute("id") for p in pictures} == {
-        "picture-deg_prob", "picture-asha"}
+        "picture-deg_prob", "picture-stops"}
     assert overlaps(browser, ".picture svg, svg.chart") == []
     # Each text's line height on screen in CSS px (about 1.16 times its font size): 10 or more is a font
     # of over 8.5 px (asha's legend beside a demo's plot was a font of about 7 px).
