@@ -85,14 +85,7 @@ def run_fifo(storage: Path, repeats: int, seeds: int, images: int, val: int, epo
     configs = [{**base, "lr_gamma": g, "seed": r * seeds, "num_blocks": n, "skip": k}
                for g in GAMMAS for r in range(first, repeats)
                for n, k in itertools.product(*space.grid.values())]
-    todo = [c for c in configs if not trial_file(storage, c).is_file()]
-    if not (storage / "PROVENANCE.json").is_file():
-        (storage / "PROVENANCE.json").write_text(json.dumps(machine(), indent=1))
-    start = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
-        for n, trial in enumerate(pool.imap(train, todo), 1):
-            trial_file(storage, trial["config"]).write_text(json.dumps(trial))
-            print(f"{n}/{len(todo)} trials, {time.perf_counter() - start:.0f} s", flush=True)
+    train_all(storage, configs, trial_file)
 
 
 SAMPLED_RANGES = {"num_blocks": (1, 7), "lr": (1e-3, 0.3), "weight_decay": (1e-5, 1e-2),
@@ -125,18 +118,24 @@ def run_sampled(storage: Path, count: int, draw: int, repeats: int, seeds: int, 
             "epochs": epochs, "seeds": seeds, "cpus": 1}
     configs = [{**base, **c, "seed": r * seeds, "sample": n, "space": f"sampled{count}-draw{draw}"}
                for r in range(repeats) for n, c in enumerate(sampled_configs(count, draw))]
-    todo = [c for c in configs if not sampled_file(storage, c).is_file()]
+    train_all(storage, configs, sampled_file)
+
+
+def sampled_file(storage: Path, c: dict) -> Path:
+    return storage / f"{c['space']}_c{c['sample']:02d}_seed{c['seed']}.json"
+
+
+def train_all(storage: Path, configs: list[dict], file_of) -> None:
+    """Every trial of `configs` whose file (`file_of(storage, config)`) is not in `storage` yet, in the
+    script's worker processes, each written as it ends, with the machine that made them."""
+    todo = [c for c in configs if not file_of(storage, c).is_file()]
     if not (storage / "PROVENANCE.json").is_file():
         (storage / "PROVENANCE.json").write_text(json.dumps(machine(), indent=1))
     start = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(WORKERS) as pool:
         for n, trial in enumerate(pool.imap(train, todo), 1):
-            sampled_file(storage, trial["config"]).write_text(json.dumps(trial))
+            file_of(storage, trial["config"]).write_text(json.dumps(trial))
             print(f"{n}/{len(todo)} trials, {time.perf_counter() - start:.0f} s", flush=True)
-
-
-def sampled_file(storage: Path, c: dict) -> Path:
-    return storage / f"{c['space']}_c{c['sample']:02d}_seed{c['seed']}.json"
 
 
 def machine() -> dict:
