@@ -192,6 +192,45 @@ def pytest_xdist_make_scheduler(config, log):
     return ModuleScheduling(config, log)
 
 
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory) -> dict[str, Path]:
+    """The report page of each kind of experiment (tests/test_page_kinds.py), built from small
+    constructed experiment folders (bench/page_experiments.py), no search run."""
+    from analysis.compare import run
+    from analysis.page import write_page
+    from analysis.report import write_report
+    from analysis.results import open_experiment
+    from bench import page_experiments as made
+
+    root = tmp_path_factory.mktemp("kinds")
+    folders = {"degradation": made.degradation(root / "degradation"), "kd": made.kd(root / "kd"),
+               "optuna": made.optuna_search(root / "optuna", trials=16),
+               "pbt": made.pbt(root / "pbt"), "mnist": made.mnist(root / "mnist"),
+               "teachers": made.teachers(root / "teachers"), "lora": made.lora(root / "lora"),
+               "extract": made.extract(root / "extract"),
+               "interrupted": made.interrupted(root / "interrupted"),
+               "seeds as trials": made.seeds_as_trials(root / "seeds_as_trials")}
+    other = made.degradation(root / "degradation_again", seeds=2)
+    found = {kind: write_page(open_experiment(folder), root / "report" / kind)
+             for kind, folder in folders.items()}
+    found["comparison"] = run([str(folders["degradation"]), str(other)], root / "report") / "index.html"
+    # a front is a picture the report draws (analysis/report.py), so this page is the whole report's
+    found["lora_front"] = write_report(open_experiment(made.lora_front(root / "lora_front")),
+                                       root / "report") / "index.html"
+    return found
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium at the width the page tests read the page at (tests/page_browser.py)."""
+    from bench.bench_page import chromium
+    from tests.page_browser import WIDTH
+
+    browser = chromium(WIDTH, 900)
+    yield browser
+    browser.quit()
+
+
 # One smoke search watched while it runs: the live page's tests and the page's browser tests share it.
 from tests.live_search import live_search  # noqa: E402, F401
 

@@ -5,62 +5,23 @@ its exploits, a comparison of two experiments (analysis/compare.py), the mnist w
 teachers, lora (two reports an epoch), a two-objective lora_front search (its whole report, front
 picture included), extract (one report a trial, its backbones not all installed here) and a search a
 Ctrl-C interrupted. Each page loads without a console error or a request leaving the file, and nothing
-on it is wider than the window; the curves' controls redraw what they say, and hover names the
-configuration."""
+on it is wider than the window, and each shows what only its kind holds (the curves' controls are
+tests/test_page_controls.py)."""
 
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
 from bench import page_experiments as made
-from bench.bench_page import chromium
+from tests.page_browser import WIDTH, needs_chromium, opened
 
-pytestmark = pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
-                                reason="Chromium and chromedriver are not installed")
-WIDTH = 1280
+pytestmark = needs_chromium
+
+
 KINDS = ("degradation", "kd", "optuna", "pbt", "comparison", "mnist", "teachers", "lora", "lora_front",
          "extract", "interrupted", "seeds as trials")
-
-
-@pytest.fixture(scope="module")
-def pages(tmp_path_factory) -> dict[str, Path]:
-    from analysis.compare import run
-    from analysis.page import write_page
-    from analysis.report import write_report
-    from analysis.results import open_experiment
-
-    root = tmp_path_factory.mktemp("kinds")
-    folders = {"degradation": made.degradation(root / "degradation"), "kd": made.kd(root / "kd"),
-               "optuna": made.optuna_search(root / "optuna", trials=16),
-               "pbt": made.pbt(root / "pbt"), "mnist": made.mnist(root / "mnist"),
-               "teachers": made.teachers(root / "teachers"), "lora": made.lora(root / "lora"),
-               "extract": made.extract(root / "extract"),
-               "interrupted": made.interrupted(root / "interrupted"),
-               "seeds as trials": made.seeds_as_trials(root / "seeds_as_trials")}
-    other = made.degradation(root / "degradation_again", seeds=2)
-    found = {kind: write_page(open_experiment(folder), root / "report" / kind)
-             for kind, folder in folders.items()}
-    found["comparison"] = run([str(folders["degradation"]), str(other)], root / "report") / "index.html"
-    # a front is a picture the report draws (analysis/report.py), so this page is the whole report's
-    found["lora_front"] = write_report(open_experiment(made.lora_front(root / "lora_front")),
-                                       root / "report") / "index.html"
-    return found
-
-
-@pytest.fixture(scope="module")
-def browser():
-    browser = chromium(WIDTH, 900)
-    yield browser
-    browser.quit()
-
-
-def opened(browser, page: Path):
-    browser.get(page.resolve().as_uri())
-    return browser
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -81,112 +42,6 @@ def test_the_page_loads_clean_and_fits_the_window(pages, browser, kind):
                   .map(e => e.tagName + '#' + e.id)];""")
     assert wide == [0, []]
     assert browser.execute_script("return document.documentElement.clientWidth") == WIDTH
-
-
-def drawn_metric(browser) -> set[str]:
-    """The metric named in each point's hover text."""
-    points = browser.find_elements("css selector", "#curves circle[data-tip]")
-    tips = [c.get_attribute("data-tip") for c in points]
-    return {tip.split(": ")[1].split(" ")[0] for tip in tips}
-
-
-def pick(browser, ident: str, value) -> None:
-    """Sets a control as a reader would and lets the page hear of it."""
-    browser.execute_script("const c = document.getElementById(arguments[0]);"
-                           "if (c.type === 'checkbox') c.checked = arguments[1]; else c.value = arguments[1];"
-                           "c.dispatchEvent(new Event('input'));", ident, value)
-
-
-def test_a_questions_evidence_links_show_just_its_arms_curves_and_rows(pages, browser):
-    opened(browser, pages["degradation"])
-    row = browser.find_element("css selector", "#table-questions tbody tr")
-    claim = row.find_elements("css selector", "td")[1].text  # "num_blocks=1, skip=False > ..."
-    curves, trials = row.find_elements("css selector", "a.evidence")
-    arms = set(curves.get_attribute("data-show").split())
-    assert arms == set(trials.get_attribute("data-rows").split()) and len(arms) == 2
-    labels = {b.get_attribute("data-trial"): b.text
-              for b in browser.find_elements("css selector", ".legend button[data-trial]")}
-    sides = [side.split(" on ")[0] for side in claim.replace(" < ", "|").replace(" > ", "|").split("|")]
-    assert all(any(labels[t].startswith(side) for t in arms) for side in sides), (claim, arms)
-    curves.click()
-    shown = {g.get_attribute("data-trial") for g in browser.find_elements("css selector", "#curves g.trace")
-             if g.is_displayed()}
-    assert shown == arms
-    trials.click()
-    picked = {tr.get_attribute("data-trial")
-              for tr in browser.find_elements("css selector", "#trial-table tr.picked")}
-    assert picked == arms
-    browser.find_element("css selector", '.legend button[data-all="show"]').click()
-
-
-def test_the_metric_selector_switches_the_drawn_metric(pages, browser):
-    opened(browser, pages["degradation"])
-    options = [o.get_attribute("value")
-               for o in browser.find_elements("css selector", "#curve-metric option")]
-    assert options[0] == "val_acc" and {"val_loss", "train_loss"} <= set(options)
-    assert drawn_metric(browser) == {"val_acc"}
-    pick(browser, "curve-metric", "val_loss")
-    assert drawn_metric(browser) == {"val_loss"}
-    labels = [t.text for t in browser.find_elements("css selector", "#curves text.label")]
-    assert "val_loss (mean over seeds)" in labels
-    assert browser.find_element("id", "curve-caption").text.startswith("val_loss per epoch")
-    pick(browser, "curve-metric", "val_acc")
-
-
-def test_the_seed_toggle_shows_each_seeds_line_and_the_band_is_the_seeds_range(pages, browser):
-    opened(browser, pages["degradation"])
-    seeds = browser.find_elements("css selector", "#curves g.trace path.seed")
-    assert len(seeds) == 6 * 3 and not any(s.is_displayed() for s in seeds)
-    assert len(browser.find_elements("css selector", "#curves g.trace path.band")) == 6
-    assert "band: their min–max" in browser.find_element("id", "curve-caption").text
-    pick(browser, "curve-seeds", True)
-    assert all(s.is_displayed() for s in browser.find_elements("css selector", "#curves g.trace path.seed"))
-    pick(browser, "curve-seeds", False)
-
-
-def test_wall_time_and_smoothing_redraw_with_their_names(pages, browser):
-    opened(browser, pages["kd"])
-    before = browser.find_element("css selector", "#curves g.trace path.line").get_attribute("d")
-    pick(browser, "curve-ema", "0.6")
-    assert browser.find_element("id", "curve-ema-value").text == "0.60"
-    assert "EMA of factor 0.60" in browser.find_element("id", "curve-caption").text
-    assert browser.find_element("css selector", "#curves g.trace path.line").get_attribute("d") != before
-    pick(browser, "curve-x", "time")
-    labels = [t.text for t in browser.find_elements("css selector", "#curves text.label")]
-    assert "wall time (s, the trial's own)" in labels
-    pick(browser, "curve-ema", "0")
-    pick(browser, "curve-x", "epoch")
-
-
-def on_top(browser, element) -> bool:
-    """Whether the element, scrolled into view, is what the mouse reaches around its centre (the
-    pointer lands on a whole pixel, and points of two trials may nearly coincide)."""
-    return browser.execute_script(
-        "arguments[0].scrollIntoView({block: 'center'}); const b = arguments[0].getBoundingClientRect();"
-        "const x = b.x + b.width / 2, y = b.y + b.height / 2;"
-        "return [[Math.floor(x), Math.floor(y)], [Math.ceil(x), Math.ceil(y)], [Math.floor(x), Math.ceil(y)],"
-        "        [Math.ceil(x), Math.floor(y)]]"
-        "  .every(([u, v]) => document.elementFromPoint(u, v) === arguments[0]);", element)
-
-
-@pytest.mark.parametrize("kind", ["degradation", "optuna", "comparison"])
-def test_hover_names_the_configuration(pages, browser, kind):
-    from selenium.webdriver import ActionChains
-
-    opened(browser, pages[kind])
-    tip = browser.find_element("id", "tip")
-    labels = {b.get_attribute("data-trial"): b.text
-              for b in browser.find_elements("css selector", ".legend button[data-trial]")}
-    hovered = 0
-    for trace in browser.find_elements("css selector", "#curves g.trace"):
-        points = trace.find_elements("css selector", "circle[data-tip]")
-        point = next((c for c in points if on_top(browser, c)), None)
-        if point is None:  # every point of this trial lies under another trial's
-            continue
-        ActionChains(browser).move_to_element(point).perform()
-        assert tip.is_displayed() and tip.text.startswith(labels[trace.get_attribute("data-trial")])
-        hovered += 1
-    assert hovered >= 4
 
 
 def test_a_comparison_draws_each_experiment_in_its_own_line_and_a_configuration_in_one_colour(pages, browser):
@@ -242,105 +97,6 @@ def test_seeds_run_as_trials_are_drawn_as_one_configuration_with_its_band(pages,
     traces = browser.find_elements("css selector", "#curves g.trace")
     assert len(traces) == 2 and all(t.find_elements("css selector", "path.band") for t in traces)
     assert len(browser.find_elements("css selector", "#curves path.seed")) == 6
-
-
-def test_more_than_ten_trials_get_distinct_colours(pages, browser):
-    opened(browser, pages["optuna"])
-    colours = [b.find_element("css selector", ".swatch").value_of_css_property("background-color")
-               for b in browser.find_elements("css selector", ".legend button[data-trial]")]
-    assert len(colours) == 16 == len(set(colours))
-
-
-def x_ticks(browser) -> list[float]:
-    """The curves' x tick labels (the texts under the plot area)."""
-    return [float(t.text) for t in browser.find_elements("css selector", "#curves > text[text-anchor=middle]")
-            if t.text and t.text.replace(".", "", 1).isdigit()]
-
-
-def test_a_dragged_box_zooms_into_the_curves_and_reset_shows_them_all(pages, browser):
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    opened(browser, pages["optuna"])
-    svg = browser.find_element("id", "curves")
-    browser.execute_script("arguments[0].scrollIntoView()", svg)
-    everything, reset = x_ticks(browser), browser.find_element("id", "curve-zoom-reset")
-    assert reset.get_attribute("disabled") and min(everything) == 1 and max(everything) == 6
-    # from a third of the way across to two thirds, over the middle half of the height
-    width, height = svg.size["width"], svg.size["height"]
-    ActionChains(browser).move_to_element_with_offset(svg, -width // 6, -height // 4).click_and_hold() \
-        .move_by_offset(width // 3, height // 2).release().perform()
-    caption = browser.find_element("id", "curve-caption").text
-    assert "zoomed to x" in caption and not reset.get_attribute("disabled")
-    zoomed = x_ticks(browser)
-    assert zoomed and min(zoomed) > 1 and max(zoomed) < 6, zoomed
-    clipped = browser.find_elements("css selector", "#curves g.trace[clip-path]")
-    assert len(clipped) == len(browser.find_elements("css selector", "#curves g.trace"))
-    reset.click()
-    assert x_ticks(browser) == everything and "zoomed" not in browser.find_element("id", "curve-caption").text
-    ActionChains(browser).move_to_element(svg).click().perform()  # a click is not a box: no zoom
-    assert "zoomed" not in browser.find_element("id", "curve-caption").text
-
-
-def test_the_search_budget_axis_counts_every_trials_epochs_in_report_order(pages, browser):
-    opened(browser, pages["degradation"])
-    pick(browser, "curve-x", "budget")
-    data = json.loads(browser.find_element("id", "curve-data").get_attribute("textContent"))
-    reports = sum(len(t["x"]) for t in data["trials"])
-    spent = sorted(n for t in data["trials"] for n in t["n"])
-    assert spent == list(range(1, reports + 1))  # each report one trial-epoch further into the search
-    assert all(t["n"] == sorted(t["n"]) for t in data["trials"])
-    assert max(max(t["x"]) for t in data["trials"]) < max(x_ticks(browser)) <= reports
-    assert "trial-epoch of the search" in browser.find_element("id", "curve-caption").text
-    tips = [c.get_attribute("data-tip")
-            for c in browser.find_elements("css selector", "#curves circle[data-tip]")]
-    assert any("trial-epochs into the search (epoch 1)" in tip for tip in tips)
-    pick(browser, "curve-x", "epoch")
-
-
-def trace_colours(browser) -> dict[str, str]:
-    return {g.get_attribute("data-trial"): g.find_element("css selector", "path.line").get_attribute("stroke")
-            for g in browser.find_elements("css selector", "#curves g.trace")}
-
-
-def test_colour_by_a_categorical_knob_gives_each_value_one_colour_and_a_key(pages, browser):
-    opened(browser, pages["degradation"])
-    by_configuration = trace_colours(browser)
-    assert len(set(by_configuration.values())) == len(by_configuration)
-    pick(browser, "curve-colour", "skip")
-    by_skip = trace_colours(browser)
-    labels = {b.get_attribute("data-trial"): b.text
-              for b in browser.find_elements("css selector", ".legend button[data-trial]")}
-    groups: dict[str, set[str]] = {}
-    for trial, stroke in by_skip.items():
-        groups.setdefault(stroke, set()).add("skip=True" in labels[trial])
-    assert len(groups) == 2 and all(len(sides) == 1 for sides in groups.values()), groups
-    mismatched = browser.execute_script("""
-        return [...document.querySelectorAll('.legend button[data-trial]')].filter((b) => {
-          const line = document.querySelector(`#curves g.trace[data-trial="${b.dataset.trial}"] path.line`);
-          const swatch = getComputedStyle(b.querySelector('.swatch')).backgroundColor;
-          return swatch !== getComputedStyle(line).stroke;
-        }).length;""")
-    assert mismatched == 0  # the legend's swatches follow the colouring
-    key = browser.find_element("id", "curve-key").text
-    assert key.startswith("colour: skip") and "False" in key and "True" in key
-    pick(browser, "curve-colour", "")
-    assert trace_colours(browser) == by_configuration
-    assert browser.find_element("id", "curve-key").text == ""
-
-
-def test_colour_by_a_continuous_knob_is_a_log_ramp_from_its_lowest_to_its_highest_value(pages, browser):
-    opened(browser, pages["optuna"])
-    pick(browser, "curve-colour", "lr")
-    key = browser.find_element("id", "curve-key")
-    assert key.text.startswith("colour: lr (log scale)")
-    assert "linear-gradient" in key.find_element("css selector", ".ramp").get_attribute("style")
-    data = json.loads(browser.find_element("id", "curve-data").get_attribute("textContent"))
-    lrs = {t["id"]: float(t["label"].split("lr=")[1].split(",")[0].split(";")[0]) for t in data["trials"]}
-    strokes = trace_colours(browser)
-    lowest, highest = min(lrs, key=lrs.get), max(lrs, key=lrs.get)
-    ramp = data["knobs"]["lr"]["ramp"]
-    assert strokes[lowest] == ramp[0] and strokes[highest] == ramp[-1]
-    assert len(set(strokes.values())) > 8  # a ramp, not a handful of bins
 
 
 def test_an_optuna_search_shows_importance_slices_and_history(pages, browser):
