@@ -117,20 +117,26 @@ def _short(value: Any) -> str:
     return "?" if value is None else f"{float(value):.3g}"
 
 
+def ranked(found: dict[str, Member], metric: str, mode: str) -> list[Member]:
+    """The members whose final report holds the metric, best final value first. PBT stops no member:
+    all end at the budget's last report, so their reports rank as equals."""
+    sign = 1 if mode == "max" else -1
+    return sorted((m for m in found.values() if isinstance(m.final.get(metric), int | float)
+                   and not math.isnan(m.final[metric])), key=lambda m: -sign * m.final[metric])
+
+
 def schedule_lines(experiment_dir, keys: list[str], metric: str, mode: str, reports_per_epoch: int,
-                   crowned: tuple[str, int, float] | None = None) -> list[str]:
+                   crowned: tuple[str, int, float] | None = None,
+                   found: dict[str, Member] | None = None) -> list[str]:
     """Each member's final metric and the schedule that made its final model (its lineage through the
     checkpoints it took), best first, then the member every table crowns (`crowned`: its trial id, the
     report of its best epoch and its value there: crowned_member) with the schedule that made its model
-    there.
-    PBT stops no member: all end at the budget's last report, so their reports rank as equals."""
+    there. `found`: the members when the caller has read them already (members)."""
     try:
-        found = members(experiment_dir, keys)
+        found = members(experiment_dir, keys) if found is None else found
     except NotAnExperiment as err:  # the results are intact; only the lineage cannot be told
         return [f"pbt: no schedules ({err})"]
-    sign = 1 if mode == "max" else -1
-    scored = sorted((m for m in found.values() if isinstance(m.final.get(metric), int | float)
-                     and not math.isnan(m.final[metric])), key=lambda m: -sign * m.final[metric])
+    scored = ranked(found, metric, mode)
     if not scored:
         return []
     exploits = sum(len(m.segments) - 1 for m in found.values())

@@ -8,10 +8,9 @@ span for whose run it was and the values it trained with. The schedule lines fol
 
 from __future__ import annotations
 
-import math
 from html import escape
 
-from analysis.lineage import crowned_member, lineage, members, schedule_lines
+from analysis.lineage import crowned_member, lineage, members, ranked, schedule_lines
 from analysis.page_svg import Frame, TrialMark, axes, nice_ticks
 from analysis.results import Experiment
 from spaces import SPACES
@@ -41,20 +40,21 @@ def schedules_section(exp: Experiment, marks: list[TrialMark]) -> str:
     if exp.plan.get("scheduler") != "pbt" or space is None:
         return ""
     keys = list(space.perturb)
-    lines = schedule_lines(exp.path, keys, exp.metric, exp.mode, exp.reports_per_epoch, crowned_member(exp))
-    text = "<pre class='note schedule'>" + escape("\n".join(lines)) + "</pre>"
     head = "<h2 id='schedules'>Schedules (population-based training)</h2>"
     try:
         found = members(exp.path, keys)
     except NotAnExperiment as err:
-        return head + f"<p class='note'>No timeline: {escape(str(err))}.</p>" + text
-    sign = 1 if exp.mode == "max" else -1
-    order = sorted(found, key=lambda t: -sign * found[t].final.get(exp.metric, -sign * math.inf))
-    if not order:
+        return head + f"<p class='note'>No timeline: {escape(str(err))}.</p>"
+    lines = schedule_lines(exp.path, keys, exp.metric, exp.mode, exp.reports_per_epoch, crowned_member(exp),
+                           found)
+    text = "<pre class='note schedule'>" + escape("\n".join(lines)) + "</pre>"
+    made = {m.trial_id: lineage(found, m.trial_id) for m in ranked(found, exp.metric, exp.mode)}
+    if not made:
         return ""
+    order = list(made)
     colour = {m.trial_id: m.colour for m in marks}
     per = exp.reports_per_epoch
-    last = max(step[0] for t in order for step in lineage(found, t)) if order else 1
+    last = max(step[0] for steps in made.values() for step in steps)
     frame = Frame(0, last / per, -0.5, len(order) - 0.5, height=ROW_PX * len(order) + 74, left=96)
     parts = axes(frame, [t for t in nice_ticks(0, last / per, 8) if t == int(t)], [], "epoch", "")
     for row, trial_id in enumerate(order):
@@ -63,7 +63,7 @@ def schedules_section(exp: Experiment, marks: list[TrialMark]) -> str:
                      f"{escape(trial_id[-5:])}</text>")
         g = [f'<g data-trial="{escape(trial_id, quote=True)}">']
         previous = None
-        for first, end, who, values in _spans(lineage(found, trial_id)):
+        for first, end, who, values in _spans(made[trial_id]):
             x0, x1 = frame.x((first - 1) / per), frame.x(end / per)
             tip = (f"{trial_id}'s model, epochs {(first - 1) / per:g}–{end / per:g}: trained by {who}'s run "
                    f"with {_values(values)}")

@@ -181,13 +181,11 @@ def export(storage: Path, out: Path) -> None:
         "curves": [],
     }
     curves, knobs = read_curves([storage])
+    record["settings"]["seed_sets"] = sorted({s for sets in curves.values() for s in sets})
     if sampled:
         record.update({"layout": 2, "space": first["space"], "configs": knobs[first["space"]]})
     for (_, arm), sets in curves.items():
         for seed_set, cells in sorted(sets.items()):
-            record["settings"].setdefault("seed_sets", [])
-            if seed_set not in record["settings"]["seed_sets"]:
-                record["settings"]["seed_sets"].append(seed_set)
             for config, per_seed in sorted(cells.items()):
                 where = ({"config": config} if sampled else
                          {"lr_gamma": float(arm.split("=")[1]), "num_blocks": config[0], "skip": config[1]})
