@@ -7,6 +7,7 @@ and never touches results already on disk.
 from __future__ import annotations
 
 import itertools
+import signal
 import sys
 import time
 from pathlib import Path
@@ -58,10 +59,31 @@ def view(plan) -> None:
         print(f"{label:48} {described['params']:>12,} {described['layers']:>7}")
 
 
+class CtrlC:
+    """The driver's SIGINT handler outside Tune's run (Tune puts its own in place while it runs and this
+    one back after its first Ctrl-C): raises KeyboardInterrupt, and remembers that it came. Python runs
+    a handler between any two bytecodes of the main thread, a finalizer's too, where the exception is
+    printed and dropped ("Exception ignored in ..."): a Ctrl-C that came just as the trials' data was
+    shipped was lost so, and the search ran on. `check` raises again at the steps that start something."""
+
+    def __init__(self) -> None:
+        self.pressed = False
+
+    def __call__(self, signum, frame) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     started: list = []
+    ctrl_c = CtrlC()
+    previous = signal.signal(signal.SIGINT, ctrl_c)  # main() also runs inside other programs (tests)
     try:
-        return run(argv, started)
+        return run(argv, started, ctrl_c)
     except KeyboardInterrupt:
         # A Ctrl-C before Tune runs, or a second one while the first stops it or the report is written:
         # the driver ends at once and says how to go on.
@@ -69,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         if lease is not None:
             lease.release()
         return interrupted_now(plan)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def interrupted_now(plan) -> int:
@@ -88,8 +112,9 @@ def interrupted_now(plan) -> int:
     return INTERRUPTED
 
 
-def run(argv: list[str] | None, started: list) -> int:
+def run(argv: list[str] | None, started: list, ctrl_c: CtrlC | None = None) -> int:
     """The command; `started` receives (plan, lease) once both exist, for main's Ctrl-C."""
+    ctrl_c = ctrl_c or CtrlC()
     try:
         args = parse_args(argv)
         if args.list:
@@ -132,6 +157,7 @@ def run(argv: list[str] | None, started: list) -> int:
             plan.callbacks.append(wandb_callback(local_dir, plan.name, args.wandb))
         started = time.time()
         shipment = ship_data(plan)  # loaded once here; trials get it through Ray's object store
+        ctrl_c.check()
         # Last, after every check that can refuse: nothing written before. A new search's plan first:
         # --resume reads and checks the search from there, and runs it after a kill at any moment.
         took_over = lease.acquire() if args.resume else start_search(plan, provenance(nodes), lease)
@@ -145,10 +171,9 @@ def run(argv: list[str] | None, started: list) -> int:
                     print(f"live report served at {server.start().url(live.folder)} (127.0.0.1 only; from "
                           f"another machine: ssh -L {server.port}:127.0.0.1:{server.port} <this host>)",
                           flush=True)
-                if args.resume:
-                    grid = restore_tuner(plan, shipment).fit()
-                else:
-                    grid = build_tuner(plan, shipment).fit()
+                tuner = restore_tuner(plan, shipment) if args.resume else build_tuner(plan, shipment)
+                ctrl_c.check()
+                grid = tuner.fit()
         except KeyboardInterrupt:
             if outage.reason is None:
                 raise

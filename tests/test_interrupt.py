@@ -57,3 +57,28 @@ def test_a_ctrl_c_before_tune_runs_or_a_second_one_ends_at_once_in_one_line(tmp_
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     rows = stored_rows(ExperimentFolder(experiment))
     assert len(rows) == 2 and all(len(r) == 3 for r in rows.values()), rows
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the one dropped
+def test_a_ctrl_c_that_a_finalizer_swallowed_still_stops_the_driver_at_its_next_step():
+    """Python runs the SIGINT handler wherever the main thread is, a finalizer too, which prints the
+    KeyboardInterrupt and drops it: the driver's handler remembers the Ctrl-C and its next step (ship
+    the data, start Tune) raises it again (search/run.py CtrlC)."""
+    from search.run import CtrlC
+
+    ctrl_c = CtrlC()
+    previous = signal.signal(signal.SIGINT, ctrl_c)
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # bytecodes, between which the handler runs
+                pass
+
+    try:
+        Finalized()  # its __del__ runs here; the KeyboardInterrupt raised in it is dropped
+        assert ctrl_c.pressed
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c.check()
+    finally:
+        signal.signal(signal.SIGINT, previous)
