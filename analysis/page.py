@@ -126,10 +126,13 @@ def inline_svg(text: str) -> str:
 
 
 def trials_section(exp: Experiment, marks) -> str:
-    """Every trial with its configuration, budget and why it ended; incomplete and errored ones are
-    named as such, and planned trials that never started are counted."""
+    """Every trial with its configuration, budget and why it ended (a stop with the evidence the
+    scheduler recorded); incomplete and errored ones are named as such, and planned trials that never
+    started are counted."""
+    from analysis.decisions import stop_evidence
+
     keys = knobs(exp)
-    state = {m.trial_id: m.end for m in marks}
+    state, evidence = {m.trial_id: m.end for m in marks}, stop_evidence(exp)
     head = "".join(f'<th class="text">{escape(k)}</th>' for k in ["trial", *keys, "seeds"])
     head += "<th>epochs run</th><th class='text'>state</th>"
     head += f"<th>best {escape(exp.metric)}</th><th>final {escape(exp.metric)}</th>"
@@ -141,7 +144,8 @@ def trials_section(exp: Experiment, marks) -> str:
         cells += [f'<td class="text">{escape(_cell(row.get(k)))}</td>' for k in keys]
         cells.append(f'<td class="text">{escape(mark.label.split("; ")[-1])}</td>')
         cells.append(f"<td>{row['epochs_run'] / exp.reports_per_epoch:g}</td>")
-        cells.append(f'<td class="text">{escape(ENDS[end])}</td>')
+        why = f"; {evidence[mark.trial_id]}" if row.get("stopped_early") and mark.trial_id in evidence else ""
+        cells.append(f'<td class="text">{escape(ENDS[end] + why)}</td>')
         for which in ("best", "final"):
             value = row.get(f"{which}_{exp.metric}", math.nan)
             shown = "–" if pd.isna(value) else f"{value:.4f}"
@@ -260,7 +264,7 @@ def render_page(exp: Experiment, tables: list[Table], figures: dict[str, str], *
                 evaluations: list[dict] | None = None) -> str:
     """The page's HTML: `tables` are the best- and final-epoch study tables, `figures` name -> SVG text,
     `evaluations` analysis/evaluate.py's records (read_evaluations)."""
-    from analysis.plots import stop_reasons_of
+    from analysis.decisions import stop_reasons_of
 
     marks = trial_marks(exp, stop_reasons_of(exp))
     profile = f", profile {exp.plan['profile']}" if exp.plan.get("profile") else ""

@@ -167,8 +167,8 @@ def overlay_section(exps: list[Experiment], letters: str, knobs: list[str]) -> s
     """A comparison's curves on one chart: every trial of every experiment, one colour per configuration
     (matched by `knobs`, the same colour on each side), each experiment's own line style, its letter
     before every label. No rungs: each experiment has its own."""
+    from analysis.decisions import stop_reasons_of
     from analysis.page_svg import colour, trial_marks
-    from analysis.plots import stop_reasons_of
 
     def config(exp: Experiment, trial_id: str) -> str:  # as analysis/compare.py labels its rows
         row = exp.trials.set_index("trial_id").loc[trial_id]

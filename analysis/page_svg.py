@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.results import Experiment
-from analysis.rungs import QUOTA, SIGNIFICANT
+from analysis.rungs import CUTOFF, QUOTA, SIGNIFICANT
 from analysis.tables import seeds_of
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -25,11 +25,12 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 ENDS = {
     SIGNIFICANT: "stopped by the scheduler: significantly below a configuration that went on",
     QUOTA: "stopped by the scheduler: outside the rung's quota (not significantly behind)",
+    CUTOFF: "stopped by the scheduler: below the rung's cutoff (the trials that reached it before)",
     "finished": "ran to the end of the budget",
     "incomplete": "incomplete: still running, killed or failed",
     "errored": "ended in ERROR",
 }
-"""Why a curve ends where it does (analysis/rungs.py stop_reasons tells the scheduler's two reasons)."""
+"""Why a curve ends where it does (the scheduler's reasons: analysis/decisions.py)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def knob_colours(values: list) -> tuple[list[str], dict]:
 
 
 def trial_marks(exp: Experiment, reasons: dict) -> list[TrialMark]:
-    """One mark per trial in the stored order; `reasons` is plots.stop_reasons_of(exp)."""
+    """One mark per trial in the stored order; `reasons` is decisions.stop_reasons_of(exp)."""
     keys = exp.varied_keys()
     marks = []
     for n, row in enumerate(exp.trials.to_dict("records")):

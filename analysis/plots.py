@@ -18,10 +18,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from analysis.decisions import stop_reasons_of
 from analysis.results import Experiment
-from analysis.rungs import QUOTA, SIGNIFICANT, stop_reasons
-from analysis.tables import degradation, is_baseline, lora_setting, model_name, per_config, seeds_of
-from spaces.base import ALPHA
+from analysis.rungs import CUTOFF, QUOTA, SIGNIFICANT
+from analysis.tables import degradation, is_baseline, lora_setting, model_name, per_config
 
 # Figures are built without pyplot: no backend or global state, so the same functions serve headless
 # reports and notebooks (which display a returned Figure inline).
@@ -177,6 +177,7 @@ def stops(exp: Experiment) -> Figure:
     fig, ax = subplots(figsize=(9, 5))
     trials = exp.trials.set_index("trial_id")
     ends = {SIGNIFICANT: ("x", 9, "stopped: significant (×)"), QUOTA: ("+", 10, "stopped: quota (+)"),
+            CUTOFF: ("1", 12, "stopped: below the rung's cutoff (Y)"),
             "finished": ("o", 5, "ran to the end (●)"), "incomplete": (">", 7, "incomplete (▷)")}
     reasons = stop_reasons_of(exp)
     state = {trial_id: reasons.get(trial_id, QUOTA) if row.stopped_early
@@ -207,26 +208,6 @@ def stops(exp: Experiment) -> Figure:
               title="; ".join(counts), title_fontsize=9, alignment="left")
     fig.tight_layout()
     return fig
-
-
-def stop_reasons_of(exp: Experiment) -> dict:
-    """trial id -> why the scheduler stopped it: as it recorded the decision (`significance`,
-    `halving`: Experiment.decisions), else analysis.rungs.stop_reasons on the stored per-seed curves,
-    at the search's α and smoothing (ASHA, which keeps no record)."""
-    if exp.decisions:
-        return {t: why for decision in exp.decisions for t, why in decision["stopped"].items()}
-    trials = exp.trials.set_index("trial_id")
-    done = trials[trials["complete"] & (trials["epochs_run"] > 0)]
-    curves, stopped_at = {}, {}
-    for trial_id, curve in exp.epochs[exp.epochs["trial_id"].isin(done.index)].groupby("trial_id"):
-        curve = curve.sort_values("training_iteration")
-        columns = [f"{exp.metric}_seed{s}" for s in seeds_of(curve, exp.metric)] or [exp.metric]
-        curves[trial_id] = [curve[c].astype(float).tolist() for c in columns]
-        stopped_at[trial_id] = int(done.at[trial_id, "epochs_run"])
-    if not curves:
-        return {}
-    return stop_reasons(curves, stopped_at, float(exp.plan.get("alpha", ALPHA)),
-                        float(exp.plan.get("smoothing", 0.0)), exp.mode)
 
 
 def _value(v) -> str:

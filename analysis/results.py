@@ -44,8 +44,8 @@ class Experiment:
     """The mark a Ctrl-C left ({"interrupted": when, "resume": command}; store/lifecycle.py): partial
     results, no winner yet. None when the folder holds none."""
     decisions: list[dict] = field(default_factory=list)
-    """The rung decisions `significance` or `halving` recorded as it made them (store/lifecycle.py):
-    what every reader says about a stop; empty for other schedulers."""
+    """The rung decisions the early-stopping scheduler recorded as it made them (store/lifecycle.py):
+    what every reader says about a stop; empty for FIFO and PBT."""
 
     @property
     def name(self) -> str:
@@ -159,11 +159,27 @@ def open_experiment(path: str | Path | Location) -> Experiment:
         exp.trials["epochs"].max() if "epochs" in exp.trials else getattr(space.config_cls(), "epochs", None))
     if epochs is not None:
         mark_budget(exp, int(epochs) * space.reports_per_epoch)
-        profile = space.profiles.get(plan.get("profile") or (path.name.split("__") + [""])[1])
-        # FIFO stops nothing, and PBT exploits members between perturbation intervals, never at rungs.
-        if plan.get("scheduler", "asha") not in ("fifo", "pbt") and profile is not None:
-            exp.rungs = rungs(min(profile.grace_period, exp.max_t), space.reduction_factor, exp.max_t)
+        exp.rungs = stored_rungs(plan) if "scheduler_settings" in plan else \
+            _rungs_of_todays_space(plan, space, path, exp.max_t)
     return exp
+
+
+def stored_rungs(plan: dict) -> list[int]:
+    """The rungs (in reports) the search's scheduler ran with, as its plan stored them
+    (SearchPlan.scheduler_settings); none for FIFO and PBT, which stop nothing at rungs."""
+    settings = plan["scheduler_settings"]
+    if "grace_period" not in settings:
+        return []
+    return rungs(settings["grace_period"], settings["reduction_factor"], settings["max_t"])
+
+
+def _rungs_of_todays_space(plan: dict, space, path: Location, max_t: int) -> list[int]:
+    """An experiment stored before its plan held the scheduler's settings: the rungs its profile has
+    today."""
+    profile = space.profiles.get(plan.get("profile") or (path.name.split("__") + [""])[1])
+    if plan.get("scheduler", "asha") in ("fifo", "pbt") or profile is None:
+        return []
+    return rungs(min(profile.grace_period, max_t), space.reduction_factor, max_t)
 
 
 def _rung_decisions(folder: ExperimentFolder) -> list[dict]:

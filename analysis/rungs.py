@@ -21,6 +21,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 QUOTA, SIGNIFICANT = "quota", "significant"
+CUTOFF = "cutoff"
+"""asha's reason: below the rung's cutoff, the top 1/reduction_factor of the values recorded there before."""
 
 
 def smoothed(values: Sequence[float], smoothing: float) -> list[float]:

@@ -172,6 +172,15 @@ def asha_rungs(scheduler: Any) -> list[tuple[int, dict]]:
     return brackets[0]._rungs
 
 
+def asha_cutoff(scheduler: Any, recorded: dict) -> float | None:
+    """The value an ASHAScheduler's bracket requires at a rung whose recorded values (metric times its
+    sign) are `recorded` (_brackets[0].cutoff: their 1 - 1/reduction_factor quantile); None when empty.
+    The evidence each asha decision is recorded with (search/halving.py)."""
+    asha_rungs(scheduler)
+    cutoff = scheduler._brackets[0].cutoff(recorded)
+    return None if cutoff is None else float(cutoff)
+
+
 class StoresStoppedPausedTrials:
     """Mixin for a Ray scheduler that pauses trials (the synchronous rungs of search/sync_halving.py,
     synchronous PBT): a paused trial it stops ends TERMINATED in the stored experiment state too. Ray 2.60's

@@ -4,11 +4,37 @@ kept arm. The synchronous rules (halving, significance) are search/sync_halving.
 
 from __future__ import annotations
 
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
 
-from analysis.rungs import is_kept, smoothed
-from raycompat import asha_rungs
+from analysis.rungs import CUTOFF, is_kept, smoothed
+from raycompat import asha_cutoff, asha_rungs
 from store.experiment import ExperimentFolder
+from store.fs import Location
+from store.lifecycle import DecisionLog
+
+
+def creation_order(trial) -> tuple[int, str]:
+    """A trial's place in the order the search created it: Ray numbers each experiment's trials
+    `<experiment>_00000`, `_00001`, ... and a restored trial keeps its id."""
+    index = trial.trial_id.rsplit("_", 1)[-1]
+    return (int(index) if index.isdigit() else -1, trial.trial_id)
+
+
+class InCreationOrder:
+    """Mixin for an asynchronous rung scheduler: the next trial to start is the earliest created one that
+    waits (PENDING first, then PAUSED), as Ray's FIFOScheduler picks from its trial list. Ray's restore
+    builds that list in another order, and an asynchronous rule judges each trial against the trials
+    that reached its rung before it: a resumed search ran its trials in another order than the same
+    search left alone, and judged them against other cutoffs."""
+
+    def choose_trial_to_run(self, tune_controller):
+        trials = sorted(tune_controller.get_trials(), key=creation_order)
+        for status in (Trial.PENDING, Trial.PAUSED):
+            for trial in trials:
+                if trial.status == status:
+                    return trial
+        return None
 
 
 class Smoothed:
@@ -47,8 +73,46 @@ class KeepsArms:
         return decision
 
 
-class SmoothedASHA(KeepsArms, Smoothed, ASHAScheduler):
-    """Ray's asynchronous ASHA deciding on the smoothed metric, the kept arms kept."""
+class RecordsJudgements:
+    """Mixin for SmoothedASHA, outermost: each judgement Ray's bracket makes as a trial reaches a rung is
+    recorded with the experiment (store/lifecycle.py DecisionLog) before the trial acts on it, with its
+    evidence: the (smoothed) value judged, the rung's cutoff (Ray's 1 - 1/reduction_factor quantile of
+    the values the rung had recorded before), how many those were, the scheduler's settings, and what
+    was decided (a kept arm goes on whatever the cutoff says: `protected`)."""
+
+    log: DecisionLog
+    grace_period = reduction_factor = 0
+    sign = 1.0
+    """The rungs hold the metric times this: -1 for a metric to minimise."""
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        self.sign = -1.0 if mode == "min" else 1.0 if mode == "max" else self.sign
+        return super().set_search_properties(metric, mode, **spec)
+
+    def on_trial_result(self, tune_controller, trial, result):
+        before = {milestone: dict(recorded) for milestone, recorded in asha_rungs(self)}
+        decision = super().on_trial_result(tune_controller, trial, result)
+        for milestone, recorded in asha_rungs(self):
+            if trial.trial_id in recorded and trial.trial_id not in before[milestone]:
+                self.log.add(self._judgement(trial, milestone, before[milestone], recorded[trial.trial_id],
+                                             decision))
+        return decision
+
+    def _judgement(self, trial, milestone: int, before: dict, value: float, decision: str) -> dict:
+        sign, cutoff = self.sign, asha_cutoff(self, before)
+        went_on = decision == self.CONTINUE
+        return {"rung": milestone, "rule": "asha", "trial": trial.trial_id, "recorded": len(before),
+                "signal": {trial.trial_id: sign * value}, "cutoff": None if cutoff is None else sign * cutoff,
+                "quantile": 1 - 1 / self.reduction_factor, "kept": [trial.trial_id] if went_on else [],
+                "stopped": {} if went_on else {trial.trial_id: CUTOFF},
+                "protected": went_on and cutoff is not None and value < cutoff,
+                "settings": {"grace_period": self.grace_period, "reduction_factor": self.reduction_factor,
+                             "max_t": self.max_t, "smoothing": self.smoothing}}
+
+
+class SmoothedASHA(InCreationOrder, RecordsJudgements, KeepsArms, Smoothed, ASHAScheduler):
+    """Ray's asynchronous ASHA deciding on the smoothed metric, the kept arms kept, each judgement
+    recorded."""
 
     def resume_from(self, folder: ExperimentFolder, metric: str, mode: str) -> dict[int, int]:
         """The rungs as the experiment stored them: each trial's (smoothed) metric at every milestone it
@@ -58,6 +122,7 @@ class SmoothedASHA(KeepsArms, Smoothed, ASHAScheduler):
         them, as it would have been against those that reached it before: the rule is asynchronous, so
         which came first is the only thing a resume can change. Returns {milestone: trials recorded}.
         `metric` and `mode` are the search's (Tune gives them to the scheduler only when it runs)."""
+        self.log.load(folder)
         rungs, sign = asha_rungs(self), 1.0 if mode == "max" else -1.0
         milestones = {milestone: recorded for milestone, recorded in rungs}
         found = []
@@ -77,8 +142,11 @@ class SmoothedASHA(KeepsArms, Smoothed, ASHAScheduler):
 
 
 def asha(grace_period: int, reduction_factor: int, max_t: int, smoothing: float = 0.0,
-         kept: tuple[dict, ...] = ()) -> SmoothedASHA:
+         kept: tuple[dict, ...] = (), record: Location | None = None) -> SmoothedASHA:
+    """`record`: the experiment folder its judgements are written to (None: kept in memory only)."""
     scheduler = SmoothedASHA(time_attr="training_iteration", max_t=max_t, grace_period=grace_period,
                              reduction_factor=reduction_factor)
     scheduler.smoothing, scheduler.kept, scheduler.max_t = smoothing, kept, max_t
+    scheduler.grace_period, scheduler.reduction_factor = grace_period, reduction_factor
+    scheduler.log = DecisionLog(record)
     return scheduler

@@ -11,19 +11,28 @@ fixed at the start and every trainable reports it in each result (trainables/fin
 
 from __future__ import annotations
 
+import math
+
 from ray.tune.schedulers import FIFOScheduler
 
 from analysis.pareto import Objective, mo_rung_decision
 from analysis.rungs import is_kept, rungs
+from search.halving import InCreationOrder
 from store.experiment import ExperimentFolder
+from store.fs import Location
+from store.lifecycle import DecisionLog
 
 
-class MultiObjectiveHalving(FIFOScheduler):
-    """MOASHA on `objectives` at the rungs of grace_period × reduction_factor^k; kept go on."""
+class MultiObjectiveHalving(InCreationOrder, FIFOScheduler):
+    """MOASHA on `objectives` at the rungs of grace_period × reduction_factor^k; kept go on. Each judgement
+    is recorded with the experiment folder `record` (store/lifecycle.py DecisionLog; None: in memory)
+    with its evidence: every point the rung held, the quota, what was decided."""
 
     def __init__(self, objectives: list[Objective], grace_period: int, reduction_factor: int, max_t: int,
-                 kept: tuple[dict, ...] = ()):
+                 kept: tuple[dict, ...] = (), record: Location | None = None):
         super().__init__()
+        self.grace_period = grace_period
+        self.log = DecisionLog(record)
         self.objectives = [tuple(o) for o in objectives]
         self.reduction_factor, self.max_t, self.kept = reduction_factor, max_t, kept
         self.rungs = rungs(grace_period, reduction_factor, max_t)
@@ -40,11 +49,22 @@ class MultiObjectiveHalving(FIFOScheduler):
         if at not in self.recorded or any(name not in result for name, _ in self.objectives):
             return self.CONTINUE
         points = self.recorded[at]
+        recorded = len(points)
         points[trial.trial_id] = tuple(float(result[name]) for name, _ in self.objectives)
-        if at >= self.max_t or is_kept(trial.config, self.kept):
+        if at >= self.max_t:
             return self.CONTINUE
-        keep, _ = mo_rung_decision(points, [mode for _, mode in self.objectives], self.reduction_factor)
-        if trial.trial_id in keep:
+        keep, stopped = mo_rung_decision(points, [mode for _, mode in self.objectives], self.reduction_factor)
+        protected = is_kept(trial.config, self.kept)
+        went_on = protected or trial.trial_id in keep
+        self.log.add({"rung": at, "rule": "moasha", "trial": trial.trial_id, "recorded": recorded,
+                      "signal": {t: list(p) for t, p in points.items()}, "objectives": self.objectives,
+                      "quota": math.ceil(len(points) / self.reduction_factor),
+                      "kept": [trial.trial_id] if went_on else [],
+                      "stopped": {} if went_on else {trial.trial_id: stopped[trial.trial_id]},
+                      "protected": protected and trial.trial_id not in keep,
+                      "settings": {"grace_period": self.grace_period,
+                                   "reduction_factor": self.reduction_factor, "max_t": self.max_t}})
+        if went_on:
             return self.CONTINUE
         self.stopped[trial.trial_id] = at
         return self.STOP
@@ -57,7 +77,9 @@ class MultiObjectiveHalving(FIFOScheduler):
         in the order the reports were made (Ray's `timestamp`; a row rebuilt from a checkpoint's own
         metrics by store/recovery.py has none and counts last). A trial that reaches a rung after the
         resume is judged against all of them, as it would have been against those that came before it;
-        the rule is asynchronous, so which came first is the only thing a resume can change."""
+        the rule is asynchronous, so which came first is the only thing a resume can change. The
+        judgements recorded so far go on too."""
+        self.log.load(folder)
         found = []
         for trial in folder.trials():
             rows = trial.results()
@@ -72,8 +94,8 @@ class MultiObjectiveHalving(FIFOScheduler):
 
 
 def moasha(objectives: list[Objective], grace_period: int, reduction_factor: int, max_t: int,
-           kept: tuple[dict, ...] = ()) -> MultiObjectiveHalving:
-    return MultiObjectiveHalving(objectives, grace_period, reduction_factor, max_t, kept)
+           kept: tuple[dict, ...] = (), record: Location | None = None) -> MultiObjectiveHalving:
+    return MultiObjectiveHalving(objectives, grace_period, reduction_factor, max_t, kept, record)
 
 
 def optuna_searcher(objectives: list[list[str]], seed: int, num_samples: int):

@@ -29,11 +29,7 @@ from ray.tune.schedulers import PopulationBasedTraining
 
 from analysis.lineage import schedule_lines
 from raycompat import StoresStoppedPausedTrials, set_next_pbt_round
-from search.plan import SearchPlan
-
-PERTURBATION_FACTORS = (1.2, 0.8)
-RESAMPLE_PROBABILITY = 0.25
-QUANTILE = 0.25  # bottom and top quarter (at least one member each in a population of 2 or more)
+from search.plan import PBT_SETTINGS, SearchPlan
 
 
 def initial_population(perturb: dict[str, tuple[float, float]], members: int, seed: int) -> list[dict]:
@@ -95,11 +91,11 @@ def pbt_scheduler(plan: SearchPlan, resumed_at: int = 0) -> PopulationBasedTrain
     perturb = plan.space.perturb
     scheduler = SyncedPBT(
         time_attr="training_iteration",
-        perturbation_interval=1,
+        perturbation_interval=PBT_SETTINGS["perturbation_interval"],
         hyperparam_mutations={k: tune.loguniform(lo, hi) for k, (lo, hi) in perturb.items()},
-        quantile_fraction=QUANTILE,
-        resample_probability=RESAMPLE_PROBABILITY,
-        perturbation_factors=PERTURBATION_FACTORS,
+        quantile_fraction=PBT_SETTINGS["quantile_fraction"],
+        resample_probability=PBT_SETTINGS["resample_probability"],
+        perturbation_factors=tuple(PBT_SETTINGS["perturbation_factors"]),
         custom_explore_fn=Clamp(dict(perturb)),
         # Synchronous: every member reaches the report, then the bottom quarter exploits the top one.
         # Ray's asynchronous PBT ranks each member's latest report against the others' latest, which

@@ -7,9 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from analysis.rungs import is_kept
 from spaces.base import ALPHA, Space
 from spaces.questions import Question, grid_cells, kept_arms, parse_question, study_questions
 from store import Location, locate
+
+PBT_SETTINGS = {"perturbation_interval": 1, "quantile_fraction": 0.25, "resample_probability": 0.25,
+                "perturbation_factors": [1.2, 0.8]}
+"""`--scheduler pbt`'s settings (search/pbt.py): exploit and explore after every report; the bottom and
+top quarter (at least one member each in a population of 2 or more); a key resampled with probability
+0.25, else multiplied by one of the factors."""
 
 
 @dataclass
@@ -75,6 +82,26 @@ class SearchPlan:
         cells = grid_cells(self.grid, self.space.baselines, self.config)
         arms = kept_arms(self.study_questions(), cells)
         return (*self.space.baselines, *(a for a in arms if a not in self.space.baselines))
+
+    def scheduler_settings(self) -> dict[str, Any]:
+        """The rule the scheduler runs and every setting it runs with (search/tuner.py builds it from
+        these), stored with the plan: readers take the rungs from here, not from today's Space. A grid
+        whose every configuration is an arm of a question runs FIFO whatever was asked: no rung could
+        stop one, and a synchronous rung would only pause trials until their peers caught up."""
+        if self.scheduler == "pbt":
+            return {"rule": "pbt", "max_t": self.max_t, **PBT_SETTINGS}
+        kept = self.kept() if self.search == "grid" else ()
+        if self.scheduler == "fifo" or (kept and all(
+                is_kept(cell, kept) for cell in grid_cells(self.grid, self.space.baselines, self.config))):
+            return {"rule": "fifo", "max_t": self.max_t}
+        settings = {"rule": self.scheduler, "max_t": self.max_t,
+                    "grace_period": min(self.space.profiles[self.profile].grace_period, self.max_t),
+                    "reduction_factor": self.space.reduction_factor}
+        if self.scheduler != "moasha":
+            settings["smoothing"] = self.smoothing
+        if self.scheduler == "significance":
+            settings["alpha"] = self.alpha
+        return settings
 
     def param_space(self) -> dict[str, Any]:
         from ray import tune  # here: the driver builds and checks a plan without Ray

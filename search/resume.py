@@ -34,9 +34,11 @@ NOT_STORED = ("callbacks", "storage", "name", "max_concurrent")
 
 
 def plan_record(plan: SearchPlan) -> dict[str, Any]:
-    """The plan as plain JSON data (the space by name)."""
+    """The plan as plain JSON data (the space by name), with the rule and every setting its scheduler
+    runs with (SearchPlan.scheduler_settings)."""
     record = {f.name: getattr(plan, f.name) for f in dataclasses.fields(plan) if f.name not in NOT_STORED}
     record["space"] = plan.space.name
+    record["scheduler_settings"] = plan.scheduler_settings()
     return json.loads(json.dumps(record))
 
 

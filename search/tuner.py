@@ -8,44 +8,40 @@ from typing import Any
 
 from ray import tune
 
-from analysis.rungs import is_kept, trial_count
+from analysis.rungs import trial_count
 from search.halving import asha
 from search.mo_halving import moasha, optuna_searcher
 from search.pbt import pbt_param_space, pbt_scheduler, pbt_searcher
 from search.plan import SearchPlan
 from search.sync_halving import significance, sync_halving
-from spaces.questions import grid_cells
 
 SYNCHRONOUS = ("halving", "significance")  # schedulers whose rungs wait for a whole cohort
 MAX_FAILURES = 2  # a crashing trial is retried from its last checkpoint this many times
 
 
 def make_scheduler(plan: SearchPlan) -> tune.schedulers.TrialScheduler:
-    if plan.scheduler == "fifo":
+    settings = plan.scheduler_settings()  # what the plan stores of it
+    if settings["rule"] == "fifo":
         return tune.schedulers.FIFOScheduler()
-    if plan.scheduler == "pbt":
+    if settings["rule"] == "pbt":
         return pbt_scheduler(plan)
     space = plan.space
-    grace = min(space.profiles[plan.profile].grace_period, plan.max_t)
+    grace, factor = settings["grace_period"], settings["reduction_factor"]
     # optuna proposes trials one by one: the synchronous cohort is num_samples, without baselines
     trials = (trial_count(plan.grid, space.baselines, plan.num_samples) if plan.search == "grid"
               else plan.num_samples)
     # Never stopped early: the baselines and every arm of a study question (Space.questions, --question)
     kept = plan.kept() if plan.search == "grid" else ()
-    if kept and all(is_kept(cell, kept) for cell in grid_cells(plan.grid, space.baselines, plan.config)):
-        # Every configuration is an arm of a question: no rung could stop one, and a synchronous rung
-        # would only pause trials until their peers caught up.
-        return tune.schedulers.FIFOScheduler()
+    # The rung decisions go to the experiment folder, where --resume finds them and every reader takes
+    # what it says of a stop from (store/lifecycle.py).
     if plan.scheduler == "moasha":
-        return moasha(plan.objectives, grace, space.reduction_factor, plan.max_t, kept)
-    # The rung decisions go to the experiment folder, where --resume finds them (search/sync_halving.py).
+        return moasha(plan.objectives, grace, factor, plan.max_t, kept, plan.experiment_dir)
     where = {"record": plan.experiment_dir, "metric": space.metric, "mode": space.mode}
     if plan.scheduler == "halving":
-        return sync_halving(trials, grace, space.reduction_factor, plan.max_t, plan.smoothing, kept, **where)
+        return sync_halving(trials, grace, factor, plan.max_t, plan.smoothing, kept, **where)
     if plan.scheduler == "significance":
-        return significance(trials, grace, space.reduction_factor, plan.max_t, plan.alpha, plan.smoothing,
-                            kept, **where)
-    return asha(grace, space.reduction_factor, plan.max_t, plan.smoothing, plan.kept())
+        return significance(trials, grace, factor, plan.max_t, plan.alpha, plan.smoothing, kept, **where)
+    return asha(grace, factor, plan.max_t, plan.smoothing, plan.kept(), plan.experiment_dir)
 
 
 def make_searcher(plan: SearchPlan):

@@ -25,12 +25,20 @@ INTERRUPTED_FILE = "tunelab_interrupted.json"
 resume removes it as it starts, so a folder holding it is an interrupted search, never a finished one."""
 
 RUNGS_FILE = "tunelab_rungs.jsonl"
-"""The rung decisions of `--scheduler halving` and `significance`: a version line, then one JSON line per
-decided rung, written whole (store/fs.py: a rename or one PUT) before any trial acts on the decision.
-Not `.json`: Ray's restore copies every top-level .json and .pkl file of the experiment into its
+"""The rung decisions of the early-stopping schedulers: a version line, then one JSON line per decision,
+the file written whole (store/fs.py: a rename or one PUT) before any trial acts on the decision.
+`halving` and `significance` decide a whole rung at once (one line per rung); `asha` and `moasha`
+judge each trial as it reaches a rung (one line per trial and rung, with the evidence it was judged
+on). Not `.json`: Ray's restore copies every top-level .json and .pkl file of the experiment into its
 driver's staging folder and uploads them back from there as the search runs, which would put back the
 decisions as they stood at the restore."""
-RUNG_KEYS = {"rung": int, "rule": str, "quota": int, "kept": list, "stopped": dict, "signal": dict}
+RUNG_KEYS = {"rung": int, "rule": str, "kept": list, "stopped": dict, "signal": dict}
+"""Every decision's keys: the rung (in reports), the rule, the trials that went on, those stopped (trial
+id -> why), and the value each trial was judged on."""
+RULE_KEYS = {"halving": {"quota": int}, "significance": {"quota": int},
+             "asha": {"trial": str, "recorded": int}, "moasha": {"trial": str, "recorded": int}}
+"""What each rule adds: a synchronous rule the quota of its rung; an asynchronous one the trial it judged
+and how many trials the rung had recorded before it."""
 
 
 def create(folder: ExperimentFolder, record: dict) -> Location:
@@ -98,6 +106,7 @@ def clear_interrupted(folder: ExperimentFolder) -> None:
 
 
 def save_rung_decisions(folder: ExperimentFolder, decisions: list[dict]) -> None:
+    """Writes the decisions whole, replacing the record."""
     lines = [{"version": 1}, *decisions]
     (folder.loc / RUNGS_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
 
@@ -114,8 +123,31 @@ def rung_decisions(folder: ExperimentFolder) -> list[dict]:
         raise NotAnExperiment(f"{file} is not valid JSON lines (damaged): the rung decisions cannot be "
                               "restored") from None
     if header != {"version": 1} or not all(
-            isinstance(d, dict) and all(isinstance(d.get(k), t) for k, t in RUNG_KEYS.items())
+            isinstance(d, dict) and d.get("rule") in RULE_KEYS
+            and all(isinstance(d.get(k), t) for k, t in {**RUNG_KEYS, **RULE_KEYS[d["rule"]]}.items())
             for d in decisions):
         raise NotAnExperiment(f"{file} is not a version-1 record of rung decisions (damaged, or written by "
                               "another tunelab): the rung decisions cannot be restored")
     return decisions
+
+
+class DecisionLog:
+    """An asynchronous rule's judgements, kept with the experiment as they are made: one per trial and
+    rung (a judgement made again after a resume replaces the one before), the record written whole
+    after each, before the trial acts on it. `record` is the experiment folder (None: kept in memory
+    only); a Location, as the scheduler that holds the log is pickled with the search."""
+
+    def __init__(self, record: Location | None = None):
+        self.record = record
+        self.decisions: list[dict] = []
+
+    def load(self, folder: ExperimentFolder) -> None:
+        """Goes on with the judgements `folder` stored (NotAnExperiment when they are damaged)."""
+        self.decisions = rung_decisions(folder)
+
+    def add(self, decision: dict) -> None:
+        self.decisions = [d for d in self.decisions
+                          if (d.get("trial"), d["rung"]) != (decision["trial"], decision["rung"])]
+        self.decisions.append(decision)
+        if self.record is not None:
+            save_rung_decisions(ExperimentFolder(self.record), self.decisions)

@@ -67,3 +67,53 @@ def test_a_smoothed_asha_goes_on_from_each_trials_smoothed_value(folder):
             value = 0.5 * v + 0.5 * value
         assert scheduler._signal[trial_id] == pytest.approx(value)
         assert dict(scheduler._brackets[0]._rungs)[1][trial_id] == curve[0]
+
+
+def test_each_judgement_is_recorded_with_the_experiment_with_its_cutoff_before_the_trial_acts(folder):
+    """asha's decisions are data (store/lifecycle.py): the value judged, the rung's cutoff and how many
+    values it came from, the settings, and what was decided, written to the folder as it is made; a
+    resumed scheduler goes on with the judgements stored, and one made again replaces the first."""
+    from store.lifecycle import rung_decisions
+
+    scheduler = asha(grace_period=1, reduction_factor=2, max_t=6, record=folder.loc)
+    scheduler.resume_from(folder, "val_acc", "max")
+    scheduler.set_search_properties("val_acc", "max")
+    first = [c[0] for c in stored(folder).values()]
+    cutoff = float(np.nanpercentile(first, 50))
+    for name, value in (("weak", cutoff - 0.01), ("strong", cutoff + 0.01)):
+        trial = SimpleNamespace(trial_id=name, config={})
+        scheduler.on_trial_add(None, trial)
+        decision = scheduler.on_trial_result(None, trial, {"training_iteration": 1, "val_acc": value})
+        record = rung_decisions(folder)[-1]  # on disk as the decision returns
+        assert record["trial"] == name and record["rung"] == 1 and record["rule"] == "asha"
+        # the rung's median before this trial: the stored reports' (and "weak"'s, for "strong")
+        assert record["cutoff"] == pytest.approx(float(np.nanpercentile(first, 50)))
+        assert record["signal"] == {name: value}
+        first.append(value)
+        assert record["recorded"] == 16 + (name == "strong")
+        assert record["settings"] == {"grace_period": 1, "reduction_factor": 2, "max_t": 6, "smoothing": 0.0}
+        assert (record["stopped"], record["kept"]) == (({name: "cutoff"}, []) if decision == scheduler.STOP
+                                                      else ({}, [name]))
+    assert [d["trial"] for d in rung_decisions(folder)] == ["weak", "strong"]
+    resumed = asha(grace_period=1, reduction_factor=2, max_t=6, record=folder.loc)
+    resumed.resume_from(folder, "val_acc", "max")
+    resumed.set_search_properties("val_acc", "max")
+    trial = SimpleNamespace(trial_id="weak", config={})
+    resumed.on_trial_add(None, trial)
+    # "weak"'s report was judged but never stored (as when a kill comes between): judged again
+    resumed.on_trial_result(None, trial, {"training_iteration": 1, "val_acc": cutoff + 0.02})
+    assert [(d["trial"], d["kept"]) for d in rung_decisions(folder)] == [("strong", ["strong"]),
+                                                                         ("weak", ["weak"])]
+
+
+def test_a_minimised_metric_is_recorded_in_its_own_units():
+    scheduler = asha(grace_period=1, reduction_factor=2, max_t=4)
+    scheduler.set_search_properties("val_loss", "min")
+    for name, value in (("a", 0.5), ("b", 0.9)):
+        trial = SimpleNamespace(trial_id=name, config={})
+        scheduler.on_trial_add(None, trial)
+        scheduler.on_trial_result(None, trial, {"training_iteration": 1, "val_loss": value})
+    first, second = scheduler.log.decisions
+    assert first["cutoff"] is None and first["kept"] == ["a"]
+    assert second["signal"] == {"b": 0.9} and second["cutoff"] == pytest.approx(0.5)
+    assert second["stopped"] == {"b": "cutoff"}
