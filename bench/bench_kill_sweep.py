@@ -1,6 +1,7 @@
 """The kill sweep's larger form, and how often a kill lands in Ray's upload window.
 
-    python bench/bench_kill_sweep.py [--moments 8] [--storage local,s3] [--window-polls] [--rungs]
+    python bench/bench_kill_sweep.py [--moments 8] [--storage local,s3] [--window-polls]
+                                     [--search arms|rungs|asha]
 
 For each storage, the chained sweep of harness/kill_sweep.py (tests/test_kill_sweep.py runs it) with
 `--moments` kills (8 by default, the CI runs 4): a smoke search SIGKILLed at evenly spaced stored-state
@@ -9,8 +10,10 @@ does, compared with an unkilled run. Prints `kill sweep: N/N resumed identical`.
 it also polls the storage all through the unkilled run and reports the share of polls at which the
 stored state named a checkpoint that was already deleted (the window a kill must not fall into
 unrepaired: docs/storage.md §4). Local storage runs a local Ray; S3 (a moto server) a `ray start` head,
-as in the CI test. `--rungs` sweeps the test's significance search whose rungs stop trials
-(RUNGS_SEARCH) instead of its two arms.
+as in the CI test. `--search` picks the swept search of harness/kill_sweep.py: `arms` (SEARCH, the
+default scheduler over two arms of a question), `rungs` (RUNGS_SEARCH, significance rungs that stop
+trials) or `asha` (ASHA_SEARCH, Ray's asynchronous ASHA, one trial at a time), compared with the
+unkilled run's recorded decisions as well.
 """
 
 from __future__ import annotations
@@ -63,9 +66,10 @@ def main() -> int:
     parser.add_argument("--moments", type=int, default=8)
     parser.add_argument("--storage", default="local,s3")
     parser.add_argument("--window-polls", action="store_true")
-    parser.add_argument("--rungs", action="store_true", help="sweep the significance search with rungs")
+    searches = {"arms": sweeping.SEARCH, "rungs": sweeping.RUNGS_SEARCH, "asha": sweeping.ASHA_SEARCH}
+    parser.add_argument("--search", choices=searches, default="arms", help="the swept search")
     args = parser.parse_args()
-    search = sweeping.RUNGS_SEARCH if args.rungs else sweeping.SEARCH
+    search = searches[args.search]
     os.environ.update(OFFLINE_ENV)
     work = Path(tempfile.mkdtemp(prefix="tunelab-kill-sweep-"))
     total = passed = 0
@@ -86,15 +90,19 @@ def main() -> int:
             from harness.s3server import S3Server
 
             with S3Server(log=logs / "moto.log") as s3, \
-                    TwoNodeCluster(logs, env=s3.env, head_only=True, cpus=2) as head:
+                    TwoNodeCluster(logs, env=s3.env, head_only=True,
+                                   cpus=os.cpu_count() or 1 if args.search == "asha" else 2) as head:
                 address = ["--address", head.address]
                 store = [*address, "--storage", s3.uri("runs")]
-                reference, window = reference_run(search, [*store, "--name", "ref"],
-                                                  ExperimentFolder(s3.location("runs/ref")), head.env,
+                ref_folder = ExperimentFolder(s3.location("runs/ref"))
+                reference, window = reference_run(search, [*store, "--name", "ref"], ref_folder, head.env,
                                                   logs / "ref.log", args.window_polls)
                 folder = ExperimentFolder(s3.location("runs/k"))
                 kills = sweeping.sweep([*store, "--name", "k"], address, folder, reference, head.env, logs,
                                        [False, True], search, args.moments)
+        if sweeping.decisions(folder) != sweeping.decisions(ref_folder):
+            print(f"{kind}: the recorded decisions differ from the unkilled run's", flush=True)
+            kills = []
         total += args.moments
         passed += len(kills)
         print(f"{kind}: {len(kills)}/{args.moments} resumed identical in {time.time() - started:.0f} s",

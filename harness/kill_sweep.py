@@ -6,6 +6,7 @@ that shows why."""
 
 from __future__ import annotations
 
+import os
 import re
 
 from harness import killing
@@ -27,6 +28,13 @@ TRIALS = 2
 RUNGS_SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", "4", "--seeds", "2",
                 "--set", "num_blocks=1,3", "--set", "train_subset=256", "--set", "val_subset=128",
                 "--no-questions", "--scheduler", "significance", "--alpha", "0.45"]
+# Ray's asynchronous ASHA over the same four configurations, one trial at a time (each takes every CPU
+# of the machine's local Ray): the trials reach each rung in creation order, killed or not (a resumed
+# search starts its unfinished trials in that order too), so a resumed search meets the unkilled one's
+# judgements exactly when the rungs go on with what was stored (search/halving.py).
+ASHA_SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", "3", "--set", "num_blocks=1,3",
+               "--set", "train_subset=256", "--set", "val_subset=128", "--no-questions",
+               "--scheduler", "asha", "--cpus-per-trial", str(os.cpu_count() or 1)]
 METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "training_iteration")
 
 
@@ -37,17 +45,20 @@ def curves(folder: ExperimentFolder) -> dict[str, list[tuple]]:
             [tuple(float(r[m]) for m in METRICS) for r in rows[t.name]] for t in folder.trials()}
 
 
-def decisions(folder: ExperimentFolder) -> list[tuple]:
-    """The stored rung decisions (store/lifecycle.py) with trials named by their index: (rung, quota,
-    the trials that went on, {stopped: why})."""
+def decisions(folder: ExperimentFolder) -> list[dict]:
+    """The stored rung decisions (store/lifecycle.py) with every trial id replaced by the trial's index,
+    so that two searches' records compare."""
     from store.lifecycle import rung_decisions
 
-    def index(trial_id: str) -> str:
-        return trial_id.rsplit("_", 1)[-1]
+    def index(value):
+        if isinstance(value, str):
+            return value.rsplit("_", 1)[-1]
+        if isinstance(value, dict):
+            return {index(k): v for k, v in value.items()}
+        return [index(v) for v in value] if isinstance(value, list) else value
 
-    return [(d["rung"], d["quota"], [index(t) for t in d["kept"]],
-             {index(t): why for t, why in d["stopped"].items()}) for d in rung_decisions(folder)]
-
+    return [{key: index(value) if key in ("trial", "kept", "stopped", "signal", "protected") else value
+             for key, value in d.items()} for d in rung_decisions(folder)]
 
 
 def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, reference: dict, env: dict,

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.kill_sweep import EPOCHS, MOMENTS, RUNGS_SEARCH, SEARCH, TRIALS, curves, decisions, sweep
+from harness.kill_sweep import ASHA_SEARCH, EPOCHS, MOMENTS, RUNGS_SEARCH, SEARCH, TRIALS, curves, sweep
+from harness.kill_sweep import decisions as recorded_decisions
 from store.experiment import ExperimentFolder
 from tests.conftest import ROOT, run_cli
 
@@ -62,9 +63,27 @@ def test_kill_sweep_under_significance_rungs_resumes_identical(storage, rungs_re
     tally(f"kill sweep, significance rungs: {len(kills)}/{MOMENTS} resumed identical")
     assert len(kills) == MOMENTS
     assert any("PAUSED" in line for line in kills), f"no kill came while a trial waited at a rung: {kills}"
-    assert decisions(folder) == decisions(ExperimentFolder(storage / "rungs-reference"))
+    assert recorded_decisions(folder) == recorded_decisions(ExperimentFolder(storage / "rungs-reference"))
     log = "".join((tmp_path / f"run-{n}.log").read_text() for n in range(1, MOMENTS + 1))
     assert "rungs go on from what was stored (epoch 1:" in log, log[-3000:]
+
+
+def test_kill_sweep_under_asha_resumes_identical(storage, tmp_path, tally):
+    """Ray's asynchronous ASHA, killed at 3 moments: each resume refills the rungs from the stored
+    reports (search/halving.py), and the search ends with the unkilled one's stops, values and recorded
+    judgements, cutoffs included."""
+    reference = unkilled(storage, ASHA_SEARCH, "asha-reference")
+    assert sorted(len(rows) for rows in reference.values())[0] < 3, f"asha stopped nothing: {reference}"
+    folder = ExperimentFolder(storage / "asha-swept")
+    kills = sweep(["--storage", str(storage), "--name", "asha-swept"], [], folder, reference, {}, tmp_path,
+                  windows=[], search=ASHA_SEARCH, moments=3)
+    tally(f"kill sweep, asha: {len(kills)}/3 resumed identical")
+    assert len(kills) == 3
+    recorded = recorded_decisions(ExperimentFolder(storage / "asha-reference"))
+    assert recorded and all(d["rule"] == "asha" and "cutoff" in d for d in recorded), recorded
+    assert recorded_decisions(folder) == recorded
+    log = "".join((tmp_path / f"run-{n}.log").read_text() for n in range(1, 4))
+    assert "asha's rungs go on with the reports stored there (epoch 1:" in log, log[-3000:]
 
 
 def test_kill_sweep_on_s3_resumes_identical(s3, reference, tmp_path, tally):
