@@ -35,6 +35,9 @@ RUNGS_SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", 
 ASHA_SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", "3", "--set", "num_blocks=1,3",
                "--set", "train_subset=256", "--set", "val_subset=128", "--no-questions",
                "--scheduler", "asha", "--cpus-per-trial", str(os.cpu_count() or 1)]
+# moasha, the two-objective asynchronous rule, over the same configurations and one trial at a time.
+MOASHA_SEARCH = [*ASHA_SEARCH[:ASHA_SEARCH.index("--scheduler")], "--objective", "val_acc:max,params:min",
+                 "--scheduler", "moasha", *ASHA_SEARCH[ASHA_SEARCH.index("--cpus-per-trial"):]]
 METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "training_iteration")
 
 
@@ -62,24 +65,30 @@ def decisions(folder: ExperimentFolder) -> list[dict]:
 
 
 def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, reference: dict, env: dict,
-          logs, windows: list[bool], search: list[str] = SEARCH, moments: int = MOMENTS) -> list[str]:
+          logs, windows: list[bool], search: list[str] = SEARCH, moments: int = MOMENTS,
+          ctrl_c_at: int | None = None) -> list[str]:
     """Runs the chained sweep (`start`: the search's storage flags, `resume`: what `--resume` adds);
     returns one line per kill (what was stored when it came). From the second kill on, the storage is
     made to look as a kill inside Ray's upload window leaves it, once per entry of `windows` (restart
     or not, killing.py: fake_upload_window), at the first kill whose stored reports allow it:
-    the timing of a kill on this machine rarely hits that window by itself."""
+    the timing of a kill on this machine rarely hits that window by itself. Kill number `ctrl_c_at` is
+    a terminal's Ctrl-C instead: the driver stops the search itself, exits 130 and names the resume."""
     # Moments 1..`moments` progress rows of the reference's: evenly spaced, the last with rows to go.
     total = sum(len(rows) for rows in reference.values())
     at_rows = [round(1 + i * (total - 2) / (moments - 1)) for i in range(moments)]
     kills, after = [], None
     driver = killing.start_driver(*search, *start, env=env, log=logs / "run-0.log")
     for n, rows in enumerate(at_rows, 1):
-        stored, left = killing.kill_at(driver, folder, rows, after=after)
+        stored, left = killing.kill_at(driver, folder, rows, after=after, ctrl_c=n == ctrl_c_at)
         assert not left, f"kill {n}: the killed search ran on {killing.LEFT_GRACE_S:.0f} s: {left}"
+        if n == ctrl_c_at:
+            said = (logs / f"run-{n - 1}.log").read_text()
+            assert driver.returncode == 130 and said.strip().splitlines()[-1].endswith(
+                f"continue it with `python search/run.py --resume {folder.loc.uri}`"), said[-3000:]
         statuses = folder.trial_statuses()
         assert "ERROR" not in statuses.values(), f"kill {n}: a trial in ERROR ({statuses}); logs in {logs}"
         assert set(statuses.values()) != {"TERMINATED"}, f"kill {n}: nothing was left to resume"
-        kills.append(f"kill {n} at {stored} stored rows: {statuses}")
+        kills.append(f"{'Ctrl-C' if n == ctrl_c_at else 'kill'} {n} at {stored} stored rows: {statuses}")
         faked = killing.fake_upload_window(folder, restart=windows[0]) if windows and n > 1 else None
         if faked:
             windows = windows[1:]

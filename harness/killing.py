@@ -107,11 +107,13 @@ def newest_state_name(folder: ExperimentFolder) -> str | None:
 
 
 def kill_at(driver: subprocess.Popen, folder: ExperimentFolder, rows: int, after: str | None = None,
-            timeout: float = 300) -> tuple[int, list[str]]:
+            timeout: float = 300, ctrl_c: bool = False) -> tuple[int, list[str]]:
     """Kills the driver as soon as the storage holds a Ray state newer than `after` (a state file
     name: for a resumed driver, the one it started from) with an unfinished trial, and at least `rows`
     progress rows in all; returns the rows stored at the kill and what of the killed search still ran
-    after the grace (kill_driver). AssertionError when the driver ends first or the moment never comes."""
+    after the grace (kill_driver). `ctrl_c`: a terminal's Ctrl-C instead (SIGINT to the driver's
+    process group), after which the driver is given 120 s to stop the search itself. AssertionError
+    when the driver ends first or the moment never comes."""
     deadline = time.time() + timeout
     stored = None
     try:
@@ -121,6 +123,9 @@ def kill_at(driver: subprocess.Popen, folder: ExperimentFolder, rows: int, after
                 rows_now = sum(len(r) for r in stored_rows(folder).values())
                 stored = rows_now if rows_now >= rows else None
             time.sleep(0.05 if stored is None else 0)
+        if stored is not None and ctrl_c:
+            os.killpg(driver.pid, signal.SIGINT)
+            driver.wait(timeout=120)
     finally:
         left = kill_driver(driver)
     if stored is None:

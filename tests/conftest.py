@@ -234,3 +234,13 @@ def browser():
 # One smoke search watched while it runs: the live page's tests and the page's browser tests share it.
 from tests.live_search import live_search  # noqa: E402, F401
 
+
+def unkilled(storage: Path, search: list[str], name: str) -> dict[str, list[tuple]]:
+    """The per-epoch metrics (harness/kill_sweep.py curves) of `search` run to its end, unkilled, in
+    `storage`/`name`: the twin a kill sweep compares with."""
+    from harness.kill_sweep import curves
+    from store.experiment import ExperimentFolder
+
+    result = run_cli(*search, "--storage", str(storage), "--name", name)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return curves(ExperimentFolder(storage / name))

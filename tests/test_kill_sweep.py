@@ -15,18 +15,12 @@ from __future__ import annotations
 
 import pytest
 
-from harness.kill_sweep import ASHA_SEARCH, EPOCHS, MOMENTS, RUNGS_SEARCH, SEARCH, TRIALS, curves, sweep
+from harness.kill_sweep import EPOCHS, MOMENTS, RUNGS_SEARCH, SEARCH, TRIALS, sweep
 from harness.kill_sweep import decisions as recorded_decisions
 from store.experiment import ExperimentFolder
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, unkilled
 
 pytestmark = pytest.mark.slow
-
-
-def unkilled(storage, search: list[str], name: str) -> dict[str, list[tuple]]:
-    result = run_cli(*search, "--storage", str(storage), "--name", name)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return curves(ExperimentFolder(storage / name))
 
 
 @pytest.fixture(scope="module")
@@ -56,34 +50,17 @@ def test_kill_sweep_on_local_storage_resumes_identical(storage, reference, tmp_p
 def test_kill_sweep_under_significance_rungs_resumes_identical(storage, rungs_reference, tmp_path, tally):
     """The default rule with rungs that stop trials: killed while trials wait paused at an open rung and
     after decisions, each resume goes on with the stored decisions (search/sync_halving.py), and the
-    search ends with the unkilled one's stops, values and decisions."""
+    search ends with the unkilled one's stops, values and decisions. The second stop is a Ctrl-C (the
+    driver stops the search itself and exits 130), resumed like the kills."""
     folder = ExperimentFolder(storage / "rungs-swept")
     kills = sweep(["--storage", str(storage), "--name", "rungs-swept"], [], folder, rungs_reference, {},
-                  tmp_path, windows=[False], search=RUNGS_SEARCH)
-    tally(f"kill sweep, significance rungs: {len(kills)}/{MOMENTS} resumed identical")
+                  tmp_path, windows=[False], search=RUNGS_SEARCH, ctrl_c_at=2)
+    tally(f"kill sweep, significance rungs (kill 2 a Ctrl-C): {len(kills)}/{MOMENTS} resumed identical")
     assert len(kills) == MOMENTS
     assert any("PAUSED" in line for line in kills), f"no kill came while a trial waited at a rung: {kills}"
     assert recorded_decisions(folder) == recorded_decisions(ExperimentFolder(storage / "rungs-reference"))
     log = "".join((tmp_path / f"run-{n}.log").read_text() for n in range(1, MOMENTS + 1))
     assert "rungs go on from what was stored (epoch 1:" in log, log[-3000:]
-
-
-def test_kill_sweep_under_asha_resumes_identical(storage, tmp_path, tally):
-    """Ray's asynchronous ASHA, killed at 3 moments: each resume refills the rungs from the stored
-    reports (search/halving.py), and the search ends with the unkilled one's stops, values and recorded
-    judgements, cutoffs included."""
-    reference = unkilled(storage, ASHA_SEARCH, "asha-reference")
-    assert sorted(len(rows) for rows in reference.values())[0] < 3, f"asha stopped nothing: {reference}"
-    folder = ExperimentFolder(storage / "asha-swept")
-    kills = sweep(["--storage", str(storage), "--name", "asha-swept"], [], folder, reference, {}, tmp_path,
-                  windows=[], search=ASHA_SEARCH, moments=3)
-    tally(f"kill sweep, asha: {len(kills)}/3 resumed identical")
-    assert len(kills) == 3
-    recorded = recorded_decisions(ExperimentFolder(storage / "asha-reference"))
-    assert recorded and all(d["rule"] == "asha" and "cutoff" in d for d in recorded), recorded
-    assert recorded_decisions(folder) == recorded
-    log = "".join((tmp_path / f"run-{n}.log").read_text() for n in range(1, 4))
-    assert "asha's rungs go on with the reports stored there (epoch 1:" in log, log[-3000:]
 
 
 def test_kill_sweep_on_s3_resumes_identical(s3, reference, tmp_path, tally):
