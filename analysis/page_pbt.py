@@ -34,6 +34,22 @@ def _values(values: dict) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, int | float) else f"{k}={v}" for k, v in values.items())
 
 
+def exploit_evidence(exp: Experiment, member: str, cloned: str, report: int) -> str:
+    """What the scheduler recorded of `member`'s exploit of `cloned` at `report` (store/lifecycle.py):
+    both scores and the bottom and top members it was ranked among; "" when none was recorded."""
+    found = [d for d in exp.decisions if d["rule"] == "pbt" and d["rung"] == report
+             and (d["trial"], d["clone"]) == (member, cloned)]
+    if not found:
+        return ""
+    scores, bottom, top = found[0]["signal"], found[0]["bottom"], found[0]["top"]
+    if member not in scores or cloned not in scores:
+        return ""
+    mode = max if exp.mode == "max" else min
+    return (f"; {member}'s {exp.metric} {scores[member]:.4f} was among the bottom {len(bottom)} of "
+            f"{len(scores)} (the best of them {mode(scores[t] for t in bottom if t in scores):.4f}), "
+            f"{cloned}'s {scores[cloned]:.4f} among the top {len(top)}")
+
+
 def schedules_section(exp: Experiment, marks: list[TrialMark]) -> str:
     """The timeline and the schedule lines of a PBT search; "" for any other search."""
     space = SPACES.get(exp.space or "")
@@ -71,7 +87,8 @@ def schedules_section(exp: Experiment, marks: list[TrialMark]) -> str:
                      f'height="{ROW_PX * 0.7:.1f}" fill="{colour.get(who, "#999")}" class="span" '
                      f'data-tip="{escape(tip, quote=True)}"/>')
             if previous is not None and who != previous:
-                note = f"exploit: went on from {previous}'s checkpoint of epoch {(first - 1) / per:g}"
+                note = (f"exploit: went on from {previous}'s checkpoint of epoch {(first - 1) / per:g}"
+                        + exploit_evidence(exp, who, previous, first - 1))
                 g.append(f'<path d="M{x0 - 5} {y - 6:.1f}L{x0 + 3} {y:.1f}L{x0 - 5} {y + 6:.1f}Z" '
                          f'class="exploit" data-tip="{escape(note, quote=True)}"/>')
             previous = who

@@ -60,6 +60,10 @@ ATTRIBUTES: dict[str, tuple[str, str, tuple[str, ...], str]] = {
         "ray.tune", "CLIReporter", ("_progress_str",),
         "the status table overrides the method that renders it, to drop Ray's verdicts and name the "
         "results folder (search/status.py)"),
+    "PopulationBasedTraining": (
+        "ray.tune.schedulers", "PopulationBasedTraining", ("_exploit", "_quantiles"),
+        "each exploit is recorded with its evidence as it is made: the override of the method that "
+        "clones a member, and the ranking it was chosen by (search/pbt.py, pbt_standing)"),
     "WandbLoggerCallback": (
         "ray.air.integrations.wandb", "WandbLoggerCallback", ("_logger_actor_cls",),
         "the W&B mirror replaces its restartable logging actors by plain ones (search/wandb_setup.py)"),
@@ -179,6 +183,21 @@ def asha_cutoff(scheduler: Any, recorded: dict) -> float | None:
     asha_rungs(scheduler)
     cutoff = scheduler._brackets[0].cutoff(recorded)
     return None if cutoff is None else float(cutoff)
+
+
+def pbt_standing(scheduler: Any, trial: Any) -> tuple[int, list[str], list[str], dict[str, float]]:
+    """A PopulationBasedTraining's ranking as its exploits use it: (the report `trial` made last, the
+    bottom members, the top members (_quantiles), {member: its last score in the metric's units}
+    (_trial_state's last_score, times _metric_op, the metric's sign))."""
+    if not all(hasattr(scheduler, a) for a in ("_quantiles", "_trial_state", "_metric_op")):
+        raise _changed("PopulationBasedTraining._quantiles/_trial_state/_metric_op",
+                       "each exploit is recorded with the ranking it was chosen by (search/pbt.py)")
+    lower, upper = scheduler._quantiles()
+    sign = scheduler._metric_op or 1.0
+    states = scheduler._trial_state
+    scores = {t.trial_id: float(s.last_score) * sign for t, s in states.items() if s.last_score is not None}
+    return (int(states[trial].last_train_time), [t.trial_id for t in lower], [t.trial_id for t in upper],
+            scores)
 
 
 class StoresStoppedPausedTrials:

@@ -28,8 +28,10 @@ from ray import tune
 from ray.tune.schedulers import PopulationBasedTraining
 
 from analysis.lineage import schedule_lines
-from raycompat import StoresStoppedPausedTrials, set_next_pbt_round
+from raycompat import StoresStoppedPausedTrials, pbt_standing, require, set_next_pbt_round
 from search.plan import PBT_SETTINGS, SearchPlan
+from store.experiment import ExperimentFolder
+from store.lifecycle import DecisionLog
 
 
 def initial_population(perturb: dict[str, tuple[float, float]], members: int, seed: int) -> list[dict]:
@@ -59,7 +61,7 @@ class Clamp:
         return config
 
 
-class SyncedPBT(StoresStoppedPausedTrials, PopulationBasedTraining):
+class SyncedPBT(StoresStoppedPausedTrials, require("PopulationBasedTraining")):
     """Ray's synchronous PBT that uploads the experiment before it restarts a paused member, and leaves
     the last report alone. PBT pauses every member at every report; a restarted member's logger copies
     its result.json back from the storage (docs/storage.md §4), so rows written since the last upload
@@ -76,6 +78,17 @@ class SyncedPBT(StoresStoppedPausedTrials, PopulationBasedTraining):
         if self.last_report and result.get("training_iteration", 0) >= self.last_report:
             return self.CONTINUE
         return super().on_trial_result(tune_controller, trial, result)
+
+    log: DecisionLog | None = None
+    """Where each exploit is recorded (store/lifecycle.py), before the member clones the other."""
+
+    def _exploit(self, tune_controller, trial, trial_to_clone):
+        if self.log is not None:
+            report, bottom, top, scores = pbt_standing(self, trial)
+            self.log.add({"rung": report, "rule": "pbt", "trial": trial.trial_id,
+                          "clone": trial_to_clone.trial_id, "kept": [], "stopped": {}, "signal": scores,
+                          "bottom": bottom, "top": top, "settings": PBT_SETTINGS})
+        return super()._exploit(tune_controller, trial, trial_to_clone)
 
     def choose_trial_to_run(self, tune_controller):
         chosen = super().choose_trial_to_run(tune_controller)
@@ -104,6 +117,9 @@ def pbt_scheduler(plan: SearchPlan, resumed_at: int = 0) -> PopulationBasedTrain
         synch=True,
     )
     scheduler.last_report = plan.max_t
+    scheduler.log = DecisionLog(plan.experiment_dir)
+    if resumed_at:
+        scheduler.log.load(ExperimentFolder(plan.experiment_dir))
     if resumed_at:
         # Ray's synchronous round is due at _next_perturbation_sync, then at max(next + interval, the
         # latest member's report): a fresh scheduler (1) over members already at report r would set it

@@ -36,9 +36,12 @@ RUNG_KEYS = {"rung": int, "rule": str, "kept": list, "stopped": dict, "signal": 
 """Every decision's keys: the rung (in reports), the rule, the trials that went on, those stopped (trial
 id -> why), and the value each trial was judged on."""
 RULE_KEYS = {"halving": {"quota": int}, "significance": {"quota": int},
-             "asha": {"trial": str, "recorded": int}, "moasha": {"trial": str, "recorded": int}}
+             "asha": {"trial": str, "recorded": int}, "moasha": {"trial": str, "recorded": int},
+             "pbt": {"trial": str, "clone": str, "bottom": list, "top": list}}
 """What each rule adds: a synchronous rule the quota of its rung; an asynchronous one the trial it judged
-and how many trials the rung had recorded before it."""
+and how many trials the rung had recorded before it; pbt, for each exploit at a report (`rung`), the
+member that exploited, the member it cloned, and the bottom and top members it was ranked among (each
+member's last score in `signal`)."""
 
 
 def create(folder: ExperimentFolder, record: dict) -> Location:

@@ -21,6 +21,7 @@ from search.pbt import Clamp, initial_population
 from search.run import main
 from spaces import get_space
 from store.experiment import ExperimentFolder
+from store.lifecycle import rung_decisions
 from tests.conftest import make_teacher, run_cli
 from trainables.cnn import ImageConfig
 from trainables.kd import KDConfig, fit_kd
@@ -81,6 +82,15 @@ def test_killed_population_resumes_to_the_budget_keeping_its_exploits(resumed):
     assert any(line.startswith(f"best member: {crowned}, ") for line in out.splitlines()), out[-3000:]
     assert crowned in starred, (crowned, starred)
     assert set(folder.trial_statuses().values()) == {"TERMINATED"}
+    # Each exploit was recorded as it was made, with the ranking it was chosen by (store/lifecycle.py):
+    # the killed driver's and the resume's, a bottom member cloning a top one that scored at least as well.
+    recorded = {(d["trial"], d["clone"]): d for d in rung_decisions(folder) if d["rule"] == "pbt"}
+    for event in folder.pbt_exploits():
+        record = recorded[(event["trial_id"], event["parent_id"])]
+        scores = record["signal"]
+        assert record["trial"] in record["bottom"] and record["clone"] in record["top"], record
+        assert scores[record["clone"]] >= scores[record["trial"]], record
+        assert record["settings"]["quantile_fraction"] == 0.25
     report = (Path(os.environ["TUNELAB_REPORT"]) / "pop" / "README.md").read_text()
     assert "## Schedules (population-based training)" in report and "best member: " in report
 
