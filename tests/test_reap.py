@@ -72,42 +72,36 @@ def environ(pid: int) -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("whose", ["another program's Ray", "this experiment's killed driver's Ray"])
-def test_a_real_rays_worker_whose_raylet_died_is_reaped_only_when_this_experiments_driver_started_it(
-        tmp_path, whose):
-    """A second, independent local Ray (its own `ray start` head, harness/cluster.py), one of its real
-    workers (HOLDER) held stopped (SIGSTOP) while its raylet is SIGKILLed, so that it cannot notice and
-    end by itself: a resuming driver's reap over every process on the machine (search/cluster.py) ends
-    it only when the Ray was started under the killed driver's tag, and leaves another program's
-    alone."""
+def test_a_real_rays_worker_whose_raylet_died_is_reaped_only_for_the_driver_that_started_it(tmp_path):
+    """A second, independent local Ray (its own `ray start` head, harness/cluster.py, started under one
+    driver's tag), one of its real workers (HOLDER) held stopped (SIGSTOP) while its raylet is
+    SIGKILLed, so that it cannot notice and end by itself: a resuming driver's reap over every process
+    on the machine (search/cluster.py) leaves it alone for any other driver's tag (as another
+    program's or another experiment's Ray; an untagged one: the stand-ins of the test above) and ends it
+    for the tag of the driver that started it."""
     from harness.cluster import TwoNodeCluster
 
-    tag = f"killed-driver-{uuid.uuid4().hex[:8]}"  # no other process on the machine carries it
-    env = {RUN_TAG: tag} if whose.startswith("this") else {}
+    tag, other = (f"killed-driver-{uuid.uuid4().hex[:8]}" for _ in range(2))  # on no other process here
     # Ray 2.60 ends a worker whose raylet died through the worker's own process group; with that off
     # (a Ray of another configuration or version) the worker outlives its raylet: the reap's case.
     orphans = {"RAY_process_group_cleanup_enabled": "0"}
-    with TwoNodeCluster(tmp_path, env={**env, **orphans}, head_only=True) as head:
+    with TwoNodeCluster(tmp_path, env={RUN_TAG: tag, **orphans}, head_only=True) as head:
         client = subprocess.Popen([sys.executable, "-c", HOLDER, head.address], env=head.env, text=True,
                                   stdout=subprocess.PIPE, start_new_session=True)
         worker = None
         try:
             worker = int(client.stdout.readline())
             raylet = int(environ(worker)["RAY_RAYLET_PID"])  # what the reaper reads, as real Ray sets it
-            assert environ(worker).get(RUN_TAG) == env.get(RUN_TAG)
+            assert environ(worker).get(RUN_TAG) == tag
             os.kill(worker, signal.SIGSTOP)
             os.kill(raylet, signal.SIGKILL)
             deadline = time.time() + 30
             while b"raylet" in (Path(f"/proc/{raylet}/cmdline").read_bytes()
                                 if Path(f"/proc/{raylet}").exists() else b"") and time.time() < deadline:
                 time.sleep(0.1)
-            reaped = reap_orphaned_workers([tag])
-            if env:
-                assert worker in reaped
-                assert wait_gone(worker), f"the reaped worker {worker} still runs"
-            else:
-                assert reaped == [] and Path(f"/proc/{worker}").exists()
-                assert (Path(f"/proc/{worker}/stat").read_text().split(") ", 1)[1][0]) == "T"  # untouched
+            assert reap_orphaned_workers([other]) == [] and state(worker) == "T"  # untouched, still held
+            assert worker in reap_orphaned_workers([tag])
+            assert wait_gone(worker), f"the reaped worker {worker} still runs"
         finally:
             if worker is not None and Path(f"/proc/{worker}").exists():  # Ray made it a group of its own
                 os.killpg(os.getpgid(worker), signal.SIGKILL)
@@ -115,14 +109,17 @@ def test_a_real_rays_worker_whose_raylet_died_is_reaped_only_when_this_experimen
             client.wait()
 
 
+def state(pid: int) -> str:
+    """The process's state letter (/proc/<pid>/stat): T stopped, Z exited, "" gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except OSError:
+        return ""
+
+
 def wait_gone(pid: int, timeout: float = 10.0) -> bool:
     """Whether `pid` has exited (or is a zombie its parent has not yet collected) within `timeout`."""
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] == "Z":
-                return True
-        except OSError:
-            return True
+    while state(pid) not in ("", "Z") and time.time() < deadline:
         time.sleep(0.1)
-    return False
+    return state(pid) in ("", "Z")
