@@ -66,13 +66,15 @@ def decisions(folder: ExperimentFolder) -> list[dict]:
 
 def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, reference: dict, env: dict,
           logs, windows: list[bool], search: list[str] = SEARCH, moments: int = MOMENTS,
-          ctrl_c_at: int | None = None) -> list[str]:
+          ctrl_c_at: int | None = None, cut_searcher_at: int | None = None) -> list[str]:
     """Runs the chained sweep (`start`: the search's storage flags, `resume`: what `--resume` adds);
     returns one line per kill (what was stored when it came). From the second kill on, the storage is
     made to look as a kill inside Ray's upload window leaves it, once per entry of `windows` (restart
     or not, killing.py: fake_upload_window), at the first kill whose stored reports allow it:
     the timing of a kill on this machine rarely hits that window by itself. Kill number `ctrl_c_at` is
-    a terminal's Ctrl-C instead: the driver stops the search itself, exits 130 and names the resume."""
+    a terminal's Ctrl-C instead: the driver stops the search itself, exits 130 and names the resume.
+    After kill number `cut_searcher_at` the grid searcher's state is cut in half, as a kill inside
+    Ray's upload of it leaves it, and the resume must say it rebuilt it (store/recovery.py)."""
     # Moments 1..`moments` progress rows of the reference's: evenly spaced, the last with rows to go.
     total = sum(len(rows) for rows in reference.values())
     at_rows = [round(1 + i * (total - 2) / (moments - 1)) for i in range(moments)]
@@ -92,8 +94,15 @@ def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, referen
         faked = killing.fake_upload_window(folder, restart=windows[0]) if windows and n > 1 else None
         if faked:
             windows = windows[1:]
+        if n == cut_searcher_at:
+            searcher = max((f for f in folder.loc.list_files() if f.name.startswith("basic-variant-state-")),
+                           key=lambda f: f.name)
+            searcher.write_bytes(searcher.read_bytes()[:len(searcher.read_bytes()) // 2])
         after = killing.newest_state_name(folder)
         driver = killing.start_driver("--resume", folder.loc.uri, *resume, env=env, log=logs / f"run-{n}.log")
+        if n == cut_searcher_at:
+            assert killing.wait_for_line(logs / f"run-{n}.log", "(the grid searcher's state) was cut short",
+                                         driver), (logs / f"run-{n}.log").read_text()[-3000:]
         if n == 1:  # the first resume finds the killed driver's lease
             assert killing.wait_for_line(logs / "run-1.log", "took over the lease", driver), \
                 (logs / "run-1.log").read_text()[-3000:]

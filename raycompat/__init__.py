@@ -200,6 +200,23 @@ def pbt_standing(scheduler: Any, trial: Any) -> tuple[int, list[str], list[str],
             scores)
 
 
+def finished_grid_searcher_state(uuid_prefix: str, total: int) -> bytes:
+    """The pickled state (basic-variant-state-*.json) of a BasicVariantGenerator that has created all
+    `total` trials of its experiment, whose ids start with `uuid_prefix`: what a grid search's searcher
+    is once every trial exists. `--resume` writes it in place of one a kill cut short (store/recovery.py
+    repair_searcher_state); its private fields are the generator's own state."""
+    import ray.cloudpickle as cloudpickle
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    generator = BasicVariantGenerator()
+    fields = ("_finished", "_uuid_prefix", "_total_samples", "_iterators")
+    if not all(hasattr(generator, f) for f in fields):
+        raise _changed("BasicVariantGenerator._finished/_uuid_prefix/_total_samples/_iterators",
+                       "--resume rebuilds a grid searcher's state that a kill cut short")
+    generator._finished, generator._uuid_prefix, generator._total_samples = True, uuid_prefix, total
+    return cloudpickle.dumps(generator.get_state())
+
+
 class StoresStoppedPausedTrials:
     """Mixin for a Ray scheduler that pauses trials (the synchronous rungs of search/sync_halving.py,
     synchronous PBT): a paused trial it stops ends TERMINATED in the stored experiment state too. Ray 2.60's

@@ -25,7 +25,7 @@ from store import Location, StorageError, locate
 from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment
 from store.lease import Lease
 from store.lifecycle import clear_for_restart, clear_interrupted, create, mark_interrupted
-from store.recovery import check_resumable, repair_missing_checkpoints, resume_summary
+from store.recovery import check_resumable, repair_missing_checkpoints, repair_searcher_state, resume_summary
 
 # The fields that define *which* search runs; resources, storage and name may differ on resume.
 IDENTITY = ("space", "profile", "config", "grid", "scheduler", "smoothing", "alpha", "search", "num_samples",
@@ -157,13 +157,19 @@ def unfinished_search(plan: SearchPlan) -> str | None:
     summary and the report; None when every trial finished."""
     folder = ExperimentFolder(plan.experiment_dir)
     statuses = folder.trial_statuses()
-    planned = (plan.num_samples if plan.search == "optuna" or plan.scheduler == "pbt"
-               else trial_count(plan.grid, plan.space.baselines, plan.num_samples))
+    planned = planned_trials(plan)
     if len(statuses) >= planned and set(statuses.values()) <= {"TERMINATED", "ERROR"}:
         return None
     command = f"python search/run.py --resume {plan.experiment_dir.uri}"
     mark_interrupted(folder, command)
     return command
+
+
+def planned_trials(plan: SearchPlan) -> int:
+    """How many trials the search makes: one per sample for Optuna and PBT, else the grid's cells
+    and baselines, num_samples times."""
+    return (plan.num_samples if plan.search == "optuna" or plan.scheduler == "pbt"
+            else trial_count(plan.grid, plan.space.baselines, plan.num_samples))
 
 
 def restore_tuner(plan: SearchPlan, shipment: Any = None):
@@ -185,6 +191,10 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     from search.tuner import build_tuner, make_scheduler, trainable_for
 
     folder = ExperimentFolder(plan.experiment_dir)
+    try:  # first: a searcher state that cannot be rebuilt is refused before anything is written
+        searcher = repair_searcher_state(folder, planned_trials(plan)) if folder.has_tune_state() else []
+    except NotAnExperiment as err:
+        raise UsageError(f"--resume: {err}") from None
     clear_interrupted(folder)  # from here on it is running again
     if not folder.has_tune_state():  # killed before Ray stored a state: there is nothing to restore
         removed = clear_for_restart(folder)
@@ -193,7 +203,7 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
         return build_tuner(plan, shipment)
     if plan.scheduler == "pbt" and (kept := folder.keep_pbt_record()):
         print(f"resume: the exploits so far stay in {kept} (Ray starts pbt_global.txt afresh)", flush=True)
-    for line in repair_missing_checkpoints(folder) + folder.align_results_with_state():
+    for line in searcher + repair_missing_checkpoints(folder) + folder.align_results_with_state():
         print(f"resume: {line}", file=sys.stderr, flush=True)
     for line in resume_summary(folder):
         print(f"resume: {line}", flush=True)

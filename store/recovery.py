@@ -19,9 +19,10 @@ exactly as much as Ray does (docs/storage.md §7).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from raycompat import check_state, private
+from raycompat import check_state, finished_grid_searcher_state, private
 from store.experiment import METRICS_FILE, STATE_FILE, ExperimentFolder, NotAnExperiment, Trial, read_results
 from store.fs import Location
 from store.lifecycle import rung_decisions
@@ -261,3 +262,36 @@ def check_resumable(folder: ExperimentFolder, plan: dict) -> None:
                 if stream.read(len(TORCH_ZIP)) != TORCH_ZIP:
                     raise NotAnExperiment(f"{file} is not a torch checkpoint (damaged); the trial cannot "
                                           "resume from it")
+
+
+SEARCHER_STATE = re.compile(r"basic-variant-state-.*\.json")
+"""Ray's grid searcher state, one file per driver session; Ray's restore reads only the newest."""
+
+
+def repair_searcher_state(folder: ExperimentFolder, planned: int) -> list[str]:
+    """Rebuilds the newest grid searcher state when a kill inside Ray's upload left it cut short (Ray
+    cannot unpickle it, and cannot restore the search): when the stored state holds all `planned`
+    trials, the searcher had created every trial, and a generator that has is exactly what was lost.
+    Returns the line that says so ([] when nothing was cut). NotAnExperiment (one line, nothing
+    written) when the kill came before every trial was created: the lost state cannot be told."""
+    import ray.cloudpickle as cloudpickle
+
+    files = sorted((f for f in folder.loc.list_files() if SEARCHER_STATE.fullmatch(f.name)),
+                   key=lambda f: f.name)
+    if not files:
+        return []
+    newest = files[-1]
+    try:
+        cloudpickle.loads(newest.read_bytes())
+        return []
+    except Exception:  # noqa: BLE001 (a cut pickle raises EOFError, UnpicklingError or others)
+        pass
+    state_file = newest_state(folder)
+    trials = json.loads(state_file.read_text()).get("trial_data", []) if state_file is not None else []
+    ids = sorted(json.loads(entry[0])["trial_id"] for entry in trials)
+    if len(ids) < planned:
+        raise NotAnExperiment(f"{newest} was cut short by a kill while Ray uploaded it, before the search "
+                              f"had created all its {planned} trials ({len(ids)}): Ray cannot restore it")
+    newest.write_bytes(finished_grid_searcher_state(ids[0].rsplit("_", 1)[0] + "_", len(ids)))
+    return [f"{newest.name} (the grid searcher's state) was cut short by the kill; rebuilt as a searcher "
+            f"that has created all {len(ids)} trials"]

@@ -40,9 +40,12 @@ def rungs_reference(storage) -> dict[str, list[tuple]]:
 
 
 def test_kill_sweep_on_local_storage_resumes_identical(storage, reference, tmp_path, tally):
+    """The default scheduler over two arms; two kills leave the store as Ray's upload window does, and
+    after the second the grid searcher's state is cut in half as a kill inside its upload leaves it:
+    each resume repairs what it finds and says so, and the search ends as the unkilled one."""
     folder = ExperimentFolder(storage / "sweep-local")
     kills = sweep(["--storage", str(storage), "--name", "sweep-local"], [], folder, reference, {}, tmp_path,
-                  windows=[True, False])
+                  windows=[True, False], cut_searcher_at=2)
     tally(f"kill sweep, local storage: {len(kills)}/{MOMENTS} resumed identical")
     assert len(kills) == MOMENTS
 
