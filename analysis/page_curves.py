@@ -149,8 +149,8 @@ CONTROLS_NOTE = ("Pick the metric (any the trials report per epoch), the x axis 
                  "highest seed, and each seed's line on demand. Hover a point for its configuration and raw "
                  "values; click a legend entry to hide or show its trial; drag a box on the chart to zoom "
                  "into it, double-click or 'reset zoom' to see it all.")
-ENDS_NOTE = ("Curve ends: × stopped as significantly behind, + stopped by the quota, ● ran to the end, "
-             "▷ incomplete, □ errored.")
+ENDS_NOTE = ("Curve ends: × stopped as significantly behind, + stopped by the quota, Y stopped below the "
+             "rung's cutoff (asha), ● ran to the end, ▷ incomplete, □ errored.")
 
 
 def curves_section(exp: Experiment, marks: list[TrialMark]) -> str:

@@ -91,6 +91,7 @@
     const p = (d, fill) => el(g, "path", {d, stroke: colour, fill: fill || "none", class: "end"});
     if (end === "significant") p(`M${x - 6} ${y - 6}L${x + 6} ${y + 6}M${x - 6} ${y + 6}L${x + 6} ${y - 6}`);
     else if (end === "quota") p(`M${x - 7} ${y}H${x + 7}M${x} ${y - 7}V${y + 7}`);
+    else if (end === "cutoff") p(`M${x - 6} ${y - 6}L${x} ${y}L${x + 6} ${y - 6}M${x} ${y}V${y + 7}`);
     else if (end === "finished") el(g, "circle", {cx: x, cy: y, r: 4.5, fill: colour, class: "end"});
     else if (end === "incomplete") p(`M${x - 4} ${y - 6}L${x + 6} ${y}L${x - 4} ${y + 6}Z`);
     else el(g, "rect", {x: x - 5, y: y - 5, width: 10, height: 10, fill: "white", stroke: colour, class: "end"});
