@@ -82,20 +82,31 @@ def kd(folder: Path, seeds: int = 3, epochs: int = 3) -> Path:
 
 def optuna_search(folder: Path, trials: int = 12, epochs: int = 6) -> Path:
     """An Optuna search over lr and weight_decay (log-distributed) and num_blocks (integers) under
-    ASHA: one seed a trial; the trials below the running median at epoch 2 stop there."""
+    ASHA: one seed a trial; the trials below the running median at epoch 2 stop there, each stop
+    recorded as asha records it (store/lifecycle.py)."""
+    from store.experiment import ExperimentFolder
+    from store.lifecycle import save_rung_decisions
+
     write_plan(folder, "degradation", "asha", "optuna", epochs, num_samples=trials)
-    finals = []
+    finals, decisions = [], []
     for n in range(trials):
         # a low-discrepancy walk through the box, the same each time
         u, v, w = (n * 0.618034) % 1, (n * 0.754878) % 1, (n * 0.569840) % 1
         lr, decay, blocks = 10 ** (-3 + 2.5 * u), 10 ** (-5 + 3 * v), 1 + int(7 * w)
         top = 0.7 - 0.25 * (math.log10(lr) + 1.5) ** 2 - 0.02 * blocks + 0.01 * (math.log10(decay) + 5)
         curve = rising(max(top, 0.15), epochs)
-        stop = n >= 4 and curve[1] < sorted(finals)[len(finals) // 2]
+        cutoff = sorted(finals)[len(finals) // 2] if n >= 4 else None
+        stop = cutoff is not None and curve[1] < cutoff
+        if stop:
+            trial_id = f"abcde_{n:05d}"  # write_trial's
+            decisions.append({"rung": 2, "rule": "asha", "trial": trial_id, "recorded": len(finals),
+                              "signal": {trial_id: curve[1]}, "cutoff": cutoff, "quantile": 0.5, "kept": [],
+                              "stopped": {trial_id: "cutoff"}})
         finals.append(curve[1])
         params = {"lr": round(lr, 8), "weight_decay": round(decay, 9), "num_blocks": blocks,
                   "num_filters": 16, "skip": False, "model": "cnn", "epochs": epochs}
         write_trial(folder, n, params, curve[:2] if stop else curve)
+    save_rung_decisions(ExperimentFolder(folder), decisions)
     return folder
 
 

@@ -75,6 +75,8 @@ def test_each_judgement_is_recorded_with_the_experiment_with_its_cutoff_before_t
     resumed scheduler goes on with the judgements stored, and one made again replaces the first."""
     from store.lifecycle import rung_decisions
 
+    constructed = rung_decisions(folder)  # the stops the constructed search recorded at epoch 2
+    assert constructed and all(d["rung"] == 2 for d in constructed)
     scheduler = asha(grace_period=1, reduction_factor=2, max_t=6, record=folder.loc)
     scheduler.resume_from(folder, "val_acc", "max")
     scheduler.set_search_properties("val_acc", "max")
@@ -94,7 +96,8 @@ def test_each_judgement_is_recorded_with_the_experiment_with_its_cutoff_before_t
         assert record["settings"] == {"grace_period": 1, "reduction_factor": 2, "max_t": 6, "smoothing": 0.0}
         assert (record["stopped"], record["kept"]) == (({name: "cutoff"}, []) if decision == scheduler.STOP
                                                       else ({}, [name]))
-    assert [d["trial"] for d in rung_decisions(folder)] == ["weak", "strong"]
+    assert rung_decisions(folder)[:len(constructed)] == constructed  # gone on with, not replaced
+    assert [d["trial"] for d in rung_decisions(folder)[len(constructed):]] == ["weak", "strong"]
     resumed = asha(grace_period=1, reduction_factor=2, max_t=6, record=folder.loc)
     resumed.resume_from(folder, "val_acc", "max")
     resumed.set_search_properties("val_acc", "max")
@@ -102,8 +105,8 @@ def test_each_judgement_is_recorded_with_the_experiment_with_its_cutoff_before_t
     resumed.on_trial_add(None, trial)
     # "weak"'s report was judged but never stored (as when a kill comes between): judged again
     resumed.on_trial_result(None, trial, {"training_iteration": 1, "val_acc": cutoff + 0.02})
-    assert [(d["trial"], d["kept"]) for d in rung_decisions(folder)] == [("strong", ["strong"]),
-                                                                         ("weak", ["weak"])]
+    assert [(d["trial"], d["kept"]) for d in rung_decisions(folder)[len(constructed):]] == [
+        ("strong", ["strong"]), ("weak", ["weak"])]
 
 
 def test_a_minimised_metric_is_recorded_in_its_own_units():

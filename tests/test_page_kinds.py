@@ -112,6 +112,11 @@ def test_an_optuna_search_shows_importance_slices_and_history(pages, browser):
     assert "lr (log)" in x_labels
     assert browser.find_elements("css selector", "#history path.best")
     assert browser.find_elements("css selector", "#curves line.rung")
+    # asha's stops, as it recorded them: each curve ends in its mark, each row says the evidence
+    stopped = [row for row in browser.find_elements("css selector", "#trial-table tbody tr")
+               if "below the rung's cutoff" in row.text]
+    assert stopped and all("epoch 2: " in row.text and "below the cutoff" in row.text for row in stopped)
+    assert len(browser.find_elements("css selector", "#curves path.end.cutoff")) == len(stopped)
 
 
 def test_a_pbt_page_has_no_rungs_and_no_trial_id_axis(pages, browser):

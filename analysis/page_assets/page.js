@@ -88,7 +88,7 @@
     return values.map((v) => (v === null ? null : (last = last === null ? v : factor * last + (1 - factor) * v)));
   }
   function marker(g, end, x, y, colour) {
-    const p = (d, fill) => el(g, "path", {d, stroke: colour, fill: fill || "none", class: "end"});
+    const p = (d, fill) => el(g, "path", {d, stroke: colour, fill: fill || "none", class: `end ${end}`});
     if (end === "significant") p(`M${x - 6} ${y - 6}L${x + 6} ${y + 6}M${x - 6} ${y + 6}L${x + 6} ${y - 6}`);
     else if (end === "quota") p(`M${x - 7} ${y}H${x + 7}M${x} ${y - 7}V${y + 7}`);
     else if (end === "cutoff") p(`M${x - 6} ${y - 6}L${x} ${y}L${x + 6} ${y - 6}M${x} ${y}V${y + 7}`);
