@@ -174,40 +174,16 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
 # rather than `--dist loadgroup`: on pytest 9.2 xdist's group marks are silently ignored (pytest-xdist
 # issue 1386), and every module's searches ran in both processes.
 SHARED_MODULES = {"tests/test_live.py": "live_search", "tests/test_page.py": "live_search"}
-# The units that take longest (a full run's --durations), handed out first: xdist orders units by their
-# number of tests, which put the longest, a module of one or four tests (a study per space, the kill
-# sweeps), last, and the run waited for them on one process while the other sat idle.
-LONGEST_FIRST = ("tests/test_kill_sweep.py", "tests/test_cluster.py", "tests/test_storage_s3.py",
-                 "tests/test_ops_resume.py", "tests/test_study.py", "live_search",
-                 "tests/test_kill_sweep_asha.py", "tests/test_pbt.py", "tests/test_kd.py",
-                 "tests/test_interrupt.py", "tests/test_compare.py", "tests/test_significance.py",
-                 "tests/test_text_cli.py", "tests/test_conclusions.py")
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     if config.getvalue("dist") != "loadfile":
         return None
-    from collections import OrderedDict
-
     from xdist.scheduler import LoadFileScheduling
 
-    class LongestFirst(OrderedDict):
-        """xdist's work queue, handing out the units of LONGEST_FIRST first, in that order."""
-
-        def popitem(self, last: bool = True):
-            if last or not self:
-                return super().popitem(last)
-            rank = {unit: n for n, unit in enumerate(LONGEST_FIRST)}
-            unit = min(self, key=lambda u: rank.get(u, len(rank)))
-            return unit, self.pop(unit)
-
     class ModuleScheduling(LoadFileScheduling):
-        """xdist's `loadfile`, with the modules of SHARED_MODULES as one unit, LONGEST_FIRST first."""
-
-        def __init__(self, config, log=None):
-            super().__init__(config, log)
-            self.workqueue = LongestFirst()
+        """xdist's `loadfile`, with the modules of SHARED_MODULES as one unit."""
 
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
