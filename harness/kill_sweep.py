@@ -31,9 +31,8 @@ RUNGS_SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", 
 # Ray's asynchronous ASHA over the same four configurations, one trial at a time (each takes every CPU
 # of the machine's local Ray): the trials reach each rung in creation order, killed or not (a resumed
 # search starts its unfinished trials in that order too), so a resumed search meets the unkilled one's
-# judgements exactly when the rungs go on with what was stored (search/halving.py). Two epochs: one
-# rung, where the order of the trials decides each cutoff.
-ASHA_SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", "2", "--set", "num_blocks=1,3",
+# judgements exactly when the rungs go on with what was stored (search/halving.py).
+ASHA_SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", "3", "--set", "num_blocks=1,3",
                "--set", "train_subset=256", "--set", "val_subset=128", "--no-questions",
                "--scheduler", "asha", "--cpus-per-trial", str(os.cpu_count() or 1)]
 # moasha, the two-objective asynchronous rule, over the same configurations and one trial at a time.

@@ -18,7 +18,7 @@ def test_kill_sweep_under_asha_resumes_identical(storage, tmp_path, tally):
     reports (search/halving.py), and the search ends with the unkilled one's stops, values and recorded
     judgements, cutoffs included."""
     reference = unkilled(storage, ASHA_SEARCH, "asha-reference")
-    assert sorted(len(rows) for rows in reference.values())[0] < 2, f"asha stopped nothing: {reference}"
+    assert sorted(len(rows) for rows in reference.values())[0] < 3, f"asha stopped nothing: {reference}"
     folder = ExperimentFolder(storage / "asha-swept")
     kills = sweep(["--storage", str(storage), "--name", "asha-swept"], [], folder, reference, {}, tmp_path,
                   windows=[], search=ASHA_SEARCH, moments=3)
