@@ -120,3 +120,28 @@ def test_a_minimised_metric_is_recorded_in_its_own_units():
     assert first["cutoff"] is None and first["kept"] == ["a"]
     assert second["signal"] == {"b": 0.9} and second["cutoff"] == pytest.approx(0.5)
     assert second["stopped"] == {"b": "cutoff"}
+
+
+def test_a_resumed_asynchronous_search_starts_its_waiting_trials_in_creation_order():
+    """Ray's restore lists the trials in another order (newest first, as a resumed search of
+    bench/bench_kill_sweep.py --search asha showed); asha judges each trial against those that reached
+    its rung before it, so the next trial to start is the earliest created that waits, as in the search
+    left alone (search/halving.py InCreationOrder): PENDING first, then PAUSED."""
+    from ray.tune.experiment import Trial
+
+    from search.mo_halving import MultiObjectiveHalving
+
+    def trial(index: int, status: str):
+        return SimpleNamespace(trial_id=f"abcde_{index:05d}", status=status)
+
+    schedulers = (asha(grace_period=1, reduction_factor=2, max_t=6),
+                  MultiObjectiveHalving([("val_acc", "max"), ("params", "min")], 1, 2, 6))
+    for scheduler in schedulers:
+        restored = [trial(3, Trial.PENDING), trial(0, Trial.TERMINATED), trial(2, Trial.PENDING),
+                    trial(1, Trial.PAUSED)]
+        controller = SimpleNamespace(get_trials=lambda restored=restored: restored)
+        assert scheduler.choose_trial_to_run(controller).trial_id == "abcde_00002"
+        restored[2].status = Trial.RUNNING
+        assert scheduler.choose_trial_to_run(controller).trial_id == "abcde_00003"
+        restored[0].status = Trial.RUNNING
+        assert scheduler.choose_trial_to_run(controller).trial_id == "abcde_00001"  # then the paused
