@@ -94,6 +94,9 @@ def test_a_real_rays_worker_whose_raylet_died_is_reaped_only_for_the_driver_that
             raylet = int(environ(worker)["RAY_RAYLET_PID"])  # what the reaper reads, as real Ray sets it
             assert environ(worker).get(RUN_TAG) == tag
             os.kill(worker, signal.SIGSTOP)
+            deadline = time.time() + 30
+            while state(worker) != "T" and time.time() < deadline:  # the stop lands when it is scheduled
+                time.sleep(0.05)
             os.kill(raylet, signal.SIGKILL)
             deadline = time.time() + 30
             while b"raylet" in (Path(f"/proc/{raylet}/cmdline").read_bytes()
