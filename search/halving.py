@@ -90,12 +90,14 @@ class RecordsJudgements:
         return super().set_search_properties(metric, mode, **spec)
 
     def on_trial_result(self, tune_controller, trial, result):
-        before = {milestone: dict(recorded) for milestone, recorded in asha_rungs(self)}
+        # Only which rungs already held the trial, not their values: the rung it is newly recorded at
+        # held, before it, everything but it.
+        held = [trial.trial_id in recorded for _, recorded in asha_rungs(self)]
         decision = super().on_trial_result(tune_controller, trial, result)
-        for milestone, recorded in asha_rungs(self):
-            if trial.trial_id in recorded and trial.trial_id not in before[milestone]:
-                self.log.add(self._judgement(trial, milestone, before[milestone], recorded[trial.trial_id],
-                                             decision))
+        for was_held, (milestone, recorded) in zip(held, asha_rungs(self), strict=True):
+            if trial.trial_id in recorded and not was_held:
+                before = {t: v for t, v in recorded.items() if t != trial.trial_id}
+                self.log.add(self._judgement(trial, milestone, before, recorded[trial.trial_id], decision))
         return decision
 
     def _judgement(self, trial, milestone: int, before: dict, value: float, decision: str) -> dict:
