@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 from harness import killing
 from store.experiment import ExperimentFolder
@@ -64,6 +65,26 @@ def decisions(folder: ExperimentFolder) -> list[dict]:
              for key, value in d.items()} for d in rung_decisions(folder)]
 
 
+def report_readme(folder: ExperimentFolder, env: dict) -> Path:
+    """The README.md of the search's report, where a driver with `env` writes it (analysis/report.py)."""
+    return Path({**os.environ, **env}.get("TUNELAB_REPORT", "report")) / folder.loc.name / "README.md"
+
+
+def interrupted(folder: ExperimentFolder, said: str, status: int, env: dict) -> None:
+    """What a Ctrl-C'd search shows (docs/operations.md): exit status 130, the partial table under an
+    INTERRUPTED heading with no winner and no verdicts (nothing about early stopping or the questions),
+    a report that says so, and as its last line the exact `--resume` command."""
+    command = f"python search/run.py --resume {folder.loc.uri}"
+    assert status == 130 and said.strip().splitlines()[-1] == (
+        "interrupted: the search stopped before it finished, its checkpoints and results kept; "
+        f"continue it with `{command}`"), said[-3000:]
+    heading = next(line for line in said.splitlines() if " / smoke: " in line)
+    assert "INTERRUPTED" in heading and "no winner" in heading and "scheduler stopped" not in heading, said
+    assert "\n*" not in said and "early stopping" not in said and "questions: " not in said, said[-3000:]
+    readme = report_readme(folder, env).read_text()
+    assert "Interrupted (Ctrl-C" in readme and command in readme and "no winner" in readme, readme
+
+
 def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, reference: dict, env: dict,
           logs, windows: list[bool], search: list[str] = SEARCH, moments: int = MOMENTS,
           ctrl_c_at: int | None = None, cut_searcher_at: int | None = None) -> list[str]:
@@ -84,9 +105,7 @@ def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, referen
         stored, left = killing.kill_at(driver, folder, rows, after=after, ctrl_c=n == ctrl_c_at)
         assert not left, f"kill {n}: the killed search ran on {killing.LEFT_GRACE_S:.0f} s: {left}"
         if n == ctrl_c_at:
-            said = (logs / f"run-{n - 1}.log").read_text()
-            assert driver.returncode == 130 and said.strip().splitlines()[-1].endswith(
-                f"continue it with `python search/run.py --resume {folder.loc.uri}`"), said[-3000:]
+            interrupted(folder, (logs / f"run-{n - 1}.log").read_text(), driver.returncode, env)
         statuses = folder.trial_statuses()
         assert "ERROR" not in statuses.values(), f"kill {n}: a trial in ERROR ({statuses}); logs in {logs}"
         assert set(statuses.values()) != {"TERMINATED"}, f"kill {n}: nothing was left to resume"
@@ -126,6 +145,9 @@ def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, referen
     texts = [(logs / f"run-{n}.log").read_text() for n in range(1, moments + 1)]
     assert any(": continues from epoch" in text for text in texts)
     assert not any("Restored on" in text for text in texts), "Ray's restore lines reached the console"
+    if ctrl_c_at:  # the resumed search answers as one left alone
+        assert "INTERRUPTED" not in log and "\n*" in log, log[-3000:]
+        assert "Interrupted" not in report_readme(folder, env).read_text()
     statuses = folder.trial_statuses()
     assert list(statuses.values()) == ["TERMINATED"] * len(reference), statuses
     # The same trials stopped at the same epochs, with the same values up to there.

@@ -15,20 +15,12 @@ from __future__ import annotations
 
 import pytest
 
-from harness.kill_sweep import EPOCHS, MOMENTS, RUNGS_SEARCH, SEARCH, TRIALS, sweep
+from harness.kill_sweep import MOMENTS, RUNGS_SEARCH, sweep
 from harness.kill_sweep import decisions as recorded_decisions
 from store.experiment import ExperimentFolder
 from tests.conftest import ROOT, unkilled
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def reference(storage) -> dict[str, list[tuple]]:
-    """The unkilled search's per-epoch metrics."""
-    found = unkilled(storage, SEARCH, "sweep-reference")
-    assert len(found) == TRIALS and all(len(rows) == EPOCHS for rows in found.values()), found
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +31,19 @@ def rungs_reference(storage) -> dict[str, list[tuple]]:
     return found
 
 
-def test_kill_sweep_on_local_storage_resumes_identical(storage, reference, tmp_path, tally):
-    """The default scheduler over two arms; two kills leave the store as Ray's upload window does, and
-    after the second the grid searcher's state is cut in half as a kill inside its upload leaves it:
-    each resume repairs what it finds and says so, and the search ends as the unkilled one."""
-    folder = ExperimentFolder(storage / "sweep-local")
-    kills = sweep(["--storage", str(storage), "--name", "sweep-local"], [], folder, reference, {}, tmp_path,
-                  windows=[True, False], cut_searcher_at=2)
-    tally(f"kill sweep, local storage: {len(kills)}/{MOMENTS} resumed identical")
-    assert len(kills) == MOMENTS
-
-
 def test_kill_sweep_under_significance_rungs_resumes_identical(storage, rungs_reference, tmp_path, tally):
-    """The default rule with rungs that stop trials: killed while trials wait paused at an open rung and
-    after decisions, each resume goes on with the stored decisions (search/sync_halving.py), and the
-    search ends with the unkilled one's stops, values and decisions. The second stop is a Ctrl-C (the
-    driver stops the search itself and exits 130), resumed like the kills."""
+    """The default rule with rungs that stop trials, on local storage: killed while trials wait paused
+    at an open rung and after decisions, each resume goes on with the stored decisions
+    (search/sync_halving.py), and the search ends with the unkilled one's stops, values and decisions.
+    The second stop is a Ctrl-C (the driver stops the search itself and exits 130), resumed like the
+    kills; two kills leave the store as Ray's upload window does (with and without a restart); after
+    the third the grid searcher's state is cut in half, as a kill inside its upload leaves it. Each
+    resume repairs what it finds and says so."""
     folder = ExperimentFolder(storage / "rungs-swept")
     kills = sweep(["--storage", str(storage), "--name", "rungs-swept"], [], folder, rungs_reference, {},
-                  tmp_path, windows=[False], search=RUNGS_SEARCH, ctrl_c_at=2)
-    tally(f"kill sweep, significance rungs (kill 2 a Ctrl-C): {len(kills)}/{MOMENTS} resumed identical")
+                  tmp_path, windows=[True, False], search=RUNGS_SEARCH, ctrl_c_at=2, cut_searcher_at=3)
+    tally(f"kill sweep, local storage, significance rungs (kill 2 a Ctrl-C): {len(kills)}/{MOMENTS} "
+          "resumed identical")
     assert len(kills) == MOMENTS
     assert any("PAUSED" in line for line in kills), f"no kill came while a trial waited at a rung: {kills}"
     assert recorded_decisions(folder) == recorded_decisions(ExperimentFolder(storage / "rungs-reference"))
@@ -66,20 +51,21 @@ def test_kill_sweep_under_significance_rungs_resumes_identical(storage, rungs_re
     assert "rungs go on from what was stored (epoch 1:" in log, log[-3000:]
 
 
-def test_kill_sweep_on_s3_resumes_identical(s3, reference, tmp_path, tally):
+def test_kill_sweep_on_s3_resumes_identical(s3, rungs_reference, tmp_path, tally):
+    """The same search on S3, on a `ray start` head: a kill takes the driver alone."""
     from harness.cluster import TwoNodeCluster
 
     folder = ExperimentFolder(s3.location("sweep/s3"))
-    with TwoNodeCluster(tmp_path, env=s3.env, head_only=True, cpus=TRIALS) as head:
+    with TwoNodeCluster(tmp_path, env=s3.env, head_only=True, cpus=2) as head:
         address = ["--address", head.address]
-        kills = sweep([*address, "--storage", s3.uri("sweep"), "--name", "s3"], address, folder, reference,
-                      head.env, tmp_path, windows=[False, True])
+        kills = sweep([*address, "--storage", s3.uri("sweep"), "--name", "s3"], address, folder,
+                      rungs_reference, head.env, tmp_path, windows=[False, True], search=RUNGS_SEARCH)
     tally(f"kill sweep, S3 storage: {len(kills)}/{MOMENTS} resumed identical")
     assert len(kills) == MOMENTS
     assert not (ROOT / "s3:").exists()
 
 
-def test_reading_an_experiment_never_unpickles_what_its_writers_left(storage, reference, tmp_path):
+def test_reading_an_experiment_never_unpickles_what_its_writers_left(storage, rungs_reference, tmp_path):
     """Whoever can write an experiment's prefix controls Ray's pickles there (docs/storage.md §7). The
     report and evaluate read only JSON, CSV and weights-only checkpoints: with tuner.pkl and every
     pickled blob of the Ray state replaced by a pickle that runs code, both still work and the code
@@ -91,7 +77,7 @@ def test_reading_an_experiment_never_unpickles_what_its_writers_left(storage, re
     from analysis import evaluate, report
 
     experiment = tmp_path / "poisoned"
-    shutil.copytree(storage / "sweep-reference", experiment)
+    shutil.copytree(storage / "rungs-reference", experiment)
     ran = tmp_path / "unpickled"
 
     class Payload:

@@ -7,7 +7,6 @@ import csv
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -180,47 +179,6 @@ def test_a_search_killed_as_its_folder_appears_resumes_from_the_beginning(tmp_pa
     assert "resume: the search was stopped before Ray stored its state" in result.stdout
     resumed = trials(experiment)
     assert len(resumed) == 1 and [int(r["epoch"]) for r in progress(resumed[0])] == [1, 2]
-
-
-def test_a_ctrl_c_stops_the_search_as_interrupted_and_resume_finishes_it(crashed_experiment: Path, tmp_path):
-    """SIGINT to the driver's process group once a result is stored, as a terminal's Ctrl-C: exit
-    status 130, the partial table under an INTERRUPTED heading (no winner, nothing said about early
-    stopping), a report that says so, and one line with the exact `--resume` command. The resume ends
-    with status 0 and every trial's epochs equal to the unkilled twin's (crashed_experiment's)."""
-    experiment, reports = tmp_path / "ctrlc", tmp_path / "report"
-    log = tmp_path / "driver.log"
-    driver = start_driver(*SMOKE, "--set", "num_blocks=1", "--set", "skip=true", "--num-samples", "2",
-                          "--storage", str(tmp_path), "--name", "ctrlc", env={"TUNELAB_REPORT": str(reports)},
-                          log=log)
-    try:
-        deadline = time.time() + 300
-        while driver.poll() is None and time.time() < deadline and not any(
-                progress(trial) for trial in trials(experiment)):
-            time.sleep(0.05)
-        os.killpg(driver.pid, signal.SIGINT)
-        driver.wait(timeout=120)
-    finally:
-        kill_driver(driver)  # whatever of it still runs (nothing, when it ended as it should)
-    out = log.read_text()
-    command = f"python search/run.py --resume {experiment}"
-    assert driver.returncode == 130, out[-3000:]
-    assert out.strip().splitlines()[-1] == f"interrupted: the search stopped before it finished, its " \
-        f"checkpoints and results kept; continue it with `{command}`"
-    heading = next(line for line in out.splitlines() if line.startswith("degradation / smoke: "))
-    assert "INTERRUPTED" in heading and "no winner" in heading and "scheduler stopped" not in heading
-    assert "\n*" not in out and "early stopping" not in out and "questions: " not in out  # no verdicts
-    readme = (reports / "ctrlc" / "README.md").read_text()
-    assert "Interrupted (Ctrl-C" in readme and command in readme and "no winner" in readme
-    resumed = run_cli("--resume", str(experiment), env={"TUNELAB_REPORT": str(reports)})
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "INTERRUPTED" not in resumed.stdout and "\n*" in resumed.stdout
-    assert "Interrupted" not in (reports / "ctrlc" / "README.md").read_text()
-    twin = next(t for t in trials(crashed_experiment) if not (t / "error.txt").is_file())
-    keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
-    for trial in trials(experiment):
-        for row, unkilled in zip(progress(trial), progress(twin), strict=True):
-            for key in keys:
-                assert float(row[key]) == pytest.approx(float(unkilled[key]), rel=1e-6, abs=1e-7), key
 
 
 def test_address_without_a_cluster_fails_fast_in_one_line(tmp_path: Path):

@@ -121,7 +121,8 @@ def test_the_significance_scheduler_stops_what_its_replay_stops_and_every_reader
     from tests.conftest import run_cli
 
     result = run_cli("--space", "degradation", "--profile", "smoke", "--scheduler", "significance",
-                     "--alpha", "0.2", "--max-epochs", "4", "--seeds", "2", "--set", "train_subset=256",
+                     "--alpha", "0.2", "--max-epochs", "4", "--seeds", "2", "--set", "num_blocks=1,7",
+                     "--set", "train_subset=256",
                      "--no-questions",
                      "--question", "deep: num_blocks=7,skip=false < num_blocks=1,skip=false",
                      "--set", "val_subset=128", "--storage", str(tmp_path), "--name", "sig",
