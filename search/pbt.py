@@ -10,8 +10,10 @@ schedule, RNG: trainables/loop.py, trainables/finetune.py) and its config, then 
 multiplied by 0.8 or 1.2, or resampled log-uniformly with probability 0.25, and clamped into its range.
 The trainable restarts from the copied state with the explored config: its rates are made the restored
 schedule's base rates (trainables.loop.rebase_rates), the KD loss is built from the new temperature
-and w_st. Which member is cloned and how values move are Ray's draws, in the order reports arrive, so
-a PBT search is not reproducible run to run, unlike its starting population.
+and w_st. Which member is cloned and how values move are Ray's draws: each round draws them from a
+generator seeded by the search's seed and the round's report, over the members in the order the
+search created them (`SyncedPBT`), so a search run twice makes the same exploits, whichever member
+reported last.
 
 The record: every result row carries the config the member trained that report with (Ray's
 `config` in result.json), and Ray's `pbt_global.txt` lists every exploit; analysis/lineage.py reads
@@ -20,7 +22,9 @@ both through store/experiment.py and tells each member's schedule.
 
 from __future__ import annotations
 
+import math
 import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +33,7 @@ from ray.tune.schedulers import PopulationBasedTraining
 
 from analysis.lineage import schedule_lines
 from raycompat import StoresStoppedPausedTrials, pbt_standing, require, set_next_pbt_round
+from search.halving import creation_order
 from search.plan import PBT_SETTINGS, SearchPlan
 from store.experiment import ExperimentFolder
 from store.lifecycle import DecisionLog
@@ -61,6 +66,30 @@ class Clamp:
         return config
 
 
+@dataclass(frozen=True)
+class LogUniform:
+    """A key's resample distribution, log-uniform over [lo, hi]: drawn from the module `random`, which
+    a round seeds (`seeded`); Ray's own loguniform draws from numpy's global generator instead."""
+
+    lo: float
+    hi: float
+
+    def __call__(self) -> float:
+        return math.exp(random.uniform(math.log(self.lo), math.log(self.hi)))
+
+
+@contextmanager
+def seeded(seed: str):
+    """The module `random` seeded with `seed` inside, its state as it was outside. Ray's PBT draws whom
+    to clone and how to explore from it, on the driver's thread."""
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 class SyncedPBT(StoresStoppedPausedTrials, require("PopulationBasedTraining")):
     """Ray's synchronous PBT that uploads the experiment before it restarts a paused member, and leaves
     the last report alone. PBT pauses every member at every report; a restarted member's logger copies
@@ -74,10 +103,23 @@ class SyncedPBT(StoresStoppedPausedTrials, require("PopulationBasedTraining")):
     """The budget's last report: a member that makes it ends there, so it neither exploits nor is ranked
     (an exploit then would give it a config it never trains with, which its params.json would show)."""
 
+    seed = 0
+    """The search's seed: a round at report r draws from `random` seeded by (seed, r)."""
+
     def on_trial_result(self, tune_controller, trial, result):
-        if self.last_report and result.get("training_iteration", 0) >= self.last_report:
+        report = result.get("training_iteration", 0)
+        if self.last_report and report >= self.last_report:
             return self.CONTINUE
-        return super().on_trial_result(tune_controller, trial, result)
+        # The round runs inside the call of the member that reports last: its draws depend only on the
+        # round, and the members' order (_quantiles) only on the order the search created them.
+        with seeded(f"tunelab-pbt/{self.seed}/{report}"):
+            return super().on_trial_result(tune_controller, trial, result)
+
+    def _quantiles(self):
+        # Ray ranks the members with a stable sort of its own table, built in the order trials were
+        # added (a restore adds them newest first): ties, and so the draws, follow creation order.
+        self._trial_state = dict(sorted(self._trial_state.items(), key=lambda kv: creation_order(kv[0])))
+        return super()._quantiles()
 
     log: DecisionLog | None = None
     """Where each exploit is recorded (store/lifecycle.py), before the member clones the other."""
@@ -105,7 +147,7 @@ def pbt_scheduler(plan: SearchPlan, resumed_at: int = 0) -> PopulationBasedTrain
     scheduler = SyncedPBT(
         time_attr="training_iteration",
         perturbation_interval=PBT_SETTINGS["perturbation_interval"],
-        hyperparam_mutations={k: tune.loguniform(lo, hi) for k, (lo, hi) in perturb.items()},
+        hyperparam_mutations={k: LogUniform(lo, hi) for k, (lo, hi) in perturb.items()},
         quantile_fraction=PBT_SETTINGS["quantile_fraction"],
         resample_probability=PBT_SETTINGS["resample_probability"],
         perturbation_factors=tuple(PBT_SETTINGS["perturbation_factors"]),
@@ -116,7 +158,7 @@ def pbt_scheduler(plan: SearchPlan, resumed_at: int = 0) -> PopulationBasedTrain
         # top when it last reported has no checkpoint to clone, so exploits depend on arrival order.
         synch=True,
     )
-    scheduler.last_report = plan.max_t
+    scheduler.last_report, scheduler.seed = plan.max_t, int(plan.config.get("seed", 0))
     scheduler.log = DecisionLog(plan.experiment_dir)
     if resumed_at:
         scheduler.log.load(ExperimentFolder(plan.experiment_dir))

@@ -9,6 +9,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -164,6 +165,64 @@ def test_a_clone_goes_on_from_its_parents_checkpoint_with_the_explored_values(re
                        for replay in replays), (first, replays)
             checked += 1
     assert checked >= 1, "no exploit whose clone reported after it"
+
+
+class Member:
+    """What Ray's synchronous round reads of a trial; hashed by identity, as Ray's Trial is."""
+
+    def __init__(self, index: int, config: dict, status: str):
+        from ray.train import CheckpointConfig
+
+        self.trial_id, self.config, self.status = f"abcde_{index:05d}", dict(config), status
+        self.experiment_tag, self.checkpoint = str(index), f"checkpoint of {index}"
+        self.temporary_state = SimpleNamespace(saving_to=None)
+        self.run_metadata = SimpleNamespace(checkpoint_manager=SimpleNamespace(
+            checkpoint_config=CheckpointConfig()))
+
+    def is_finished(self) -> bool:
+        return False
+
+
+def round_draws(added: list[int], report: int, monkeypatch) -> list[tuple]:
+    """The exploits (member, the member it clones, the explored config) of one synchronous round at
+    `report` of a population of 8, the members added to the scheduler in the order `added`, each
+    scoring its index but for a tie between 6 and 7, the last (member 0) reporting last."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    from search.pbt import pbt_scheduler
+
+    space = get_space("kd")
+    plan = SimpleNamespace(space=space, max_t=4, config={"seed": 0}, experiment_dir=None)
+    scheduler = pbt_scheduler(plan)
+    scheduler.set_search_properties("val_acc", "max")
+    start = initial_population(space.perturb, 8, 0)
+    members = {i: Member(i, start[i], Trial.PAUSED) for i in range(8)}
+    members[0].status = Trial.RUNNING
+    controller = SimpleNamespace(search_alg=None, get_trials=lambda: [members[i] for i in added],
+                                 get_live_trials=lambda: [members[i] for i in added])
+    made = []
+    monkeypatch.setattr(PopulationBasedTraining, "_exploit", lambda self, _, trial, clone: made.append(
+        (trial.trial_id, clone.trial_id, self._get_new_config(trial, clone)[0])))
+    for i in added:
+        scheduler.on_trial_add(controller, members[i])
+    for i in [*(a for a in added if a), 0]:
+        scheduler.on_trial_result(controller, members[i], {"training_iteration": report,
+                                                           "val_acc": 0.1 * min(i, 6) if i else 0.0})
+    return made
+
+
+def test_a_round_makes_the_same_exploits_whatever_order_its_members_came_in(monkeypatch):
+    """Which member a bottom one clones and how its values move are Ray's random draws: a round draws
+    them from the search's seed and its report, over the members in creation order, so a restored
+    search (whose members Ray adds newest first) or a second run makes the same exploits, ties
+    included, and another round draws anew."""
+    first = round_draws(list(range(8)), 1, monkeypatch)
+    assert first == round_draws(list(reversed(range(8))), 1, monkeypatch)
+    assert first == round_draws([3, 0, 6, 1, 7, 2, 5, 4], 1, monkeypatch)
+    assert [m for m, _, _ in first] == ["abcde_00000", "abcde_00001"]  # the bottom quarter
+    assert {c for _, c, _ in first} <= {"abcde_00006", "abcde_00007"}  # cloned the top one
+    assert first != round_draws(list(range(8)), 2, monkeypatch)
 
 
 def test_population_starts_spread_over_each_range_and_explore_stays_inside():
