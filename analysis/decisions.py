@@ -47,6 +47,10 @@ def stop_evidence(exp: Experiment) -> dict[str, str]:
                 evidence[trial] = (f"{epoch}: {shown} below the cutoff {decision['cutoff']:.4f}, the "
                                    f"{decision['quantile']:.0%} quantile of the {decision['recorded']} "
                                    "trials that reached it before")
+            elif decision["rule"] == "wilcoxon":
+                evidence[trial] = (f"{epoch}: worse than the best completed trial {decision['reference']} "
+                                   f"over {decision['pairs']} (seed, report) pairs, Wilcoxon p "
+                                   f"{decision['p']:.3f} < {decision['settings']['p_threshold']:g}")
             elif decision["rule"] == "moasha":
                 evidence[trial] = (f"{epoch}: off the first front and outside the top {decision['quota']} of "
                                    f"{len(judged)} by front and crowding distance")

@@ -1,7 +1,7 @@
 """The kill sweep's larger form, and how often a kill lands in Ray's upload window.
 
     python bench/bench_kill_sweep.py [--moments 8] [--storage local,s3] [--window-polls]
-                                     [--search arms|rungs|asha|moasha]
+                                     [--search arms|rungs|asha|moasha|wilcoxon]
 
 For each storage, the chained sweep of harness/kill_sweep.py (tests/test_kill_sweep.py runs it) with
 `--moments` kills (8 by default, the CI runs 4): a smoke search SIGKILLed at evenly spaced stored-state
@@ -12,8 +12,9 @@ stored state named a checkpoint that was already deleted (the window a kill must
 unrepaired: docs/storage.md §4). Local storage runs a local Ray; S3 (a moto server) a `ray start` head,
 as in the CI test. `--search` picks the swept search of harness/kill_sweep.py: `arms` (SEARCH, the
 default scheduler over two arms of a question), `rungs` (RUNGS_SEARCH, significance rungs that stop
-trials), `asha` (ASHA_SEARCH, Ray's asynchronous ASHA, one trial at a time) or `moasha` (MOASHA_SEARCH,
-the two-objective rule, likewise), compared with the unkilled run's recorded decisions as well.
+trials), `asha` (ASHA_SEARCH, Ray's asynchronous ASHA, one trial at a time), `moasha` (MOASHA_SEARCH,
+the two-objective rule, likewise) or `wilcoxon` (WILCOXON_SEARCH, the paired rule, likewise), compared
+with the unkilled run's recorded decisions as well.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def main() -> int:
     parser.add_argument("--storage", default="local,s3")
     parser.add_argument("--window-polls", action="store_true")
     searches = {"arms": sweeping.SEARCH, "rungs": sweeping.RUNGS_SEARCH, "asha": sweeping.ASHA_SEARCH,
-                "moasha": sweeping.MOASHA_SEARCH}
+                "moasha": sweeping.MOASHA_SEARCH, "wilcoxon": sweeping.WILCOXON_SEARCH}
     parser.add_argument("--search", choices=searches, default="arms", help="the swept search")
     args = parser.parse_args()
     search = searches[args.search]
@@ -92,7 +93,8 @@ def main() -> int:
 
             with S3Server(log=logs / "moto.log") as s3, \
                     TwoNodeCluster(logs, env=s3.env, head_only=True,
-                                   cpus=os.cpu_count() or 1 if "asha" in args.search else 2) as head:
+                                   cpus=os.cpu_count() or 1 if args.search in ("asha", "moasha", "wilcoxon")
+                                   else 2) as head:
                 address = ["--address", head.address]
                 store = [*address, "--storage", s3.uri("runs")]
                 ref_folder = ExperimentFolder(s3.location("runs/ref"))

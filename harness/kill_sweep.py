@@ -39,6 +39,10 @@ ASHA_SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", "
 # moasha, the two-objective asynchronous rule, over the same configurations and one trial at a time.
 MOASHA_SEARCH = [*ASHA_SEARCH[:ASHA_SEARCH.index("--scheduler")], "--objective", "val_acc:max,params:min",
                  "--scheduler", "moasha", *ASHA_SEARCH[ASHA_SEARCH.index("--cpus-per-trial"):]]
+# The paired rule (search/wilcoxon.py) over the same four configurations, 2 seeds, one trial at a time:
+# each trial is judged against the trials completed before it, in creation order, killed or not.
+WILCOXON_SEARCH = [*ASHA_SEARCH[:ASHA_SEARCH.index("--scheduler")], "--seeds", "2", "--scheduler", "wilcoxon",
+                   "--alpha", "0.3", *ASHA_SEARCH[ASHA_SEARCH.index("--cpus-per-trial"):]]
 METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "training_iteration")
 
 
@@ -61,7 +65,8 @@ def decisions(folder: ExperimentFolder) -> list[dict]:
             return {index(k): v for k, v in value.items()}
         return [index(v) for v in value] if isinstance(value, list) else value
 
-    return [{key: index(value) if key in ("trial", "kept", "stopped", "signal", "protected") else value
+    return [{key: index(value) if key in ("trial", "kept", "stopped", "signal", "protected", "reference")
+             else value
              for key, value in d.items()} for d in rung_decisions(folder)]
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from analysis.rungs import check_alpha, trial_count
+from analysis.wilcoxon import P_THRESHOLD
 from cli import OneLineParser, UsageError
 from search.checks import check_objectives, check_pbt, parse_objectives
 from search.plan import SearchPlan
@@ -28,12 +29,15 @@ def make_parser() -> argparse.ArgumentParser:
                    "best trial of the latest teachers experiment in --storage)")
     p.add_argument("--seeds", type=int, default=1, help="repeat every configuration with N seeds "
                    "(image spaces: trained in lockstep within one trial)")
-    p.add_argument("--scheduler", choices=("significance", "halving", "asha", "fifo", "moasha", "pbt"),
+    p.add_argument("--scheduler",
+                   choices=("significance", "halving", "asha", "fifo", "moasha", "pbt", "wilcoxon"),
                    help="significance: synchronous halving that stops a configuration only when it is "
                    "significantly behind (ties go on; see --alpha); halving: synchronous successive "
                    "halving (the top 1/reduction_factor at each rung); asha: Ray's asynchronous ASHA; "
                    "fifo: no early stopping; moasha: two-objective ASHA, by non-dominated fronts; "
-                   "pbt: population-based training of the space's rates (docs/pbt.md) "
+                   "pbt: population-based training of the space's rates (docs/pbt.md); wilcoxon: stops a "
+                   "trial that a paired Wilcoxon test finds worse than the best completed one (Optuna's "
+                   "WilcoxonPruner) "
                    "(default: moasha with --objective, else the space's)")
     p.add_argument("--objective", dest="objectives", metavar="NAME:max|min,NAME:max|min",
                    help="search a trade-off of two reported metrics, e.g. val_acc:max,trainable_params:min "
@@ -47,7 +51,8 @@ def make_parser() -> argparse.ArgumentParser:
                    "on the winner rule alone (fastest; the study's questions then go unanswered)")
     p.add_argument("--alpha", type=float, metavar="A",
                    help="--scheduler significance: level of the one-sided t-test behind a stop, in "
-                   "(0, 0.5); smaller keeps more configurations (default: the space's)")
+                   "(0, 0.5); smaller keeps more configurations (default: the space's); --scheduler "
+                   "wilcoxon: the p below which its paired test stops a trial (default 0.2)")
     p.add_argument("--smoothing", type=float, metavar="BETA",
                    help="the scheduler decides on an exponential moving average of the metric, "
                    "s = (1-BETA)·value + BETA·s_prev, in [0, 1) (default: the space's; 0 is the raw value)")
@@ -201,13 +206,16 @@ def build_plan(args: argparse.Namespace) -> SearchPlan:
         raise UsageError(f"--smoothing must be in [0, 1), got {smoothing:g}")
     objectives = parse_objectives(args.objectives, space)
     scheduler = args.scheduler or ("moasha" if objectives else space.scheduler)
-    alpha = space.alpha if args.alpha is None else args.alpha
+    alpha = (P_THRESHOLD if scheduler == "wilcoxon" else space.alpha) if args.alpha is None else args.alpha
     try:
         check_alpha(alpha)  # NaN fails it too
     except ValueError as err:
         raise UsageError(f"--{err}") from None
-    if args.alpha is not None and scheduler != "significance":
-        raise UsageError(f"--alpha sets --scheduler significance's test; this search uses {scheduler}")
+    if args.alpha is not None and scheduler not in ("significance", "wilcoxon"):
+        raise UsageError(f"--alpha sets the test of --scheduler significance or wilcoxon; this search uses "
+                         f"{scheduler}")
+    if args.smoothing is not None and scheduler == "wilcoxon":
+        raise UsageError("--smoothing: --scheduler wilcoxon compares every seed's raw value, pair by pair")
     # The population replaces the perturbable grid axes (search/pbt.py).
     num_samples = check_pbt(space, args, grid, sorted(overrides)) if scheduler == "pbt" else args.num_samples
     if num_samples < 1:

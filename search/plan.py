@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analysis.rungs import is_kept
+from analysis.wilcoxon import N_STARTUP_STEPS
 from spaces.base import ALPHA, Space
 from spaces.questions import Question, grid_cells, kept_arms, parse_question, study_questions
 from store import Location, locate
@@ -90,6 +91,9 @@ class SearchPlan:
         stop one, and a synchronous rung would only pause trials until their peers caught up."""
         if self.scheduler == "pbt":
             return {"rule": "pbt", "max_t": self.max_t, **PBT_SETTINGS}
+        if self.scheduler == "wilcoxon":
+            return {"rule": "wilcoxon", "max_t": self.max_t, "p_threshold": self.alpha,
+                    "n_startup_steps": N_STARTUP_STEPS}
         kept = self.kept() if self.search == "grid" else ()
         if self.scheduler == "fifo" or (kept and all(
                 is_kept(cell, kept) for cell in grid_cells(self.grid, self.space.baselines, self.config))):

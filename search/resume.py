@@ -189,6 +189,7 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
     from search.status import progress_reporter
     from search.sync_halving import SyncRungs
     from search.tuner import build_tuner, make_scheduler, trainable_for
+    from search.wilcoxon import WilcoxonStopping
 
     folder = ExperimentFolder(plan.experiment_dir)
     try:  # first: a searcher state that cannot be rebuilt is refused before anything is written
@@ -233,6 +234,11 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
         decided = ", ".join(f"epoch {d['rung']}: {len(d['stopped'])} stopped" for d in scheduler.decisions)
         print(f"resume: {plan.scheduler}'s rungs go on from what was stored "
               f"({decided or 'none decided yet'})", flush=True)
+    if isinstance(scheduler, WilcoxonStopping):  # likewise: Ray's pickle holds no reports
+        completed = scheduler.resume_from(folder)
+        restored_tune_config(tuner).scheduler = scheduler
+        print(f"resume: wilcoxon goes on with the reports stored there ({len(completed)} trial(s) completed "
+              "the budget)", flush=True)
     if plan.scheduler == "pbt":
         # The same trap for synchronous PBT (every member PAUSED, waiting for a round that never comes):
         # a fresh one takes over, which ranks the members at their next reports.

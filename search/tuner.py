@@ -14,6 +14,7 @@ from search.mo_halving import moasha, optuna_searcher
 from search.pbt import pbt_param_space, pbt_scheduler, pbt_searcher
 from search.plan import SearchPlan
 from search.sync_halving import significance, sync_halving
+from search.wilcoxon import WilcoxonStopping
 
 SYNCHRONOUS = ("halving", "significance")  # schedulers whose rungs wait for a whole cohort
 MAX_FAILURES = 2  # a crashing trial is retried from its last checkpoint this many times
@@ -26,7 +27,7 @@ def make_scheduler(plan: SearchPlan) -> tune.schedulers.TrialScheduler:
     if settings["rule"] == "pbt":
         return pbt_scheduler(plan)
     space = plan.space
-    grace, factor = settings["grace_period"], settings["reduction_factor"]
+    grace, factor = settings.get("grace_period", 0), settings.get("reduction_factor", 0)
     # optuna proposes trials one by one: the synchronous cohort is num_samples, without baselines
     trials = (trial_count(plan.grid, space.baselines, plan.num_samples) if plan.search == "grid"
               else plan.num_samples)
@@ -41,6 +42,9 @@ def make_scheduler(plan: SearchPlan) -> tune.schedulers.TrialScheduler:
         return sync_halving(trials, grace, factor, plan.max_t, plan.smoothing, kept, **where)
     if plan.scheduler == "significance":
         return significance(trials, grace, factor, plan.max_t, plan.alpha, plan.smoothing, kept, **where)
+    if plan.scheduler == "wilcoxon":
+        return WilcoxonStopping(plan.max_t, settings["p_threshold"], settings["n_startup_steps"], kept,
+                                **where)
     return asha(grace, factor, plan.max_t, plan.smoothing, plan.kept(), plan.experiment_dir)
 
 

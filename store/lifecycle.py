@@ -37,11 +37,13 @@ RUNG_KEYS = {"rung": int, "rule": str, "kept": list, "stopped": dict, "signal": 
 id -> why), and the value each trial was judged on."""
 RULE_KEYS = {"halving": {"quota": int}, "significance": {"quota": int},
              "asha": {"trial": str, "recorded": int}, "moasha": {"trial": str, "recorded": int},
-             "pbt": {"trial": str, "clone": str, "bottom": list, "top": list}}
+             "pbt": {"trial": str, "clone": str, "bottom": list, "top": list},
+             "wilcoxon": {"trial": str, "pairs": int, "p": float, "worse": bool}}
 """What each rule adds: a synchronous rule the quota of its rung; an asynchronous one the trial it judged
 and how many trials the rung had recorded before it; pbt, for each exploit at a report (`rung`), the
 member that exploited, the member it cloned, and the bottom and top members it was ranked among (each
-member's last score in `signal`)."""
+member's last score in `signal`); wilcoxon, the trial judged at a report, the pairs it was compared on
+with the best completed trial (`reference`) and the test's p."""
 
 
 def create(folder: ExperimentFolder, record: dict) -> Location:

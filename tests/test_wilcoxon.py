@@ -1,0 +1,156 @@
+"""`--scheduler wilcoxon`: the rule (analysis/wilcoxon.py) decides as Optuna's WilcoxonPruner does, case by
+case and replayed on committed curves; the Ray scheduler (search/wilcoxon.py) stops in a real search what
+the replay of its stored curves stops, records each judgement with its evidence, and rebuilds its
+state from what was stored; bad input is one line."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from analysis.wilcoxon import instances, judge, wilcoxon_replay
+from bench.fidelity_curves import arms, read_curves
+from search.run import main
+from search.wilcoxon import WilcoxonStopping
+from store.experiment import ExperimentFolder
+from store.lifecycle import rung_decisions
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLED16 = ROOT / "bench" / "asha_fidelity_curves_sampled16.json"
+
+
+def optuna_prunes(values: dict[int, float], best: dict[int, float], p: float, startup: int,
+                  mode: str) -> bool:
+    """Optuna's own WilcoxonPruner on a study whose best completed trial reported `best`."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize" if mode == "max" else "minimize",
+                                pruner=optuna.pruners.WilcoxonPruner(p_threshold=p, n_startup_steps=startup))
+    study.add_trial(optuna.trial.create_trial(value=0.0, intermediate_values=best, params={},
+                                              distributions={}))
+    trial = study.ask()
+    for step, value in values.items():
+        trial.report(value, step)
+    return trial.should_prune()
+
+
+def test_the_rule_decides_as_optunas_wilcoxon_pruner():
+    """Random trials against random best trials: ties, zeros, fewer steps than the best, too few pairs,
+    both directions; the decision is Optuna's every time, and both answers occur."""
+    import warnings
+
+    rng = random.Random(7)
+    seen = set()
+    for _ in range(150):
+        steps = rng.randint(1, 12)
+        best = {s: round(rng.uniform(0.3, 0.7), 2) for s in range(steps + rng.randint(0, 6))}
+        shift = rng.choice([-0.2, -0.05, 0.0, 0.05])
+        values = {s: round(best[s] + shift + rng.uniform(-0.1, 0.1), 2) for s in range(steps)}
+        p, startup, mode = rng.choice([0.05, 0.2, 0.4]), rng.choice([1, 3, 6]), rng.choice(["max", "min"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning, scipy's exact-test notes
+            expected = optuna_prunes(values, best, p, startup, mode)
+            assert judge(values, best, p, startup, mode)[0] == expected, (values, best, p, startup, mode)
+        seen.add(expected)
+    assert seen == {True, False}
+
+
+def test_the_replay_of_committed_curves_stops_what_optunas_study_stops():
+    """The sampled16 curves' seed sets (3 lockstep seeds, 6 epochs), at the default p 0.2 and 3 startup
+    steps: each trial trains as many epochs in the rule's replay as in Optuna's sequential study
+    (bench/fidelity_optuna.py), which stops some of them."""
+    from bench.fidelity_optuna import optuna_replay
+
+    curves, _ = read_curves([SAMPLED16])
+    stopped = 0
+    for sets in arms(curves, 6).values():
+        for cells in sets.values():
+            ours, _ = wilcoxon_replay(cells, 6, 0.2, 3)
+            assert ours == optuna_replay(cells, 6, "optuna-wilcoxon",
+                                         {"p_threshold": 0.2, "n_startup_steps": 3}).trained
+            stopped += sum(at < 6 for at in ours.values())
+    assert stopped > 0
+
+
+def test_the_scheduler_run_one_trial_at_a_time_stops_what_the_replay_stops():
+    """The Ray scheduler fed a seed set's curves trial after trial, report by report, as a search with
+    one trial at a time feeds it: the same stops as the replay, a kept arm protected instead of stopped,
+    and a judgement recorded for every report with enough pairs."""
+    curves, _ = read_curves([SAMPLED16])
+    cells = next(iter(next(iter(arms(curves, 6).values())).values()))
+    configs = list(cells)
+    kept_config = configs[-1]
+    replayed, _ = wilcoxon_replay(cells, 6, 0.2, 3, kept=frozenset({kept_config}))
+    scheduler = WilcoxonStopping(6, 0.2, 3, kept=({"c": kept_config},), metric="val_acc")
+    ran = {}
+    for n, config in enumerate(configs):
+        trial = SimpleNamespace(trial_id=f"abcde_{n:05d}", config={"c": config})
+        for report in range(1, 7):
+            result = {"training_iteration": report, "val_acc": 0.0,
+                      **{f"val_acc_seed{s}": c[report - 1] for s, c in enumerate(cells[config])}}
+            ran[config] = report
+            if scheduler.on_trial_result(None, trial, result) == scheduler.STOP:
+                break
+    assert ran == replayed and any(at < 6 for at in ran.values())
+    judged = scheduler.log.decisions
+    assert all(d["rule"] == "wilcoxon" and d["pairs"] >= 3 and 0 < d["p"] <= 1 for d in judged)
+    assert {d["trial"] for d in judged if d["stopped"]} == {f"abcde_{n:05d}" for n, c in enumerate(configs)
+                                                          if ran[c] < 6}
+    assert all(d["stopped"] == {d["trial"]: "significant"} and d["p"] < 0.2 and d["worse"]
+               for d in judged if d["stopped"])
+    assert any(d["protected"] for d in judged) == any(judge(instances(cells[kept_config], r), instances(
+        cells[configs[0]], 6), 0.2, 3)[0] for r in range(1, 7))
+
+
+@pytest.mark.slow
+def test_a_wilcoxon_search_stops_what_the_replay_of_its_curves_stops_and_resumes_its_state(tmp_path):
+    """A real smoke search, one trial at a time (each takes both CPUs): the trials Ray stopped, and
+    where, equal the replay on the stored curves in creation order; each stop is recorded with its
+    evidence and drawn as significant; a fresh scheduler rebuilt from the folder (as `--resume` does)
+    holds every stored report and the trials that completed."""
+    from analysis.decisions import stop_evidence
+    from analysis.results import load_experiment
+    from tests.conftest import run_cli
+    from tests.test_significance import stored_curves
+
+    result = run_cli("--space", "degradation", "--profile", "smoke", "--scheduler", "wilcoxon",
+                     "--alpha", "0.3", "--max-epochs", "3", "--seeds", "2", "--set", "num_blocks=1,3",
+                     "--set", "train_subset=256", "--set", "val_subset=128", "--no-questions",
+                     "--cpus-per-trial", "2", "--storage", str(tmp_path), "--name", "wx",
+                     env={"TUNELAB_REPORT": str(tmp_path / "r")}, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "early stopping (wilcoxon):" in result.stdout
+    exp = load_experiment(tmp_path / "wx", max_t=3)
+    ran = dict(zip(exp.trials["trial_id"], exp.trials["epochs_run"], strict=True))
+    replayed, completed = wilcoxon_replay(stored_curves(exp), 3, 0.3, 3)
+    assert ran == replayed, (ran, replayed)
+    folder = ExperimentFolder(tmp_path / "wx")
+    judged = [d for d in rung_decisions(folder) if d["rule"] == "wilcoxon"]
+    assert judged and all(d["settings"] == {"max_t": 3, "p_threshold": 0.3, "n_startup_steps": 3}
+                          for d in judged)
+    exp.decisions = rung_decisions(folder)
+    evidence = stop_evidence(exp)
+    assert set(evidence) == {t for t, at in ran.items() if at < 3}
+    assert all(re.search(r"Wilcoxon p 0\.\d{3} < 0\.3", line) for line in evidence.values()), evidence
+    fresh = WilcoxonStopping(3, 0.3, 3, metric="val_acc")
+    assert fresh.resume_from(folder) == completed
+    assert {t: len(r) for t, r in fresh.curves.items()} == ran
+
+
+@pytest.mark.parametrize("args,said", [
+    (["--scheduler", "wilcoxon", "--alpha", "0.6"], "alpha must be in (0, 0.5)"),
+    (["--scheduler", "wilcoxon", "--alpha", "nan"], "alpha must be in (0, 0.5)"),
+    (["--scheduler", "wilcoxon", "--smoothing", "0.5"], "--smoothing: --scheduler wilcoxon"),
+    (["--scheduler", "asha", "--alpha", "0.1"], "--alpha sets the test of --scheduler significance or"),
+    (["--scheduler", "wilcoxon", "--objective", "val_acc:max,params:min"], "stops on one metric"),
+])
+def test_bad_wilcoxon_input_is_one_line_and_exit_2(tmp_path, capsys, args, said):
+    assert main(["--space", "degradation", "--profile", "smoke", *args, "--storage", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert said in err and len(err.splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == []
