@@ -162,6 +162,8 @@ def repair_missing_checkpoints(folder: ExperimentFolder) -> list[str]:
     state = json.loads(state_file.read_text())
     from ray.tune.utils import date_str
 
+    # One time names every driver-side staging folder of the resumed run: the restored trials', the
+    # experiment's (Ray takes the first restored trial's) and those of trials created afterwards.
     lines, changed, now = [], False, date_str()
     for entry in state.get("trial_data", []):
         trial_json, meta = json.loads(entry[0]), json.loads(entry[1])
@@ -203,7 +205,53 @@ def repair_missing_checkpoints(folder: ExperimentFolder) -> list[str]:
         entry[0], entry[1] = json.dumps(trial_json, indent=2), json.dumps(meta, indent=2)
     if lines or changed:
         state_file.write_text(json.dumps(state))
+    retime_trial_generators(folder, now)
     return lines
+
+
+GENERATOR_STATES = ("search_gen_state-", "basic-variant-state-")
+"""Ray's stored trial generators (an Optuna search's, a grid's), each cloudpickled whole: both keep the
+experiment's StorageContext that every trial they create after the restore is given."""
+
+
+def retime_trial_generators(folder: ExperimentFolder, now: str) -> None:
+    """Names the driver-side staging folder of the trials the stored generators create after the restore
+    by `now`, as repair_missing_checkpoints names the restored ones' (and Ray the experiment's, after
+    them). Left at the first run's time, a trial created after the resume logged its result files into
+    a folder that is never uploaded: a resumed Optuna search lost the results of every trial it went on
+    to create. A generator state that cannot be read is left as it is (repair_searcher_state and Ray
+    say what is wrong with it)."""
+    from ray import cloudpickle
+
+    for prefix in GENERATOR_STATES:
+        files = [f for f in folder.loc.list_files() if f.name.startswith(prefix)]
+        if not files:
+            continue
+        newest = max(files, key=lambda f: f.name)
+        try:
+            state = cloudpickle.loads(newest.read_bytes())
+        except Exception:  # noqa: BLE001 (a cut pickle raises EOFError, UnpicklingError or others)
+            continue
+        if _retime(state, now, set()):
+            newest.write_bytes(cloudpickle.dumps(state))
+
+
+def _retime(obj: Any, now: str, seen: set[int], depth: int = 0) -> bool:
+    """Sets `_timestamp` of every StorageContext reachable from `obj` (dicts, lists, tuples, objects'
+    attributes, a few levels deep) to `now`; whether it found one."""
+    if id(obj) in seen or depth > 6 or isinstance(obj, str | bytes | int | float | bool | type(None)):
+        return False
+    seen.add(id(obj))
+    if type(obj).__name__ == "StorageContext":
+        check_state("StorageContext", obj)._timestamp = now
+        return True
+    if isinstance(obj, dict):
+        children = list(obj.values())
+    elif isinstance(obj, list | tuple | set):
+        children = list(obj)
+    else:
+        children = list(getattr(obj, "__dict__", {}).values())
+    return any([_retime(child, now, seen, depth + 1) for child in children])
 
 
 def resume_summary(folder: ExperimentFolder) -> list[str]:

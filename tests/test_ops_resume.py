@@ -181,6 +181,27 @@ def test_a_search_killed_as_its_folder_appears_resumes_from_the_beginning(tmp_pa
     assert len(resumed) == 1 and [int(r["epoch"]) for r in progress(resumed[0])] == [1, 2]
 
 
+def test_a_resumed_optuna_search_keeps_the_results_of_the_trials_it_creates_after_the_resume(tmp_path: Path):
+    """Optuna proposes a trial as a slot frees (one at a time here: each takes every CPU), so a search
+    killed at its first stored report creates its second trial after the resume. Ray gave that trial the
+    first run's driver-side staging folder, which the resumed run never uploads: its results were lost,
+    the summary counted one trial fewer and the report said one never started
+    (store/recovery.py retime_trial_generators). Every trial now ends with every epoch stored."""
+    from harness.killing import kill_at
+
+    folder = ExperimentFolder(tmp_path / "tpe")
+    driver = start_driver(*SMOKE, "--search", "optuna", "--num-samples", "2", "--cpus-per-trial",
+                          str(os.cpu_count() or 1), "--set", "train_subset=256", "--set", "val_subset=128",
+                          "--storage", str(tmp_path), "--name", "tpe", log=tmp_path / "killed.log")
+    kill_at(driver, folder, 1)
+    assert len(trials(tmp_path / "tpe")) == 1, "the kill came after the second trial was created"
+    result = run_cli("--resume", str(tmp_path / "tpe"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "degradation / smoke: 2 trials" in result.stdout, result.stdout[-3000:]
+    ended = trials(tmp_path / "tpe")
+    assert len(ended) == 2 and all([int(r["epoch"]) for r in progress(t)] == [1, 2, 3] for t in ended)
+
+
 def test_address_without_a_cluster_fails_fast_in_one_line(tmp_path: Path):
     started = time.time()
     result = run_cli(*SMOKE, "--address", "127.0.0.1:9", "--storage", str(tmp_path), timeout=120)
