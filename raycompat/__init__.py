@@ -217,6 +217,39 @@ def finished_grid_searcher_state(uuid_prefix: str, total: int) -> bytes:
     return cloudpickle.dumps(generator.get_state())
 
 
+def rebuilt_optuna_state(searcher: Any, param_space: dict, metric: Any, mode: Any,
+                         trials: list[tuple[str, dict, str, dict]]) -> bytes:
+    """The pickled state (searcher-state-*.pkl) of Ray's OptunaSearch `searcher` (or the one a
+    ConcurrencyLimiter wraps) once it has proposed every one of `trials` (trial id, config, Ray status,
+    last result; in creation order) with exactly its config, and been told the last result of each that
+    ended, as Ray tells it (a failed one as failed). `--resume` writes it in place of one a kill cut
+    short, once every trial of the search exists (store/recovery.py cut_searcher_state)."""
+    import pickle
+
+    import optuna
+    from ray.tune.utils.util import flatten_dict
+
+    base = getattr(searcher, "searcher", searcher)
+    base.set_search_properties(metric, mode, param_space)
+    fields = ("_ot_study", "_ot_trials", "_space", "_completed_trials")
+    if not all(hasattr(base, f) for f in fields) or not isinstance(base._space, dict):
+        raise _changed("OptunaSearch._ot_study/_ot_trials/_space/_completed_trials",
+                       "--resume rebuilds an Optuna searcher's state that a kill cut short")
+    for trial_id, config, status, last in trials:
+        flat = flatten_dict(config)
+        base._ot_study.enqueue_trial({name: flat[name] for name in base._space})
+        proposed = base._ot_study.ask(fixed_distributions=base._space)
+        base._ot_trials[trial_id] = proposed
+        if status == "TERMINATED":
+            value = [last.get(m) for m in metric] if isinstance(metric, list) else last.get(metric)
+            base._ot_study.tell(proposed, value)
+        elif status == "ERROR":
+            base._ot_study.tell(proposed, state=optuna.trial.TrialState.FAIL)
+        if status in ("TERMINATED", "ERROR"):
+            base._completed_trials.add(trial_id)
+    return pickle.dumps(base.__dict__.copy())  # as OptunaSearch.save writes it
+
+
 class StoresStoppedPausedTrials:
     """Mixin for a Ray scheduler that pauses trials (the synchronous rungs of search/sync_halving.py,
     synchronous PBT): a paused trial it stops ends TERMINATED in the stored experiment state too. Ray 2.60's

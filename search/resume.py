@@ -25,7 +25,14 @@ from store import Location, StorageError, locate
 from store.experiment import PLAN_FILE, ExperimentFolder, NotAnExperiment
 from store.lease import Lease
 from store.lifecycle import clear_for_restart, clear_interrupted, create, mark_interrupted
-from store.recovery import check_resumable, repair_missing_checkpoints, repair_searcher_state, resume_summary
+from store.recovery import (
+    OPTUNA_STATE,
+    check_resumable,
+    cut_searcher_state,
+    repair_missing_checkpoints,
+    repair_searcher_state,
+    resume_summary,
+)
 
 # The fields that define *which* search runs; resources, storage and name may differ on resume.
 IDENTITY = ("space", "profile", "config", "grid", "scheduler", "smoothing", "alpha", "search", "num_samples",
@@ -172,6 +179,31 @@ def planned_trials(plan: SearchPlan) -> int:
             else trial_count(plan.grid, plan.space.baselines, plan.num_samples))
 
 
+def repair_optuna_state(folder: ExperimentFolder, plan: SearchPlan) -> list[str]:
+    """Rebuilds an Optuna search's searcher state when a kill inside Ray's upload cut it short, once the
+    stored state holds every one of its trials (store/recovery.py cut_searcher_state): the plan's
+    searcher, having proposed each stored trial's config in the order they were made and been told
+    the result of each that ended, is what was lost (no proposal is left to make). Returns the line
+    that says so ([] when nothing was cut)."""
+    from raycompat import rebuilt_optuna_state
+    from search.tuner import make_searcher
+
+    cut = cut_searcher_state(folder, OPTUNA_STATE, plan.num_samples)
+    if cut is None:
+        return []
+    def made(trial: dict) -> int:  # Ray's experiment tag starts with the trial's number
+        return int(str(trial.get("experiment_tag", "0")).split("_")[0])
+
+    stored = sorted(folder._state_trials(), key=lambda tm: made(tm[0]))
+    trials = [(str(t["trial_id"]), t["config"], str(t.get("status")), m.get("last_result") or {})
+              for t, m in stored]
+    names = [name for name, _ in plan.objectives] or plan.space.metric
+    modes = [mode for _, mode in plan.objectives] or plan.space.mode
+    cut.write_bytes(rebuilt_optuna_state(make_searcher(plan), plan.param_space(), names, modes, trials))
+    return [f"{cut.name} (the Optuna searcher's state) was cut short by the kill; rebuilt from the "
+            f"{len(trials)} trials it had proposed"]
+
+
 def restore_tuner(plan: SearchPlan, shipment: Any = None):
     """`Tuner.restore` of the plan's experiment: keeps finished trials, resumes the rest. Every trial
     requests the plan's resources, which `--cpus-per-trial`/`--gpus-per-trial` may have changed
@@ -193,7 +225,8 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
 
     folder = ExperimentFolder(plan.experiment_dir)
     try:  # first: a searcher state that cannot be rebuilt is refused before anything is written
-        searcher = repair_searcher_state(folder, planned_trials(plan)) if folder.has_tune_state() else []
+        searcher = [] if not folder.has_tune_state() else repair_optuna_state(folder, plan) \
+            if plan.search == "optuna" else repair_searcher_state(folder, planned_trials(plan))
     except NotAnExperiment as err:
         raise UsageError(f"--resume: {err}") from None
     clear_interrupted(folder)  # from here on it is running again

@@ -313,33 +313,42 @@ def check_resumable(folder: ExperimentFolder, plan: dict) -> None:
 
 
 SEARCHER_STATE = re.compile(r"basic-variant-state-.*\.json")
+OPTUNA_STATE = re.compile(r"searcher-state-.*\.pkl")
+"""An Optuna search's searcher (Ray's OptunaSearch, pickled whole: the study and its sampler)."""
 """Ray's grid searcher state, one file per driver session; Ray's restore reads only the newest."""
 
 
-def repair_searcher_state(folder: ExperimentFolder, planned: int) -> list[str]:
-    """Rebuilds the newest grid searcher state when a kill inside Ray's upload left it cut short (Ray
-    cannot unpickle it, and cannot restore the search): when the stored state holds all `planned`
-    trials, the searcher had created every trial, and a generator that has is exactly what was lost.
-    Returns the line that says so ([] when nothing was cut). NotAnExperiment (one line, nothing
-    written) when the kill came before every trial was created: the lost state cannot be told."""
+def cut_searcher_state(folder: ExperimentFolder, pattern: re.Pattern, planned: int) -> Location | None:
+    """The newest searcher state file matching `pattern` when a kill inside Ray's upload left it cut
+    short (it does not unpickle, and Ray cannot restore the search from it); None when it is whole or
+    there is none. NotAnExperiment (one line, nothing written) when the stored state holds fewer than
+    the `planned` trials: the searcher's choices of the trials still to come were lost with it."""
     import ray.cloudpickle as cloudpickle
 
-    files = sorted((f for f in folder.loc.list_files() if SEARCHER_STATE.fullmatch(f.name)),
-                   key=lambda f: f.name)
+    files = [f for f in folder.loc.list_files() if pattern.fullmatch(f.name)]
     if not files:
-        return []
-    newest = files[-1]
+        return None
+    newest = max(files, key=lambda f: f.name)
     try:
         cloudpickle.loads(newest.read_bytes())
-        return []
+        return None
     except Exception:  # noqa: BLE001 (a cut pickle raises EOFError, UnpicklingError or others)
         pass
-    state_file = newest_state(folder)
-    trials = json.loads(state_file.read_text()).get("trial_data", []) if state_file is not None else []
-    ids = sorted(json.loads(entry[0])["trial_id"] for entry in trials)
-    if len(ids) < planned:
+    created = len(folder._state_trials())
+    if created < planned:
         raise NotAnExperiment(f"{newest} was cut short by a kill while Ray uploaded it, before the search "
-                              f"had created all its {planned} trials ({len(ids)}): Ray cannot restore it")
+                              f"had created all its {planned} trials ({created}): Ray cannot restore it")
+    return newest
+
+
+def repair_searcher_state(folder: ExperimentFolder, planned: int) -> list[str]:
+    """Rebuilds the newest grid searcher state when a kill cut it short (cut_searcher_state): the
+    searcher had created every trial, and a generator that has is exactly what was lost. Returns the
+    line that says so ([] when nothing was cut)."""
+    newest = cut_searcher_state(folder, SEARCHER_STATE, planned)
+    if newest is None:
+        return []
+    ids = sorted(str(t["trial_id"]) for t, _ in folder._state_trials())
     newest.write_bytes(finished_grid_searcher_state(ids[0].rsplit("_", 1)[0] + "_", len(ids)))
     return [f"{newest.name} (the grid searcher's state) was cut short by the kill; rebuilt as a searcher "
             f"that has created all {len(ids)} trials"]

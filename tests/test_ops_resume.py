@@ -182,12 +182,15 @@ def test_a_search_killed_as_its_folder_appears_resumes_from_the_beginning(tmp_pa
 
 
 def test_a_resumed_optuna_search_keeps_the_results_of_the_trials_it_creates_after_the_resume(tmp_path: Path):
-    """Optuna proposes a trial as a slot frees (one at a time here: each takes every CPU), so a search
-    killed at its first stored report creates its second trial after the resume. Ray gave that trial the
+    """Optuna proposes a trial as a slot frees (one at a time here: each takes every CPU). Killed at its
+    first stored report, the search creates its second trial after the resume. Ray gave that trial the
     first run's driver-side staging folder, which the resumed run never uploads: its results were lost,
     the summary counted one trial fewer and the report said one never started
-    (store/recovery.py retime_trial_generators). Every trial now ends with every epoch stored."""
-    from harness.killing import kill_at
+    (store/recovery.py retime_trial_generators). The resume is killed in turn once the second trial
+    has reported, and the Optuna searcher's state cut in half, as a kill inside Ray's upload of it
+    leaves it: the last resume rebuilds it from the stored trials and says so. Every trial ends with
+    every epoch stored."""
+    from harness.killing import kill_at, newest_state_name
 
     folder = ExperimentFolder(tmp_path / "tpe")
     driver = start_driver(*SMOKE, "--search", "optuna", "--num-samples", "2", "--cpus-per-trial",
@@ -195,8 +198,16 @@ def test_a_resumed_optuna_search_keeps_the_results_of_the_trials_it_creates_afte
                           "--storage", str(tmp_path), "--name", "tpe", log=tmp_path / "killed.log")
     kill_at(driver, folder, 1)
     assert len(trials(tmp_path / "tpe")) == 1, "the kill came after the second trial was created"
+    after = newest_state_name(folder)
+    driver = start_driver("--resume", str(tmp_path / "tpe"), log=tmp_path / "resumed.log")
+    kill_at(driver, folder, EPOCHS + 1, after=after)
+    assert len(trials(tmp_path / "tpe")) == 2
+    searcher = max(tmp_path.glob("tpe/searcher-state-*.pkl"))
+    searcher.write_bytes(searcher.read_bytes()[:searcher.stat().st_size // 2])
     result = run_cli("--resume", str(tmp_path / "tpe"))
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{searcher.name} (the Optuna searcher's state) was cut short by the kill; rebuilt from the 2 " \
+        "trials it had proposed" in result.stderr, result.stderr[-3000:]
     assert "degradation / smoke: 2 trials" in result.stdout, result.stdout[-3000:]
     ended = trials(tmp_path / "tpe")
     assert len(ended) == 2 and all([int(r["epoch"]) for r in progress(t)] == [1, 2, 3] for t in ended)
