@@ -46,7 +46,7 @@ def test_the_rule_decides_as_optunas_wilcoxon_pruner():
 
     rng = random.Random(7)
     seen = set()
-    for _ in range(150):
+    for _ in range(60):
         steps = rng.randint(1, 12)
         best = {s: round(rng.uniform(0.3, 0.7), 2) for s in range(steps + rng.randint(0, 6))}
         shift = rng.choice([-0.2, -0.05, 0.0, 0.05])
