@@ -32,6 +32,8 @@ from store.lifecycle import DecisionLog
 class WilcoxonStopping(InCreationOrder, FIFOScheduler):
     """Stops a trial that is significantly worse, pair by pair, than the best completed trial."""
 
+    _supports_buffered_results = False  # a trial must stop at the report judged, not a few reports later
+
     def __init__(self, max_t: int, p_threshold: float, n_startup_steps: int = N_STARTUP_STEPS,
                  kept: tuple[dict, ...] = (), record: Location | None = None, metric: str | None = None,
                  mode: str = "max"):
