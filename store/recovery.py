@@ -238,8 +238,9 @@ def retime_trial_generators(folder: ExperimentFolder, now: str) -> None:
 
 def _retime(obj: Any, now: str, seen: set[int], depth: int = 0) -> bool:
     """Sets `_timestamp` of every StorageContext reachable from `obj` (dicts, lists, tuples, objects'
-    attributes, a few levels deep) to `now`; whether it found one."""
-    if id(obj) in seen or depth > 6 or isinstance(obj, str | bytes | int | float | bool | type(None)):
+    attributes, down to 10 levels: a grid's unmade trials keep one each, in specs 7 levels down) to
+    `now`; whether it found one."""
+    if id(obj) in seen or depth > 10 or isinstance(obj, str | bytes | int | float | bool | type(None)):
         return False
     seen.add(id(obj))
     if type(obj).__name__ == "StorageContext":
