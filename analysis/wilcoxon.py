@@ -64,25 +64,38 @@ def full_budget(per_seed: Sequence[Sequence[float]], reports: int, mode: str = "
     return max(means) if mode == "max" else min(means)
 
 
+def stop_report(per_seed: Sequence[Sequence[float]], reference: dict[int, float], max_t: int,
+                p_threshold: float, n_startup_steps: int, mode: str = "max") -> int | None:
+    """The report after which the rule stops a trial with these curves against the completed trial's
+    `reference` instances, None when it completes. Judged at every report, the last included, as
+    Optuna asks after each: one judged worse at the budget's report (max_t) has trained it but did
+    not complete, and is never the reference."""
+    for report in range(1, max_t + 1):
+        if judge(instances(per_seed, report), reference, p_threshold, n_startup_steps, mode)[0]:
+            return report
+    return None
+
+
 def wilcoxon_replay(curves: dict[Hashable, Sequence[Sequence[float]]], max_t: int, p_threshold: float,
-                    n_startup_steps: int, mode: str = "max",
-                    kept: frozenset = frozenset()) -> tuple[dict[Hashable, int], list[Hashable]]:
-    """The rule on full curves (config -> per-seed curves of ≥ max_t reports), the trials run one after
-    another in the curves' order, as a search with one trial at a time runs them: ({config: the report
-    it stopped after, max_t for one that trained the budget}, the configs that completed). Judged at
-    every report, the last included, as Optuna asks after each: one judged worse at the budget's
-    report has trained it but did not complete, and is never the reference. The `kept` always go on."""
+                    n_startup_steps: int, mode: str = "max", kept: frozenset = frozenset(),
+                    wave: int = 1) -> tuple[dict[Hashable, int], list[Hashable]]:
+    """The rule on full curves (config -> per-seed curves of ≥ max_t reports), the trials taken in the
+    curves' order in waves of `wave`: each trial is judged against the best trial completed in the
+    waves before its own (wave 1: one trial after another, Optuna's sequential study). Returns
+    ({config: the report it stopped after, max_t for one that trained the budget}, the configs that
+    completed). The `kept` are never judged; they complete."""
     stopped_at, completed, best_value, best = {}, [], None, {}
-    for config, per_seed in curves.items():
-        stopped_at[config] = max_t
-        for report in range(1, max_t + 1):
-            stop, _, _ = judge(instances(per_seed, report), best, p_threshold, n_startup_steps, mode)
-            if stop and config not in kept:
-                stopped_at[config] = report
-                break
-        else:
-            completed.append(config)
-            value = full_budget(per_seed, max_t, mode)
-            if best_value is None or (value > best_value if mode == "max" else value < best_value):
-                best_value, best = value, instances(per_seed, max_t)
+    configs = list(curves)
+    for start in range(0, len(configs), wave):
+        reference = best  # the waves before this one
+        for config in configs[start:start + wave]:
+            per_seed = curves[config]
+            stop = None if config in kept else stop_report(per_seed, reference, max_t, p_threshold,
+                                                           n_startup_steps, mode)
+            stopped_at[config] = stop or max_t
+            if stop is None:
+                completed.append(config)
+                value = full_budget(per_seed, max_t, mode)
+                if best_value is None or (value > best_value if mode == "max" else value < best_value):
+                    best_value, best = value, instances(per_seed, max_t)
     return stopped_at, completed

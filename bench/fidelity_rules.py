@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from analysis.rungs import decide_rung, rungs, significance_halving, successive_halving
+from analysis.wilcoxon import wilcoxon_replay
 from bench.fidelity_curves import Cells, Config, full_budget, mean_curve
 
 
@@ -69,6 +70,14 @@ def significance(cells: Cells, epochs: int, reduction_factor: int, grace: int, s
     """Significance halving on the per-seed curves (analysis/rungs.py, `--scheduler significance`)."""
     return finished(cells, significance_halving(cells, grace, reduction_factor, epochs, alpha,
                                                 smoothing).stopped_at, epochs)
+
+
+def wilcoxon(cells: Cells, epochs: int, p_threshold: float, n_startup_steps: int, wave: int) -> Outcome:
+    """`--scheduler wilcoxon` (analysis/wilcoxon.py) with `wave` trials at once: each configuration is
+    judged against the best one completed in the waves before its own, and the crown is the best that
+    completed (at wave 1 this is optuna-wilcoxon, bench/fidelity_optuna.py)."""
+    stopped_at, completed = wilcoxon_replay(cells, epochs, p_threshold, n_startup_steps, wave=wave)
+    return Outcome(stopped_at, best(cells, completed))
 
 
 def flips(cells: Cells, early: int, late: int) -> float:

@@ -34,6 +34,7 @@ from bench.fidelity_rules import (
     ray_asha,
     settled,
     significance,
+    wilcoxon,
 )
 
 TARGET_FRACTION = {"degradation": 0.35}
@@ -56,6 +57,7 @@ RULES += [("optuna-median", {"n_startup_trials": n, "n_warmup_steps": w}) for n 
           for w in (0, 1, 2)]
 RULES += [("optuna-wilcoxon", {"p_threshold": p, "n_startup_steps": n}) for p in (0.05, 0.1, 0.2)
           for n in (3, 6)]
+RULES += [("wilcoxon", {"p_threshold": 0.2, "n_startup_steps": 3, "wave": wave}) for wave in (2, 4)]
 RULES += [("significance", {"reduction_factor": rf, "grace": grace, "smoothing": smoothing, "alpha": alpha})
           for rf in (2, 3, 6) for grace in (1, 2, 3) for smoothing in (0.0, 0.5)
           for alpha in (0.01, 0.02, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3)]
@@ -64,7 +66,7 @@ RULES += [("settled", {"reduction_factor": rf, "grace": grace, "alpha": alpha, "
           for rf in (2, 3) for grace in (1, 2) for alpha in (0.05, 0.2) for tolerance in (0.1, 0.2, 0.3, 0.4)]
 
 REPLAY = {"fifo": fifo, "i-epoch": i_epoch, "halving": halving, "hyperband": hyperband, "ray-asha": ray_asha,
-          "pasha": pasha, "significance": significance, "settled": settled}
+          "pasha": pasha, "significance": significance, "settled": settled, "wilcoxon": wilcoxon}
 
 
 def replay(rule: str, settings: dict, cells: dict, epochs: int) -> Outcome:

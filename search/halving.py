@@ -17,8 +17,13 @@ from store.lifecycle import DecisionLog
 def creation_order(trial) -> tuple[int, str]:
     """A trial's place in the order the search created it: Ray numbers each experiment's trials
     `<experiment>_00000`, `_00001`, ... and a restored trial keeps its id."""
-    index = trial.trial_id.rsplit("_", 1)[-1]
-    return (int(index) if index.isdigit() else -1, trial.trial_id)
+    return trial_order(trial.trial_id)
+
+
+def trial_order(trial_id: str) -> tuple[int, str]:
+    """creation_order of a trial id."""
+    index = trial_id.rsplit("_", 1)[-1]
+    return (int(index) if index.isdigit() else -1, trial_id)
 
 
 class InCreationOrder:

@@ -46,6 +46,11 @@ class SearchPlan:
     max_concurrent: int = 1
     """Trials the cluster runs at once, counting CPUs and GPUs node by node: set with cpus and gpus by
     search/resources.py settle_resources once Ray is up (Optuna proposes no more at a time)."""
+    wave: int = 0
+    """--scheduler wilcoxon: trials judged against the same completed trials, consecutive in creation
+    order (search/wilcoxon.py): the trials the cluster ran at once when the search started (set by
+    search/resources.py settle_resources; 0 until then), kept with the plan so that a resume on
+    another cluster decides alike."""
     callbacks: list = field(default_factory=list)
     pinned: list[str] = field(default_factory=list)
     """Keys the user set (--set, --dataset, --max-epochs ...): optuna samples every other key of the
@@ -91,13 +96,13 @@ class SearchPlan:
         stop one, and a synchronous rung would only pause trials until their peers caught up."""
         if self.scheduler == "pbt":
             return {"rule": "pbt", "max_t": self.max_t, **PBT_SETTINGS}
-        if self.scheduler == "wilcoxon":
-            return {"rule": "wilcoxon", "max_t": self.max_t, "p_threshold": self.alpha,
-                    "n_startup_steps": N_STARTUP_STEPS}
         kept = self.kept() if self.search == "grid" else ()
         if self.scheduler == "fifo" or (kept and all(
                 is_kept(cell, kept) for cell in grid_cells(self.grid, self.space.baselines, self.config))):
             return {"rule": "fifo", "max_t": self.max_t}
+        if self.scheduler == "wilcoxon":
+            return {"rule": "wilcoxon", "max_t": self.max_t, "p_threshold": self.alpha,
+                    "n_startup_steps": N_STARTUP_STEPS, "wave": max(1, self.wave)}
         settings = {"rule": self.scheduler, "max_t": self.max_t,
                     "grace_period": min(self.space.profiles[self.profile].grace_period, self.max_t),
                     "reduction_factor": self.space.reduction_factor}

@@ -60,4 +60,6 @@ def settle_resources(plan: SearchPlan, nodes: list[Node], cpus: int | None = Non
                          f"(nodes: {_describe(nodes)}){hint}")
     plan.cpus, plan.gpus = cpus, float(gpus)
     plan.max_concurrent = concurrent_trials(nodes, cpus, float(gpus))
+    if plan.scheduler == "wilcoxon" and not plan.wave:  # a resume keeps the wave the search started with
+        plan.wave = plan.max_concurrent
     plan.config["cpus"] = cpus

@@ -268,10 +268,10 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
         print(f"resume: {plan.scheduler}'s rungs go on from what was stored "
               f"({decided or 'none decided yet'})", flush=True)
     if isinstance(scheduler, WilcoxonStopping):  # likewise: Ray's pickle holds no reports
-        completed = scheduler.resume_from(folder)
+        reached = scheduler.resume_from(folder)
         restored_tune_config(tuner).scheduler = scheduler
-        print(f"resume: wilcoxon goes on with the reports stored there ({len(completed)} trial(s) completed "
-              "the budget)", flush=True)
+        print(f"resume: wilcoxon judges again from the reports stored there ({reached} trial(s) reached "
+              f"the budget; waves of {scheduler.wave})", flush=True)
     if plan.scheduler == "pbt":
         # The same trap for synchronous PBT (every member PAUSED, waiting for a round that never comes):
         # a fresh one takes over, which ranks the members at their next reports.

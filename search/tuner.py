@@ -43,8 +43,8 @@ def make_scheduler(plan: SearchPlan) -> tune.schedulers.TrialScheduler:
     if plan.scheduler == "significance":
         return significance(trials, grace, factor, plan.max_t, plan.alpha, plan.smoothing, kept, **where)
     if plan.scheduler == "wilcoxon":
-        return WilcoxonStopping(plan.max_t, settings["p_threshold"], settings["n_startup_steps"], kept,
-                                **where)
+        return WilcoxonStopping(plan.max_t, settings["p_threshold"], settings["n_startup_steps"],
+                                settings["wave"], kept, **where)
     return asha(grace, factor, plan.max_t, plan.smoothing, plan.kept(), plan.experiment_dir)
 
 

@@ -1,51 +1,67 @@
 """`--scheduler wilcoxon`: Optuna's WilcoxonPruner as a Ray scheduler, deciding by analysis/wilcoxon.py's
 pure rule. At every report a trial is compared, seed by seed and report by report, with the best trial
-that has completed the budget so far; it stops when a one-sided Wilcoxon signed-rank test says it is
-worse at p < --alpha (default 0.2) once it has 3 pairs or more. The kept arms (a Space's baselines and
-every arm of a study question) always go on.
+that has completed the budget; it stops when a one-sided Wilcoxon signed-rank test says it is worse at
+p < --alpha (default 0.2) once it has 3 pairs or more. The kept arms (a Space's baselines and every arm
+of a study question) are never judged: they train the budget.
+
+Which trials have completed when a trial is judged must not depend on the order trials happen to run
+in, or a search run twice, or killed and resumed, would decide otherwise. So the trials are taken in
+waves of `wave` consecutive trials in creation order (the plan's `wave`: the trials the cluster runs at
+once when the search starts, kept with the plan): a trial is judged against the best trial completed in
+the waves before its own, and a report that needs that judgement waits, the trial PAUSED there with its
+checkpoint, until every trial of those waves has completed or stopped. The decisions are then
+`analysis.wilcoxon.wilcoxon_replay(..., wave=wave)` on the same curves, however many trials run at once;
+at wave 1 they are those of Optuna's own sequential study (bench/fidelity_optuna.py).
 
 Each judgement is recorded with the experiment before the trial acts on it (store/lifecycle.py
 DecisionLog): the report, the trial, the completed trial it was compared with, the pairs, p, the
-settings, and what was decided. The rule is asynchronous: which trials have completed when a trial is
-judged depends on the order trials run in. With one trial at a time (each taking every CPU) it is the
-order the search created them, killed or not, and the decisions are those of
-`analysis.wilcoxon.wilcoxon_replay` on the same curves, which are Optuna's own (bench/fidelity_optuna.py).
-`--resume` rebuilds the state from what was stored (`resume_from`): every trial's reports, and which
-trials completed.
+settings, and what was decided. The state is the trials' stored reports; `--resume` rebuilds it from
+them (`resume_from`) and judges again what was judged before, to the same decisions.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler
 
 from analysis.rungs import SIGNIFICANT, is_kept
 from analysis.wilcoxon import N_STARTUP_STEPS, WILCOXON, full_budget, instances, judge
-from search.halving import InCreationOrder, creation_order
+from raycompat import StoresStoppedPausedTrials
+from search.halving import creation_order, trial_order
 from search.sync_halving import seed_values
 from store.experiment import ExperimentFolder
 from store.fs import Location
 from store.lifecycle import DecisionLog
 
+STOPPED, WORSE, COMPLETED = "stopped", "worse", "completed"
+"""A trial's verdict: stopped before the budget; judged worse at the budget's report (it trained the
+budget but is never the reference); completed."""
 
-class WilcoxonStopping(InCreationOrder, FIFOScheduler):
-    """Stops a trial that is significantly worse, pair by pair, than the best completed trial."""
+
+class WilcoxonStopping(StoresStoppedPausedTrials, FIFOScheduler):
+    """Stops a trial that is significantly worse, pair by pair, than the best trial completed in the
+    waves before its own."""
 
     _supports_buffered_results = False  # a trial must stop at the report judged, not a few reports later
 
-    def __init__(self, max_t: int, p_threshold: float, n_startup_steps: int = N_STARTUP_STEPS,
+    def __init__(self, max_t: int, p_threshold: float, n_startup_steps: int = N_STARTUP_STEPS, wave: int = 1,
                  kept: tuple[dict, ...] = (), record: Location | None = None, metric: str | None = None,
                  mode: str = "max"):
         super().__init__()
         self.max_t, self.p_threshold, self.n_startup_steps = max_t, p_threshold, n_startup_steps
-        self.kept = kept
+        self.wave, self.kept = max(1, wave), kept
         self._metric, self._mode = metric, mode
         self.log = DecisionLog(record)
         self.curves: dict[str, dict[int, list[float]]] = {}
         """trial id -> report -> the metric of each seed."""
-        self.completed: list[str] = []
-        """Trials that trained the budget without a stop, in the order they completed."""
+        self.configs: dict[str, dict] = {}
+        """trial id -> config, of every trial added (a restored one too)."""
+        self.gone: set[str] = set()
+        """Trials that ended in ERROR: settled, never the reference."""
+        self.verdicts: dict[str, tuple[str, int]] = {}
+        """trial id -> (STOPPED, WORSE or COMPLETED, the report it was decided at)."""
+        self.judged: dict[str, int] = {}
+        """trial id -> the last report judged."""
 
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
         if metric and self._metric and metric != self._metric:
@@ -53,64 +69,128 @@ class WilcoxonStopping(InCreationOrder, FIFOScheduler):
         self._metric, self._mode = metric or self._metric, mode or self._mode
         return True
 
+    def settings(self) -> dict:
+        return {"max_t": self.max_t, "p_threshold": self.p_threshold, "n_startup_steps": self.n_startup_steps,
+                "wave": self.wave}
+
+    # --- the state, as data ---------------------------------------------------------------------
+
     def per_seed(self, trial_id: str, reports: int) -> list[list[float]]:
         """The trial's first `reports` reports as one curve per seed."""
         by_report = self.curves[trial_id]
         return [list(c) for c in zip(*(by_report[r] for r in range(1, reports + 1)), strict=True)]
 
-    def best(self) -> str | None:
-        """The completed trial with the best value (the best report of its mean over seeds); among
-        equals the first to complete, as Optuna's best trial."""
-        best, value = None, None
-        for trial_id in self.completed:
-            v = full_budget(self.per_seed(trial_id, self.max_t), self.max_t, self._mode)
-            if value is None or (v > value if self._mode == "max" else v < value):
-                best, value = trial_id, v
-        return best
+    def stopped(self, trial_id: str) -> bool:
+        return self.verdicts.get(trial_id, ("",))[0] == STOPPED
 
-    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
-        if self._metric not in result:
-            return self.CONTINUE
-        report = int(result["training_iteration"])
-        self.curves.setdefault(trial.trial_id, {})[report] = seed_values(result, self._metric)
-        best = self.best()
-        mine = instances(self.per_seed(trial.trial_id, report), report)
-        reference = {} if best is None else instances(self.per_seed(best, self.max_t), self.max_t)
-        stop, p, pairs = judge(mine, reference, self.p_threshold, self.n_startup_steps, self._mode)
-        protected = stop and is_kept(trial.config, self.kept)  # a kept arm goes on whatever p says
-        worse = stop and not protected
-        # Judged worse at the budget's report, a trial has nothing left to stop, but it did not
-        # complete in Optuna's sense: it never becomes the trial the others are compared with.
-        stop = worse and report < self.max_t
-        if p is not None:  # recorded before the trial acts on it
-            self.log.add({"rung": report, "rule": WILCOXON, "trial": trial.trial_id, "reference": best,
-                          "pairs": pairs, "p": p, "signal": {trial.trial_id: sum(mine.values()) / len(mine)},
-                          "worse": worse, "kept": [] if stop else [trial.trial_id],
-                          "stopped": {trial.trial_id: SIGNIFICANT} if stop else {},
-                          "protected": protected, "settings": self.settings()})
-        if not worse and report >= self.max_t and trial.trial_id not in self.completed:
-            self.completed.append(trial.trial_id)
-        return self.STOP if stop else self.CONTINUE
+    def settled(self, trial_id: str) -> bool:
+        return trial_id in self.verdicts or trial_id in self.gone
 
-    def settings(self) -> dict:
-        return {"max_t": self.max_t, "p_threshold": self.p_threshold, "n_startup_steps": self.n_startup_steps}
+    def waiting(self, trial_id: str) -> bool:
+        """Whether the trial has a report before the budget's that waits for its judgement."""
+        last = max(self.curves.get(trial_id, {0: []}))
+        return not self.settled(trial_id) and self.judged.get(trial_id, 0) < last < self.max_t
 
-    def resume_from(self, folder: ExperimentFolder) -> list[str]:
-        """The state of the search stored in `folder`: its judgements, every trial's stored reports, and
-        the trials that completed (those that reached the budget and were not judged worse there, in
-        creation order). Returns those."""
+    def advance(self) -> None:
+        """Judges, wave by wave in creation order, every stored report that can be judged now: a trial's
+        reports while its pairs are too few for the test (whatever it is compared with), then, once
+        every trial of the waves before its own has settled, each report against the best of them
+        that completed (the first created among equals, as Optuna's best trial)."""
+        trials = sorted(self.configs, key=trial_order)
+        reference, best_value, settled = None, None, True
+        for start in range(0, len(trials), self.wave):
+            members = trials[start:start + self.wave]
+            for trial_id in members:
+                self._judge(trial_id, reference if settled else None, settled)
+            for trial_id in members:  # the reference of the next wave, as the replay takes it
+                if self.verdicts.get(trial_id, ("",))[0] == COMPLETED:
+                    value = full_budget(self.per_seed(trial_id, self.max_t), self.max_t, self._mode)
+                    if best_value is None or (value > best_value if self._mode == "max"
+                                              else value < best_value):
+                        reference, best_value = trial_id, value
+            settled = settled and all(self.settled(t) for t in members)
+
+    def _judge(self, trial_id: str, reference: str | None, known: bool) -> None:
+        """Judges the trial's unjudged reports in order; `known`: whether `reference` is the trial's
+        reference for good (every earlier wave settled), else only reports too short to test pass."""
+        reports = self.curves.get(trial_id, {})
+        if self.settled(trial_id) or not reports:
+            return
+        if is_kept(self.configs[trial_id], self.kept):  # a kept arm is never judged: it trains the budget
+            self.judged[trial_id] = max(reports)
+            if self.max_t in reports:
+                self.verdicts[trial_id] = (COMPLETED, self.max_t)
+            return
+        best = {} if reference is None else instances(self.per_seed(reference, self.max_t), self.max_t)
+        for report in range(self.judged.get(trial_id, 0) + 1, max(reports) + 1):
+            mine = instances(self.per_seed(trial_id, report), report)
+            if not known and len(mine) >= max(2, self.n_startup_steps):
+                return  # waits for the waves before it
+            stop, p, pairs = judge(mine, best, self.p_threshold, self.n_startup_steps, self._mode)
+            self.judged[trial_id] = report
+            recorded = {(d["trial"], d["rung"]) for d in self.log.decisions}
+            if p is not None and (trial_id, report) not in recorded:
+                self.log.add({"rung": report, "rule": WILCOXON, "trial": trial_id, "reference": reference,
+                              "pairs": pairs, "p": p,
+                              "signal": {trial_id: sum(mine.values()) / len(mine)}, "worse": stop,
+                              "kept": [] if stop and report < self.max_t else [trial_id],
+                              "stopped": {trial_id: SIGNIFICANT} if stop and report < self.max_t else {},
+                              "settings": self.settings()})
+            if stop or report >= self.max_t:
+                self.verdicts[trial_id] = (WORSE if stop and report >= self.max_t else STOPPED if stop
+                                           else COMPLETED, report)
+                return
+
+    def resume_from(self, folder: ExperimentFolder) -> int:
+        """The state of the search stored in `folder`: its judgements and every trial's stored reports
+        (judged again as the trials are added back). Returns how many trials reached the budget."""
         self.log.load(folder)
-        worse = {(d["trial"], d["rung"]) for d in self.log.decisions if d["worse"]}
         for trial in folder.trials():
             rows = [r for r in trial.results()
                     if self._metric in r and isinstance(r.get("training_iteration"), int)]
             for row in rows:
                 reports = self.curves.setdefault(trial.trial_id(rows), {})
                 reports[row["training_iteration"]] = seed_values(row, self._metric)
-        done = [t for t, reports in self.curves.items()
-                if self.max_t in reports and (t, self.max_t) not in worse]
-        self.completed = sorted(done, key=lambda t: creation_order(SimpleNamespace(trial_id=t)))
-        return list(self.completed)
+        return sum(self.max_t in reports for reports in self.curves.values())
+
+    # --- Ray's calls ----------------------------------------------------------------------------
+
+    def on_trial_add(self, tune_controller, trial: Trial) -> None:
+        self.configs[trial.trial_id] = dict(trial.config)
+        self.gone.discard(trial.trial_id)  # a trial Ray retries after an error comes back
+        self.advance()
+        if trial.status == Trial.PENDING and (self.waiting(trial.trial_id) or self.stopped(trial.trial_id)):
+            # A restored trial that waits for its judgement, or that was stopped after the state was
+            # stored: Ray starts every PENDING trial, so it waits PAUSED (choose_trial_to_run decides).
+            trial.set_status(Trial.PAUSED)
+
+    def on_trial_error(self, tune_controller, trial: Trial) -> None:
+        self.gone.add(trial.trial_id)
+
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        if self._metric not in result:
+            return self.CONTINUE
+        report = int(result["training_iteration"])
+        self.curves.setdefault(trial.trial_id, {})[report] = seed_values(result, self._metric)
+        self._stop_waiting(tune_controller, reporting=trial)
+        if self.stopped(trial.trial_id):
+            return self.STOP
+        return self.PAUSE if self.waiting(trial.trial_id) else self.CONTINUE
+
+    def choose_trial_to_run(self, tune_controller) -> Trial | None:
+        self._stop_waiting(tune_controller)
+        ready = [t for t in tune_controller.get_trials() if t.status in (Trial.PENDING, Trial.PAUSED)
+                 and not self.stopped(t.trial_id) and not self.waiting(t.trial_id)]
+        return min(ready, key=creation_order, default=None)  # the earliest first: it unblocks the others
+
+    def _stop_waiting(self, tune_controller, reporting: Trial | None = None) -> None:
+        """Judges what can be judged now, then stops every paused or pending trial that a judgement
+        stopped (the reporting trial gets STOP from on_trial_result instead)."""
+        self.advance()
+        for trial in tune_controller.get_trials():
+            if (trial is not reporting and trial.status in (Trial.PAUSED, Trial.PENDING)
+                    and self.stopped(trial.trial_id)):
+                tune_controller.stop_trial(trial)
 
     def debug_string(self) -> str:
         return ""  # tunelab's closing summary says what early stopping did

@@ -178,7 +178,7 @@ def test_the_fidelity_replay_of_the_committed_curves_has_one_record_per_rule_set
     assert {r["arm"] for r in rows} == {"lr_gamma=0.95", "lr_gamma=0.7"}
     assert {r["rule"] for r in rows} == {"fifo", "i-epoch", "halving", "hyperband", "ray-asha", "pasha",
                                          "optuna-sh", "optuna-hyperband", "optuna-median", "optuna-wilcoxon",
-                                         "significance", "settled"}
+                                         "wilcoxon", "significance", "settled"}
     setting = ("rule", "reduction_factor", "grace", "smoothing", "alpha")
     old = [tuple(r[k] for k in setting) + (r["lr_gamma"],) for r in rows if r["rule"] in ("halving",
                                                                                           "significance")]

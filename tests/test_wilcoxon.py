@@ -5,6 +5,7 @@ state from what was stored; bad input is one line."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from pathlib import Path
@@ -12,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from analysis.wilcoxon import instances, judge, wilcoxon_replay
+from analysis.wilcoxon import judge, wilcoxon_replay
 from bench.fidelity_curves import arms, read_curves
 from search.run import main
 from search.wilcoxon import WilcoxonStopping
@@ -77,42 +78,91 @@ def test_the_replay_of_committed_curves_stops_what_optunas_study_stops():
     assert stopped > 0
 
 
-def test_the_scheduler_run_one_trial_at_a_time_stops_what_the_replay_stops():
-    """The Ray scheduler fed a seed set's curves trial after trial, report by report, as a search with
-    one trial at a time feeds it: the same stops as the replay, a kept arm protected instead of stopped,
-    and a judgement recorded for every report with enough pairs."""
-    curves, _ = read_curves([SAMPLED16])
-    cells = next(iter(next(iter(arms(curves, 6).values())).values()))
+class Controller:
+    """What the scheduler asks of Ray's TuneController: its trials, and stopping one."""
+
+    def __init__(self, trials):
+        self.trials = trials
+
+    def get_trials(self):
+        return self.trials
+
+    def stop_trial(self, trial):
+        trial.status = "TERMINATED"
+
+
+def run_interleaved(cells: dict, scheduler: WilcoxonStopping, slots: int, rng: random.Random) -> dict:
+    """Feeds the scheduler a seed set's curves as Ray would with `slots` trials at once, the running
+    trial that reports next drawn by `rng`: PAUSE parks a trial, choose_trial_to_run picks the next.
+    Returns config -> reports trained."""
     configs = list(cells)
-    kept_config = configs[-1]
-    replayed, _ = wilcoxon_replay(cells, 6, 0.2, 3, kept=frozenset({kept_config}))
-    scheduler = WilcoxonStopping(6, 0.2, 3, kept=({"c": kept_config},), metric="val_acc")
-    ran = {}
-    for n, config in enumerate(configs):
-        trial = SimpleNamespace(trial_id=f"abcde_{n:05d}", config={"c": config})
-        for report in range(1, 7):
-            result = {"training_iteration": report, "val_acc": 0.0,
-                      **{f"val_acc_seed{s}": c[report - 1] for s, c in enumerate(cells[config])}}
-            ran[config] = report
-            if scheduler.on_trial_result(None, trial, result) == scheduler.STOP:
+    trials = [SimpleNamespace(trial_id=f"abcde_{n:05d}", config={"c": c}, status="PENDING", done=0)
+              for n, c in enumerate(configs)]
+    controller = Controller(trials)
+    for trial in trials:
+        scheduler.on_trial_add(controller, trial)
+    while True:
+        while sum(t.status == "RUNNING" for t in trials) < slots:
+            chosen = scheduler.choose_trial_to_run(controller)
+            if chosen is None:
                 break
-    assert ran == replayed and any(at < 6 for at in ran.values())
-    judged = scheduler.log.decisions
-    assert all(d["rule"] == "wilcoxon" and d["pairs"] >= 3 and 0 < d["p"] <= 1 for d in judged)
-    assert {d["trial"] for d in judged if d["stopped"]} == {f"abcde_{n:05d}" for n, c in enumerate(configs)
-                                                          if ran[c] < 6}
-    assert all(d["stopped"] == {d["trial"]: "significant"} and d["p"] < 0.2 and d["worse"]
-               for d in judged if d["stopped"])
-    assert any(d["protected"] for d in judged) == any(judge(instances(cells[kept_config], r), instances(
-        cells[configs[0]], 6), 0.2, 3)[0] for r in range(1, 7))
+            chosen.status = "RUNNING"
+        running = [t for t in trials if t.status == "RUNNING"]
+        if not running:
+            break
+        trial = rng.choice(running)
+        trial.done += 1
+        c = trial.config["c"]
+        result = {"training_iteration": trial.done, "val_acc": 0.0,
+                  **{f"val_acc_seed{s}": curve[trial.done - 1] for s, curve in enumerate(cells[c])}}
+        decision = scheduler.on_trial_result(controller, trial, result)
+        if decision == scheduler.STOP or trial.done >= scheduler.max_t:
+            trial.status = "TERMINATED"
+        elif decision == scheduler.PAUSE:
+            trial.status = "PAUSED"
+    assert all(t.status == "TERMINATED" for t in trials)
+    return {t.config["c"]: t.done for t in trials}
+
+
+@pytest.mark.parametrize("wave,slots", [(1, 1), (1, 3), (2, 2), (3, 2), (4, 4)])
+def test_the_scheduler_stops_what_the_replay_of_its_waves_stops_however_many_trials_run_at_once(wave, slots):
+    """The Ray scheduler fed a seed set's curves with `slots` trials at once, in random arrival orders:
+    every time the same stops as the replay in waves of `wave` (wave 1: Optuna's sequential study), a
+    kept arm never judged, and a judgement recorded for every report with enough pairs, against the
+    same completed trial."""
+    curves, _ = read_curves([SAMPLED16])
+    sets = next(iter(arms(curves, 6).values()))
+    rng = random.Random(wave * 10 + slots)
+    stops = 0
+    for cells in list(sets.values())[:2]:
+        configs = list(cells)
+        kept_config = configs[-1]
+        replayed, _ = wilcoxon_replay(cells, 6, 0.2, 3, kept=frozenset({kept_config}), wave=wave)
+        records = None
+        for _ in range(3):
+            scheduler = WilcoxonStopping(6, 0.2, 3, wave, kept=({"c": kept_config},), metric="val_acc")
+            assert run_interleaved(cells, scheduler, slots, rng) == replayed
+            judged = sorted((d["trial"], d["rung"], d["reference"], d["p"]) for d in scheduler.log.decisions)
+            assert records in (None, judged)
+            records = judged
+            decisions = scheduler.log.decisions
+            assert all(d["rule"] == "wilcoxon" and d["pairs"] >= 3 and 0 < d["p"] <= 1 for d in decisions)
+            assert f"abcde_{len(configs) - 1:05d}" not in {d["trial"] for d in decisions}
+            assert {d["trial"] for d in decisions if d["stopped"]} == {
+                f"abcde_{n:05d}" for n, c in enumerate(configs) if replayed[c] < 6}
+            assert all(d["stopped"] == {d["trial"]: "significant"} and d["p"] < 0.2 and d["worse"]
+                       for d in decisions if d["stopped"])
+        stops += sum(at < 6 for at in replayed.values())
+    assert stops > 0
 
 
 @pytest.mark.slow
 def test_a_wilcoxon_search_stops_what_the_replay_of_its_curves_stops_and_resumes_its_state(tmp_path):
-    """A real smoke search, one trial at a time (each takes both CPUs): the trials Ray stopped, and
-    where, equal the replay on the stored curves in creation order; each stop is recorded with its
-    evidence and drawn as significant; a fresh scheduler rebuilt from the folder (as `--resume` does)
-    holds every stored report and the trials that completed."""
+    """A real smoke search, trials side by side (one CPU each): the trials Ray stopped, and where,
+    equal the replay on the stored curves in creation order, in waves of the trials that ran at once
+    (stored with the plan); each stop is recorded with its evidence and drawn as significant; a fresh
+    scheduler rebuilt from the folder (as `--resume` does) holds every stored report and judges again
+    to the same trials completed."""
     from analysis.decisions import stop_evidence
     from analysis.results import load_experiment
     from tests.conftest import run_cli
@@ -121,25 +171,30 @@ def test_a_wilcoxon_search_stops_what_the_replay_of_its_curves_stops_and_resumes
     result = run_cli("--space", "degradation", "--profile", "smoke", "--scheduler", "wilcoxon",
                      "--alpha", "0.3", "--max-epochs", "3", "--seeds", "2", "--set", "num_blocks=1,3",
                      "--set", "train_subset=256", "--set", "val_subset=128", "--no-questions",
-                     "--cpus-per-trial", "2", "--storage", str(tmp_path), "--name", "wx",
+                     "--cpus-per-trial", "1", "--storage", str(tmp_path), "--name", "wx",
                      env={"TUNELAB_REPORT": str(tmp_path / "r")}, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "early stopping (wilcoxon):" in result.stdout
     exp = load_experiment(tmp_path / "wx", max_t=3)
     ran = dict(zip(exp.trials["trial_id"], exp.trials["epochs_run"], strict=True))
-    replayed, completed = wilcoxon_replay(stored_curves(exp), 3, 0.3, 3)
-    assert ran == replayed, (ran, replayed)
     folder = ExperimentFolder(tmp_path / "wx")
+    wave = folder.plan()["scheduler_settings"]["wave"]
+    assert wave == min(2, os.cpu_count() or 1)
+    replayed, completed = wilcoxon_replay(stored_curves(exp), 3, 0.3, 3, wave=wave)
+    assert ran == replayed, (ran, replayed)
     judged = [d for d in rung_decisions(folder) if d["rule"] == "wilcoxon"]
-    assert judged and all(d["settings"] == {"max_t": 3, "p_threshold": 0.3, "n_startup_steps": 3}
-                          for d in judged)
+    settings = {"max_t": 3, "p_threshold": 0.3, "n_startup_steps": 3, "wave": wave}
+    assert judged and all(d["settings"] == settings for d in judged)
     exp.decisions = rung_decisions(folder)
     evidence = stop_evidence(exp)
     assert set(evidence) == {t for t, at in ran.items() if at < 3}
     assert all(re.search(r"Wilcoxon p 0\.\d{3} < 0\.3", line) for line in evidence.values()), evidence
-    fresh = WilcoxonStopping(3, 0.3, 3, metric="val_acc")
-    assert fresh.resume_from(folder) == completed
+    fresh = WilcoxonStopping(3, 0.3, 3, wave, metric="val_acc")
+    assert fresh.resume_from(folder) == sum(at == 3 for at in ran.values())
     assert {t: len(r) for t, r in fresh.curves.items()} == ran
+    for trial_id in ran:
+        fresh.on_trial_add(None, SimpleNamespace(trial_id=trial_id, config={}, status="TERMINATED"))
+    assert [t for t, (verdict, _) in sorted(fresh.verdicts.items()) if verdict == "completed"] == completed
 
 
 @pytest.mark.parametrize("args,said", [
