@@ -15,20 +15,24 @@ from store.experiment import ExperimentFolder
 
 EPOCHS, MOMENTS = 5, 4
 """The search's budget, and the kills the CI's chained sweep makes."""
-# The default scheduler (the space's significance halving) on two plain depths that a question of the
-# user's compares, so the rule keeps both to the budget and the search runs as a default search whose
-# every configuration is an arm does. Depths 1 and 3 train at different paces, so the stored rows
+# The default scheduler on two plain depths that a question of the user's compares, so the rule keeps
+# both to the budget and the search runs as a default search whose every configuration is an arm does. Depths 1 and 3 train at different paces, so the stored rows
 # arrive one at a time and every kill moment comes.
 SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", str(EPOCHS),
           "--set", "num_blocks=1,3", "--set", "skip=false", "--set", "train_subset=256",
           "--set", "val_subset=128", "--question", "deeper: num_blocks=3 < num_blocks=1"]
 TRIALS = 2
-# The default rule with rungs that act: significance halving over four configurations that no question
-# keeps, 2 lockstep seeds, α 0.45 so that it stops trials at both rungs (epochs 1 and 2), where the
-# others pause for their cohort. Kills then come while trials wait at an open rung and after decisions.
-RUNGS_SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", "4", "--seeds", "2",
-                "--set", "num_blocks=1,3", "--set", "train_subset=256", "--set", "val_subset=128",
-                "--no-questions", "--scheduler", "significance", "--alpha", "0.45"]
+# The default rule (the space's wilcoxon, search/wilcoxon.py) where it acts: four configurations that no
+# question keeps, 2 lockstep seeds, two trials at once (a wave of 2), p 0.45 so that it stops a trial of
+# the second wave, whose reports from epoch 2 on wait (paused) until the first wave has finished. Kills
+# then come while a trial waits for its judgement and after judgements.
+DEFAULT_SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", "4", "--seeds", "2",
+                  "--set", "num_blocks=1,3", "--set", "train_subset=256", "--set", "val_subset=128",
+                  "--no-questions", "--alpha", "0.45", "--cpus-per-trial", "1"]
+# significance halving with rungs that act: the same four configurations, α 0.45 so that it stops
+# trials at both rungs (epochs 1 and 2), where the others pause for their cohort.
+RUNGS_SEARCH = [*DEFAULT_SEARCH[:DEFAULT_SEARCH.index("--alpha")], "--scheduler", "significance",
+                "--alpha", "0.45"]
 # Ray's asynchronous ASHA over the same four configurations, one trial at a time (each takes every CPU
 # of the machine's local Ray): the trials reach each rung in creation order, killed or not (a resumed
 # search starts its unfinished trials in that order too), so a resumed search meets the unkilled one's

@@ -94,12 +94,13 @@ class WilcoxonStopping(StoresStoppedPausedTrials, FIFOScheduler):
     def advance(self) -> None:
         """Judges, wave by wave in creation order, every stored report that can be judged now: a trial's
         reports while its pairs are too few for the test (whatever it is compared with), then, once
-        every trial of the waves before its own has settled, each report against the best of them
-        that completed (the first created among equals, as Optuna's best trial)."""
-        trials = sorted(self.configs, key=trial_order)
+        every trial of the waves before its own has been added and has settled, each report against
+        the best of them that completed (the first created among equals, as Optuna's best trial). A
+        restore adds its trials one by one, newest first: a wave with a trial not yet added is open."""
+        by_index = {trial_order(t)[0]: t for t in self.configs}
         reference, best_value, settled = None, None, True
-        for start in range(0, len(trials), self.wave):
-            members = trials[start:start + self.wave]
+        for start in range(0, max(by_index, default=-1) + 1, self.wave):
+            members = [by_index[i] for i in range(start, start + self.wave) if i in by_index]
             for trial_id in members:
                 self._judge(trial_id, reference if settled else None, settled)
             for trial_id in members:  # the reference of the next wave, as the replay takes it
@@ -108,7 +109,7 @@ class WilcoxonStopping(StoresStoppedPausedTrials, FIFOScheduler):
                     if best_value is None or (value > best_value if self._mode == "max"
                                               else value < best_value):
                         reference, best_value = trial_id, value
-            settled = settled and all(self.settled(t) for t in members)
+            settled = settled and len(members) == self.wave and all(self.settled(t) for t in members)
 
     def _judge(self, trial_id: str, reference: str | None, known: bool) -> None:
         """Judges the trial's unjudged reports in order; `known`: whether `reference` is the trial's

@@ -109,7 +109,7 @@ KD = Space(
     progress=("epoch", "kd_loss", "ce_loss", "val_acc"),
     # PBT's ranges: the grid's temperatures and soft weights, and SGD rates around the default 0.01.
     perturb={"temperature": (1.0, 10.0), "w_st": (0.5, 5.0), "lr": (0.002, 0.1)},
-    scheduler="significance",  # the image spaces' rule (BENCHMARKS (c)); the baseline arm is never stopped
+    scheduler="wilcoxon",  # the image spaces' rule (BENCHMARKS (c)); the baseline arm is never stopped
     prepare=prepare_kd,
     ship=ship_kd,
     describe=describe_image_model,
