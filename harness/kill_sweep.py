@@ -16,8 +16,9 @@ from store.experiment import ExperimentFolder
 EPOCHS, MOMENTS = 5, 4
 """The search's budget, and the kills the CI's chained sweep makes."""
 # The default scheduler on two plain depths that a question of the user's compares, so the rule keeps
-# both to the budget and the search runs as a default search whose every configuration is an arm does. Depths 1 and 3 train at different paces, so the stored rows
-# arrive one at a time and every kill moment comes.
+# both to the budget and the search runs as a default search whose every configuration is an arm
+# does. Depths 1 and 3 train at different paces, so the stored rows arrive one at a time and every
+# kill moment comes.
 SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", str(EPOCHS),
           "--set", "num_blocks=1,3", "--set", "skip=false", "--set", "train_subset=256",
           "--set", "val_subset=128", "--question", "deeper: num_blocks=3 < num_blocks=1"]

@@ -36,8 +36,8 @@ def make_parser() -> argparse.ArgumentParser:
                    "halving (the top 1/reduction_factor at each rung); asha: Ray's asynchronous ASHA; "
                    "fifo: no early stopping; moasha: two-objective ASHA, by non-dominated fronts; "
                    "pbt: population-based training of the space's rates (docs/pbt.md); wilcoxon: stops a "
-                   "trial that a paired Wilcoxon test finds worse than the best completed one (Optuna's "
-                   "WilcoxonPruner) "
+                   "trial that a paired Wilcoxon test finds worse than the best one completed in the "
+                   "waves of trials before its own (Optuna's WilcoxonPruner; the image spaces' default) "
                    "(default: moasha with --objective, else the space's)")
     p.add_argument("--objective", dest="objectives", metavar="NAME:max|min,NAME:max|min",
                    help="search a trade-off of two reported metrics, e.g. val_acc:max,trainable_params:min "
@@ -51,7 +51,7 @@ def make_parser() -> argparse.ArgumentParser:
                    "on the winner rule alone (fastest; the study's questions then go unanswered)")
     p.add_argument("--alpha", type=float, metavar="A",
                    help="--scheduler significance: level of the one-sided t-test behind a stop, in "
-                   "(0, 0.5); smaller keeps more configurations (default: the space's); --scheduler "
+                   "(0, 0.5); smaller keeps more configurations (default 0.2); --scheduler "
                    "wilcoxon: the p below which its paired test stops a trial (default 0.2)")
     p.add_argument("--smoothing", type=float, metavar="BETA",
                    help="the scheduler decides on an exponential moving average of the metric, "

@@ -62,8 +62,8 @@ class Space:
     """The scheduler's default --smoothing: it decides on an EMA of the metric with this weight on
     the past (0: the raw value; bench/bench_asha_fidelity.py measures the choice)."""
     scheduler: str = "asha"
-    """The default --scheduler (search/sync_halving.py, search/halving.py; bench/bench_asha_fidelity.py
-    measures the choice)."""
+    """The default --scheduler (search/wilcoxon.py, search/sync_halving.py, search/halving.py;
+    bench/bench_asha_fidelity.py measures the choice)."""
     alpha: float = ALPHA
     """The default --alpha of --scheduler significance: a stop needs its one-sided t-test's p < alpha."""
     reports_per_epoch: int = 1

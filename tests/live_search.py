@@ -18,7 +18,7 @@ from harness.env import OFFLINE_ENV, ROOT
 
 NAME = "live"
 # Two depths × plain/skip (two knobs: the page draws parallel coordinates), two seeds in lockstep,
-# two epochs under the space's significance halving, whose rung keeps every arm of the degradation
+# two epochs under the space's default rule, which keeps every arm of the degradation
 # questions this grid holds (all four configurations), so reports arrive over some 40 s and the page
 # answers the questions.
 SEARCH = ("--space", "degradation", "--profile", "smoke", "--seeds", "2", "--set", "num_blocks=1,5")

@@ -94,7 +94,8 @@ def test_a_record_without_its_rules_keys_is_damaged(tmp_path, record):
 
 
 @pytest.mark.parametrize("flags, rule, rungs", [
-    (["--no-questions"], "significance", [1, 2]),
+    (["--no-questions"], "wilcoxon", []),
+    (["--no-questions", "--scheduler", "significance"], "significance", [1, 2]),
     (["--no-questions", "--scheduler", "asha"], "asha", [1, 2]),
     (["--scheduler", "fifo"], "fifo", []),
     (["--question", "deeper: num_blocks=3 < num_blocks=1", "--set", "num_blocks=1,3",
@@ -111,9 +112,10 @@ def test_the_stored_plan_holds_the_schedulers_rule_and_settings_and_readers_take
     settings = plan_record(plan)["scheduler_settings"]
     assert settings["rule"] == rule and settings["max_t"] == 4
     assert stored_rungs({"scheduler_settings": settings}) == rungs
-    if rule not in ("fifo", "pbt"):
+    if rule not in ("fifo", "pbt", "wilcoxon"):
         assert {"grace_period", "reduction_factor", "smoothing"} <= set(settings)
     assert ("alpha" in settings) == (rule == "significance")
+    assert ("p_threshold" in settings and settings["wave"] >= 1) == (rule == "wilcoxon")
     if rungs:
         other = {**settings, "grace_period": 2, "reduction_factor": 3, "max_t": 18}
         assert stored_rungs({"scheduler_settings": other}) == [2, 6]
