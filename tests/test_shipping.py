@@ -246,7 +246,7 @@ def test_optuna_under_a_synchronous_rule_proposes_its_whole_cohort(tmp_path: Pat
     counts against the sampler's limit: a limit of the resources would leave the rung waiting forever.
     Ray's resources still bound how many run at once."""
     plan = build_plan(parse_args(["--space", "degradation", "--profile", "smoke", "--search", "optuna",
-                                  "--num-samples", "5", "--scheduler", "significance", "--storage", str(tmp_path),
-                                  "--name", "optuna"]))
+                                  "--num-samples", "5", "--scheduler", "significance",
+                                  "--storage", str(tmp_path), "--name", "optuna"]))
     plan.max_concurrent = 2
     assert make_searcher(plan).max_concurrent == 5
