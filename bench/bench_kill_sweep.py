@@ -13,8 +13,9 @@ unrepaired: docs/storage.md §4). Local storage runs a local Ray; S3 (a moto ser
 as in the CI test. `--search` picks the swept search of harness/kill_sweep.py: `arms` (SEARCH, the
 default scheduler over two arms of a question), `rungs` (RUNGS_SEARCH, significance rungs that stop
 trials), `asha` (ASHA_SEARCH, Ray's asynchronous ASHA, one trial at a time), `moasha` (MOASHA_SEARCH,
-the two-objective rule, likewise) or `wilcoxon` (WILCOXON_SEARCH, the paired rule, likewise), compared
-with the unkilled run's recorded decisions as well.
+the two-objective rule, likewise) or `wilcoxon` (DEFAULT_SEARCH, the default rule where it stops a
+trial, two trials at once: the CI's search), compared with the unkilled run's recorded decisions as
+well.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def main() -> int:
     parser.add_argument("--storage", default="local,s3")
     parser.add_argument("--window-polls", action="store_true")
     searches = {"arms": sweeping.SEARCH, "rungs": sweeping.RUNGS_SEARCH, "asha": sweeping.ASHA_SEARCH,
-                "moasha": sweeping.MOASHA_SEARCH, "wilcoxon": sweeping.WILCOXON_SEARCH}
+                "moasha": sweeping.MOASHA_SEARCH, "wilcoxon": sweeping.DEFAULT_SEARCH}
     parser.add_argument("--search", choices=searches, default="arms", help="the swept search")
     args = parser.parse_args()
     search = searches[args.search]
@@ -93,7 +94,7 @@ def main() -> int:
 
             with S3Server(log=logs / "moto.log") as s3, \
                     TwoNodeCluster(logs, env=s3.env, head_only=True,
-                                   cpus=os.cpu_count() or 1 if args.search in ("asha", "moasha", "wilcoxon")
+                                   cpus=os.cpu_count() or 1 if args.search in ("asha", "moasha")
                                    else 2) as head:
                 address = ["--address", head.address]
                 store = [*address, "--storage", s3.uri("runs")]

@@ -44,10 +44,6 @@ ASHA_SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", "
 # moasha, the two-objective asynchronous rule, over the same configurations and one trial at a time.
 MOASHA_SEARCH = [*ASHA_SEARCH[:ASHA_SEARCH.index("--scheduler")], "--objective", "val_acc:max,params:min",
                  "--scheduler", "moasha", *ASHA_SEARCH[ASHA_SEARCH.index("--cpus-per-trial"):]]
-# The paired rule (search/wilcoxon.py) over the same four configurations, 2 seeds, one trial at a time:
-# each trial is judged against the trials completed before it, in creation order, killed or not.
-WILCOXON_SEARCH = [*ASHA_SEARCH[:ASHA_SEARCH.index("--scheduler")], "--seeds", "2", "--scheduler", "wilcoxon",
-                   "--alpha", "0.3", *ASHA_SEARCH[ASHA_SEARCH.index("--cpus-per-trial"):]]
 METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "training_iteration")
 
 
@@ -60,7 +56,8 @@ def curves(folder: ExperimentFolder) -> dict[str, list[tuple]]:
 
 def decisions(folder: ExperimentFolder) -> list[dict]:
     """The stored rung decisions (store/lifecycle.py) with every trial id replaced by the trial's index,
-    so that two searches' records compare."""
+    in (report, trial) order, so that two searches' records compare: the log keeps them in the order
+    they were made, which trials arriving at other moments change."""
     from store.lifecycle import rung_decisions
 
     def index(value):
@@ -70,9 +67,10 @@ def decisions(folder: ExperimentFolder) -> list[dict]:
             return {index(k): v for k, v in value.items()}
         return [index(v) for v in value] if isinstance(value, list) else value
 
-    return [{key: index(value) if key in ("trial", "kept", "stopped", "signal", "protected", "reference")
-             else value
-             for key, value in d.items()} for d in rung_decisions(folder)]
+    indexed = [{key: index(value) if key in ("trial", "kept", "stopped", "signal", "protected", "reference")
+                else value
+                for key, value in d.items()} for d in rung_decisions(folder)]
+    return sorted(indexed, key=lambda d: (d["rung"], str(d.get("trial", ""))))
 
 
 def report_readme(folder: ExperimentFolder, env: dict) -> Path:
@@ -106,9 +104,11 @@ def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, referen
     a terminal's Ctrl-C instead: the driver stops the search itself, exits 130 and names the resume.
     After kill number `cut_searcher_at` the grid searcher's state is cut in half, as a kill inside
     Ray's upload of it leaves it, and the resume must say it rebuilt it (store/recovery.py)."""
-    # Moments 1..`moments` progress rows of the reference's: evenly spaced, the last with rows to go.
+    # Moments 1..`moments` progress rows of the reference's: evenly spaced, the last with three rows
+    # to go (the last rows of trials that end together can reach the storage in one upload, after
+    # the last state with an unfinished trial).
     total = sum(len(rows) for rows in reference.values())
-    at_rows = [round(1 + i * (total - 2) / (moments - 1)) for i in range(moments)]
+    at_rows = [round(1 + i * max(total - 4, 0) / (moments - 1)) for i in range(moments)]
     kills, after = [], None
     driver = killing.start_driver(*search, *start, env=env, log=logs / "run-0.log")
     for n, rows in enumerate(at_rows, 1):

@@ -4,6 +4,8 @@ kept arm. The synchronous rules (halving, significance) are search/sync_halving.
 
 from __future__ import annotations
 
+import re
+
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
 
@@ -15,9 +17,12 @@ from store.lifecycle import DecisionLog
 
 
 def creation_order(trial) -> tuple[int, str]:
-    """A trial's place in the order the search created it: Ray numbers each experiment's trials
-    `<experiment>_00000`, `_00001`, ... and a restored trial keeps its id."""
-    return trial_order(trial.trial_id)
+    """A trial's place in the order the search created it. Ray's experiment tag starts with the
+    searcher's count of the trials it had made (`3_num_blocks=...`, `3@perturbed[...]` once PBT has
+    explored), a grid's and Optuna's alike; a grid's trial id also ends with it (`<experiment>_00003`),
+    an Optuna trial's is random. A restored trial keeps both."""
+    count = re.match(r"\d+", getattr(trial, "experiment_tag", "") or "")
+    return (int(count.group()), trial.trial_id) if count else trial_order(trial.trial_id)
 
 
 def trial_order(trial_id: str) -> tuple[int, str]:

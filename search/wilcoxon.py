@@ -27,7 +27,7 @@ from ray.tune.schedulers import FIFOScheduler
 from analysis.rungs import SIGNIFICANT, is_kept
 from analysis.wilcoxon import N_STARTUP_STEPS, WILCOXON, full_budget, instances, judge
 from raycompat import StoresStoppedPausedTrials
-from search.halving import creation_order, trial_order
+from search.halving import creation_order
 from search.sync_halving import seed_values
 from store.experiment import ExperimentFolder
 from store.fs import Location
@@ -56,6 +56,8 @@ class WilcoxonStopping(StoresStoppedPausedTrials, FIFOScheduler):
         """trial id -> report -> the metric of each seed."""
         self.configs: dict[str, dict] = {}
         """trial id -> config, of every trial added (a restored one too)."""
+        self.created: dict[str, tuple[int, str]] = {}
+        """trial id -> its place in the order the search created it (search.halving.creation_order)."""
         self.gone: set[str] = set()
         """Trials that ended in ERROR: settled, never the reference."""
         self.verdicts: dict[str, tuple[str, int]] = {}
@@ -94,13 +96,14 @@ class WilcoxonStopping(StoresStoppedPausedTrials, FIFOScheduler):
     def advance(self) -> None:
         """Judges, wave by wave in creation order, every stored report that can be judged now: a trial's
         reports while its pairs are too few for the test (whatever it is compared with), then, once
-        every trial of the waves before its own has been added and has settled, each report against
-        the best of them that completed (the first created among equals, as Optuna's best trial). A
-        restore adds its trials one by one, newest first: a wave with a trial not yet added is open."""
-        by_index = {trial_order(t)[0]: t for t in self.configs}
+        every trial of the waves before its own has settled, each report against the best of them
+        that completed (the first created among equals, as Optuna's best trial). A searcher creates
+        trials in order, so the trials added so far are the first ones (a restore adds them all
+        before anything is judged)."""
+        trials = sorted(self.configs, key=self.created.__getitem__)
         reference, best_value, settled = None, None, True
-        for start in range(0, max(by_index, default=-1) + 1, self.wave):
-            members = [by_index[i] for i in range(start, start + self.wave) if i in by_index]
+        for start in range(0, len(trials), self.wave):
+            members = trials[start:start + self.wave]
             for trial_id in members:
                 self._judge(trial_id, reference if settled else None, settled)
             for trial_id in members:  # the reference of the next wave, as the replay takes it
@@ -109,7 +112,7 @@ class WilcoxonStopping(StoresStoppedPausedTrials, FIFOScheduler):
                     if best_value is None or (value > best_value if self._mode == "max"
                                               else value < best_value):
                         reference, best_value = trial_id, value
-            settled = settled and len(members) == self.wave and all(self.settled(t) for t in members)
+            settled = settled and all(self.settled(t) for t in members)
 
     def _judge(self, trial_id: str, reference: str | None, known: bool) -> None:
         """Judges the trial's unjudged reports in order; `known`: whether `reference` is the trial's
@@ -158,11 +161,13 @@ class WilcoxonStopping(StoresStoppedPausedTrials, FIFOScheduler):
 
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
         self.configs[trial.trial_id] = dict(trial.config)
+        self.created[trial.trial_id] = creation_order(trial)
         self.gone.discard(trial.trial_id)  # a trial Ray retries after an error comes back
-        self.advance()
-        if trial.status == Trial.PENDING and (self.waiting(trial.trial_id) or self.stopped(trial.trial_id)):
-            # A restored trial that waits for its judgement, or that was stopped after the state was
-            # stored: Ray starts every PENDING trial, so it waits PAUSED (choose_trial_to_run decides).
+        reports = self.curves.get(trial.trial_id, {})
+        if trial.status == Trial.PENDING and reports and max(reports) < self.max_t:
+            # A restored trial part way: it may wait for its judgement or have been stopped after the
+            # state was stored, which is judged once every restored trial is added. Ray starts every
+            # PENDING trial, so it waits PAUSED (choose_trial_to_run decides, and stops or starts it).
             trial.set_status(Trial.PAUSED)
 
     def on_trial_error(self, tune_controller, trial: Trial) -> None:

@@ -200,17 +200,22 @@ def test_the_fidelity_replay_of_the_committed_curves_has_one_record_per_rule_set
     assert [round(default[g]["epochs_fraction"], 2) for g in (0.95, 0.7)] == [0.51, 0.49]
 
 
-def test_the_image_spaces_default_to_significance_halving_and_optuna_gets_a_cohort_of_its_samples(tmp_path):
+def test_the_image_spaces_default_to_wilcoxon_and_significance_halves_a_cohort_of_optunas_samples(tmp_path):
     from search.options import build_plan, parse_args
     from search.sync_halving import SyncRungs
     from search.tuner import make_scheduler
+    from search.wilcoxon import WilcoxonStopping
+    from spaces import get_space
 
     def plan(*args: str):
         name = f"p{len(list(tmp_path.iterdir()))}"
         return build_plan(parse_args(["--space", "degradation", "--profile", "smoke", "--storage",
                                       str(tmp_path), "--name", name, *args]))
 
+    assert {get_space(name).scheduler for name in ("mnist", "degradation", "teachers", "kd")} \
+        == {"wilcoxon"}
     grid = make_scheduler(plan("--no-questions"))
-    assert isinstance(grid, SyncRungs) and (grid.rule, grid.trials, grid.alpha) == ("significance", 6, 0.2)
-    optuna = make_scheduler(plan("--search", "optuna", "--num-samples", "4", "--alpha", "0.05"))
+    assert isinstance(grid, WilcoxonStopping) and (grid.p_threshold, grid.kept) == (0.2, ())
+    optuna = make_scheduler(plan("--search", "optuna", "--num-samples", "4", "--scheduler", "significance",
+                                 "--alpha", "0.05"))
     assert isinstance(optuna, SyncRungs) and (optuna.trials, optuna.alpha) == (4, 0.05)

@@ -91,13 +91,21 @@ class Controller:
         trial.status = "TERMINATED"
 
 
-def run_interleaved(cells: dict, scheduler: WilcoxonStopping, slots: int, rng: random.Random) -> dict:
+def trial_ids(n: int, optuna: bool) -> list[str]:
+    """A grid's trial ids end with their creation index; an Optuna search's are random (its trials'
+    experiment tags count them: `creation_order`)."""
+    return [f"{random.Random(i).getrandbits(32):08x}" if optuna else f"abcde_{i:05d}" for i in range(n)]
+
+
+def run_interleaved(cells: dict, scheduler: WilcoxonStopping, slots: int, rng: random.Random,
+                    optuna: bool = False) -> dict:
     """Feeds the scheduler a seed set's curves as Ray would with `slots` trials at once, the running
     trial that reports next drawn by `rng`: PAUSE parks a trial, choose_trial_to_run picks the next.
     Returns config -> reports trained."""
     configs = list(cells)
-    trials = [SimpleNamespace(trial_id=f"abcde_{n:05d}", config={"c": c}, status="PENDING", done=0)
-              for n, c in enumerate(configs)]
+    trials = [SimpleNamespace(trial_id=trial_id, config={"c": c}, status="PENDING", done=0,
+                              experiment_tag=f"{n + optuna}_c={n}")
+              for n, (trial_id, c) in enumerate(zip(trial_ids(len(configs), optuna), configs, strict=True))]
     controller = Controller(trials)
     for trial in trials:
         scheduler.on_trial_add(controller, trial)
@@ -124,12 +132,14 @@ def run_interleaved(cells: dict, scheduler: WilcoxonStopping, slots: int, rng: r
     return {t.config["c"]: t.done for t in trials}
 
 
-@pytest.mark.parametrize("wave,slots", [(1, 1), (1, 3), (2, 2), (3, 2), (4, 4)])
-def test_the_scheduler_stops_what_the_replay_of_its_waves_stops_however_many_trials_run_at_once(wave, slots):
+@pytest.mark.parametrize("wave,slots,optuna", [(1, 1, False), (1, 3, False), (2, 2, False), (3, 2, False),
+                                               (4, 4, False), (2, 2, True)])
+def test_the_scheduler_stops_what_the_replay_of_its_waves_stops_however_many_trials_run_at_once(
+        wave, slots, optuna):
     """The Ray scheduler fed a seed set's curves with `slots` trials at once, in random arrival orders:
     every time the same stops as the replay in waves of `wave` (wave 1: Optuna's sequential study), a
     kept arm never judged, and a judgement recorded for every report with enough pairs, against the
-    same completed trial."""
+    same completed trial; trials named as an Optuna search names them too."""
     curves, _ = read_curves([SAMPLED16])
     sets = next(iter(arms(curves, 6).values()))
     rng = random.Random(wave * 10 + slots)
@@ -138,18 +148,18 @@ def test_the_scheduler_stops_what_the_replay_of_its_waves_stops_however_many_tri
         configs = list(cells)
         kept_config = configs[-1]
         replayed, _ = wilcoxon_replay(cells, 6, 0.2, 3, kept=frozenset({kept_config}), wave=wave)
-        records = None
-        for _ in range(3):
+        records, ids = None, trial_ids(len(configs), optuna)
+        for _ in range(2):
             scheduler = WilcoxonStopping(6, 0.2, 3, wave, kept=({"c": kept_config},), metric="val_acc")
-            assert run_interleaved(cells, scheduler, slots, rng) == replayed
+            assert run_interleaved(cells, scheduler, slots, rng, optuna) == replayed
             judged = sorted((d["trial"], d["rung"], d["reference"], d["p"]) for d in scheduler.log.decisions)
             assert records in (None, judged)
             records = judged
             decisions = scheduler.log.decisions
             assert all(d["rule"] == "wilcoxon" and d["pairs"] >= 3 and 0 < d["p"] <= 1 for d in decisions)
-            assert f"abcde_{len(configs) - 1:05d}" not in {d["trial"] for d in decisions}
+            assert ids[-1] not in {d["trial"] for d in decisions}
             assert {d["trial"] for d in decisions if d["stopped"]} == {
-                f"abcde_{n:05d}" for n, c in enumerate(configs) if replayed[c] < 6}
+                ids[n] for n, c in enumerate(configs) if replayed[c] < 6}
             assert all(d["stopped"] == {d["trial"]: "significant"} and d["p"] < 0.2 and d["worse"]
                        for d in decisions if d["stopped"])
         # As --resume rebuilds it: the stored reports, the trials added back newest first, as Ray's
@@ -157,8 +167,10 @@ def test_the_scheduler_stops_what_the_replay_of_its_waves_stops_however_many_tri
         restored = WilcoxonStopping(6, 0.2, 3, wave, kept=({"c": kept_config},), metric="val_acc")
         restored.curves = {t: dict(reports) for t, reports in scheduler.curves.items()}
         for n in reversed(range(len(configs))):
-            restored.on_trial_add(None, SimpleNamespace(trial_id=f"abcde_{n:05d}", config={"c": configs[n]},
-                                                        status="TERMINATED"))
+            added = SimpleNamespace(trial_id=ids[n], config={"c": configs[n]}, status="TERMINATED",
+                                    experiment_tag=f"{n + optuna}_c={n}")
+            restored.on_trial_add(None, added)
+        restored.advance()
         assert restored.verdicts == scheduler.verdicts
         stops += sum(at < 6 for at in replayed.values())
     assert stops > 0
@@ -202,6 +214,7 @@ def test_a_wilcoxon_search_stops_what_the_replay_of_its_curves_stops_and_resumes
     assert {t: len(r) for t, r in fresh.curves.items()} == ran
     for trial_id in ran:
         fresh.on_trial_add(None, SimpleNamespace(trial_id=trial_id, config={}, status="TERMINATED"))
+    fresh.advance()
     assert [t for t, (verdict, _) in sorted(fresh.verdicts.items()) if verdict == "completed"] == completed
 
 
