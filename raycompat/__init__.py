@@ -165,6 +165,29 @@ def set_next_pbt_round(scheduler: Any, report: int) -> None:
     scheduler._next_perturbation_sync = report
 
 
+def next_pbt_round(scheduler: Any) -> int:
+    """The report a synchronous PopulationBasedTraining holds its next round at (_next_perturbation_sync)."""
+    if not hasattr(scheduler, "_next_perturbation_sync"):
+        raise _changed("PopulationBasedTraining._next_perturbation_sync", "a resumed pbt search's next round")
+    return scheduler._next_perturbation_sync
+
+
+def pbt_reported(scheduler: Any, trial: Any, row: dict) -> None:
+    """Files a stored result `row` as the member's last report in a PopulationBasedTraining's table
+    (_save_trial_state: its score, report and result), as if the member had just made it: a resumed
+    search's member that had reached the round before the kill waits for it with that score."""
+    if not all(hasattr(scheduler, a) for a in ("_save_trial_state", "_trial_state", "_time_attr")):
+        raise _changed("PopulationBasedTraining._save_trial_state/_trial_state",
+                       "a resumed pbt search ranks a member on the report it made before the kill")
+    scheduler._save_trial_state(scheduler._trial_state[trial], row[scheduler._time_attr], row, trial)
+
+
+def pbt_last_report(scheduler: Any, trial: Any) -> tuple[int, dict | None]:
+    """(the report a PopulationBasedTraining last filed for the member, that result)."""
+    state = scheduler._trial_state[trial]
+    return int(state.last_train_time), state.last_result
+
+
 def asha_rungs(scheduler: Any) -> list[tuple[int, dict]]:
     """The rungs of an ASHAScheduler's one bracket (_brackets[0]._rungs): (milestone, {trial id: the
     metric times its sign}) from the highest milestone down. `--resume --scheduler asha` fills them from

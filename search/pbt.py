@@ -13,7 +13,7 @@ schedule's base rates (trainables.loop.rebase_rates), the KD loss is built from 
 and w_st. Which member is cloned and how values move are Ray's draws: each round draws them from a
 generator seeded by the search's seed and the round's report, over the members in the order the
 search created them (`SyncedPBT`), so a search run twice makes the same exploits, whichever member
-reported last.
+reported last, and a resumed one makes the round the kill interrupted as the unkilled search did.
 
 The record: every result row carries the config the member trained that report with (Ray's
 `config` in result.json), and Ray's `pbt_global.txt` lists every exploit; analysis/lineage.py reads
@@ -29,10 +29,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from ray import tune
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining
 
 from analysis.lineage import schedule_lines
-from raycompat import StoresStoppedPausedTrials, pbt_standing, require, set_next_pbt_round
+from raycompat import (
+    StoresStoppedPausedTrials,
+    next_pbt_round,
+    pbt_last_report,
+    pbt_reported,
+    pbt_standing,
+    require,
+    set_next_pbt_round,
+)
 from search.halving import creation_order
 from search.plan import PBT_SETTINGS, SearchPlan
 from store.experiment import ExperimentFolder
@@ -132,17 +141,40 @@ class SyncedPBT(StoresStoppedPausedTrials, require("PopulationBasedTraining")):
                           "bottom": bottom, "top": top, "settings": PBT_SETTINGS})
         return super()._exploit(tune_controller, trial, trial_to_clone)
 
+    waiting: dict | None = None
+    """A resume's members that had made the report of the round it goes on with: trial id -> their
+    stored result row there. Each waits PAUSED, filed with that report, for the members behind it;
+    when none is behind (the kill came after the round's last report, before its exploits were
+    stored), the round is made on the driver's first step, as the unkilled search made it."""
+
+    def on_trial_add(self, tune_controller, trial):
+        super().on_trial_add(tune_controller, trial)
+        row = (self.waiting or {}).get(trial.trial_id)
+        if row is not None and trial.status in (Trial.PENDING, Trial.PAUSED):
+            pbt_reported(self, trial, row)
+            trial.set_status(Trial.PAUSED)  # Ray starts every PENDING trial; this one waits for the round
+
     def choose_trial_to_run(self, tune_controller):
+        live = tune_controller.get_live_trials()
+        due = next_pbt_round(self)
+        if self.waiting and live and all(t.status == Trial.PAUSED and pbt_last_report(self, t)[0] >= due
+                                         for t in live):
+            # Every member stands at the round and none reports again before it: make it now, as the
+            # member that reported last would have (the round ranks and draws the same whoever it is).
+            last = max(live, key=creation_order)
+            self.on_trial_result(tune_controller, last, pbt_last_report(self, last)[1])
+            self.waiting = None
         chosen = super().choose_trial_to_run(tune_controller)
-        if chosen is not None and chosen.status == chosen.PAUSED:
+        if chosen is not None and chosen.status == Trial.PAUSED:
             tune_controller.checkpoint(force=True, wait=True)
         return chosen
 
 
-def pbt_scheduler(plan: SearchPlan, resumed_at: int = 0) -> PopulationBasedTraining:
+def pbt_scheduler(plan: SearchPlan, stored: dict[str, dict] | None = None) -> PopulationBasedTraining:
     """Exploit and explore after every report (half an epoch for lora, an epoch for kd), once the whole
-    population has made it. `resumed_at`: a resume's scheduler, whose members stand at that report at
-    most; its first round is the report after it."""
+    population has made it. `stored`: a resume's scheduler, given each member's last stored result
+    row; its first round is at the furthest member's report (before the budget's last), which the
+    members there wait at (SyncedPBT.waiting)."""
     perturb = plan.space.perturb
     scheduler = SyncedPBT(
         time_attr="training_iteration",
@@ -160,13 +192,17 @@ def pbt_scheduler(plan: SearchPlan, resumed_at: int = 0) -> PopulationBasedTrain
     )
     scheduler.last_report, scheduler.seed = plan.max_t, int(plan.config.get("seed", 0))
     scheduler.log = DecisionLog(plan.experiment_dir)
-    if resumed_at:
+    if stored:
         scheduler.log.load(ExperimentFolder(plan.experiment_dir))
-    if resumed_at:
-        # Ray's synchronous round is due at _next_perturbation_sync, then at max(next + interval, the
-        # latest member's report): a fresh scheduler (1) over members already at report r would set it
-        # to r after their first round, where no member is behind it, and every member would wait.
-        set_next_pbt_round(scheduler, resumed_at + 1)
+        # In a synchronous population no member passes a report before the round there is made, so the
+        # furthest member's report is the round to make: those there wait for the others. Ray's round
+        # is due at _next_perturbation_sync (a fresh scheduler's is 1).
+        furthest = max(int(row["training_iteration"]) for row in stored.values())
+        if furthest < plan.max_t:
+            scheduler.waiting = {t: row for t, row in stored.items() if row["training_iteration"] == furthest}
+            set_next_pbt_round(scheduler, furthest)
+        else:  # the budget's last report makes no round
+            set_next_pbt_round(scheduler, furthest + 1)
     return scheduler
 
 

@@ -274,9 +274,15 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
               f"the budget; waves of {scheduler.wave})", flush=True)
     if plan.scheduler == "pbt":
         # The same trap for synchronous PBT (every member PAUSED, waiting for a round that never comes):
-        # a fresh one takes over, which ranks the members at their next reports.
-        print("resume: pbt's population state is not restored; it restarts from the members' next reports",
-              flush=True)
-        reports = [int(r.get("training_iteration", 0)) for t in folder.trials() for r in t.results()]
-        restored_tune_config(tuner).scheduler = pbt_scheduler(plan, max(reports, default=0))
+        # a fresh one takes over, filed with each member's last stored report.
+        stored = {}
+        for trial in folder.trials():
+            rows = [r for r in trial.results() if isinstance(r.get("training_iteration"), int)]
+            if rows:
+                stored[trial.trial_id(rows)] = rows[-1]
+        scheduler = restored_tune_config(tuner).scheduler = pbt_scheduler(plan, stored)
+        if scheduler.waiting:
+            report = next(iter(scheduler.waiting.values()))["training_iteration"]
+            print(f"resume: pbt goes on with its round at report {report}, where {len(scheduler.waiting)} "
+                  f"member(s) stood at the kill and wait for the others", flush=True)
     return tuner

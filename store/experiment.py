@@ -232,7 +232,14 @@ class ExperimentFolder:
                 events.append({"trial_id": ids.get(target_index, target), "report": int(report),
                                "parent_id": ids.get(parent_index, parent),
                                "parent_report": int(parent_report), "config": config})
-        return events
+        # A resume makes again a round whose exploits the killed driver had made but no member had
+        # reported after (search/pbt.py SyncedPBT.waiting): the same exploits, listed twice.
+        seen, once = set(), []
+        for event in events:
+            if (event["trial_id"], event["parent_report"]) not in seen:
+                seen.add((event["trial_id"], event["parent_report"]))
+                once.append(event)
+        return once
 
     def keep_pbt_record(self) -> str | None:
         """Before a resume: a resumed driver starts Ray's pbt_global.txt afresh and its upload replaces

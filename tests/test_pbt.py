@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,13 +16,13 @@ import torch
 from analysis.lineage import cut_segments, members
 from analysis.results import open_experiment
 from analysis.tables import study_table, winner
-from harness.killing import kill_driver, start_driver, stored_rows, unfinished
+from harness.killing import kill_driver, start_driver, stored_rows
 from search.pbt import Clamp, initial_population
 from search.run import main
 from spaces import get_space
 from store.experiment import ExperimentFolder
 from store.lifecycle import rung_decisions
-from tests.conftest import make_teacher, run_cli
+from tests.conftest import ROOT, make_teacher, run_cli
 from trainables.cnn import ImageConfig
 from trainables.kd import KDConfig, fit_kd
 from trainables.reporting import STATE_FILE, MemoryReporter
@@ -39,33 +38,67 @@ def teacher(tmp_path_factory) -> Path:
     return make_teacher(tmp_path_factory.mktemp("teacher"))
 
 
+SEARCH = ("--space", "kd", "--profile", "smoke", "--scheduler", "pbt", "--max-epochs", str(EPOCHS))
+# tests/faults/sitecustomize.py: the driver SIGKILLs itself as it begins the second exploit, the
+# first of the round at report 2 (a population of 4 makes one exploit a round): after that round's
+# last report, before anything of the round is recorded.
+KILL_IN_ROUND_2 = {"TUNELAB_KILL_AT_EXPLOIT": "2",
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "tests" / "faults"),
+                                                               os.environ.get("PYTHONPATH")]))}
+
+
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory, teacher) -> tuple[Path, int, str]:
     """(experiment, exploits stored at the kill, the resume's output) of a kd smoke population of 4
-    SIGKILLed as soon as the storage holds an exploit, an unfinished trial and a whole searcher state
-    (a kill inside Ray's upload of basic-variant-state-*.json leaves it empty, and Ray cannot resume
-    that: docs/pbt.md), then resumed."""
+    killed inside its round at report 2, after the round at report 1 was made and stored, then
+    resumed."""
     storage = tmp_path_factory.mktemp("pbt")
     log = storage / "driver.log"
-    driver = start_driver("--space", "kd", "--profile", "smoke", "--scheduler", "pbt", "--max-epochs",
-                          str(EPOCHS), "--teacher", str(teacher), "--storage", str(storage), "--name", "pop",
-                          log=log)
-    folder = ExperimentFolder(storage / "pop")
-    deadline, exploits = time.time() + 300, 0
+    driver = start_driver(*SEARCH, "--teacher", str(teacher), "--storage", str(storage), "--name", "pop",
+                          env=KILL_IN_ROUND_2, log=log)
     try:
-        while not exploits and time.time() < deadline and driver.poll() is None:
-            time.sleep(0.05)
-            searcher = sorted((storage / "pop").glob("basic-variant-state-*"))
-            if searcher and searcher[-1].stat().st_size and unfinished(folder):
-                exploits = len(folder.pbt_exploits())
+        driver.wait(timeout=300)
     finally:
         kill_driver(driver)  # also SIGKILLs what of its session outlives the grace
-    assert exploits, f"no exploit stored before the driver ended (status {driver.returncode}): " \
-                     f"{log.read_text()[-2000:]}"
+    assert driver.returncode == -9, f"the driver was not killed in its round (status {driver.returncode}): " \
+                                    f"{log.read_text()[-2000:]}"
+    folder = ExperimentFolder(storage / "pop")
+    assert {d["rung"] for d in rung_decisions(folder) if d["rule"] == "pbt"} == {1}
     assert sum(len(rows) for rows in stored_rows(folder).values()) < 4 * EPOCHS, "nothing left to resume"
     result = run_cli("--resume", str(storage / "pop"), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    return storage / "pop", exploits, result.stdout
+    assert "resume: pbt goes on with its round at report 2, where " in result.stdout, result.stdout[-3000:]
+    return storage / "pop", len(folder.pbt_exploits()), result.stdout
+
+
+@pytest.fixture(scope="module")
+def unkilled_population(tmp_path_factory, teacher) -> Path:
+    """The same population, left alone."""
+    storage = tmp_path_factory.mktemp("pbt-unkilled")
+    result = run_cli(*SEARCH, "--teacher", str(teacher), "--storage", str(storage), "--name", "pop",
+                     timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return storage / "pop"
+
+
+def schedules(experiment: Path) -> tuple[dict, list]:
+    """Each member's reports (report, val_acc, kd_loss and the perturbed values it trained with), and
+    every exploit (member, parent, the parent's report, the explored values), members by index."""
+    folder = ExperimentFolder(experiment)
+    index = {t.trial_id(t.results()): t.trial_id(t.results())[-5:] for t in folder.trials()}
+    reports = {index[t.trial_id(rows)]: [(r["training_iteration"], r["val_acc"], r["kd_loss"],
+                                          [r["config"][k] for k in KEYS]) for r in rows]
+               for t in folder.trials() for rows in [t.results()]}
+    exploits = sorted((index[e["trial_id"]], index[e["parent_id"]], e["parent_report"],
+                       [e["config"][k] for k in KEYS]) for e in folder.pbt_exploits())
+    return reports, exploits
+
+
+def test_a_population_killed_inside_a_round_ends_as_the_population_left_alone(resumed, unkilled_population):
+    """The round the kill interrupted is made by the resume as the unkilled search made it: every
+    member's reports, values and the values it trained with, and every exploit, equal."""
+    killed, alone = schedules(resumed[0]), schedules(unkilled_population)
+    assert killed[1] and killed == alone
 
 
 def test_killed_population_resumes_to_the_budget_keeping_its_exploits(resumed):
@@ -182,6 +215,9 @@ class Member:
     def is_finished(self) -> bool:
         return False
 
+    def set_status(self, status: str) -> None:
+        self.status = status
+
 
 def round_draws(added: list[int], report: int, monkeypatch) -> list[tuple]:
     """The exploits (member, the member it clones, the explored config) of one synchronous round at
@@ -223,6 +259,55 @@ def test_a_round_makes_the_same_exploits_whatever_order_its_members_came_in(monk
     assert [m for m, _, _ in first] == ["abcde_00000", "abcde_00001"]  # the bottom quarter
     assert {c for _, c, _ in first} <= {"abcde_00006", "abcde_00007"}  # cloned the top one
     assert first != round_draws(list(range(8)), 2, monkeypatch)
+
+
+def resumed_round_draws(behind: set[int], report: int, monkeypatch, tmp_path) -> list[tuple]:
+    """round_draws' round made by a resume's scheduler (search/resume.py): the members not `behind`
+    had stored their row of `report` before the kill and wait at it; those behind had stored the report
+    before, and make `report` after the resume (member 0 last). Ray adds them back newest first."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    from search.pbt import pbt_scheduler
+
+    space = get_space("kd")
+    score = {i: 0.1 * min(i, 6) if i else 0.0 for i in range(8)}
+    stored = {f"abcde_{i:05d}": {"training_iteration": report - (i in behind), "val_acc": score[i]}
+              for i in range(8)}
+    plan = SimpleNamespace(space=space, max_t=4, config={"seed": 0}, experiment_dir=tmp_path)
+    scheduler = pbt_scheduler(plan, stored)
+    scheduler.set_search_properties("val_acc", "max")
+    start = initial_population(space.perturb, 8, 0)
+    members = {i: Member(i, start[i], Trial.PENDING) for i in range(8)}
+    controller = SimpleNamespace(search_alg=None, get_trials=lambda: list(members.values()),
+                                 get_live_trials=lambda: list(members.values()),
+                                 checkpoint=lambda **_: None)
+    made = []
+    monkeypatch.setattr(PopulationBasedTraining, "_exploit", lambda self, _, trial, clone: made.append(
+        (trial.trial_id, clone.trial_id, self._get_new_config(trial, clone)[0])))
+    for i in reversed(range(8)):
+        scheduler.on_trial_add(controller, members[i])
+    assert {i for i in range(8) if members[i].status == Trial.PAUSED} == set(range(8)) - behind
+    for i in [*sorted(behind - {0}), *sorted(behind & {0})]:
+        chosen = scheduler.choose_trial_to_run(controller)
+        assert chosen is not None and int(chosen.trial_id[-5:]) in behind and not made
+        members[i].status = Trial.RUNNING
+        scheduler.on_trial_result(controller, members[i], {"training_iteration": report, "val_acc": score[i]})
+        members[i].status = Trial.PAUSED
+    if not behind:  # nobody reports again before the round: the resume makes it on its first step
+        assert not made
+        scheduler.choose_trial_to_run(controller)
+    return made
+
+
+@pytest.mark.parametrize("behind", [set(), {0, 3}, {5}])
+def test_a_resumed_population_makes_the_round_the_kill_interrupted_as_the_unkilled_search_did(
+        behind, monkeypatch, tmp_path):
+    """Killed after some or all members had stored a round's report and before its exploits were
+    stored, a resumed search makes that round, not the next one: the members there wait, filed with
+    their stored scores, and the round clones and explores as the unkilled search's did."""
+    made = resumed_round_draws(behind, 2, monkeypatch, tmp_path)
+    assert made == round_draws(list(range(8)), 2, monkeypatch)
 
 
 def test_population_starts_spread_over_each_range_and_explore_stays_inside():

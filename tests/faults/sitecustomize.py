@@ -7,17 +7,19 @@ through; without a marker every trial raises there every time, so it ends in ERR
 are spent. With TUNELAB_HOLD_AFTER_REPORT_S=S set, every trial waits S seconds after each report, so
 a test that watches a running search (tests/live_search.py) sees each report's effect before the
 trial goes on or ends, on a fast machine as on a slow one. It wraps
-trainables.reporting.TuneReporter.report when that module is first imported."""
+trainables.reporting.TuneReporter.report when that module is first imported. With
+TUNELAB_KILL_AT_EXPLOIT=N set, the driver SIGKILLs itself as its pbt scheduler begins the N-th
+exploit, before anything of it is recorded: a kill inside a round, after its last report
+(search.pbt.SyncedPBT._exploit, wrapped when search.pbt is first imported)."""
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.util
 import os
+import signal
 import sys
 import time
-
-TARGET = "trainables.reporting"
 
 
 def crash_once_if_asked(epoch) -> None:
@@ -47,11 +49,30 @@ def wrap(module) -> None:
     reporter.report = crashing_report
 
 
+def wrap_pbt(module) -> None:
+    scheduler = module.SyncedPBT
+    exploit, made = scheduler._exploit, []
+
+    def killing_exploit(self, tune_controller, trial, trial_to_clone):
+        made.append(trial.trial_id)
+        if len(made) == int(os.environ["TUNELAB_KILL_AT_EXPLOIT"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return exploit(self, tune_controller, trial, trial_to_clone)
+
+    scheduler._exploit = killing_exploit
+
+
+TARGETS = {"trainables.reporting": wrap, "search.pbt": wrap_pbt}
+
+
 class WrapOnImport(importlib.abc.MetaPathFinder):
-    """Finds trainables.reporting as usual, then wraps its reporter once the module has run."""
+    """Finds a module of TARGETS as usual, then wraps what it names once the module has run."""
+
+    def __init__(self, name: str):
+        self.name = name
 
     def find_spec(self, name, path, target=None):
-        if name != TARGET:
+        if name != self.name:
             return None
         sys.meta_path.remove(self)
         try:
@@ -62,11 +83,13 @@ class WrapOnImport(importlib.abc.MetaPathFinder):
 
         def exec_and_wrap(module):
             run(module)
-            wrap(module)
+            TARGETS[name](module)
 
         spec.loader.exec_module = exec_and_wrap
         return spec
 
 
 if os.environ.get("TUNELAB_CRASH_AT_EPOCH") or os.environ.get("TUNELAB_HOLD_AFTER_REPORT_S"):
-    sys.meta_path.insert(0, WrapOnImport())
+    sys.meta_path.insert(0, WrapOnImport("trainables.reporting"))
+if os.environ.get("TUNELAB_KILL_AT_EXPLOIT"):
+    sys.meta_path.insert(0, WrapOnImport("search.pbt"))
