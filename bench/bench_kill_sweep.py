@@ -1,7 +1,7 @@
 """The kill sweep's larger form, and how often a kill lands in Ray's upload window.
 
     python bench/bench_kill_sweep.py [--moments 8] [--storage local,s3] [--window-polls]
-                                     [--search arms|rungs|asha|moasha|wilcoxon]
+                                     [--search arms|rungs|asha|moasha|wilcoxon|pbt]
 
 For each storage, the chained sweep of harness/kill_sweep.py (tests/test_kill_sweep.py runs it) with
 `--moments` kills (8 by default, the CI runs 4): a smoke search SIGKILLed at evenly spaced stored-state
@@ -15,7 +15,9 @@ default scheduler over two arms of a question), `rungs` (RUNGS_SEARCH, significa
 trials), `asha` (ASHA_SEARCH, Ray's asynchronous ASHA, one trial at a time), `moasha` (MOASHA_SEARCH,
 the two-objective rule, likewise) or `wilcoxon` (DEFAULT_SEARCH, the default rule where it stops a
 trial, two trials at once: the CI's search), compared with the unkilled run's recorded decisions as
-well.
+well, or `pbt` (PBT_SEARCH, a kd population of 4 under population-based training, with a tiny teacher
+trained first: the members' reports and the recorded exploits compared; the storage is not made to
+look as the upload window leaves it, whose repair PBT's every-checkpoint-kept storage does not need).
 """
 
 from __future__ import annotations
@@ -69,12 +71,19 @@ def main() -> int:
     parser.add_argument("--storage", default="local,s3")
     parser.add_argument("--window-polls", action="store_true")
     searches = {"arms": sweeping.SEARCH, "rungs": sweeping.RUNGS_SEARCH, "asha": sweeping.ASHA_SEARCH,
-                "moasha": sweeping.MOASHA_SEARCH, "wilcoxon": sweeping.DEFAULT_SEARCH}
+                "moasha": sweeping.MOASHA_SEARCH, "wilcoxon": sweeping.DEFAULT_SEARCH,
+                "pbt": sweeping.PBT_SEARCH}
     parser.add_argument("--search", choices=searches, default="arms", help="the swept search")
     args = parser.parse_args()
     search = searches[args.search]
     os.environ.update(OFFLINE_ENV)
     work = Path(tempfile.mkdtemp(prefix="tunelab-kill-sweep-"))
+    windows, column = {"local": [True, False], "s3": [False, True]}, "num_blocks |"
+    if args.search == "pbt":
+        from harness.teacher import make_teacher
+
+        search = [*search, "--teacher", str(make_teacher(work / "teacher"))]
+        windows, column = {"local": [], "s3": []}, "kd_loss |"
     total = passed = 0
     for kind in args.storage.split(","):
         logs = work / kind
@@ -86,8 +95,8 @@ def main() -> int:
             store = ["--storage", str(results)]
             reference, window = reference_run(search, [*store, "--name", "ref"], ref_folder, {},
                                               logs / "ref.log", args.window_polls)
-            kills = sweeping.sweep([*store, "--name", "k"], [], folder, reference, {}, logs, [True, False],
-                                   search, args.moments)
+            kills = sweeping.sweep([*store, "--name", "k"], [], folder, reference, {}, logs, windows["local"],
+                                   search, args.moments, column=column)
         else:
             from harness.cluster import TwoNodeCluster
             from harness.s3server import S3Server
@@ -103,7 +112,7 @@ def main() -> int:
                                                   logs / "ref.log", args.window_polls)
                 folder = ExperimentFolder(s3.location("runs/k"))
                 kills = sweeping.sweep([*store, "--name", "k"], address, folder, reference, head.env, logs,
-                                       [False, True], search, args.moments)
+                                       windows["s3"], search, args.moments, column=column)
         if sweeping.decisions(folder) != sweeping.decisions(ref_folder):
             print(f"{kind}: the recorded decisions differ from the unkilled run's", flush=True)
             kills = []

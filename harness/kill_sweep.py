@@ -44,14 +44,25 @@ ASHA_SEARCH = ["--space", "degradation", "--profile", "smoke", "--max-epochs", "
 # moasha, the two-objective asynchronous rule, over the same configurations and one trial at a time.
 MOASHA_SEARCH = [*ASHA_SEARCH[:ASHA_SEARCH.index("--scheduler")], "--objective", "val_acc:max,params:min",
                  "--scheduler", "moasha", *ASHA_SEARCH[ASHA_SEARCH.index("--cpus-per-trial"):]]
-METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "training_iteration")
+# A kd population under population-based training (search/pbt.py): 4 members, 3 epochs, a round
+# after each of the first two, each round one exploit; `--teacher` is the bench's tiny teacher. The
+# members' reports and the recorded exploits compare with the unkilled population's.
+PBT_SEARCH = ["--space", "kd", "--profile", "smoke", "--scheduler", "pbt", "--max-epochs", "3"]
+METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "kd_loss", "ce_loss",
+           "training_iteration")
 
 
 def curves(folder: ExperimentFolder) -> dict[str, list[tuple]]:
-    """Each trial's progress.csv rows (the metrics above), keyed by its configuration."""
+    """Each trial's progress.csv rows (those of the metrics above it reports), keyed by its place in
+    the search."""
     rows = killing.stored_rows(folder)
-    return {f"{t.params()['num_blocks']},{t.params().get('skip')}":
-            [tuple(float(r[m]) for m in METRICS) for r in rows[t.name]] for t in folder.trials()}
+    return {trial_key(t): [tuple(float(r[m]) for m in METRICS if m in r) for r in rows[t.name]]
+            for t in folder.trials()}
+
+
+def trial_key(trial) -> str:
+    """A trial's place in its search: the index its id ends with, the same in two runs of one search."""
+    return trial.trial_id(trial.results())[-5:]
 
 
 def decisions(folder: ExperimentFolder) -> list[dict]:
@@ -95,7 +106,8 @@ def interrupted(folder: ExperimentFolder, said: str, status: int, env: dict) -> 
 
 def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, reference: dict, env: dict,
           logs, windows: list[bool], search: list[str] = SEARCH, moments: int = MOMENTS,
-          ctrl_c_at: int | None = None, cut_searcher_at: int | None = None) -> list[str]:
+          ctrl_c_at: int | None = None, cut_searcher_at: int | None = None,
+          column: str = "num_blocks |") -> list[str]:
     """Runs the chained sweep (`start`: the search's storage flags, `resume`: what `--resume` adds);
     returns one line per kill (what was stored when it came). From the second kill on, the storage is
     made to look as a kill inside Ray's upload window leaves it, once per entry of `windows` (restart
@@ -103,7 +115,8 @@ def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, referen
     the timing of a kill on this machine rarely hits that window by itself. Kill number `ctrl_c_at` is
     a terminal's Ctrl-C instead: the driver stops the search itself, exits 130 and names the resume.
     After kill number `cut_searcher_at` the grid searcher's state is cut in half, as a kill inside
-    Ray's upload of it leaves it, and the resume must say it rebuilt it (store/recovery.py)."""
+    Ray's upload of it leaves it, and the resume must say it rebuilt it (store/recovery.py). `column`:
+    a column of the search's status table, which a resume prints as a fresh run does."""
     # Moments 1..`moments` progress rows of the reference's: evenly spaced, the last with three rows
     # to go (the last rows of trials that end together can reach the storage in one upload, after
     # the last state with an unfinished trial).
@@ -145,11 +158,11 @@ def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, referen
     assert "Could not recover" not in log, log[-3000:]
     # A resume looks like a run (item 7): what it resumed, per trial; the status table with the grid's
     # columns; no config box per trial and no TensorBoard command into Ray's temp folder.
-    summary = re.compile(r"resume: train_cnn_\S+: (finished \(epoch|continues (after its error )?from epoch"
-                         r"|starts from scratch \()")
+    summary = re.compile(r"resume: train_[a-z]+_\S+: (finished \(epoch|continues (after its error )?"
+                         r"from epoch|starts from scratch \()")
     said = [line for line in log.splitlines() if summary.match(line)]
     assert len(said) == len(reference), log[-3000:]
-    assert "num_blocks |" in log, log[-3000:]
+    assert column in log, log[-3000:]
     assert "started with configuration" not in log and "To visualize your results" not in log, log[-3000:]
     # A trial restored from its checkpoint is said once, by the resume, not by Ray's worker each time.
     texts = [(logs / f"run-{n}.log").read_text() for n in range(1, moments + 1)]
@@ -163,6 +176,6 @@ def sweep(start: list[str], resume: list[str], folder: ExperimentFolder, referen
     # The same trials stopped at the same epochs, with the same values up to there.
     assert curves(folder) == reference, "a resumed trial's per-epoch metrics differ from the unkilled run's"
     for trial in folder.trials():  # result.json as well: every report exactly once
-        ran = len(reference[f"{trial.params()['num_blocks']},{trial.params().get('skip')}"])
+        ran = len(reference[trial_key(trial)])
         assert [r["training_iteration"] for r in trial.results()] == list(range(1, ran + 1)), trial.name
     return kills

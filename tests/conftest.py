@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.env import KILL_TEST_ENV, OFFLINE_ENV, ROOT  # noqa: E402, F401 (the constants every test imports from here)
+from harness.teacher import make_teacher  # noqa: E402, F401 (the kd tests import it from here)
 
 os.environ.update(OFFLINE_ENV)
 # Searches end in a report; tests must not leave report folders in the checkout.
@@ -87,23 +88,6 @@ def ended_trials(experiment, reports: int) -> dict[str, bytes]:
         if data.count(b"\n") - 1 >= reports:
             done[trial.name] = data
     return done
-
-
-def make_teacher(folder: Path, train_subset: int = 512) -> Path:
-    """A real (tiny) kd teacher: a ResNet8 trained one epoch, saved in `folder`/checkpoint_000000 as
-    the driver saves a checkpoint; returns that checkpoint folder."""
-    import torch
-
-    from trainables.cnn import ImageConfig, fit_image_model
-    from trainables.reporting import STATE_FILE, MemoryReporter
-
-    reporter = MemoryReporter()
-    config = ImageConfig(model="resnet8", train_subset=train_subset, val_subset=128, epochs=1)
-    fit_image_model(config, reporter)
-    checkpoint = folder / "checkpoint_000000"
-    checkpoint.mkdir(parents=True)
-    torch.save(reporter.state, checkpoint / STATE_FILE)
-    return checkpoint
 
 
 def train_image(reporter, **config):
