@@ -78,7 +78,8 @@ def decisions(folder: ExperimentFolder) -> list[dict]:
             return {index(k): v for k, v in value.items()}
         return [index(v) for v in value] if isinstance(value, list) else value
 
-    indexed = [{key: index(value) if key in ("trial", "kept", "stopped", "signal", "protected", "reference")
+    indexed = [{key: index(value) if key in ("trial", "kept", "stopped", "signal", "protected", "reference",
+                                            "clone", "bottom", "top")
                 else value
                 for key, value in d.items()} for d in rung_decisions(folder)]
     return sorted(indexed, key=lambda d: (d["rung"], str(d.get("trial", ""))))

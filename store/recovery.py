@@ -82,7 +82,9 @@ def _own_row(trial: Trial, checkpoint: Location) -> dict | None:
 
 
 def _stored_rows(trial: Trial) -> dict[str, dict]:
-    """The stored result.json's rows by the checkpoint they reported (after a retry, the later row)."""
+    """The stored result.json's rows by the checkpoint they reported (after a retry, the later row; a
+    PBT member that has exploited another numbers its next checkpoint after the one it took, so it
+    can name one of its own again: the later row)."""
     rows = {}
     for row in read_results(trial.loc / "result.json"):
         if row.get("checkpoint_dir_name") and isinstance(row.get("training_iteration"), int):
@@ -90,13 +92,18 @@ def _stored_rows(trial: Trial) -> dict[str, dict]:
     return rows
 
 
+def _reported(trial: Trial) -> set[int]:
+    """Every report the stored result.json holds."""
+    return {row["training_iteration"] for row in read_results(trial.loc / "result.json")
+            if isinstance(row.get("training_iteration"), int)}
+
+
 def _surviving(trial: Trial) -> tuple[str, dict] | None:
     """(checkpoint folder name, the row that reported it) of the newest checkpoint kept on the storage
     whose report is known (its row in the stored result.json, logged only after the checkpoint was
     uploaded whole, else its own metrics.json) and every report before which is stored, so that
     continuing from it loses no row; None when there is none (the trial restarts from scratch)."""
-    rows = _stored_rows(trial)
-    have = {row["training_iteration"] for row in rows.values()}
+    rows, have = _stored_rows(trial), _reported(trial)
     for checkpoint in sorted(trial.checkpoints(), key=lambda c: c.name, reverse=True):  # newest first
         row = rows.get(checkpoint.name) or _own_row(trial, checkpoint)
         if row is not None and all(i in have for i in range(1, row["training_iteration"])):
@@ -121,7 +128,7 @@ def _needs_repair(folder: ExperimentFolder, trial: dict, name: str | None, n: An
         return None
     if not (folder.loc / folder_name / name / STATE_FILE).is_file():
         return f"its checkpoint {name} was deleted before the state that stops naming it was stored"
-    have = {row["training_iteration"] for row in _stored_rows(Trial(folder.loc / folder_name)).values()}
+    have = _reported(Trial(folder.loc / folder_name))
     lost = [i for i in range(1, n) if i not in have]
     if lost:
         return f"reports {', '.join(map(str, lost))} before its checkpoint {name} never reached the store"
