@@ -284,9 +284,17 @@ class StoresStoppedPausedTrials:
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
         super().on_trial_remove(tune_controller, trial)  # type: ignore[misc]
-        controller = getattr(tune_controller, "_tune_controller", tune_controller)  # a scheduler's wrapper
-        mark = getattr(controller, "_mark_trial_to_checkpoint", None)
-        if mark is None:
-            raise _changed("TuneController._mark_trial_to_checkpoint",
-                           "a paused trial a scheduler stops must be stored as TERMINATED")
+        store_with_next_state(tune_controller, [trial])
+
+
+def store_with_next_state(tune_controller: Any, trials: list) -> None:
+    """Marks `trials` for Ray's next state save (TuneController._mark_trial_to_checkpoint): Ray marks
+    a trial itself only while it has an actor, so a paused trial's stopping, or the checkpoint of the
+    report it paused at, would otherwise never reach the stored state."""
+    controller = getattr(tune_controller, "_tune_controller", tune_controller)  # a scheduler's wrapper
+    mark = getattr(controller, "_mark_trial_to_checkpoint", None)
+    if mark is None:
+        raise _changed("TuneController._mark_trial_to_checkpoint",
+                       "a paused trial's stop and checkpoint must reach the stored state")
+    for trial in trials:
         mark(trial)

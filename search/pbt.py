@@ -41,6 +41,7 @@ from raycompat import (
     pbt_standing,
     require,
     set_next_pbt_round,
+    store_with_next_state,
 )
 from search.halving import creation_order
 from search.plan import PBT_SETTINGS, SearchPlan
@@ -156,6 +157,9 @@ class SyncedPBT(StoresStoppedPausedTrials, require("PopulationBasedTraining")):
 
     def choose_trial_to_run(self, tune_controller):
         live = tune_controller.get_live_trials()
+        # A member paused at a round was stored without the checkpoint of that report (Ray stores a
+        # trial's change only while it has an actor), and a resume would find no checkpoint to clone.
+        store_with_next_state(tune_controller, [t for t in live if t.status == Trial.PAUSED])
         due = next_pbt_round(self)
         if self.waiting and live and all(t.status == Trial.PAUSED and pbt_last_report(self, t)[0] >= due
                                          for t in live):

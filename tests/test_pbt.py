@@ -281,7 +281,7 @@ def resumed_round_draws(behind: set[int], report: int, monkeypatch, tmp_path) ->
     members = {i: Member(i, start[i], Trial.PENDING) for i in range(8)}
     controller = SimpleNamespace(search_alg=None, get_trials=lambda: list(members.values()),
                                  get_live_trials=lambda: list(members.values()),
-                                 checkpoint=lambda **_: None)
+                                 checkpoint=lambda **_: None, _mark_trial_to_checkpoint=lambda _: None)
     made = []
     monkeypatch.setattr(PopulationBasedTraining, "_exploit", lambda self, _, trial, clone: made.append(
         (trial.trial_id, clone.trial_id, self._get_new_config(trial, clone)[0])))
