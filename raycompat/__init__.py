@@ -180,6 +180,11 @@ def pbt_reported(scheduler: Any, trial: Any, row: dict) -> None:
         raise _changed("PopulationBasedTraining._save_trial_state/_trial_state",
                        "a resumed pbt search ranks a member on the report it made before the kill")
     scheduler._save_trial_state(scheduler._trial_state[trial], row[scheduler._time_attr], row, trial)
+    # Ray's exploit record names the reports of the member and the one it clones from their
+    # Trial.last_result, which the restored experiment state may hold from a report before: a member's
+    # last report before the kill reached the stored rows but not necessarily Ray's state.
+    if trial.last_result.get(scheduler._time_attr, 0) < row[scheduler._time_attr]:
+        trial.update_last_result(dict(row))
 
 
 def pbt_last_report(scheduler: Any, trial: Any) -> tuple[int, dict | None]:

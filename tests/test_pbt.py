@@ -211,6 +211,10 @@ class Member:
         self.temporary_state = SimpleNamespace(saving_to=None)
         self.run_metadata = SimpleNamespace(checkpoint_manager=SimpleNamespace(
             checkpoint_config=CheckpointConfig()))
+        self.last_result = {}
+
+    def update_last_result(self, result: dict) -> None:
+        self.last_result = result
 
     def is_finished(self) -> bool:
         return False
@@ -220,9 +224,10 @@ class Member:
 
 
 def round_draws(added: list[int], report: int, monkeypatch) -> list[tuple]:
-    """The exploits (member, the member it clones, the explored config) of one synchronous round at
-    `report` of a population of 8, the members added to the scheduler in the order `added`, each
-    scoring its index but for a tie between 6 and 7, the last (member 0) reporting last."""
+    """The exploits (member, the member it clones, the explored config, the two reports Ray's record
+    names) of one synchronous round at `report` of a population of 8, the members added to the
+    scheduler in the order `added`, each scoring its index but for a tie between 6 and 7, the last
+    (member 0) reporting last."""
     from ray.tune.experiment import Trial
     from ray.tune.schedulers import PopulationBasedTraining
 
@@ -239,12 +244,14 @@ def round_draws(added: list[int], report: int, monkeypatch) -> list[tuple]:
                                  get_live_trials=lambda: [members[i] for i in added])
     made = []
     monkeypatch.setattr(PopulationBasedTraining, "_exploit", lambda self, _, trial, clone: made.append(
-        (trial.trial_id, clone.trial_id, self._get_new_config(trial, clone)[0])))
+        (trial.trial_id, clone.trial_id, self._get_new_config(trial, clone)[0],
+         trial.last_result["training_iteration"], clone.last_result["training_iteration"])))
     for i in added:
         scheduler.on_trial_add(controller, members[i])
     for i in [*(a for a in added if a), 0]:
-        scheduler.on_trial_result(controller, members[i], {"training_iteration": report,
-                                                           "val_acc": 0.1 * min(i, 6) if i else 0.0})
+        result = {"training_iteration": report, "val_acc": 0.1 * min(i, 6) if i else 0.0}
+        members[i].update_last_result(result)  # as Ray does before the scheduler hears of it
+        scheduler.on_trial_result(controller, members[i], result)
     return made
 
 
@@ -256,8 +263,8 @@ def test_a_round_makes_the_same_exploits_whatever_order_its_members_came_in(monk
     first = round_draws(list(range(8)), 1, monkeypatch)
     assert first == round_draws(list(reversed(range(8))), 1, monkeypatch)
     assert first == round_draws([3, 0, 6, 1, 7, 2, 5, 4], 1, monkeypatch)
-    assert [m for m, _, _ in first] == ["abcde_00000", "abcde_00001"]  # the bottom quarter
-    assert {c for _, c, _ in first} <= {"abcde_00006", "abcde_00007"}  # cloned the top one
+    assert [m for m, *_ in first] == ["abcde_00000", "abcde_00001"]  # the bottom quarter
+    assert {c for _, c, *_ in first} <= {"abcde_00006", "abcde_00007"}  # cloned the top one
     assert first != round_draws(list(range(8)), 2, monkeypatch)
 
 
@@ -279,12 +286,15 @@ def resumed_round_draws(behind: set[int], report: int, monkeypatch, tmp_path) ->
     scheduler.set_search_properties("val_acc", "max")
     start = initial_population(space.perturb, 8, 0)
     members = {i: Member(i, start[i], Trial.PENDING) for i in range(8)}
+    for member in members.values():  # Ray's stored state may hold the report before the stored rows' last
+        member.update_last_result({"training_iteration": report - 1})
     controller = SimpleNamespace(search_alg=None, get_trials=lambda: list(members.values()),
                                  get_live_trials=lambda: list(members.values()),
                                  checkpoint=lambda **_: None, _mark_trial_to_checkpoint=lambda _: None)
     made = []
     monkeypatch.setattr(PopulationBasedTraining, "_exploit", lambda self, _, trial, clone: made.append(
-        (trial.trial_id, clone.trial_id, self._get_new_config(trial, clone)[0])))
+        (trial.trial_id, clone.trial_id, self._get_new_config(trial, clone)[0],
+         trial.last_result["training_iteration"], clone.last_result["training_iteration"])))
     for i in reversed(range(8)):
         scheduler.on_trial_add(controller, members[i])
     assert {i for i in range(8) if members[i].status == Trial.PAUSED} == set(range(8)) - behind
@@ -292,7 +302,9 @@ def resumed_round_draws(behind: set[int], report: int, monkeypatch, tmp_path) ->
         chosen = scheduler.choose_trial_to_run(controller)
         assert chosen is not None and int(chosen.trial_id[-5:]) in behind and not made
         members[i].status = Trial.RUNNING
-        scheduler.on_trial_result(controller, members[i], {"training_iteration": report, "val_acc": score[i]})
+        result = {"training_iteration": report, "val_acc": score[i]}
+        members[i].update_last_result(result)
+        scheduler.on_trial_result(controller, members[i], result)
         members[i].status = Trial.PAUSED
     if not behind:  # nobody reports again before the round: the resume makes it on its first step
         assert not made
