@@ -14,6 +14,8 @@ both store/ and search/ use it; Ray itself is imported only on first use.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 PRIVATE: dict[str, tuple[str, str, str]] = {
@@ -180,11 +182,29 @@ def pbt_reported(scheduler: Any, trial: Any, row: dict) -> None:
         raise _changed("PopulationBasedTraining._save_trial_state/_trial_state",
                        "a resumed pbt search ranks a member on the report it made before the kill")
     scheduler._save_trial_state(scheduler._trial_state[trial], row[scheduler._time_attr], row, trial)
-    # Ray's exploit record names the reports of the member and the one it clones from their
-    # Trial.last_result, which the restored experiment state may hold from a report before: a member's
-    # last report before the kill reached the stored rows but not necessarily Ray's state.
-    if trial.last_result.get(scheduler._time_attr, 0) < row[scheduler._time_attr]:
-        trial.update_last_result(dict(row))
+
+
+@contextmanager
+def showing_filed_results(scheduler: Any, *trials: Any) -> Iterator[None]:
+    """Inside, each of `trials` shows as its Trial.last_result the result its PopulationBasedTraining
+    filed last (_trial_state[trial].last_result); outside, what it showed before. Ray's exploit record
+    (_log_config_on_step) names the reports of a member and of the one it clones from Trial.last_result,
+    which Ray updates only after the scheduler has heard of a result: the member whose report made
+    the round, and a resumed member whose last report reached the stored rows but not Ray's stored
+    state, read a report behind."""
+    if not hasattr(scheduler, "_trial_state") or not all(hasattr(t, "run_metadata") for t in trials):
+        raise _changed("PopulationBasedTraining._trial_state/Trial.run_metadata",
+                       "the pbt record names the report each exploit cloned")
+    shown = [(t, t.run_metadata.last_result) for t in trials]
+    try:
+        for trial in trials:
+            filed = scheduler._trial_state[trial].last_result
+            if filed:
+                trial.run_metadata.last_result = filed
+        yield
+    finally:
+        for trial, result in shown:
+            trial.run_metadata.last_result = result
 
 
 def pbt_last_report(scheduler: Any, trial: Any) -> tuple[int, dict | None]:

@@ -41,6 +41,7 @@ from raycompat import (
     pbt_standing,
     require,
     set_next_pbt_round,
+    showing_filed_results,
     store_with_next_state,
 )
 from search.halving import creation_order
@@ -141,6 +142,12 @@ class SyncedPBT(StoresStoppedPausedTrials, require("PopulationBasedTraining")):
                           "clone": trial_to_clone.trial_id, "kept": [], "stopped": {}, "signal": scores,
                           "bottom": bottom, "top": top, "settings": PBT_SETTINGS})
         return super()._exploit(tune_controller, trial, trial_to_clone)
+
+    def _log_config_on_step(self, trial_state, new_state, trial, trial_to_clone, new_config):
+        # The record names both members' reports as the round filed them, whichever member reported
+        # last: analysis/lineage.py matches a clone's segment to its parent's report by them.
+        with showing_filed_results(self, trial, trial_to_clone):
+            super()._log_config_on_step(trial_state, new_state, trial, trial_to_clone, new_config)
 
     waiting: dict | None = None
     """A resume's members that had made the report of the round it goes on with: trial id -> their

@@ -204,7 +204,8 @@ class ExperimentFolder:
     def pbt_exploits(self) -> list[dict]:
         """Ray's PBT record (pbt_global.txt), one dict per exploit in the order they happened: `trial_id`
         went on from `parent_id`'s checkpoint of report `parent_report`, with `config`; `report` is
-        Ray's count of the target's reports, which does not yet include the one that made it exploit.
+        the target's report at that round (search/pbt.py has Ray's record name both members' reports
+        as the round filed them).
         Ray's line names trials by experiment tag, whose leading number is the index that ends the
         trial id (<prefix>_<index:05d>). [] for a search without exploits."""
         earlier = sorted((f for f in self.loc.list_files() if re.fullmatch(r"pbt_global\.\d+\.txt", f.name)),

@@ -99,6 +99,10 @@ def test_a_population_killed_inside_a_round_ends_as_the_population_left_alone(re
     member's reports, values and the values it trained with, and every exploit, equal."""
     killed, alone = schedules(resumed[0]), schedules(unkilled_population)
     assert killed[1] and killed == alone
+    # A synchronous round's record names its report for both members, whichever reported last.
+    for experiment in (resumed[0], unkilled_population):
+        assert {(e["report"], e["parent_report"]) for e in ExperimentFolder(experiment).pbt_exploits()} \
+            == {(1, 1), (2, 2)}, experiment
 
 
 def test_killed_population_resumes_to_the_budget_keeping_its_exploits(resumed):
@@ -210,11 +214,14 @@ class Member:
         self.experiment_tag, self.checkpoint = str(index), f"checkpoint of {index}"
         self.temporary_state = SimpleNamespace(saving_to=None)
         self.run_metadata = SimpleNamespace(checkpoint_manager=SimpleNamespace(
-            checkpoint_config=CheckpointConfig()))
-        self.last_result = {}
+            checkpoint_config=CheckpointConfig()), last_result={})
+
+    @property
+    def last_result(self) -> dict:
+        return self.run_metadata.last_result
 
     def update_last_result(self, result: dict) -> None:
-        self.last_result = result
+        self.run_metadata.last_result = result
 
     def is_finished(self) -> bool:
         return False
@@ -223,13 +230,33 @@ class Member:
         self.status = status
 
 
+def record_exploits(monkeypatch) -> list[tuple]:
+    """What Ray's exploits will make: (member, the member it clones, the explored config, and the
+    reports of both that the exploit record names, read as Ray's _log_config_on_step reads them),
+    in the order made; the exploits themselves are not made."""
+    from ray.tune.schedulers import PopulationBasedTraining
+
+    made = []
+
+    def exploit(self, _, trial, clone):
+        config = self._get_new_config(trial, clone)[0]
+        self._log_config_on_step(self._trial_state[trial], self._trial_state[clone], trial, clone, config)
+
+    def log(self, _, __, trial, clone, config):
+        made.append((trial.trial_id, clone.trial_id, config, trial.last_result["training_iteration"],
+                     clone.last_result["training_iteration"]))
+
+    monkeypatch.setattr(PopulationBasedTraining, "_exploit", exploit)
+    monkeypatch.setattr(PopulationBasedTraining, "_log_config_on_step", log)
+    return made
+
+
 def round_draws(added: list[int], report: int, monkeypatch) -> list[tuple]:
     """The exploits (member, the member it clones, the explored config, the two reports Ray's record
     names) of one synchronous round at `report` of a population of 8, the members added to the
     scheduler in the order `added`, each scoring its index but for a tie between 6 and 7, the last
     (member 0) reporting last."""
     from ray.tune.experiment import Trial
-    from ray.tune.schedulers import PopulationBasedTraining
 
     from search.pbt import pbt_scheduler
 
@@ -242,16 +269,13 @@ def round_draws(added: list[int], report: int, monkeypatch) -> list[tuple]:
     members[0].status = Trial.RUNNING
     controller = SimpleNamespace(search_alg=None, get_trials=lambda: [members[i] for i in added],
                                  get_live_trials=lambda: [members[i] for i in added])
-    made = []
-    monkeypatch.setattr(PopulationBasedTraining, "_exploit", lambda self, _, trial, clone: made.append(
-        (trial.trial_id, clone.trial_id, self._get_new_config(trial, clone)[0],
-         trial.last_result["training_iteration"], clone.last_result["training_iteration"])))
+    made = record_exploits(monkeypatch)
     for i in added:
         scheduler.on_trial_add(controller, members[i])
     for i in [*(a for a in added if a), 0]:
         result = {"training_iteration": report, "val_acc": 0.1 * min(i, 6) if i else 0.0}
-        members[i].update_last_result(result)  # as Ray does before the scheduler hears of it
         scheduler.on_trial_result(controller, members[i], result)
+        members[i].update_last_result(result)  # as Ray does, after the scheduler has heard of it
     return made
 
 
@@ -265,6 +289,9 @@ def test_a_round_makes_the_same_exploits_whatever_order_its_members_came_in(monk
     assert first == round_draws([3, 0, 6, 1, 7, 2, 5, 4], 1, monkeypatch)
     assert [m for m, *_ in first] == ["abcde_00000", "abcde_00001"]  # the bottom quarter
     assert {c for _, c, *_ in first} <= {"abcde_00006", "abcde_00007"}  # cloned the top one
+    # The record names the round's report for both, though the member that reported last (member 0)
+    # is, in Ray's Trial, still a report behind.
+    assert {(report, parent_report) for *_, report, parent_report in first} == {(1, 1)}
     assert first != round_draws(list(range(8)), 2, monkeypatch)
 
 
@@ -273,7 +300,6 @@ def resumed_round_draws(behind: set[int], report: int, monkeypatch, tmp_path) ->
     had stored their row of `report` before the kill and wait at it; those behind had stored the report
     before, and make `report` after the resume (member 0 last). Ray adds them back newest first."""
     from ray.tune.experiment import Trial
-    from ray.tune.schedulers import PopulationBasedTraining
 
     from search.pbt import pbt_scheduler
 
@@ -291,10 +317,7 @@ def resumed_round_draws(behind: set[int], report: int, monkeypatch, tmp_path) ->
     controller = SimpleNamespace(search_alg=None, get_trials=lambda: list(members.values()),
                                  get_live_trials=lambda: list(members.values()),
                                  checkpoint=lambda **_: None, _mark_trial_to_checkpoint=lambda _: None)
-    made = []
-    monkeypatch.setattr(PopulationBasedTraining, "_exploit", lambda self, _, trial, clone: made.append(
-        (trial.trial_id, clone.trial_id, self._get_new_config(trial, clone)[0],
-         trial.last_result["training_iteration"], clone.last_result["training_iteration"])))
+    made = record_exploits(monkeypatch)
     for i in reversed(range(8)):
         scheduler.on_trial_add(controller, members[i])
     assert {i for i in range(8) if members[i].status == Trial.PAUSED} == set(range(8)) - behind
@@ -303,8 +326,8 @@ def resumed_round_draws(behind: set[int], report: int, monkeypatch, tmp_path) ->
         assert chosen is not None and int(chosen.trial_id[-5:]) in behind and not made
         members[i].status = Trial.RUNNING
         result = {"training_iteration": report, "val_acc": score[i]}
-        members[i].update_last_result(result)
         scheduler.on_trial_result(controller, members[i], result)
+        members[i].update_last_result(result)
         members[i].status = Trial.PAUSED
     if not behind:  # nobody reports again before the round: the resume makes it on its first step
         assert not made
