@@ -22,13 +22,10 @@ def creation_order(trial) -> tuple[int, str]:
     explored), a grid's and Optuna's alike; a grid's trial id also ends with it (`<experiment>_00003`),
     an Optuna trial's is random. A restored trial keeps both."""
     count = re.match(r"\d+", getattr(trial, "experiment_tag", "") or "")
-    return (int(count.group()), trial.trial_id) if count else trial_order(trial.trial_id)
-
-
-def trial_order(trial_id: str) -> tuple[int, str]:
-    """creation_order of a trial id."""
-    index = trial_id.rsplit("_", 1)[-1]
-    return (int(index) if index.isdigit() else -1, trial_id)
+    if count:
+        return int(count.group()), trial.trial_id
+    index = trial.trial_id.rsplit("_", 1)[-1]  # a trial without a tag: a grid's id ends with the count
+    return (int(index) if index.isdigit() else -1), trial.trial_id
 
 
 class InCreationOrder:

@@ -40,17 +40,46 @@ def seed_values(result: dict, metric: str) -> list[float]:
     return [float(result[f"{prefix}{s}"]) for s in seeds] if seeds else [float(result[metric])]
 
 
-class SyncRungs(StoresStoppedPausedTrials, FIFOScheduler):
+class DecidingScheduler(StoresStoppedPausedTrials, FIFOScheduler):
+    """What tunelab's own deciding schedulers (SyncRungs, search/wilcoxon.py) share: they stop and pause
+    trials themselves, on the values of one metric, seed by seed, that the trials report."""
+
+    _supports_buffered_results = False  # a trial must stop at the report decided, not a few reports later
+
+    def __init__(self, metric: str | None, mode: str):
+        super().__init__()
+        self._metric, self._mode = metric, mode
+        self.configs: dict[str, dict] = {}
+        """trial id -> config, of every trial added (a restored one too)."""
+        self.gone: set[str] = set()
+        """Trials that ended in ERROR: out of every decision still open."""
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        if metric and self._metric and metric != self._metric:
+            return False
+        self._metric, self._mode = metric or self._metric, mode or self._mode
+        return True
+
+    def on_trial_add(self, tune_controller, trial: Trial) -> None:
+        self.configs[trial.trial_id] = dict(trial.config)
+        self.gone.discard(trial.trial_id)  # a trial Ray retries after an error comes back
+
+    def on_trial_error(self, tune_controller, trial: Trial) -> None:
+        self.gone.add(trial.trial_id)
+
+    def debug_string(self) -> str:
+        return ""  # tunelab's closing summary says what early stopping did
+
+
+class SyncRungs(DecidingScheduler):
     """One synchronous bracket over `trials` trials at the rungs grace_period × reduction_factor^k below
     max_t; `rule` names the decision (halving or significance). The kept arms (a Space's baselines and
     every arm of a study question: SearchPlan.kept) always go on; their results still count."""
 
-    _supports_buffered_results = False  # a trial must stop at its rung's report, not a few reports later
-
     def __init__(self, rule: str, trials: int, grace_period: int, reduction_factor: int, max_t: int,
                  alpha: float | None = None, smoothing: float = 0.0, kept: tuple[dict, ...] = (),
                  record: Location | None = None, metric: str | None = None, mode: str = "max"):
-        super().__init__()
+        super().__init__(metric, mode)
         if rule not in ("halving", "significance"):
             raise ValueError(f"unknown rung rule {rule!r}")
         self.rule, self.trials, self.max_t = rule, trials, max_t
@@ -60,24 +89,13 @@ class SyncRungs(StoresStoppedPausedTrials, FIFOScheduler):
         self.rungs = rungs(grace_period, reduction_factor, max_t)
         self.record = record
         """The experiment folder the decisions are written to (None: kept in memory only)."""
-        self._metric, self._mode = metric, mode
         self.curves: Curves = {}
         self.decisions: list[dict] = []
         """One record per decided rung, in rung order (see `_decide`)."""
-        self.configs: dict[str, dict] = {}
-        """trial id -> config, of every trial added (a restored one too)."""
-        self.gone: set[str] = set()
-        """Trials that ended in ERROR: out of every cohort still open."""
         self._stopped: dict[str, int] = {}
         self._stopped_at = 0
         self._unsettled = True
         """Whether a decision (or a restore) may have left a paused or pending trial to stop."""
-
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
-        if metric and self._metric and metric != self._metric:
-            return False
-        self._metric, self._mode = metric or self._metric, mode or self._mode
-        return True
 
     # --- the state, as data ---------------------------------------------------------------------
 
@@ -118,17 +136,13 @@ class SyncRungs(StoresStoppedPausedTrials, FIFOScheduler):
     # --- Ray's calls ----------------------------------------------------------------------------
 
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
-        self.configs[trial.trial_id] = dict(trial.config)
-        self.gone.discard(trial.trial_id)  # a trial Ray retries after an error comes back
+        super().on_trial_add(tune_controller, trial)
         if trial.status == Trial.PENDING and (self.waiting_at(trial.trial_id) is not None
                                              or trial.trial_id in self.stopped()):
             # A restored trial that had reached an open rung, or that a decision stopped after the
             # state was stored: Ray starts every PENDING trial, so it waits PAUSED for the decision
             # (Ray files the trial under its status after this call).
             trial.set_status(Trial.PAUSED)
-
-    def on_trial_error(self, tune_controller, trial: Trial) -> None:
-        self.gone.add(trial.trial_id)
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
         if self._metric not in result:
@@ -154,9 +168,6 @@ class SyncRungs(StoresStoppedPausedTrials, FIFOScheduler):
                  and t.trial_id not in stopped and self.waiting_at(t.trial_id) is None]
         # PENDING before PAUSED, each in creation order
         return min(ready, key=lambda t: (t.status != Trial.PENDING, t.trial_id), default=None)
-
-    def debug_string(self) -> str:
-        return ""  # tunelab's closing summary says what early stopping did
 
     # --- decisions ------------------------------------------------------------------------------
 

@@ -22,13 +22,11 @@ them (`resume_from`) and judges again what was judged before, to the same decisi
 from __future__ import annotations
 
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import FIFOScheduler
 
 from analysis.rungs import SIGNIFICANT, is_kept
 from analysis.wilcoxon import N_STARTUP_STEPS, WILCOXON, full_budget, instances, judge
-from raycompat import StoresStoppedPausedTrials
 from search.halving import creation_order
-from search.sync_halving import seed_values
+from search.sync_halving import DecidingScheduler, seed_values
 from store.experiment import ExperimentFolder
 from store.fs import Location
 from store.lifecycle import DecisionLog
@@ -38,38 +36,25 @@ STOPPED, WORSE, COMPLETED = "stopped", "worse", "completed"
 budget but is never the reference); completed."""
 
 
-class WilcoxonStopping(StoresStoppedPausedTrials, FIFOScheduler):
+class WilcoxonStopping(DecidingScheduler):
     """Stops a trial that is significantly worse, pair by pair, than the best trial completed in the
     waves before its own."""
-
-    _supports_buffered_results = False  # a trial must stop at the report judged, not a few reports later
 
     def __init__(self, max_t: int, p_threshold: float, n_startup_steps: int = N_STARTUP_STEPS, wave: int = 1,
                  kept: tuple[dict, ...] = (), record: Location | None = None, metric: str | None = None,
                  mode: str = "max"):
-        super().__init__()
+        super().__init__(metric, mode)
         self.max_t, self.p_threshold, self.n_startup_steps = max_t, p_threshold, n_startup_steps
         self.wave, self.kept = max(1, wave), kept
-        self._metric, self._mode = metric, mode
         self.log = DecisionLog(record)
         self.curves: dict[str, dict[int, list[float]]] = {}
         """trial id -> report -> the metric of each seed."""
-        self.configs: dict[str, dict] = {}
-        """trial id -> config, of every trial added (a restored one too)."""
         self.created: dict[str, tuple[int, str]] = {}
         """trial id -> its place in the order the search created it (search.halving.creation_order)."""
-        self.gone: set[str] = set()
-        """Trials that ended in ERROR: settled, never the reference."""
         self.verdicts: dict[str, tuple[str, int]] = {}
         """trial id -> (STOPPED, WORSE or COMPLETED, the report it was decided at)."""
         self.judged: dict[str, int] = {}
         """trial id -> the last report judged."""
-
-    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
-        if metric and self._metric and metric != self._metric:
-            return False
-        self._metric, self._mode = metric or self._metric, mode or self._mode
-        return True
 
     def settings(self) -> dict:
         return {"max_t": self.max_t, "p_threshold": self.p_threshold, "n_startup_steps": self.n_startup_steps,
@@ -132,8 +117,8 @@ class WilcoxonStopping(StoresStoppedPausedTrials, FIFOScheduler):
                 return  # waits for the waves before it
             stop, p, pairs = judge(mine, best, self.p_threshold, self.n_startup_steps, self._mode)
             self.judged[trial_id] = report
-            recorded = {(d["trial"], d["rung"]) for d in self.log.decisions}
-            if p is not None and (trial_id, report) not in recorded:
+            # A resume judges again what the killed driver recorded; the record keeps the first.
+            if p is not None and not self.log.has(trial_id, report):
                 self.log.add({"rung": report, "rule": WILCOXON, "trial": trial_id, "reference": reference,
                               "pairs": pairs, "p": p,
                               "signal": {trial_id: sum(mine.values()) / len(mine)}, "worse": stop,
@@ -160,18 +145,14 @@ class WilcoxonStopping(StoresStoppedPausedTrials, FIFOScheduler):
     # --- Ray's calls ----------------------------------------------------------------------------
 
     def on_trial_add(self, tune_controller, trial: Trial) -> None:
-        self.configs[trial.trial_id] = dict(trial.config)
+        super().on_trial_add(tune_controller, trial)
         self.created[trial.trial_id] = creation_order(trial)
-        self.gone.discard(trial.trial_id)  # a trial Ray retries after an error comes back
         reports = self.curves.get(trial.trial_id, {})
         if trial.status == Trial.PENDING and reports and max(reports) < self.max_t:
             # A restored trial part way: it may wait for its judgement or have been stopped after the
             # state was stored, which is judged once every restored trial is added. Ray starts every
             # PENDING trial, so it waits PAUSED (choose_trial_to_run decides, and stops or starts it).
             trial.set_status(Trial.PAUSED)
-
-    def on_trial_error(self, tune_controller, trial: Trial) -> None:
-        self.gone.add(trial.trial_id)
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
         if self._metric not in result:
@@ -197,6 +178,3 @@ class WilcoxonStopping(StoresStoppedPausedTrials, FIFOScheduler):
             if (trial is not reporting and trial.status in (Trial.PAUSED, Trial.PENDING)
                     and self.stopped(trial.trial_id)):
                 tune_controller.stop_trial(trial)
-
-    def debug_string(self) -> str:
-        return ""  # tunelab's closing summary says what early stopping did

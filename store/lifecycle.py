@@ -150,6 +150,10 @@ class DecisionLog:
         """Goes on with the judgements `folder` stored (NotAnExperiment when they are damaged)."""
         self.decisions = rung_decisions(folder)
 
+    def has(self, trial: str, rung: int) -> bool:
+        """Whether a judgement of `trial` at `rung` is kept."""
+        return any(d.get("trial") == trial and d["rung"] == rung for d in self.decisions)
+
     def add(self, decision: dict) -> None:
         self.decisions = [d for d in self.decisions
                           if (d.get("trial"), d["rung"]) != (decision["trial"], decision["rung"])]
