@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -184,6 +185,38 @@ def fake_upload_window(folder: ExperimentFolder, restart: bool) -> str | None:
         state_file.write_text(json.dumps(state))
         return trial.name
     return None
+
+
+def fake_state_behind_results(folder: ExperimentFolder) -> list[str]:
+    """Leaves the storage as a kill leaves an object store whose upload of Ray's state lags behind the
+    result files and checkpoints (docs/storage.md §4): the state is one from before any unfinished
+    trial reported (no report, no checkpoint, the config it was created with: a PBT member's first
+    row's), so Ray restarts each from scratch, while its rows and checkpoints stay stored. Returns the
+    trials' folders."""
+    import json
+
+    from store.experiment import Trial
+    from store.recovery import _pickle, _repoint, _unpickle, newest_state
+
+    state_file = newest_state(folder)
+    state, behind = json.loads(state_file.read_text()), []
+    for entry in state["trial_data"]:
+        trial_json, meta = json.loads(entry[0]), json.loads(entry[1])
+        if trial_json["status"] == "TERMINATED":
+            continue
+        trial = Trial(folder.loc / trial_json["relative_logdir"])
+        manager, storage = _unpickle(meta["checkpoint_manager"]), _unpickle(trial_json["storage"])
+        _repoint(manager, storage, trial, None)
+        meta["last_result"] = {}
+        rows = trial.results()
+        if rows and isinstance(rows[0].get("config"), dict):  # an exploit since has changed it
+            trial_json["config"] = rows[0]["config"]
+            trial_json["experiment_tag"] = re.match(r"\d*", trial_json["experiment_tag"]).group()
+        meta["checkpoint_manager"], trial_json["storage"] = _pickle(manager), _pickle(storage)
+        entry[0], entry[1] = json.dumps(trial_json), json.dumps(meta)
+        behind.append(trial_json["relative_logdir"])
+    state_file.write_text(json.dumps(state))
+    return behind
 
 
 def wait_for_line(log: Path, text: str, driver: subprocess.Popen, timeout: float = 300) -> bool:

@@ -274,12 +274,13 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
               f"the budget; waves of {scheduler.wave})", flush=True)
     if plan.scheduler == "pbt":
         # The same trap for synchronous PBT (every member PAUSED, waiting for a round that never comes):
-        # a fresh one takes over, filed with each member's last stored report.
-        stored = {}
-        for trial in folder.trials():
-            rows = [r for r in trial.results() if isinstance(r.get("training_iteration"), int)]
-            if rows:
-                stored[trial.trial_id(rows)] = rows[-1]
+        # a fresh one takes over, filed with the report each member resumes after: the state's last
+        # result, with its checkpoint (repaired and aligned above). Not the stored rows' last: on S3 a
+        # row can reach the store before the state that names its checkpoint, and a member Ray restarts
+        # from scratch, filed as standing at the round, had no checkpoint to be cloned from.
+        stored = {str(t["trial_id"]): m["last_result"] for t, m in folder._state_trials()
+                  if isinstance((m.get("last_result") or {}).get("training_iteration"), int)
+                  and m["last_result"].get("checkpoint_dir_name")}
         scheduler = restored_tune_config(tuner).scheduler = pbt_scheduler(plan, stored)
         if scheduler.waiting:
             report = next(iter(scheduler.waiting.values()))["training_iteration"]

@@ -16,7 +16,7 @@ import torch
 from analysis.lineage import cut_segments, members
 from analysis.results import open_experiment
 from analysis.tables import study_table, winner
-from harness.killing import kill_driver, start_driver, stored_rows
+from harness.killing import fake_state_behind_results, kill_driver, start_driver, stored_rows
 from search.pbt import Clamp, initial_population
 from search.run import main
 from spaces import get_space
@@ -72,6 +72,28 @@ def resumed(tmp_path_factory, teacher) -> tuple[Path, int, str]:
 
 
 @pytest.fixture(scope="module")
+def resumed_behind_its_rows(tmp_path_factory, teacher) -> tuple[Path, str]:
+    """(experiment, the resume's output) of the population killed inside its round at report 2, the
+    members' reports and checkpoints stored but Ray's state not (an object store's upload of the state
+    lagging behind: harness/killing.py), then resumed: Ray restarts every member from scratch."""
+    storage = tmp_path_factory.mktemp("pbt-behind")
+    log = storage / "driver.log"
+    driver = start_driver(*SEARCH, "--teacher", str(teacher), "--storage", str(storage), "--name", "pop",
+                          env=KILL_IN_ROUND_2, log=log)
+    try:
+        driver.wait(timeout=300)
+    finally:
+        kill_driver(driver)
+    assert driver.returncode == -9, f"the driver was not killed in its round: {log.read_text()[-2000:]}"
+    folder = ExperimentFolder(storage / "pop")
+    assert max(len(rows) for rows in stored_rows(folder).values()) == 2  # rows at the round stored
+    assert len(fake_state_behind_results(folder)) == 4
+    result = run_cli("--resume", str(storage / "pop"), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return storage / "pop", result.stdout
+
+
+@pytest.fixture(scope="module")
 def unkilled_population(tmp_path_factory, teacher) -> Path:
     """The same population, left alone."""
     storage = tmp_path_factory.mktemp("pbt-unkilled")
@@ -103,6 +125,17 @@ def test_a_population_killed_inside_a_round_ends_as_the_population_left_alone(re
     for experiment in (resumed[0], unkilled_population):
         assert {(e["report"], e["parent_report"]) for e in ExperimentFolder(experiment).pbt_exploits()} \
             == {(1, 1), (2, 2)}, experiment
+
+
+def test_a_population_resumed_behind_its_stored_rows_ends_as_the_population_left_alone(
+        resumed_behind_its_rows, unkilled_population):
+    """A member stands at a round on a resume only where Ray resumes it after that report, with its
+    checkpoint: filed there from its stored rows while Ray restarts it from scratch, it had no
+    checkpoint to be cloned from, and the round skipped its exploit."""
+    experiment, out = resumed_behind_its_rows
+    assert "starts from scratch" in out and "pbt goes on with its round" not in out, out[-3000:]
+    killed, alone = schedules(experiment), schedules(unkilled_population)
+    assert killed[1] and killed == alone
 
 
 def test_killed_population_resumes_to_the_budget_keeping_its_exploits(resumed):
