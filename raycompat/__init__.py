@@ -190,8 +190,7 @@ def showing_filed_results(scheduler: Any, *trials: Any) -> Iterator[None]:
     filed last (_trial_state[trial].last_result); outside, what it showed before. Ray's exploit record
     (_log_config_on_step) names the reports of a member and of the one it clones from Trial.last_result,
     which Ray updates only after the scheduler has heard of a result: the member whose report made
-    the round, and a resumed member whose last report reached the stored rows but not Ray's stored
-    state, read a report behind."""
+    the round read a report behind."""
     if not hasattr(scheduler, "_trial_state") or not all(hasattr(t, "run_metadata") for t in trials):
         raise _changed("PopulationBasedTraining._trial_state/Trial.run_metadata",
                        "the pbt record names the report each exploit cloned")

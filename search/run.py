@@ -7,8 +7,10 @@ and never touches results already on disk.
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,19 +65,35 @@ class CtrlC:
     """The driver's SIGINT handler outside Tune's run (Tune puts its own in place while it runs and this
     one back after its first Ctrl-C): raises KeyboardInterrupt, and remembers that it came. Python runs
     a handler between any two bytecodes of the main thread, a finalizer's too, where the exception is
-    printed and dropped ("Exception ignored in ..."): a Ctrl-C that came just as the trials' data was
-    shipped was lost so, and the search ran on. `check` raises again at the steps that start something."""
+    printed with its traceback and dropped ("Exception ignored in ..."): a Ctrl-C that came just as the
+    trials' data was shipped was lost so, and the search ran on. Inside a finalizer the handler raises
+    nothing and the signal comes again a moment later; `check` raises again at the steps that start
+    something."""
 
     def __init__(self) -> None:
         self.pressed = False
 
     def __call__(self, signum, frame) -> None:
         self.pressed = True
+        if in_finalizer(frame):
+            again = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+            again.daemon = True
+            again.start()
+            return
         raise KeyboardInterrupt
 
     def check(self) -> None:
         if self.pressed:
             raise KeyboardInterrupt
+
+
+def in_finalizer(frame) -> bool:
+    """Whether `frame` runs inside an object's __del__ (Ray's handles run them as they are collected)."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
