@@ -45,12 +45,9 @@ KILL_IN_ROUND_2 = {"TUNELAB_KILL_AT_EXPLOIT": "2",
                                                                os.environ.get("PYTHONPATH")]))}
 
 
-@pytest.fixture(scope="module")
-def resumed(tmp_path_factory, teacher) -> tuple[Path, int, str]:
-    """(experiment, exploits stored at the kill, the resume's output) of a kd smoke population of 4
-    killed inside its round at report 2, after the round at report 1 was made and stored, then
-    resumed."""
-    storage = tmp_path_factory.mktemp("pbt")
+def killed_in_round_2(storage: Path, teacher: Path) -> ExperimentFolder:
+    """The kd smoke population of 4 in `storage`, killed inside its round at report 2, after the round
+    at report 1 was made and stored."""
     log = storage / "driver.log"
     driver = start_driver(*SEARCH, "--teacher", str(teacher), "--storage", str(storage), "--name", "pop",
                           env=KILL_IN_ROUND_2, log=log)
@@ -62,11 +59,19 @@ def resumed(tmp_path_factory, teacher) -> tuple[Path, int, str]:
                                     f"{log.read_text()[-2000:]}"
     folder = ExperimentFolder(storage / "pop")
     assert {d["rung"] for d in rung_decisions(folder) if d["rule"] == "pbt"} == {1}
-    assert sum(len(rows) for rows in stored_rows(folder).values()) < 4 * EPOCHS, "nothing left to resume"
-    result = run_cli("--resume", str(storage / "pop"), timeout=600)
+    assert max(len(rows) for rows in stored_rows(folder).values()) == 2, "no member stored the round's report"
+    return folder
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory, teacher) -> tuple[Path, int, str]:
+    """(experiment, exploits stored at the kill, the resume's output) of the population killed inside
+    its round at report 2, then resumed."""
+    folder = killed_in_round_2(tmp_path_factory.mktemp("pbt"), teacher)
+    result = run_cli("--resume", folder.loc.uri, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resume: pbt goes on with its round at report 2, where " in result.stdout, result.stdout[-3000:]
-    return storage / "pop", len(folder.pbt_exploits()), result.stdout
+    return Path(folder.loc.uri), len(folder.pbt_exploits()), result.stdout
 
 
 @pytest.fixture(scope="module")
@@ -74,21 +79,11 @@ def resumed_behind_its_rows(tmp_path_factory, teacher) -> tuple[Path, str]:
     """(experiment, the resume's output) of the population killed inside its round at report 2, the
     members' reports and checkpoints stored but Ray's state not (an object store's upload of the state
     lagging behind: harness/killing.py), then resumed: Ray restarts every member from scratch."""
-    storage = tmp_path_factory.mktemp("pbt-behind")
-    log = storage / "driver.log"
-    driver = start_driver(*SEARCH, "--teacher", str(teacher), "--storage", str(storage), "--name", "pop",
-                          env=KILL_IN_ROUND_2, log=log)
-    try:
-        driver.wait(timeout=300)
-    finally:
-        kill_driver(driver)
-    assert driver.returncode == -9, f"the driver was not killed in its round: {log.read_text()[-2000:]}"
-    folder = ExperimentFolder(storage / "pop")
-    assert max(len(rows) for rows in stored_rows(folder).values()) == 2  # rows at the round stored
+    folder = killed_in_round_2(tmp_path_factory.mktemp("pbt-behind"), teacher)
     assert len(fake_state_behind_results(folder)) == 4
-    result = run_cli("--resume", str(storage / "pop"), timeout=600)
+    result = run_cli("--resume", folder.loc.uri, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    return storage / "pop", result.stdout
+    return Path(folder.loc.uri), result.stdout
 
 
 @pytest.fixture(scope="module")
