@@ -175,9 +175,9 @@ def next_pbt_round(scheduler: Any) -> int:
 
 
 def pbt_reported(scheduler: Any, trial: Any, row: dict) -> None:
-    """Files a stored result `row` as the member's last report in a PopulationBasedTraining's table
+    """Files a result `row` as the member's last report in a PopulationBasedTraining's table
     (_save_trial_state: its score, report and result), as if the member had just made it: a resumed
-    search's member that had reached the round before the kill waits for it with that score."""
+    search's member that Ray resumes after the round's report waits for the round with that score."""
     if not all(hasattr(scheduler, a) for a in ("_save_trial_state", "_trial_state", "_time_attr")):
         raise _changed("PopulationBasedTraining._save_trial_state/_trial_state",
                        "a resumed pbt search ranks a member on the report it made before the kill")

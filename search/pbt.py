@@ -150,10 +150,11 @@ class SyncedPBT(StoresStoppedPausedTrials, require("PopulationBasedTraining")):
             super()._log_config_on_step(trial_state, new_state, trial, trial_to_clone, new_config)
 
     waiting: dict | None = None
-    """A resume's members that had made the report of the round it goes on with: trial id -> their
-    stored result row there. Each waits PAUSED, filed with that report, for the members behind it;
-    when none is behind (the kill came after the round's last report, before its exploits were
-    stored), the round is made on the driver's first step, as the unkilled search made it."""
+    """A resume's members that Ray resumes after the report of the round it goes on with: trial id ->
+    their result there (the stored state's last result). Each waits PAUSED, filed with that report,
+    for the members behind it; when none is behind (the kill came after the round's last report,
+    before its exploits were stored), the round is made on the driver's first step, as the unkilled
+    search made it."""
 
     def on_trial_add(self, tune_controller, trial):
         super().on_trial_add(tune_controller, trial)
@@ -181,11 +182,11 @@ class SyncedPBT(StoresStoppedPausedTrials, require("PopulationBasedTraining")):
         return chosen
 
 
-def pbt_scheduler(plan: SearchPlan, stored: dict[str, dict] | None = None) -> PopulationBasedTraining:
+def pbt_scheduler(plan: SearchPlan, resumes_after: dict[str, dict] | None = None) -> PopulationBasedTraining:
     """Exploit and explore after every report (half an epoch for lora, an epoch for kd), once the whole
-    population has made it. `stored`: a resume's scheduler, given each member's last stored result
-    row; its first round is at the furthest member's report (before the budget's last), which the
-    members there wait at (SyncedPBT.waiting)."""
+    population has made it. `resumes_after`: a resume's scheduler, given the result each member
+    resumes after (search/resume.py); its first round is at the furthest member's report (before the
+    budget's last), which the members there wait at (SyncedPBT.waiting)."""
     perturb = plan.space.perturb
     scheduler = SyncedPBT(
         time_attr="training_iteration",
@@ -203,14 +204,15 @@ def pbt_scheduler(plan: SearchPlan, stored: dict[str, dict] | None = None) -> Po
     )
     scheduler.last_report, scheduler.seed = plan.max_t, int(plan.config.get("seed", 0))
     scheduler.log = DecisionLog(plan.experiment_dir)
-    if stored:
+    if resumes_after:
         scheduler.log.load(ExperimentFolder(plan.experiment_dir))
         # In a synchronous population no member passes a report before the round there is made, so the
         # furthest member's report is the round to make: those there wait for the others. Ray's round
         # is due at _next_perturbation_sync (a fresh scheduler's is 1).
-        furthest = max(int(row["training_iteration"]) for row in stored.values())
+        furthest = max(int(row["training_iteration"]) for row in resumes_after.values())
         if furthest < plan.max_t:
-            scheduler.waiting = {t: row for t, row in stored.items() if row["training_iteration"] == furthest}
+            scheduler.waiting = {t: row for t, row in resumes_after.items()
+                                 if row["training_iteration"] == furthest}
             set_next_pbt_round(scheduler, furthest)
         else:  # the budget's last report makes no round
             set_next_pbt_round(scheduler, furthest + 1)

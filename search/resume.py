@@ -278,10 +278,10 @@ def restore_tuner(plan: SearchPlan, shipment: Any = None):
         # result, with its checkpoint (repaired and aligned above). Not the stored rows' last: on S3 a
         # row can reach the store before the state that names its checkpoint, and a member Ray restarts
         # from scratch, filed as standing at the round, had no checkpoint to be cloned from.
-        stored = {str(t["trial_id"]): m["last_result"] for t, m in folder._state_trials()
-                  if isinstance((m.get("last_result") or {}).get("training_iteration"), int)
-                  and m["last_result"].get("checkpoint_dir_name")}
-        scheduler = restored_tune_config(tuner).scheduler = pbt_scheduler(plan, stored)
+        resumes_after = {str(t["trial_id"]): m["last_result"] for t, m in folder._state_trials()
+                         if isinstance((m.get("last_result") or {}).get("training_iteration"), int)
+                         and m["last_result"].get("checkpoint_dir_name")}
+        scheduler = restored_tune_config(tuner).scheduler = pbt_scheduler(plan, resumes_after)
         if scheduler.waiting:
             report = next(iter(scheduler.waiting.values()))["training_iteration"]
             print(f"resume: pbt goes on with its round at report {report}, where {len(scheduler.waiting)} "
